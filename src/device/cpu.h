@@ -1,0 +1,10 @@
+/* The CPU backend's parts: each file fills its slots of the op table. */
+#ifndef VQJ_CPU_H
+#define VQJ_CPU_H
+
+#include "device/device.h"
+
+void vqji_cpu_register_layers(vqji_device_ops *ops); /* cpu_layers.c */
+void vqji_cpu_register_vq(vqji_device_ops *ops);     /* cpu_vq.c */
+
+#endif

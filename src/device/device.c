@@ -1,0 +1,40 @@
+#include "device/device.h"
+
+vqj_status vqji_device_create(const vqj_context *ctx, vqji_device **out)
+{
+    switch (ctx->params.device) {
+    case VQJ_DEVICE_CPU:
+        return vqji_cpu_device_create(ctx, out);
+    case VQJ_DEVICE_CUDA:
+#ifdef VQJ_WITH_CUDA
+        return vqji_cuda_device_create(ctx, out);
+#else
+        return vqji_fail(ctx, VQJ_ERR_UNSUPPORTED,
+                         "this build of libvqjepa has no CUDA backend; rebuild it with "
+                         "`make CUDA=1` (needs the CUDA Toolkit: nvcc and cuBLAS)");
+#endif
+    }
+    return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "unknown device kind %d",
+                     (int)ctx->params.device);
+}
+
+void vqji_device_destroy(vqji_device *dev)
+{
+    if (dev)
+        dev->ops->destroy(dev);
+}
+
+int vqj_device_compiled(vqj_device_kind device)
+{
+    switch (device) {
+    case VQJ_DEVICE_CPU:
+        return 1;
+    case VQJ_DEVICE_CUDA:
+#ifdef VQJ_WITH_CUDA
+        return 1;
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}

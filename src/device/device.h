@@ -1,0 +1,150 @@
+/* The device interface: a table of operations that the model math calls.
+ * Model code never includes cblas.h or cuda_runtime.h; a backend (cpu.c,
+ * cuda/) fills this table. Buffers passed to compute ops live on the device
+ * (host memory for the CPU backend). Compute ops return nothing: a backend
+ * records a failure and reports it at the next sync(), as GPU runtimes do. */
+#ifndef VQJ_DEVICE_H
+#define VQJ_DEVICE_H
+
+#include "core/core.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct vqji_device_ops vqji_device_ops;
+
+struct vqji_device {
+    const vqji_device_ops *ops;
+    const vqj_context *ctx; /* for error messages */
+    int num_threads;
+    void *impl; /* backend state */
+};
+
+struct vqji_device_ops {
+    const char *name;
+    void (*destroy)(vqji_device *dev);
+
+    /* Memory. alloc of 0 bytes gives a valid pointer. free(NULL) is a no-op. */
+    vqj_status (*alloc)(vqji_device *dev, size_t bytes, void **out);
+    void (*free)(vqji_device *dev, void *ptr);
+    vqj_status (*upload)(vqji_device *dev, void *dst, const void *host_src, size_t bytes);
+    vqj_status (*download)(vqji_device *dev, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(vqji_device *dev, void *dst, const void *src, size_t bytes);
+    /* Wait for queued work; return (and clear) the first recorded failure. */
+    vqj_status (*sync)(vqji_device *dev);
+
+    /* C[m x n] = alpha * op(A) * op(B) + beta * C, row-major, op(A) m x k,
+     * op(B) k x n; lda/ldb/ldc are row strides of the stored matrices. */
+    void (*gemm)(vqji_device *dev, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                 int ldc);
+
+    /* Elementwise. */
+    void (*fill)(vqji_device *dev, size_t n, float value, float *x);
+    void (*scale)(vqji_device *dev, size_t n, float alpha, float *x);             /* x *= a */
+    void (*axpy)(vqji_device *dev, size_t n, float alpha, const float *x, float *y); /* y += a x */
+
+    /* Reductions into one host float, accumulated in double. */
+    float (*sum)(vqji_device *dev, size_t n, const float *x);
+    float (*dot)(vqji_device *dev, size_t n, const float *x, const float *y);
+    /* Whether every element is finite. */
+    bool (*all_finite)(vqji_device *dev, size_t n, const float *x);
+
+    /* ---- Layers (cpu_layers.c; math in docs/model.md) ----
+     * Conventions: row-major [rows x cols] matrices; backward ops ACCUMULATE
+     * (+=) into every gradient they produce (inputs and parameters alike), so
+     * callers zero gradient buffers once before a backward pass and residual
+     * branches need no extra adds. Packed tokens: grid g owns rows
+     * offsets[g] .. offsets[g+1]-1; its adjacency is an n_g x n_g byte block
+     * at adj + adj_offsets[g] (adj_offsets[g] = sum over h < g of n_h^2). */
+    void (*bias_forward)(vqji_device *dev, int n, int c, const float *bias, float *y);
+    void (*bias_backward)(vqji_device *dev, int n, int c, const float *dy, float *dbias);
+    void (*gelu_forward)(vqji_device *dev, size_t n, const float *x, float *y);
+    void (*gelu_backward)(vqji_device *dev, size_t n, const float *x, const float *dy, float *dx);
+    void (*relu_forward)(vqji_device *dev, size_t n, const float *x, float *y);
+    void (*relu_backward)(vqji_device *dev, size_t n, const float *x, const float *dy, float *dx);
+    void (*tanh_forward)(vqji_device *dev, size_t n, const float *x, float *y);
+    /* Uses the forward output y = tanh(x). */
+    void (*tanh_backward)(vqji_device *dev, size_t n, const float *y, const float *dy, float *dx);
+    /* y = (x - mean) * rstd * gamma + beta per row, eps inside the sqrt;
+     * mean and rstd [n] are saved for the backward pass. */
+    void (*layernorm_forward)(vqji_device *dev, int n, int c, const float *x, const float *gamma,
+                              const float *beta, float eps, float *y, float *mean, float *rstd);
+    void (*layernorm_backward)(vqji_device *dev, int n, int c, const float *dy, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float *dx, float *dgamma, float *dbeta);
+    /* Inverted dropout: keep with probability 1 - p, scale kept values by
+     * 1 / (1 - p). The keep decision of element i is a pure function of
+     * (seed, i), so results do not depend on threads or devices. mask [n]
+     * receives the per-element factor (0 or 1/(1-p)). */
+    void (*dropout_forward)(vqji_device *dev, size_t n, float p, uint64_t seed, const float *x,
+                            float *y, float *mask);
+    void (*dropout_backward)(vqji_device *dev, size_t n, const float *mask, const float *dy,
+                             float *dx);
+    /* Multi-head self-attention restricted to adjacency plus self, per grid.
+     * qkv [n_tokens x 3d]: q, k, v side by side, head h at columns h*dh.
+     * out [n_tokens x d]. probs: softmax weights, heads * n_g^2 floats per
+     * grid at heads * adj_offsets[g], saved for the backward pass. */
+    void (*attention_forward)(vqji_device *dev, int num_grids, const int32_t *offsets,
+                              const uint8_t *adj, const int64_t *adj_offsets, int d, int heads,
+                              const float *qkv, float *out, float *probs);
+    void (*attention_backward)(vqji_device *dev, int num_grids, const int32_t *offsets,
+                               const uint8_t *adj, const int64_t *adj_offsets, int d, int heads,
+                               const float *qkv, const float *probs, const float *dout,
+                               float *dqkv);
+    /* y[g] = mean of rows of grid g (zero vector for an empty grid). */
+    void (*segment_mean_forward)(vqji_device *dev, int num_grids, const int32_t *offsets, int d,
+                                 const float *x, float *y);
+    void (*segment_mean_backward)(vqji_device *dev, int num_grids, const int32_t *offsets, int d,
+                                  const float *dy, float *dx);
+    /* y = x / max(||x||, eps) per row; norm [n] saved. */
+    void (*l2norm_forward)(vqji_device *dev, int n, int c, const float *x, float eps, float *y,
+                           float *norm);
+    void (*l2norm_backward)(vqji_device *dev, int n, int c, const float *x, const float *y,
+                            const float *norm, float eps, const float *dy, float *dx);
+    /* Context aggregators over x [batch x t x d] -> y [batch x d]. */
+    void (*aggregate_mean_forward)(vqji_device *dev, int batch, int t, int d, const float *x,
+                                   float *y);
+    void (*aggregate_mean_backward)(vqji_device *dev, int batch, int t, int d, const float *dy,
+                                    float *dx);
+    /* Learned query q [d]: s = x q / sqrt(d), w = softmax over t (saved
+     * [batch x t]), y = sum_t w_t x_t. */
+    void (*aggregate_attention_forward)(vqji_device *dev, int batch, int t, int d,
+                                        const float *x, const float *q, float *y, float *w);
+    void (*aggregate_attention_backward)(vqji_device *dev, int batch, int t, int d,
+                                         const float *x, const float *q, const float *w,
+                                         const float *dy, float *dx, float *dq);
+    /* One GRU step after the two input GEMMs (PyTorch gate order r, z, n):
+     * gi = x W_ih^T + b_ih, gh = h W_hh^T + b_hh, both [batch x 3d];
+     * h_new = (1 - z) n + z h. gates [batch x 4d] saves r, z, n and the
+     * hidden part of n (gh_n) for the backward pass. */
+    void (*gru_cell_forward)(vqji_device *dev, int batch, int d, const float *gi,
+                             const float *gh, const float *h, float *h_new, float *gates);
+    /* Gradients with respect to gi, gh (accumulated) and h (accumulated). */
+    void (*gru_cell_backward)(vqji_device *dev, int batch, int d, const float *h,
+                              const float *gates, const float *dh_new, float *dgi, float *dgh,
+                              float *dh);
+
+    /* ---- Vector quantization (cpu_vq.c) ----
+     * Nearest code by squared L2 for each of n rows of z [n x d] over the
+     * codebook e [k x d]: idx[n], dist[n] (the squared distance). Ties go to
+     * the lowest index. scratch holds n x k floats. */
+    void (*vq_assign)(vqji_device *dev, int n, int d, int k, const float *z, const float *e,
+                      float *scratch, int32_t *idx, float *dist);
+    /* counts[k] += assignments, sums[k x d] += assigned rows. */
+    void (*vq_accumulate)(vqji_device *dev, int n, int d, int k, const float *z,
+                          const int32_t *idx, float *counts, float *sums);
+};
+
+/* Create the device a context asks for. On failure the message is recorded
+ * against `ctx`. */
+vqj_status vqji_device_create(const vqj_context *ctx, vqji_device **out);
+void vqji_device_destroy(vqji_device *dev);
+
+/* Backends. */
+vqj_status vqji_cpu_device_create(const vqj_context *ctx, vqji_device **out);
+#ifdef VQJ_WITH_CUDA
+vqj_status vqji_cuda_device_create(const vqj_context *ctx, vqji_device **out);
+#endif
+
+#endif
