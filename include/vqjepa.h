@@ -138,6 +138,71 @@ VQJ_API uint64_t vqj_context_seed(const vqj_context *ctx);
 VQJ_API int vqj_device_compiled(vqj_device_kind device);
 /** @} */
 
+/** @name Tensors
+ *  A tensor is a rows x cols float32 matrix in the context's device memory
+ *  (host memory on the CPU). Stage-by-stage training passes tensors between
+ *  the encoder, codebook, predictor and loss without copies to the host.
+ *  @{ */
+typedef struct vqj_tensor vqj_tensor;
+
+/** Create a rows x cols tensor, zero-filled. rows may be 0.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, negative sizes), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_tensor_create(vqj_context *ctx, int rows, int cols, vqj_tensor **out);
+/** Destroy a tensor. NULL is ignored. */
+VQJ_API void vqj_tensor_destroy(vqj_tensor *tensor);
+/** Change the shape; the storage grows when needed and the contents are then
+ *  unspecified. Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_OUT_OF_MEMORY (the
+ *  tensor is unchanged). */
+VQJ_API vqj_status vqj_tensor_reshape(vqj_tensor *tensor, int rows, int cols);
+VQJ_API int vqj_tensor_rows(const vqj_tensor *tensor);
+VQJ_API int vqj_tensor_cols(const vqj_tensor *tensor);
+/** Copy the rows*cols values to or from host memory; `count` must equal
+ *  rows*cols. Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_tensor_read(const vqj_tensor *tensor, float *dst, size_t count);
+VQJ_API vqj_status vqj_tensor_write(vqj_tensor *tensor, const float *src, size_t count);
+/** @} */
+
+/** @name Named weights
+ *  Every model handle (encoder, codebook, predictor) exposes its tensors -
+ *  trainable weights and state such as the codebook's EMA statistics - as a
+ *  borrowed vqj_weights view: valid while the handle lives, never destroyed
+ *  by the caller. Names follow docs/model.md ("feature_mlp.fc1.weight", ...).
+ *  @{ */
+typedef struct vqj_weights vqj_weights;
+
+/** What one named tensor is. `name` is owned by the view. */
+typedef struct vqj_weight_info {
+    const char *name;
+    int ndim;          /**< 1 or 2 */
+    int64_t shape[2];  /**< unused dimensions are 1 */
+    size_t count;      /**< number of floats */
+    int trainable;     /**< 1 for weights an optimizer updates, 0 for state */
+} vqj_weight_info;
+
+/** Number of named tensors. */
+VQJ_API size_t vqj_weights_num_tensors(const vqj_weights *weights);
+/** Number of trainable floats (the "parameter count"). */
+VQJ_API size_t vqj_weights_num_params(const vqj_weights *weights);
+/** Describe tensor `index` (0 .. num_tensors-1). Errors: VQJ_ERR_INVALID_ARGUMENT. */
+VQJ_API vqj_status vqj_weights_info(const vqj_weights *weights, size_t index,
+                                    vqj_weight_info *out);
+/** Copy the named tensor to host memory; `count` must equal its count.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (unknown name, wrong count), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_weights_read(const vqj_weights *weights, const char *name, float *dst,
+                                    size_t count);
+/** Overwrite the named tensor from host memory. Non-finite values are
+ *  rejected (VQJ_ERR_NUMERIC) and leave the tensor unchanged. */
+VQJ_API vqj_status vqj_weights_write(vqj_weights *weights, const char *name, const float *src,
+                                     size_t count);
+/** Copy the gradient accumulated for the named trainable tensor by the last
+ *  backward passes. Errors: VQJ_ERR_INVALID_ARGUMENT (unknown name, wrong
+ *  count, a state tensor, which has no gradient), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_weights_read_grad(const vqj_weights *weights, const char *name,
+                                         float *dst, size_t count);
+/** Set every gradient of the view to zero. NULL is ignored. */
+VQJ_API void vqj_weights_zero_grad(vqj_weights *weights);
+/** @} */
+
 /** @name Grids and the object tokenizer (DESIGN.md section 2)
  *  @{ */
 
