@@ -51,7 +51,8 @@ all: $(SHARED) lib/libvqjepa.so lib/$(SONAME) $(STATIC) $(PCFILE) bin/vqjepa
 
 build/%.o: %.c $(wildcard include/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 build/cuda/%.o: cuda/%.cu $(wildcard include/*.h src/*/*.h cuda/*.h)
 	@mkdir -p $(dir $@)
@@ -101,7 +102,8 @@ bin/vqjepa: $(TOOL_SRC) $(STATIC)
 
 bin/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 	@mkdir -p bin
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STATIC) $(DEPS_LIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+	@echo "LD $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STATIC) $(DEPS_LIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
 bin/example_%: examples/%.c $(SHARED) lib/libvqjepa.so
 	@mkdir -p bin
@@ -109,11 +111,18 @@ bin/example_%: examples/%.c $(SHARED) lib/libvqjepa.so
 
 examples: $(EXAMPLE_BIN)
 
+# Every test program runs even when an earlier one fails; the summary line
+# counts the programs.
 check: all $(TEST_BIN) examples
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; VQJ_ARC_DATA=$(ARC_DATA) ./$$t; done
-	@echo "== tests/install_test.sh"; CC="$(CC)" CXX="$(CXX)" sh tests/install_test.sh
-	@echo "== tests/cli_test.sh"; sh tests/cli_test.sh
-	@echo "ALL TESTS PASSED"
+	@passed=0; failed=0; failures=""; \
+	for t in $(TEST_BIN) $(EXAMPLE_BIN) tests/install_test.sh tests/cli_test.sh; do \
+	  echo "== $$t"; \
+	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
+	  if CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) $$cmd; then passed=$$((passed+1)); \
+	  else failed=$$((failed+1)); failures="$$failures $$t"; fi; \
+	done; \
+	echo "check: $$passed passed, $$failed failed"; \
+	[ $$failed -eq 0 ] || { echo "failed:$$failures"; exit 1; }
 test: check
 
 bench: all

@@ -283,6 +283,1070 @@ VQJ_API vqj_status vqj_tokens_padded(vqj_context *ctx, const vqj_tokens *tokens,
                                      float *features, float *mask, float *adjacency);
 /** @} */
 
+/** @name ARC tasks (DESIGN.md section 1)
+ *  An ARC-AGI task file: `{"train": [{"input": G, "output": G}, ...],
+ *  "test": [{"input": G, "output": G}, ...]}` where G is a rectangle of
+ *  integers 0..9 (1..VQJ_MAX_GRID_SIDE a side). "test" may be absent and a
+ *  test pair may lack its "output"; other keys are ignored. Indices in error
+ *  messages (pair, row, column) count from 0.
+ *  @{ */
+
+/** A parsed task; opaque, owned by the caller. */
+typedef struct vqj_arc_task vqj_arc_task;
+
+/** Which list of pairs of a task. */
+typedef enum vqj_arc_split {
+    VQJ_ARC_TRAIN = 0, /**< the demonstration pairs ("train") */
+    VQJ_ARC_TEST = 1   /**< the query pairs ("test") */
+} vqj_arc_split;
+
+/** Read and parse the task file at `path`; the task's name is the file name
+ *  without its directory and ".json". On success *out holds a new task to
+ *  destroy with vqj_arc_task_destroy(); on failure *out is unchanged.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers), VQJ_ERR_IO (the file
+ *  cannot be read; the message names the path and the system's reason),
+ *  VQJ_ERR_PARSE (malformed JSON: "PATH:LINE:COLUMN: reason"; a missing or
+ *  mistyped field or a bad grid: "PATH: train pair 2 output: row 3 has 5
+ *  cells, expected 6" and the like), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_arc_task_load(vqj_context *ctx, const char *path, vqj_arc_task **out);
+
+/** Parse a task from `length` bytes of JSON text (no terminating NUL
+ *  needed). `name` becomes the task's name and prefixes error messages in
+ *  place of the path; NULL means "". Ownership and errors as
+ *  vqj_arc_task_load(), without VQJ_ERR_IO. */
+VQJ_API vqj_status vqj_arc_task_parse(vqj_context *ctx, const char *json_text, size_t length,
+                                      const char *name, vqj_arc_task **out);
+
+/** Destroy a task and every grid it holds. NULL is ignored. */
+VQJ_API void vqj_arc_task_destroy(vqj_arc_task *task);
+
+/** The task's name, owned by the task ("" for NULL). */
+VQJ_API const char *vqj_arc_task_name(const vqj_arc_task *task);
+
+/** Number of pairs in a split (0 for NULL or an unknown split). */
+VQJ_API size_t vqj_arc_task_num_pairs(const vqj_arc_task *task, vqj_arc_split split);
+
+/** The input grid of pair `i` of a split, owned by the task and valid until
+ *  it is destroyed. NULL when `i` or `split` is out of range. */
+VQJ_API const vqj_grid *vqj_arc_task_input(const vqj_arc_task *task, vqj_arc_split split,
+                                           size_t i);
+
+/** The output grid of pair `i`, as vqj_arc_task_input(); also NULL for a test
+ *  pair given without an output. */
+VQJ_API const vqj_grid *vqj_arc_task_output(const vqj_arc_task *task, vqj_arc_split split,
+                                            size_t i);
+/** @} */
+
+/** @name Codebook (vector quantization; docs/model.md, "Codebook")
+ *  Maps each token to its nearest code (squared L2, ties to the lowest
+ *  index) with a straight-through estimator and a commitment loss. Codes are
+ *  trained by EMA of assignment counts and sums with Laplace smoothing (or by
+ *  gradient when ema_decay is 0); codes whose EMA share falls to the usage
+ *  threshold are re-seeded from the worst-quantized tokens; an optional
+ *  k-means++ pass seeds the codes from the first large training batch.
+ *  Tokens are packed real tokens only (no padding), so padding never enters
+ *  the statistics. A codebook is not safe to use from two threads at once.
+ *  @{ */
+
+/** Parameters of vqj_codebook_create(). Fill with vqj_codebook_params_default(). */
+typedef struct vqj_codebook_params {
+    size_t size;                   /**< sizeof(vqj_codebook_params); set by the default function */
+    int num_embeddings;            /**< K, number of codes; default 768; 1..65536 */
+    int dim;                       /**< D, token and code width; default 384; 1..65536 */
+    int enabled;                   /**< default 1; 0: q = z, no loss, no codes, no updates */
+    float commitment_cost;         /**< beta; default 0.15; finite, >= 0 */
+    float ema_decay;               /**< gamma; default 0.95; [0, 1); 0 = codes trained by
+                                        gradient (then no EMA updates and no refresh) */
+    int refresh_enabled;           /**< dead-code refresh; default 1 (needs ema_decay > 0) */
+    int refresh_interval;          /**< refresh every this many EMA updates; default 3000; >= 1 */
+    float refresh_usage_threshold; /**< codes with EMA share <= this are dead; default 0.01; [0, 1] */
+    int kmeans_init;               /**< k-means++ on the first training batch with >= K
+                                        tokens; default 1 */
+} vqj_codebook_params;
+
+/** Fill `params` with the defaults documented on each field. NULL is ignored. */
+VQJ_API void vqj_codebook_params_default(vqj_codebook_params *params);
+
+/** An opaque codebook handle. */
+typedef struct vqj_codebook vqj_codebook;
+
+/** Create a codebook. Tensors (see vqj_codebook_weights()):
+ *  "codebook.embedding" [K x D] (trainable only when ema_decay is 0), state
+ *  "codebook.ema_count" [K] and "codebook.ema_sum" [K x D]. The codes start
+ *  uniform in (-1/K, 1/K), drawn from the context seed; ema_count starts at 1
+ *  and ema_sum at the codes. On success *out holds a codebook the caller
+ *  destroys with vqj_codebook_destroy() before the context; on failure *out
+ *  is NULL. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of
+ *  range: the message names it and its range, a size smaller than the first
+ *  published struct), VQJ_ERR_UNSUPPORTED (fields from a newer version),
+ *  VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *params,
+                                       vqj_codebook **out);
+
+/** Destroy a codebook. NULL is ignored. */
+VQJ_API void vqj_codebook_destroy(vqj_codebook *cb);
+
+/** The codebook's named tensors, a borrowed view valid while `cb` lives.
+ *  Writing "codebook.embedding" does not update ema_sum: write both to load
+ *  a checkpoint. NULL for a NULL codebook. */
+VQJ_API vqj_weights *vqj_codebook_weights(vqj_codebook *cb);
+
+/** What one forward call saw. Set `size` to sizeof(vqj_codebook_stats)
+ *  before the call; the library fills the fields that size covers. */
+typedef struct vqj_codebook_stats {
+    size_t size;           /**< set by the caller */
+    float commitment_loss; /**< beta * mean over tokens and dims of (z - sg(q))^2 (weighted) */
+    float codebook_loss;   /**< the code term mean (sg(z) - e)^2, weight 1, when ema_decay is
+                                0 (add it to the objective); 0 with EMA codes */
+    float perplexity;      /**< exp(entropy of the batch's code histogram); 0 when N = 0
+                                or VQ is disabled */
+    int active_codes;      /**< codes used by at least one token of the batch */
+    int refreshed;         /**< codes re-seeded by this call */
+    float usage_ratio;     /**< active_codes / K */
+    int64_t updates;       /**< EMA updates made so far, this call included */
+} vqj_codebook_stats;
+
+/** Quantize z [N x D] (N real tokens, N may be 0) with the current codes:
+ *  q [N x D] (reshaped by the call) = the nearest code of each row; the
+ *  commitment loss is reported in `stats`. `codes`, when not NULL, receives
+ *  the N code indices (-1 each when VQ is disabled). `stats` may be NULL.
+ *
+ *  With `training` set, in this order: k-means++ seeds the codes when
+ *  kmeans_init is set and this is the first training batch with N >= K
+ *  (before the assignment, so q uses the seeded codes); the tokens are
+ *  assigned; an EMA update folds the batch into the codes (ema_decay > 0 and
+ *  N > 0); every refresh_interval-th update re-seeds the dead codes from the
+ *  tokens with the largest quantization error (measured against the codes
+ *  the batch was assigned with). The residual z - q and the assignment are
+ *  kept for vqj_codebook_backward(). A training forward refuses non-finite z
+ *  (VQJ_ERR_NUMERIC) before changing anything, so one bad batch cannot
+ *  poison the EMA state.
+ *
+ *  With `training` 0 nothing in the codebook changes and the state kept for
+ *  the backward pass is left alone: this is how the target network and
+ *  evaluation quantize, between the online forward and its backward.
+ *
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL cb, z or q; q == z; a tensor of
+ *  another context; z not D columns; stats->size too small),
+ *  VQJ_ERR_NUMERIC, VQJ_ERR_OUT_OF_MEMORY (nothing changed), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int training,
+                                        vqj_tensor *q, int32_t *codes, vqj_codebook_stats *stats);
+
+/** Backward of the last training forward. Accumulates into dz [N x D]:
+ *  dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment); when
+ *  ema_decay is 0 also accumulates the code term's gradient
+ *  2 sum_{i->k} (e_k - z_i) / (N D) into the gradient of
+ *  "codebook.embedding" (read it with vqj_weights_read_grad()). May be
+ *  repeated; each call accumulates again.
+ *  Errors: VQJ_ERR_STATE (no training forward yet), VQJ_ERR_INVALID_ARGUMENT
+ *  (NULL pointers, a tensor of another context, dq or dz not N x D). */
+VQJ_API vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_tensor *dz);
+
+/** Per-code EMA usage ema_count_k / sum of ema_count into dst[count];
+ *  count must be K. Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_codebook_ema_usage(const vqj_codebook *cb, float *dst, size_t count);
+
+/** The counters a checkpoint must carry besides the tensors: the number of
+ *  EMA updates (which schedules the refresh) and whether k-means++ has run
+ *  (or is no longer wanted). Errors: VQJ_ERR_INVALID_ARGUMENT (NULL). */
+VQJ_API vqj_status vqj_codebook_get_progress(const vqj_codebook *cb, int64_t *updates,
+                                             int *initialized);
+/** Restore the counters of vqj_codebook_get_progress(): call it after loading
+ *  the tensors, or a resumed run re-seeds trained codes with k-means++.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, updates < 0). */
+VQJ_API vqj_status vqj_codebook_set_progress(vqj_codebook *cb, int64_t updates, int initialized);
+/** @} */
+
+/** @name Optimizer (DESIGN.md section 5; math in docs/optimizer.md)
+ *  Adam or AdamW over the trainable tensors of several weights views (the
+ *  encoder, codebook, predictor, loss...), with global-norm gradient
+ *  clipping and a warmup + cosine/linear learning-rate schedule. The
+ *  arithmetic is PyTorch's (torch.optim.Adam / AdamW with a LambdaLR and
+ *  torch.nn.utils.clip_grad_norm_ over all groups together).
+ *  @{ */
+
+/** Which update rule. */
+typedef enum vqj_optimizer_kind {
+    VQJ_OPT_ADAM = 0,  /**< Adam, weight_decay added to the gradient (L2), as torch.optim.Adam */
+    VQJ_OPT_ADAMW = 1  /**< AdamW, decoupled decay p *= 1 - lr * weight_decay, as torch.optim.AdamW */
+} vqj_optimizer_kind;
+
+/** Learning-rate schedule; every one starts with the linear warmup. */
+typedef enum vqj_lr_schedule {
+    VQJ_LR_CONSTANT = 0, /**< warmup, then lr */
+    VQJ_LR_COSINE = 1,   /**< warmup, then cosine from lr down to min_lr_scale * lr */
+    VQJ_LR_LINEAR = 2    /**< warmup, then linear from lr down to min_lr_scale * lr */
+} vqj_lr_schedule;
+
+/** Parameters of vqj_optimizer_create(). Fill with vqj_optimizer_params_default(). */
+typedef struct vqj_optimizer_params {
+    size_t size;              /**< sizeof(vqj_optimizer_params); set by the default function */
+    vqj_optimizer_kind kind;  /**< default VQJ_OPT_ADAM */
+    float lr;                 /**< peak learning rate; default 5e-5; finite, >= 0 */
+    float beta1;              /**< default 0.9; in [0, 1) */
+    float beta2;              /**< default 0.999; in [0, 1) */
+    float eps;                /**< added after the square root; default 1e-8; finite, > 0 */
+    float weight_decay;       /**< default 1e-6; finite, >= 0 */
+    float max_grad_norm;      /**< global-norm clipping threshold; 0 = no clipping;
+                                   default 0.5; finite, >= 0 */
+    vqj_lr_schedule schedule; /**< default VQJ_LR_COSINE */
+    int64_t warmup_steps;     /**< default 1000; >= 0 (0 = no warmup) */
+    int64_t total_steps;      /**< end of the decay; the floor holds after it; default 1500; >= 0 */
+    float min_lr_scale;       /**< floor of the decay as a fraction of lr; default 0.1; in [0, 1] */
+} vqj_optimizer_params;
+
+/** An opaque optimizer handle. */
+typedef struct vqj_optimizer vqj_optimizer;
+
+/** What one call of vqj_optimizer_step() did. */
+typedef struct vqj_step_info {
+    size_t size;     /**< set to sizeof(vqj_step_info) before the call */
+    int applied;     /**< 1 when the update was applied, 0 when the step was skipped */
+    float grad_norm; /**< global L2 norm of the (scaled) gradient, before clipping;
+                          not finite when the step was skipped */
+    float lr;        /**< learning rate of this step (the one it would have used if skipped) */
+    int64_t step;    /**< optimizer steps applied so far, this one included */
+} vqj_step_info;
+
+/** Fill `params` with the defaults documented on each field. NULL is ignored. */
+VQJ_API void vqj_optimizer_params_default(vqj_optimizer_params *params);
+
+/** Create an optimizer over the trainable tensors of `num_groups` weights
+ *  views (borrowed: each must outlive the optimizer). A view with no
+ *  trainable tensor is accepted and ignored. The first and second moments
+ *  start at zero, on the device; the step counter at 0.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, num_groups 0, a view
+ *  given twice or made from another context, a field out of range: the
+ *  message names the field and its range), VQJ_ERR_UNSUPPORTED (a params
+ *  struct from a newer library with fields set), VQJ_ERR_OUT_OF_MEMORY.
+ *  On failure *out is unchanged. */
+VQJ_API vqj_status vqj_optimizer_create(vqj_context *ctx, const vqj_optimizer_params *params,
+                                        vqj_weights *const *groups, size_t num_groups,
+                                        vqj_optimizer **out);
+
+/** Destroy an optimizer (not the views it updates). NULL is ignored. */
+VQJ_API void vqj_optimizer_destroy(vqj_optimizer *opt);
+
+/** Apply one optimizer step to every group from the gradients accumulated in
+ *  the views, in this order:
+ *   1. g = grad_scale * grad (gradient accumulation: pass 1 / number of
+ *      micro-batches to average their summed gradients; 1 otherwise);
+ *   2. the global norm ||g|| over all groups (reported as grad_norm);
+ *      when it is not finite (a NaN or infinite gradient anywhere) the step
+ *      is skipped: VQJ_OK with applied = 0, and nothing changes - not the
+ *      parameters, the moments, the step counter nor the schedule;
+ *   3. clipping: g *= min(1, max_grad_norm / (||g|| + 1e-6)) when
+ *      max_grad_norm > 0;
+ *   4. the Adam/AdamW update with the scheduled lr (vqj_optimizer_lr());
+ *   5. the step counter, and with it the schedule, advances by one.
+ *  The gradient buffers are only read (scale and clipping are folded into
+ *  the update), so zero them before the next accumulation
+ *  (vqj_optimizer_zero_grad()). `info` may be NULL.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL opt, grad_scale not finite or
+ *  <= 0, info->size smaller than the first vqj_step_info), VQJ_ERR_DEVICE
+ *  (the device failed; the parameters may then be partly updated). */
+VQJ_API vqj_status vqj_optimizer_step(vqj_optimizer *opt, float grad_scale, vqj_step_info *info);
+
+/** Zero the gradients of every group. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL). */
+VQJ_API vqj_status vqj_optimizer_zero_grad(vqj_optimizer *opt);
+
+/** The learning rate the next step will use: lr * schedule(steps). 0 for NULL. */
+VQJ_API float vqj_optimizer_lr(const vqj_optimizer *opt);
+
+/** Optimizer steps applied so far (skipped steps do not count). 0 for NULL. */
+VQJ_API int64_t vqj_optimizer_steps(const vqj_optimizer *opt);
+
+/** Set the step counter, e.g. when resuming from a checkpoint: it drives the
+ *  bias corrections and the schedule. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL,
+ *  steps < 0). */
+VQJ_API vqj_status vqj_optimizer_set_steps(vqj_optimizer *opt, int64_t steps);
+
+/** The optimizer's state as a borrowed weights view (valid while the
+ *  optimizer lives; never destroy it), for checkpoints: for each group g
+ *  with trainable tensors, the state tensors "adam.m.<g>" and "adam.v.<g>"
+ *  [num_params of group g], the first and second moments over that group's
+ *  trainable floats in their storage order. Read and write them with
+ *  vqj_weights_read() / vqj_weights_write(). The step counter is not in the
+ *  view: use vqj_optimizer_steps() / vqj_optimizer_set_steps(). NULL for a
+ *  NULL optimizer. */
+VQJ_API vqj_weights *vqj_optimizer_state(vqj_optimizer *opt);
+
+/** Exponential moving average of the trainable tensors of a view, for a
+ *  target network: target = decay * target + (1 - decay) * online. State
+ *  tensors are not touched. Both views must hold the same trainable tensors
+ *  (names and shapes, in the same order) and come from the same context.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, decay not in [0, 1],
+ *  different contexts, mismatched tensors: the message names the first
+ *  difference); on failure target is unchanged. */
+VQJ_API vqj_status vqj_weights_ema(vqj_weights *target, const vqj_weights *online, float decay);
+/** @} */
+
+/** @name Encoder (DESIGN.md section 3.1-3.2; math in docs/model.md)
+ *  The feature MLP (F -> D -> GELU -> D) followed by `relational_layers`
+ *  pre-LayerNorm transformer blocks whose attention is restricted to each
+ *  grid's adjacency plus self. Works on packed tokens (vqj_tokens): grids
+ *  with no objects, and batches with no objects at all, are valid.
+ *
+ *  Threads: a handle keeps the activations of its last forward pass for the
+ *  backward pass, so one forward/backward pair is in flight per handle and
+ *  calls on one handle must not overlap. Different handles (an online and a
+ *  target encoder, say) may run on different threads at the same time.
+ *  @{ */
+
+/** Parameters of vqj_encoder_create(). Fill with vqj_encoder_params_default(). */
+typedef struct vqj_encoder_params {
+    size_t size;              /**< sizeof(vqj_encoder_params); set by the default function */
+    int feature_dim;          /**< F, features per token; must equal the tokenizer's
+                                   vqj_tokenizer_feature_dim(); default 23; 1..4096 */
+    int hidden_dim;           /**< D; default 384; 1..16384, divisible by relational_heads */
+    int relational_layers;    /**< default 3; 0..64 (0: the feature MLP alone) */
+    int relational_heads;     /**< default 8; 1..hidden_dim */
+    float relational_dropout; /**< on both residual branches in training; default 0.1; [0, 1) */
+} vqj_encoder_params;
+
+/** Fill `params` with the defaults documented on each field. NULL is ignored. */
+VQJ_API void vqj_encoder_params_default(vqj_encoder_params *params);
+
+/** An opaque encoder handle. */
+typedef struct vqj_encoder vqj_encoder;
+
+/** Create an encoder. Its tensors (vqj_encoder_weights()) are
+ *  "feature_mlp.fc{1,2}.{weight,bias}" and, per block l,
+ *  "relational.<l>.{ln1,attn.qkv,attn.out,ln2,ffn.fc1,ffn.fc2}.{weight,bias}",
+ *  all trainable, initialised as docs/model.md says from the context seed
+ *  (two encoders made from one seed start identical).
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of range: the
+ *  message names it and its range, a size smaller than the first published
+ *  struct), VQJ_ERR_UNSUPPORTED (fields from a newer version),
+ *  VQJ_ERR_OUT_OF_MEMORY. On failure *out is unchanged. */
+VQJ_API vqj_status vqj_encoder_create(vqj_context *ctx, const vqj_encoder_params *params,
+                                      vqj_encoder **out);
+
+/** Destroy an encoder. NULL is ignored. */
+VQJ_API void vqj_encoder_destroy(vqj_encoder *encoder);
+
+/** The encoder's named tensors, a borrowed view valid while it lives. NULL
+ *  for a NULL encoder. */
+VQJ_API vqj_weights *vqj_encoder_weights(vqj_encoder *encoder);
+
+/** Encode every token of `tokens` (made with the same context): `out` is
+ *  reshaped to N x D (N = vqj_tokens_num_objects(), possibly 0) and receives
+ *  z. With `training` set, dropout is applied with masks drawn from the
+ *  context seed, a per-handle step counter (advanced by each training
+ *  forward) and the site, so a run is reproducible; without it dropout is
+ *  off. The activations are kept for vqj_encoder_backward(); buffers grow to
+ *  the largest batch seen and are reused.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, objects of another
+ *  context, tokens whose feature dimension differs from feature_dim),
+ *  VQJ_ERR_NUMERIC (a NaN or infinite input feature: the message names the
+ *  token, its grid and the feature; nothing is computed),
+ *  VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. A call rejected by these checks
+ *  changes nothing; one that fails later (memory, device) discards the
+ *  previous forward's activations (a backward then gives VQJ_ERR_STATE). */
+VQJ_API vqj_status vqj_encoder_forward(vqj_encoder *encoder, const vqj_tokens *tokens,
+                                       int training, vqj_tensor *out);
+
+/** Backward of the last forward: given dout = dL/dz [N x D], ACCUMULATE
+ *  (docs/model.md, "Gradient convention") into the gradients of every
+ *  tensor of vqj_encoder_weights() (zero them with vqj_weights_zero_grad())
+ *  and, when `dfeatures` is not NULL, into dfeatures [N x F] (the gradient
+ *  with respect to the input features; create it zeroed). May be repeated:
+ *  each call accumulates again.
+ *  Errors: VQJ_ERR_STATE (no successful forward yet), VQJ_ERR_INVALID_ARGUMENT
+ *  (NULL encoder or dout, tensors of another context, dout not N x D,
+ *  dfeatures not N x F), VQJ_ERR_OUT_OF_MEMORY (first backward: scratch
+ *  buffers), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_encoder_backward(vqj_encoder *encoder, const vqj_tensor *dout,
+                                        vqj_tensor *dfeatures);
+/** @} */
+
+/** @name Predictor (DESIGN.md section 3.4-3.6; math in docs/model.md)
+ *  Grid pooling (mean of a grid's token vectors; 0 objects -> the zero
+ *  vector), context aggregation over the T grids of an example, and the
+ *  projection head (Linear layers, each followed by the activation, then L2
+ *  normalization).
+ *
+ *  Threads: as for the encoder, a handle keeps the activations of its last
+ *  forward (context or grids path) for the matching backward; calls on one
+ *  handle must not overlap, different handles may run concurrently.
+ *  @{ */
+
+/** Activation after each projection layer. */
+typedef enum vqj_activation {
+    VQJ_ACT_NONE = 0,
+    VQJ_ACT_RELU = 1,
+    VQJ_ACT_GELU = 2, /**< exact (erf) form */
+    VQJ_ACT_TANH = 3
+} vqj_activation;
+
+/** How the T grid vectors of an example become one context vector. */
+typedef enum vqj_aggregator {
+    VQJ_AGG_MEAN = 0,      /**< (1/T) sum_t r_t */
+    VQJ_AGG_LAST = 1,      /**< r_T */
+    VQJ_AGG_ATTENTION = 2, /**< softmax_t(r_t . q / sqrt(D)) weights, learned query q */
+    VQJ_AGG_GRU = 3        /**< PyTorch's GRU over t = 1..T from h = 0; the last state */
+} vqj_aggregator;
+
+/** Parameters of vqj_predictor_create(). Fill with vqj_predictor_params_default(). */
+typedef struct vqj_predictor_params {
+    size_t size;                         /**< sizeof(vqj_predictor_params) */
+    int hidden_dim;                      /**< D, width of the token vectors; default 384; 1..16384 */
+    int projection_dim;                  /**< P; default 256; 1..16384 */
+    int projection_layers;               /**< default 2; 1..16 (the first D -> P, the rest P -> P) */
+    vqj_activation projection_activation; /**< default VQJ_ACT_RELU */
+    vqj_aggregator aggregator;           /**< default VQJ_AGG_MEAN */
+    int context_window;                  /**< T, grids per example; default 3; 1..1024 */
+} vqj_predictor_params;
+
+/** Fill `params` with the defaults documented on each field. NULL is ignored. */
+VQJ_API void vqj_predictor_params_default(vqj_predictor_params *params);
+
+/** An opaque predictor handle. */
+typedef struct vqj_predictor vqj_predictor;
+
+/** Create a predictor. Tensors: "head.<i>.weight" / "head.<i>.bias" for
+ *  each projection layer, plus "aggregator.query" [D] (attention) or
+ *  "aggregator.gru.weight_ih", "aggregator.gru.weight_hh" [3D x D],
+ *  "aggregator.gru.bias_ih", "aggregator.gru.bias_hh" [3D] (GRU); all
+ *  trainable, initialised from the context seed as docs/model.md says.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of range,
+ *  an unknown enum value), VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY. On
+ *  failure *out is unchanged. */
+VQJ_API vqj_status vqj_predictor_create(vqj_context *ctx, const vqj_predictor_params *params,
+                                        vqj_predictor **out);
+
+/** Destroy a predictor. NULL is ignored. */
+VQJ_API void vqj_predictor_destroy(vqj_predictor *predictor);
+
+/** The predictor's named tensors, a borrowed view valid while it lives. */
+VQJ_API vqj_weights *vqj_predictor_weights(vqj_predictor *predictor);
+
+/** The context path: `tokens` holds B * T grids (T = context_window),
+ *  example b's context being grids b*T .. b*T+T-1 in order; token_vectors
+ *  [N x D] holds one vector per token of `tokens` (e.g. the quantized
+ *  encoder output). out is reshaped to B x P and receives
+ *  normalize(head(aggregate(grid means))). B may be 0.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, objects of another
+ *  context, the grid count not a multiple of T, token_vectors not N x D,
+ *  out the same tensor as token_vectors), VQJ_ERR_OUT_OF_MEMORY,
+ *  VQJ_ERR_DEVICE. A call rejected by these checks changes nothing; one
+ *  that fails later discards the previous forward. */
+VQJ_API vqj_status vqj_predictor_forward_context(vqj_predictor *predictor,
+                                                 const vqj_tokens *tokens,
+                                                 const vqj_tensor *token_vectors,
+                                                 vqj_tensor *out);
+
+/** The target path: every grid of `tokens` on its own, no aggregator. out is
+ *  reshaped to G x P (G = vqj_tokens_num_grids()) and receives
+ *  normalize(head(grid mean)). Errors as vqj_predictor_forward_context()
+ *  (without the multiple-of-T rule). */
+VQJ_API vqj_status vqj_predictor_forward_grids(vqj_predictor *predictor,
+                                               const vqj_tokens *tokens,
+                                               const vqj_tensor *token_vectors,
+                                               vqj_tensor *out);
+
+/** Backward of the last forward, which must have been the context path:
+ *  given d_out [B x P], ACCUMULATE into d_token_vectors [N x D] and into the
+ *  gradients of vqj_predictor_weights(). May be repeated.
+ *  Errors: VQJ_ERR_STATE (there was no successful forward, or the last one
+ *  was the grids path), VQJ_ERR_INVALID_ARGUMENT (NULL pointers, shapes that
+ *  do not match the forward, tensors of another context), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_predictor_backward_context(vqj_predictor *predictor,
+                                                  const vqj_tensor *d_out,
+                                                  vqj_tensor *d_token_vectors);
+
+/** Backward of the last forward, which must have been the grids path: given
+ *  d_out [G x P], accumulate into d_token_vectors [N x D] and the weights'
+ *  gradients. Errors as vqj_predictor_backward_context(). */
+VQJ_API vqj_status vqj_predictor_backward_grids(vqj_predictor *predictor,
+                                                const vqj_tensor *d_out,
+                                                vqj_tensor *d_token_vectors);
+/** @} */
+
+/** @name Datasets (DESIGN.md section 1)
+ *  A dataset is a list of examples: T context grids (T = context_window)
+ *  and one target grid. It owns its grids. Sources: ARC task files, JSONL
+ *  manifests and the built-in synthetic generator (the default when no data
+ *  is given). A dataset is read-only once built, so any number of threads
+ *  may read one at the same time.
+ *  @{ */
+
+/** Bad-record messages a dataset keeps with skip_bad (the rest are counted). */
+#define VQJ_DATASET_MAX_SKIPPED_MESSAGES 8
+
+/** An opaque dataset. */
+typedef struct vqj_dataset vqj_dataset;
+
+/** How examples are formed. Fill with vqj_dataset_params_default(). */
+typedef struct vqj_dataset_params {
+    size_t size;               /**< sizeof(vqj_dataset_params); set by the default function */
+    int context_window;        /**< T, context grids per example; default 3; 1..64 */
+    int target_offset;         /**< JSONL frames: the target is this many frames after the
+                                    window's last; default 1; 1..4096 */
+    float validation_split;    /**< share of examples for validation, for callers that pass
+                                    it to vqj_dataset_split(); default 0.02; [0, 1) */
+    uint64_t validation_seed;  /**< seed for vqj_dataset_split(); default 13 */
+    int skip_bad;              /**< 1: count and skip bad records instead of failing;
+                                    default 0 */
+    int max_examples_per_task; /**< ARC: at most this many examples per task; default 32;
+                                    0 = no cap */
+} vqj_dataset_params;
+
+/** Fill `params` with the defaults. NULL is ignored. */
+VQJ_API void vqj_dataset_params_default(vqj_dataset_params *params);
+
+/** Build a dataset from ARC-AGI task files: `path` is one task file or a
+ *  folder whose `*.json` files (not its subfolders) are read in byte order
+ *  of their names.
+ *
+ *  Examples pair a demonstration with a query of the same task, the way ARC
+ *  is meant to be read: for T = 3 the context is [demo input, demo output,
+ *  query input] and the target the query output. Demos are the task's
+ *  "train" pairs; queries are the "train" pairs and the "test" pairs that
+ *  have an output. For a task with n train pairs and m test outputs the
+ *  candidates are every (demo a, query b) with a != b: n(n-1) + n*m. They are
+ *  taken in rounds so that a cap keeps every query and spreads the demos: in
+ *  round r = 1, 2, ... each query b (train pairs first, then test pairs, in
+ *  file order) gets the r-th train pair after it in cyclic order, skipping
+ *  itself (a test query's round r uses train pair r-1); rounds stop at
+ *  `max_examples_per_task`. Other context windows use more or fewer grids of
+ *  the same sequence: the full sequence is [..., in(a3), out(a3), in(a2),
+ *  out(a2), in(a), out(a), in(b)] where a2, a3, ... are the train pairs
+ *  following a in cyclic order (skipping b, repeating when the task has too
+ *  few), and the context is its last T grids (T = 1: [in(b)], T = 2:
+ *  [out(a), in(b)], T = 5: [in(a2), out(a2), in(a), out(a), in(b)]).
+ *  Examples of one task form one group for vqj_dataset_split(). With the
+ *  defaults the 400 tasks of ARC-AGI-1's training folder give 4431 examples.
+ *
+ *  On success *out holds a new dataset to destroy with vqj_dataset_destroy();
+ *  on failure *out is unchanged. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL
+ *  pointers, bad params), VQJ_ERR_IO (a path that cannot be read),
+ *  VQJ_ERR_PARSE (a malformed task file, with the message of
+ *  vqj_arc_task_load(): "PATH:LINE:COLUMN: ..." or "PATH: train pair 2
+ *  output: ..."; or no example at all), VQJ_ERR_OUT_OF_MEMORY. With
+ *  skip_bad, a task file that cannot be read or parsed is counted and
+ *  skipped instead (vqj_dataset_num_skipped()). */
+VQJ_API vqj_status vqj_dataset_from_arc(vqj_context *ctx, const vqj_dataset_params *params,
+                                        const char *path, vqj_dataset **out);
+
+/** Build a dataset from a JSONL manifest: one JSON object a line (blank
+ *  lines are ignored; other keys than those below are ignored), in one of
+ *  three forms, where G is a grid as in ARC files:
+ *  - `{"context": [G, ...], "target": G}`: the context needs at least T
+ *    grids; a longer one keeps its last T.
+ *  - `{"input": G, "output": G}`: context = the input repeated T times,
+ *    target = the output. Such a context gives the context aggregator
+ *    nothing to aggregate (DESIGN.md lists it among the original's
+ *    defects), so the first such record of a file logs a warning.
+ *  - `{"frames": [G, ...]}`: for every s, the window frames[s .. s+T-1] with
+ *    target frames[s+T-1+target_offset], as long as that frame exists; a
+ *    sequence too short for one window gives no example (not an error).
+ *  A record that has the keys of two forms is an error. Examples of one
+ *  line form one group for vqj_dataset_split().
+ *
+ *  Ownership as vqj_dataset_from_arc(). Errors: VQJ_ERR_INVALID_ARGUMENT,
+ *  VQJ_ERR_IO ("cannot open PATH: reason"), VQJ_ERR_PARSE ("PATH:LINE: ..."
+ *  for a bad record, "PATH:LINE:COLUMN: ..." for a JSON syntax error, or
+ *  "PATH: no examples ..." when nothing was formed), VQJ_ERR_OUT_OF_MEMORY.
+ *  With skip_bad, bad records are counted and skipped; the messages of the
+ *  first VQJ_DATASET_MAX_SKIPPED_MESSAGES are kept and logged as warnings,
+ *  followed by one warning with the total. */
+VQJ_API vqj_status vqj_dataset_from_jsonl(vqj_context *ctx, const vqj_dataset_params *params,
+                                          const char *path, vqj_dataset **out);
+
+/** The synthetic generator's options. Fill with vqj_synthetic_params_default(). */
+typedef struct vqj_synthetic_params {
+    size_t size;        /**< sizeof(vqj_synthetic_params); set by the default function */
+    int num_examples;   /**< default 20000; 1..100000000 */
+    uint64_t seed;      /**< default 0; the same seed gives the same examples, byte for byte */
+    int min_side;       /**< smallest grid side; default 6; 4..max_side */
+    int max_side;       /**< largest grid side; default 14; min_side..VQJ_MAX_GRID_SIDE */
+    int min_colors;     /**< fewest colors of an input grid, background included; default 4;
+                             2..max_colors */
+    int max_colors;     /**< most colors, background included; default 6; min_colors..10 */
+    int max_primitives; /**< longest program; default 3; 1..16 */
+} vqj_synthetic_params;
+
+/** Fill `params` with the defaults. NULL is ignored. */
+VQJ_API void vqj_synthetic_params_default(vqj_synthetic_params *params);
+
+/** Generate a synthetic dataset (the default source when no data is given).
+ *
+ *  Each example has its own program of 1..max_primitives primitives drawn
+ *  from: mirror left-right, mirror up-down, rotate 90/180/270 degrees
+ *  clockwise, translate by up to 2 cells (cells moved out are lost), recolor
+ *  one color, swap two colors, fill the holes of closed shapes (background
+ *  cells not connected to the border) with a color, and gravity in one of 4
+ *  directions; no primitive follows itself. Input grids are H x W with H, W
+ *  drawn in [min_side, max_side], on background 0, with k colors (k drawn in
+ *  [min_colors, max_colors], background included, every one present) in a
+ *  few separate objects: rectangles, hollow rectangles, lines, L-shapes and
+ *  random blobs. Every grid of an example uses one palette, so no grid has
+ *  more than k colors (programs only merge or rename colors).
+ *
+ *  Examples are formed like ARC examples, not as windows of one program's
+ *  frames: a window of frames [x0, x1, x2] -> x3 asks for a step that the
+ *  context does not determine, while with the demo/query form the target is
+ *  a function of the context that only aggregating it reveals. For T = 3 the
+ *  context is [x, P(x), y] and the target P(y), for two inputs x, y and the
+ *  example's program P; other T take the last T grids of [..., x2, P(x2), x,
+ *  P(x), y] with more inputs, as vqj_dataset_from_arc() does. Example i
+ *  depends only on (seed, i) and the size/color/program parameters, so a
+ *  larger num_examples extends a smaller one. Each example is its own group
+ *  for vqj_dataset_split(). Only `context_window` of `params` is used.
+ *
+ *  Ownership as vqj_dataset_from_arc(). Errors: VQJ_ERR_INVALID_ARGUMENT
+ *  (NULL pointers, a parameter out of its range), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_dataset_synthetic(vqj_context *ctx, const vqj_dataset_params *params,
+                                         const vqj_synthetic_params *synthetic,
+                                         vqj_dataset **out);
+
+/** Destroy a dataset and its grids. NULL is ignored. */
+VQJ_API void vqj_dataset_destroy(vqj_dataset *dataset);
+
+/** Number of examples (0 for NULL). */
+VQJ_API size_t vqj_dataset_num_examples(const vqj_dataset *dataset);
+
+/** T, the context grids per example (0 for NULL). */
+VQJ_API int vqj_dataset_context_window(const vqj_dataset *dataset);
+
+/** The params the dataset was built with (with the defaults filled in).
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, or out->size not set by
+ *  vqj_dataset_params_default()). */
+VQJ_API vqj_status vqj_dataset_get_params(const vqj_dataset *dataset, vqj_dataset_params *out);
+
+/** Example `i`: *context points to its T context grids (oldest first) and
+ *  *target to its target grid, all owned by the dataset and valid until it is
+ *  destroyed. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, i out of
+ *  range; the outputs are unchanged). */
+VQJ_API vqj_status vqj_dataset_example(const vqj_dataset *dataset, size_t i,
+                                       const vqj_grid **context, const vqj_grid **target);
+
+/** Number of bad records skipped while building (skip_bad), 0 otherwise. */
+VQJ_API size_t vqj_dataset_num_skipped(const vqj_dataset *dataset);
+
+/** The message of skipped record k (k < VQJ_DATASET_MAX_SKIPPED_MESSAGES, in
+ *  file order), owned by the dataset; NULL when there is none. */
+VQJ_API const char *vqj_dataset_skipped_message(const vqj_dataset *dataset, size_t k);
+
+/** Split `all` into new training and validation datasets (copies: `all` may
+ *  be destroyed afterwards). Examples keep their order. Whole groups (an ARC
+ *  task, a JSONL line, a synthetic program: see the constructors) go to
+ *  validation, in an order drawn from `seed`, until it holds at least
+ *  round(validation_split * N) examples, so no grid sequence is seen by both
+ *  parts; the training part always keeps at least one group, so validation
+ *  may be empty (when all has one group or validation_split is 0). The same
+ *  (dataset, validation_split, seed) always gives the same split.
+ *  On success *train and *validation hold new datasets for the caller to
+ *  destroy; on failure both are unchanged. Errors: VQJ_ERR_INVALID_ARGUMENT
+ *  (NULL pointers, validation_split outside [0, 1)), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_dataset_split(const vqj_dataset *all, float validation_split,
+                                     uint64_t seed, vqj_dataset **train,
+                                     vqj_dataset **validation);
+
+/** Write the visiting order of `epoch` to `order` (num_examples entries): a
+ *  permutation of 0..N-1 that depends only on (seed, epoch, N).
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers). */
+VQJ_API vqj_status vqj_dataset_shuffle(const vqj_dataset *dataset, uint64_t seed, int64_t epoch,
+                                       size_t *order);
+/** @} */
+
+/** @name Augmentations and invariance views (DESIGN.md sections 1 and 4)
+ *  Augmentations perturb training examples; views are the transformed
+ *  copies the invariance loss compares with the original. All are seeded:
+ *  the same seed and input give the same output. Output buffers hold
+ *  in->height * in->width cells, row-major, and must not overlap the input.
+ *  @{ */
+
+/** Augmentation options. Fill with vqj_augment_params_default(). */
+typedef struct vqj_augment_params {
+    size_t size;                /**< sizeof(vqj_augment_params); set by the default function */
+    float mask_ratio;           /**< probability that a non-background cell becomes
+                                     background; default 0.1; [0, 1] */
+    int random_crop_radius;     /**< translate by up to this many cells on each axis;
+                                     default 1; 0..VQJ_MAX_GRID_SIDE */
+    int min_grid_size_for_crop; /**< translate only grids with min(H, W) >= this; default 8 */
+    int palette_permutation;    /**< 1: permute the non-background colors; default 1 */
+    float gaussian_noise_std;   /**< std of the color jitter; default 0.05; finite, >= 0 */
+    int background;             /**< the background color; default 0; 0..9 */
+} vqj_augment_params;
+
+/** Fill `params` with the defaults. NULL is ignored. */
+VQJ_API void vqj_augment_params_default(vqj_augment_params *params);
+
+/** Augment one grid into `out_cells`, in this order:
+ *  1. translation: when min(H, W) >= min_grid_size_for_crop, shift by (dy,
+ *     dx) drawn uniformly in [-random_crop_radius, random_crop_radius];
+ *     cells shifted out are lost, vacated cells become background;
+ *  2. palette: one random bijection of the 9 non-background colors, applied
+ *     to every cell;
+ *  3. masking: each non-background cell becomes background with
+ *     probability mask_ratio;
+ *  4. jitter: each remaining non-background cell c becomes
+ *     clamp(c + round(gaussian_noise_std * N(0, 1)), lo, hi), where [lo, hi]
+ *     is the range of the non-background colors present after step 3; a
+ *     result equal to the background keeps c, so jitter never erases a cell.
+ *     With the default std 0.05 a change needs a 10-sigma draw: the jitter
+ *     is kept for fidelity to the reference system, not for effect.
+ *  With mask_ratio 0, no translation (radius 0 or a small grid), no palette
+ *  permutation and std 0 the output equals the input. vqj_augment_grid(seed,
+ *  g) equals vqj_augment_example(seed) with g as the only grid.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a parameter out of range,
+ *  a bad grid). */
+VQJ_API vqj_status vqj_augment_grid(vqj_context *ctx, const vqj_augment_params *params,
+                                    uint64_t seed, const vqj_grid *in, uint8_t *out_cells);
+
+/** Augment the T context grids and the target of one example consistently:
+ *  the palette permutation and the translation (dy, dx) are drawn once and
+ *  applied to every grid (translation only to the grids large enough), so
+ *  the relation between the grids survives; masking and jitter are drawn
+ *  per grid. out_cells[0 .. T-1] receive the context grids and out_cells[T]
+ *  the target. `target` may be NULL (then out_cells has T entries).
+ *  Errors: as vqj_augment_grid(); context_window must be 1..64. */
+VQJ_API vqj_status vqj_augment_example(vqj_context *ctx, const vqj_augment_params *params,
+                                       uint64_t seed, const vqj_grid *context,
+                                       int context_window, const vqj_grid *target,
+                                       uint8_t *const *out_cells);
+
+/** The color view: one random bijection of the colors that are not in the
+ *  `background` bit mask (the tokenizer's vqj_tokenizer_params.background),
+ *  applied to every cell. Tokenizing the view gives the same objects, areas,
+ *  shapes and positions with consistently renamed colors, so the dominant
+ *  color and the color-count slots change together (the original permuted
+ *  them with two unrelated permutations). `ctx` may be NULL (errors then
+ *  read through vqj_last_error()). Errors: VQJ_ERR_INVALID_ARGUMENT. */
+VQJ_API vqj_status vqj_view_palette(vqj_context *ctx, uint64_t seed, uint16_t background,
+                                    const vqj_grid *in, uint8_t *out_cells);
+
+/** The symmetry view: `horizontal` != 0 mirrors left-right (columns
+ *  reversed), 0 mirrors up-down (rows reversed). Applied twice it is the
+ *  identity. `ctx` may be NULL. Errors: VQJ_ERR_INVALID_ARGUMENT. */
+VQJ_API vqj_status vqj_view_flip(vqj_context *ctx, const vqj_grid *in, int horizontal,
+                                 uint8_t *out_cells);
+
+/** The translation view, on token features rather than grids: translating a
+ *  grid's contents changes nothing once the tokenizer normalizes positions
+ *  unless objects move relative to the frame, so the view shifts the
+ *  position features of `n` packed feature rows (`feature_dim` floats each,
+ *  as vqj_tokens_features()) in place: centroid y (7) and bbox min y, max y
+ *  (9, 11) by dy, centroid x (8) and bbox min x, max x (10, 12) by dx, in
+ *  the features' own units (fractions of the grid side with the default
+ *  normalization). Areas, perimeters, sizes, aspect ratios and colors are
+ *  unchanged. The trainer draws dy, dx in [-translation_max_delta,
+ *  translation_max_delta]. `ctx` may be NULL. Errors:
+ *  VQJ_ERR_INVALID_ARGUMENT (NULL features with n > 0, feature_dim <
+ *  VQJ_BASE_FEATURES), VQJ_ERR_NUMERIC (non-finite dy or dx). */
+VQJ_API vqj_status vqj_view_translate_features(vqj_context *ctx, float *features, size_t n,
+                                               int feature_dim, float dy, float dx);
+/** @} */
+
+/** @name Losses (DESIGN.md section 4; math and gradients in docs/losses.md)
+ *  One handle computes every term of the objective except the codebook's
+ *  commitment (which the codebook computes; the handle only adds and
+ *  reports it): InfoNCE with in-batch and queue negatives and a learnable,
+ *  clamped temperature; relational consistency; SIGReg; invariance.
+ *
+ *  Each term is one call that computes its value and ACCUMULATES its
+ *  gradient (docs/model.md, "Gradient convention") in the same pass: a fused
+ *  forward + backward, cheaper than two calls because the softmax, the
+ *  characteristic functions and the distance matrices are computed once.
+ *  Values are weighted: what a call returns (and adds to the running report)
+ *  is the term's contribution to the total. A term whose weight is 0 does no
+ *  work at all: its value is exactly 0 and no gradient is touched.
+ *
+ *  A call whose inputs (or result) are not finite fails with VQJ_ERR_NUMERIC
+ *  and changes nothing: no gradient, no report, no queue, no temperature.
+ *  A handle is not safe to use from two threads at once.
+ *  @{ */
+
+/** Parameters of vqj_loss_create(). Fill with vqj_loss_params_default(). */
+typedef struct vqj_loss_params {
+    size_t size;                 /**< sizeof(vqj_loss_params); set by the default function */
+    int projection_dim;          /**< P, width of the projections; default 256; 1..16384 */
+    int queue_size;              /**< negatives queue rows; default 8192; 0..1048576 (0: none) */
+    float temperature;           /**< initial tau; default 0.07; in [temperature_min, _max] */
+    float temperature_min;       /**< default 0.05; finite, > 0 */
+    float temperature_max;       /**< default 0.20; finite, >= temperature_min */
+    int learnable_temperature;   /**< log tau is trained (a trainable tensor); default 1 */
+    float relational_weight;     /**< w_r, context-target alignment; default 0.025; finite, >= 0 */
+    float context_self_weight;   /**< w_s of the context variance; default 0.01; finite, >= 0 */
+    int max_objects;             /**< M, slots of a relation matrix; default 16; 1..4096 */
+    float sigreg_weight;         /**< default 0.1; finite, >= 0 */
+    int sigreg_num_slices;       /**< random directions per step; default 1024; 1..65536 */
+    int sigreg_num_points;       /**< quadrature points on [0, 3]; default 17; 2..256 */
+    float color_weight;          /**< invariance to palette permutations; default 0.1; >= 0 */
+    float translation_weight;    /**< invariance to translation; default 0.05; >= 0 */
+    float symmetry_weight;       /**< invariance to flips; default 0.05; >= 0 */
+    float infonce_weight;        /**< default 1; finite, >= 0 */
+} vqj_loss_params;
+
+/** Fill `params` with the defaults documented on each field (the seed's
+ *  "gentle" configuration). NULL is ignored. */
+VQJ_API void vqj_loss_params_default(vqj_loss_params *params);
+
+/** An opaque loss handle. */
+typedef struct vqj_loss vqj_loss;
+
+/** Which invariance a vqj_loss_invariance() call measures (picks its weight
+ *  and its field of vqj_loss_values). */
+typedef enum vqj_invariance_kind {
+    VQJ_INVARIANCE_COLOR = 0,       /**< color_weight */
+    VQJ_INVARIANCE_TRANSLATION = 1, /**< translation_weight */
+    VQJ_INVARIANCE_SYMMETRY = 2     /**< symmetry_weight */
+} vqj_invariance_kind;
+
+/** The running report: every term's weighted contribution summed over the
+ *  calls since the last vqj_loss_reset() (or creation). Set `size` to
+ *  sizeof(vqj_loss_values) before vqj_loss_get_values(). */
+typedef struct vqj_loss_values {
+    size_t size;                  /**< set by the caller */
+    float total;                  /**< the sum of the eight terms below */
+    float infonce;
+    float relational;
+    float commitment;             /**< as given to vqj_loss_add_commitment() */
+    float sigreg;
+    float invariance_color;
+    float invariance_translation;
+    float invariance_symmetry;
+    float temperature;            /**< the current tau, clamped (not summed) */
+} vqj_loss_values;
+
+/** Create a loss handle. Its tensors (vqj_loss_weights()):
+ *  "loss.log_temperature" [1] = log(temperature), trainable when
+ *  learnable_temperature is set (state otherwise); and, when queue_size > 0,
+ *  the state "loss.queue" [queue_size x P] (zeros), "loss.queue_fill" [1]
+ *  (rows filled, 0) and "loss.queue_head" [1] (the next row written, 0),
+ *  the two counters stored as exact float integers so that a checkpoint of
+ *  the view restores the whole queue. On success *out holds a handle the
+ *  caller destroys with vqj_loss_destroy() before the context; on failure
+ *  *out is unchanged.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of range:
+ *  the message names it and its range, a size smaller than the first
+ *  published struct), VQJ_ERR_UNSUPPORTED (fields from a newer version),
+ *  VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_loss_create(vqj_context *ctx, const vqj_loss_params *params,
+                                   vqj_loss **out);
+
+/** Destroy a loss handle. NULL is ignored. */
+VQJ_API void vqj_loss_destroy(vqj_loss *loss);
+
+/** The handle's named tensors, a borrowed view valid while it lives (give it
+ *  to the optimizer for the temperature, to checkpoints for the queue).
+ *  NULL for NULL. */
+VQJ_API vqj_weights *vqj_loss_weights(vqj_loss *loss);
+
+/** Zero the running report (call at the start of a step). NULL is ignored. */
+VQJ_API void vqj_loss_reset(vqj_loss *loss);
+
+/** Copy the running report into `out` (the fields its size covers) with
+ *  `total` summed and `temperature` read from the device.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, out->size smaller than the first
+ *  published vqj_loss_values), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_get_values(const vqj_loss *loss, vqj_loss_values *out);
+
+/** The current temperature tau = clamp(exp(log tau), min, max) into *tau.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_NUMERIC (a non-finite
+ *  log tau was written into the weights), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_temperature(const vqj_loss *loss, float *tau);
+
+/** The number of filled queue rows (0..queue_size) into *fill.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_STATE (the counters
+ *  written into the weights are not a valid ring position), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_queue_fill(const vqj_loss *loss, int *fill);
+
+/** InfoNCE of context projections c [B x P] against target projections
+ *  t [B x P] (unit rows; t is a constant: no gradient): logits of row i are
+ *  c_i . t_i (the positive), c_i . t_j for j != i and c_i . q_m for every
+ *  filled queue row, divided by tau; the value is infonce_weight times the
+ *  mean over rows of the cross-entropy. Accumulates the gradient into dc
+ *  [B x P] (NULL to skip) and, when learnable_temperature is set and the
+ *  clamp is not active, into the gradient of "loss.log_temperature". The
+ *  value goes to *value (may be NULL) and is added to the report. Does not
+ *  push t: call vqj_loss_queue_push() after the optimizer step. B = 0 gives 0.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL loss, c or t, tensors of another
+ *  context, shapes that are not B x P or differ), VQJ_ERR_NUMERIC,
+ *  VQJ_ERR_STATE (bad queue counters), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_infonce(vqj_loss *loss, const vqj_tensor *c, const vqj_tensor *t,
+                                    vqj_tensor *dc, float *value);
+
+/** Append the rows of t [n x P] to the negatives queue (FIFO ring: once
+ *  full, each row replaces the oldest; pushing more than queue_size rows
+ *  keeps the last queue_size). Without a queue this does nothing.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, another context, not P columns),
+ *  VQJ_ERR_NUMERIC (a non-finite value; the queue is unchanged),
+ *  VQJ_ERR_STATE (bad queue counters), VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_queue_push(vqj_loss *loss, const vqj_tensor *t);
+
+/** SIGReg of context projections c [B x P]: sigreg_num_slices random unit
+ *  directions, drawn fresh from the context seed and `step` (the same step
+ *  gives the same directions), and the Epps-Pulley statistic of each
+ *  projected sample, averaged over slices and times sigreg_weight.
+ *  Accumulates dL/dc into dc (NULL to skip). B = 0 gives 0.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL loss or c, another context, not P
+ *  columns), VQJ_ERR_NUMERIC, VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_sigreg(vqj_loss *loss, const vqj_tensor *c, uint64_t step,
+                                   vqj_tensor *dc, float *value);
+
+/** Relational consistency. `context` holds B * T grids (example b's context
+ *  is grids b*T .. b*T+T-1, as for vqj_predictor_forward_context()) and
+ *  `target` B grids; h_context [N_c x D] and h_target [N_t x D] hold one
+ *  (quantized) vector per token. Accumulates into dh_context and dh_target
+ *  (same shapes; either may be NULL to skip it). T is the ratio of the grid
+ *  counts; every grid must have at most max_objects objects.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL loss, tokens or h, another
+ *  context, grid counts that are not B*T and B, row counts that differ from
+ *  the token counts, widths that differ, a grid with more than max_objects
+ *  objects), VQJ_ERR_NUMERIC, VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_relational(vqj_loss *loss, const vqj_tokens *context,
+                                       const vqj_tensor *h_context, vqj_tensor *dh_context,
+                                       const vqj_tokens *target, const vqj_tensor *h_target,
+                                       vqj_tensor *dh_target, float *value);
+
+/** Invariance of one kind: weight * mean over elements of (view - original)²
+ *  for two tensors of one shape; original is a constant (the untransformed
+ *  view). Accumulates into d_view (NULL to skip). Calls for one kind add up
+ *  in the report (e.g. one for the context and one for the target).
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL loss, view or original, another
+ *  context, different shapes, an unknown kind), VQJ_ERR_NUMERIC,
+ *  VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_invariance(vqj_loss *loss, vqj_invariance_kind kind,
+                                       const vqj_tensor *view, const vqj_tensor *original,
+                                       vqj_tensor *d_view, float *value);
+
+/** Add the codebook's (already weighted) commitment loss to the report.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_NUMERIC (not finite). */
+VQJ_API vqj_status vqj_loss_add_commitment(vqj_loss *loss, float value);
+/** @} */
+
+/** @name Trainer (DESIGN.md sections 4-5)
+ *  One call runs a whole training step over borrowed handles: the online
+ *  encoder, codebook, predictor, loss and optimizer the caller created (and
+ *  still owns), plus a target network (an EMA copy of the encoder and the
+ *  predictor) the trainer makes itself. The same step can be driven stage by
+ *  stage through the public calls it is built from; examples/train_stages.c
+ *  does so and gives bit-identical results (tests/test_trainer.c).
+ *
+ *  One step, for a batch of B examples (B*T context grids, B target grids):
+ *   1. tokenize the grids (vqj_trainer_step) or take ready tokens;
+ *   2. target path, no gradient: the target encoder (no dropout), the codebook
+ *      without updating it, the target predictor's grids path -> t [B x P];
+ *   3. online path: encoder (training), codebook (training: EMA update and
+ *      refresh), predictor context path -> c [B x P];
+ *   4. losses with gradients: InfoNCE(c, t), SIGReg(c), relational(q of the
+ *      context grids vs the target grids), the codebook's commitment;
+ *   5. backward: predictor, codebook (straight-through + commitment), encoder;
+ *   6. invariance views (weights > 0 and grids given): palette permutation,
+ *      horizontal/vertical flip of the grids (re-tokenized) and translation of
+ *      the coordinate features, each through the online network with the
+ *      codebook not updated, for the context (against c) and the target
+ *      (against t); forward and backward one view at a time;
+ *   7. every grad_accum_steps micro-batches: the optimizer step with the
+ *      gradient averaged over them, then (only when the step was applied) the
+ *      target EMA and the queue push of this micro-batch's t.
+ *  A micro-batch whose loss or gradient is not finite is skipped: the
+ *  parameters, Adam moments, codebook (restored from a copy taken at the
+ *  start of the step), queue, temperature and the trainer's counters are as
+ *  before the call, and the accumulated gradient is discarded.
+ *  @{ */
+
+/** Parameters of vqj_trainer_create(). Fill with vqj_trainer_params_default(). */
+typedef struct vqj_trainer_params {
+    size_t size;                 /**< sizeof(vqj_trainer_params) */
+    int grad_accum_steps;        /**< micro-batches per optimizer step; default 2; 1..1024 */
+    float target_ema_decay;      /**< target = d target + (1-d) online; default 0.99; [0, 1] */
+    int use_target_encoder;      /**< 1 (default): EMA target network; 0: the online network,
+                                      without dropout or gradient, encodes the targets */
+    float translation_max_delta; /**< translation view: shift in [-d, d] of the normalized
+                                      coordinates; default 0.1; [0, 1] */
+    int symmetry_modes;          /**< flips of the symmetry view: bit 0 horizontal, bit 1
+                                      vertical; default 3 (both, one drawn per step) */
+    uint16_t background;         /**< colors the palette view keeps; default 1 (color 0) */
+} vqj_trainer_params;
+
+/** Fill `params` with the defaults. NULL is ignored. */
+VQJ_API void vqj_trainer_params_default(vqj_trainer_params *params);
+
+/** What one call did. Set `size` before the call. */
+typedef struct vqj_train_metrics {
+    size_t size;             /**< set by the caller */
+    int skipped;             /**< 1: not finite, nothing changed */
+    int optimizer_step;      /**< 1: this call ended an accumulation cycle */
+    int applied;             /**< 1: and the optimizer updated the parameters */
+    int64_t step;            /**< optimizer steps applied so far */
+    int64_t micro_step;      /**< micro-batches accepted so far */
+    int batch;               /**< B */
+    int context_tokens;      /**< real tokens of the context grids */
+    float loss;              /**< total of the terms below */
+    float infonce, relational, commitment, sigreg;
+    float invariance_color, invariance_translation, invariance_symmetry;
+    float temperature;       /**< tau after the call */
+    float grad_norm;         /**< before clipping, on optimizer steps (else 0) */
+    float lr;                /**< the learning rate of the step (or of the next one) */
+    float perplexity;        /**< codebook statistics of the online context tokens */
+    int active_codes;
+    int refreshed;
+    float usage_ratio;
+} vqj_train_metrics;
+
+typedef struct vqj_trainer vqj_trainer;
+
+/** Create a trainer over borrowed handles, all made from `ctx`; they must
+ *  outlive the trainer. The optimizer must have been created over the
+ *  weights of the encoder, codebook, predictor and loss (any order). The
+ *  target network starts as a copy of the online encoder and predictor.
+ *  `tokenizer` (copied; NULL for the defaults) is used by vqj_trainer_step().
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL handles, handles of another
+ *  context, sizes that do not fit together: feature_dim, hidden_dim,
+ *  projection_dim, max_objects), VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params,
+                                      const vqj_tokenizer_params *tokenizer,
+                                      vqj_encoder *encoder, vqj_codebook *codebook,
+                                      vqj_predictor *predictor, vqj_loss *loss,
+                                      vqj_optimizer *optimizer, vqj_trainer **out);
+
+/** Destroy a trainer (not the handles it borrows). NULL is ignored. */
+VQJ_API void vqj_trainer_destroy(vqj_trainer *trainer);
+
+/** One micro-batch from grids: `context` holds batch * T grids (example b's
+ *  are b*T .. b*T+T-1), `targets` batch grids. `metrics` may be NULL.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, batch < 1, a bad grid: the message
+ *  names it), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. A non-finite step is not
+ *  an error: it returns VQJ_OK with metrics->skipped = 1. */
+VQJ_API vqj_status vqj_trainer_step(vqj_trainer *trainer, const vqj_grid *context,
+                                    const vqj_grid *targets, int batch,
+                                    vqj_train_metrics *metrics);
+
+/** One micro-batch from ready tokens (B*T context grids, B target grids).
+ *  The palette and flip views need grids, so only the translation view runs.
+ *  Errors as vqj_trainer_step(). */
+VQJ_API vqj_status vqj_trainer_step_tokens(vqj_trainer *trainer, const vqj_tokens *context,
+                                           const vqj_tokens *targets,
+                                           vqj_train_metrics *metrics);
+
+/** The losses of a batch without training: no dropout, no codebook update,
+ *  no gradient, no queue push, no invariance views (their fields are 0).
+ *  Errors as vqj_trainer_step(). */
+VQJ_API vqj_status vqj_trainer_evaluate(vqj_trainer *trainer, const vqj_grid *context,
+                                        const vqj_grid *targets, int batch,
+                                        vqj_train_metrics *metrics);
+
+/** The target network's weights (borrowed; for checkpoints). */
+VQJ_API vqj_weights *vqj_trainer_target_encoder_weights(vqj_trainer *trainer);
+VQJ_API vqj_weights *vqj_trainer_target_predictor_weights(vqj_trainer *trainer);
+
+/** The context (c) and target (t) projections of the last step or
+ *  evaluation, [B x P] tensors owned by the trainer (for diagnostics). */
+VQJ_API const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *trainer);
+VQJ_API const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *trainer);
+
+/** The trainer's counters, for checkpoints: micro-batches accepted and the
+ *  encoder's dropout step. Errors: VQJ_ERR_INVALID_ARGUMENT. */
+VQJ_API vqj_status vqj_trainer_get_counters(const vqj_trainer *trainer, int64_t *micro_step,
+                                            uint64_t *dropout_step);
+VQJ_API vqj_status vqj_trainer_set_counters(vqj_trainer *trainer, int64_t micro_step,
+                                            uint64_t dropout_step);
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

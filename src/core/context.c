@@ -66,6 +66,8 @@ vqj_status vqj_context_create(const vqj_context_params *params, vqj_context **ou
         free(ctx);
         return st;
     }
+    vqji_log(ctx, VQJ_LOG_INFO, "libvqjepa %s: %s device, %d threads, seed %llu", vqj_version(),
+             ctx->device->ops->name, p.num_threads, (unsigned long long)p.seed);
     *out = ctx;
     return VQJ_OK;
 }

@@ -146,6 +146,8 @@ vqj_status vqji_cpu_device_create(const vqj_context *ctx, vqji_device **out)
     cpu->ops = cpu_base_ops;
     vqji_cpu_register_layers(&cpu->ops);
     vqji_cpu_register_vq(&cpu->ops);
+    vqji_cpu_register_optim(&cpu->ops);
+    vqji_cpu_register_loss(&cpu->ops);
     vqji_device *dev = &cpu->base;
     dev->ops = &cpu->ops;
     dev->ctx = ctx;

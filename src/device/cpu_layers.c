@@ -1,7 +1,746 @@
-/* CPU layer kernels: forward/backward pairs (docs/model.md). */
+/* CPU layer kernels: forward/backward pairs (docs/model.md, "Layers" and
+ * "Attention"). Single-threaded; GEMMs are not here (cpu.c, OpenBLAS).
+ * Every backward op ACCUMULATES into every gradient it writes. */
 #include "device/cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+/* GCC 12 at -O2 vectorises a loop only when the vector code replaces the
+ * scalar loop entirely, i.e. when the trip count is a known multiple of the
+ * vector width, and never reorders a float reduction. So the hot loops run in
+ * fixed blocks of VQJI_LANES (which it vectorises) plus a scalar tail, and
+ * reductions keep VQJI_LANES independent partial sums. */
+#define VQJI_LANES 8
+
+/* Run the statement for every index IDX in [0, N): blocks, then the tail. */
+#define VQJI_FOR(IDX, N, ...)                                                                  \
+    do {                                                                                       \
+        size_t b_ = 0, n_ = (N);                                                               \
+        for (; b_ + VQJI_LANES <= n_; b_ += VQJI_LANES)                                        \
+            for (size_t IDX = b_; IDX < b_ + VQJI_LANES; IDX++) {                              \
+                __VA_ARGS__;                                                                   \
+            }                                                                                  \
+        for (size_t IDX = b_; IDX < n_; IDX++) {                                               \
+            __VA_ARGS__;                                                                       \
+        }                                                                                      \
+    } while (0)
+
+static inline float vqji_dot(size_t n, const float *restrict a, const float *restrict b)
+{
+    float acc[VQJI_LANES] = {0};
+    size_t i = 0;
+    for (; i + VQJI_LANES <= n; i += VQJI_LANES)
+        for (size_t k = 0; k < VQJI_LANES; k++)
+            acc[k] += a[i + k] * b[i + k];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    for (size_t k = 0; k < VQJI_LANES; k++)
+        s += acc[k];
+    return s;
+}
+
+static inline float vqji_sum(size_t n, const float *restrict a)
+{
+    float acc[VQJI_LANES] = {0};
+    size_t i = 0;
+    for (; i + VQJI_LANES <= n; i += VQJI_LANES)
+        for (size_t k = 0; k < VQJI_LANES; k++)
+            acc[k] += a[i + k];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += a[i];
+    for (size_t k = 0; k < VQJI_LANES; k++)
+        s += acc[k];
+    return s;
+}
+
+/* y += alpha x */
+static inline void vqji_axpy(size_t n, float alpha, const float *restrict x, float *restrict y)
+{
+    VQJI_FOR(i, n, y[i] += alpha * x[i]);
+}
+
+/* ---- Bias ---- */
+
+static void cpu_bias_forward(vqji_device *dev, int n, int c, const float *restrict bias,
+                             float *restrict y)
+{
+    (void)dev;
+    for (int i = 0; i < n; i++)
+        vqji_axpy((size_t)c, 1.0f, bias, y + (size_t)i * c);
+}
+
+/* Column sums over tens of thousands of rows: rows are summed in float in
+ * blocks of VQJI_BIAS_ROWS (contiguous, vectorised across columns), block
+ * totals in double, so the error does not grow with n. Columns go in chunks
+ * that fit the stack buffers (one chunk for every layer of the model). */
+#define VQJI_BIAS_COLS 1536
+#define VQJI_BIAS_ROWS 64
+
+static void cpu_bias_backward(vqji_device *dev, int n, int c, const float *restrict dy,
+                              float *restrict dbias)
+{
+    (void)dev;
+    float part[VQJI_BIAS_COLS];
+    double total[VQJI_BIAS_COLS];
+    for (int c0 = 0; c0 < c; c0 += VQJI_BIAS_COLS) {
+        size_t w = (size_t)(c - c0 < VQJI_BIAS_COLS ? c - c0 : VQJI_BIAS_COLS);
+        memset(total, 0, w * sizeof *total);
+        for (int r0 = 0; r0 < n; r0 += VQJI_BIAS_ROWS) {
+            int r1 = n - r0 < VQJI_BIAS_ROWS ? n : r0 + VQJI_BIAS_ROWS;
+            memset(part, 0, w * sizeof *part);
+            for (int r = r0; r < r1; r++)
+                vqji_axpy(w, 1.0f, dy + (size_t)r * c + c0, part);
+            for (size_t j = 0; j < w; j++)
+                total[j] += part[j];
+        }
+        for (size_t j = 0; j < w; j++)
+            dbias[c0 + j] += (float)total[j];
+    }
+}
+
+/* ---- Activations ----
+ * The elementwise forward ops may run in place (y == x) but not on
+ * partially overlapping buffers. */
+
+/* GELU, exact form: y = x Φ(x), Φ(x) = (1 + erf(x / √2)) / 2, with dx +=
+ * dy (Φ(x) + x φ(x)). Calling libm's erff/expf per element made GELU cost as
+ * much as the GEMM beside it, so erf and exp are evaluated inline with
+ * branch-free float approximations that GCC -O2 vectorises. Both are
+ * accurate to float rounding (a few 1e-7; tests/test_layers.c sweeps them
+ * against double), so this is still the erf form, not the tanh one. */
+
+/* |x| clamped to the float whose bits are `limit`, sign kept, done on the
+ * bits: a float compare-and-select is a branch that -O2 does not vectorise,
+ * an integer min is not. NaN stays a finite value here; callers multiply by
+ * x, which brings the NaN back. */
+static inline float vqji_clamp_abs(float x, uint32_t limit)
+{
+    uint32_t b, a;
+    memcpy(&b, &x, sizeof b);
+    a = b & 0x7fffffffu; /* non-negative floats order like their bits */
+    a = a < limit ? a : limit;
+    b = (b & 0x80000000u) | a;
+    memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+/* erf(x) = x P(x²) / Q(x²) on [-4, 4] (Eigen's and XLA's rational
+ * approximation); beyond 4, erf is ±1 in float. */
+static inline float vqji_erf(float x)
+{
+    x = vqji_clamp_abs(x, 0x40800000u); /* 4.0f */
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 - 2.10102402082508e-06f;
+    p = p * x2 - 5.69250639462346e-05f;
+    p = p * x2 - 7.34990630326855e-04f;
+    p = p * x2 - 2.95459980854025e-03f;
+    p = p * x2 - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 - 2.13374055278905e-04f;
+    q = q * x2 - 1.68282697438203e-03f;
+    q = q * x2 - 7.37332916720468e-03f;
+    q = q * x2 - 1.42647390514189e-02f;
+    return x * p / q;
+}
+
+/* exp(x) for x in [-87, 0] (Cephes expf): x = n ln2 + r with |r| <= ln2/2,
+ * e^r by a degree-7 polynomial, 2^n built in the exponent bits. Adding
+ * 1.5 * 2^23 rounds x log2(e) to the integer n and leaves n in the low
+ * mantissa bits. */
+static inline float vqji_exp_nonpos(float x)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23, bits 0x4B400000 */
+    float t = x * 1.44269504088896341f + magic;
+    float n = t - magic;
+    int32_t ti;
+    memcpy(&ti, &t, sizeof ti);
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f; /* ln2 in two parts */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (ti - 0x4B400000 + 127) * (1 << 23);
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float vqji_gelu_grad(float x)
+{
+    /* φ(13) ~ 1e-37 is 0 for every purpose; the clamp keeps exp's
+     * argument -x²/2 >= -84.5 inside its range. */
+    float xc = vqji_clamp_abs(x, 0x41500000u); /* 13.0f */
+    float cdf = 0.5f + 0.5f * vqji_erf(x * 0.70710678118654752f);
+    float pdf = 0.3989422804014327f * vqji_exp_nonpos(-0.5f * xc * xc);
+    return cdf + x * pdf;
+}
+
+static inline float vqji_gelu(float x)
+{
+    return 0.5f * x * (1.0f + vqji_erf(x * 0.70710678118654752f));
+}
+
+static void vqji_gelu_inplace(size_t n, float *restrict y)
+{
+    VQJI_FOR(i, n, y[i] = vqji_gelu(y[i]));
+}
+
+static void vqji_gelu_apart(size_t n, const float *restrict x, float *restrict y)
+{
+    VQJI_FOR(i, n, y[i] = vqji_gelu(x[i]));
+}
+
+static void cpu_gelu_forward(vqji_device *dev, size_t n, const float *x, float *y)
+{
+    (void)dev;
+    /* Two restrict-qualified loops: -O2 will not add an overlap check. */
+    if (x == y)
+        vqji_gelu_inplace(n, y);
+    else
+        vqji_gelu_apart(n, x, y);
+}
+
+static void cpu_gelu_backward(vqji_device *dev, size_t n, const float *restrict x,
+                              const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    VQJI_FOR(i, n, dx[i] += dy[i] * vqji_gelu_grad(x[i]));
+}
+
+static void cpu_relu_forward(vqji_device *dev, size_t n, const float *x, float *y)
+{
+    (void)dev;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* The subgradient at 0 is 0, as in PyTorch. */
+static void cpu_relu_backward(vqji_device *dev, size_t n, const float *restrict x,
+                              const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > 0.0f)
+            dx[i] += dy[i];
+}
+
+static void cpu_tanh_forward(vqji_device *dev, size_t n, const float *x, float *y)
+{
+    (void)dev;
+    for (size_t i = 0; i < n; i++)
+        y[i] = tanhf(x[i]);
+}
+
+static void cpu_tanh_backward(vqji_device *dev, size_t n, const float *restrict y,
+                              const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    VQJI_FOR(i, n, dx[i] += dy[i] * (1.0f - y[i] * y[i]));
+}
+
+/* ---- Layer norm ---- */
+
+/* Two passes over the row (mean, then the centred sum of squares): the
+ * one-pass E[x²] - μ² cancels badly when |μ| >> σ. */
+static void cpu_layernorm_forward(vqji_device *dev, int n, int c, const float *restrict x,
+                                  const float *restrict gamma, const float *restrict beta,
+                                  float eps, float *restrict y, float *restrict mean,
+                                  float *restrict rstd)
+{
+    (void)dev;
+    size_t cc = (size_t)c;
+    float inv_c = c > 0 ? 1.0f / (float)c : 0.0f;
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * cc;
+        float *yr = y + (size_t)r * cc;
+        float mu = vqji_sum(cc, xr) * inv_c;
+        float acc[VQJI_LANES] = {0};
+        size_t j = 0;
+        for (; j + VQJI_LANES <= cc; j += VQJI_LANES)
+            for (size_t k = 0; k < VQJI_LANES; k++)
+                acc[k] += (xr[j + k] - mu) * (xr[j + k] - mu);
+        float ss = 0.0f;
+        for (; j < cc; j++)
+            ss += (xr[j] - mu) * (xr[j] - mu);
+        for (size_t k = 0; k < VQJI_LANES; k++)
+            ss += acc[k];
+        float rs = 1.0f / sqrtf(ss * inv_c + eps);
+        mean[r] = mu;
+        rstd[r] = rs;
+        VQJI_FOR(i, cc, yr[i] = (xr[i] - mu) * rs * gamma[i] + beta[i]);
+    }
+}
+
+/* x̂ = (x - μ) r, g = dy γ: dx += r (g - mean(g) - x̂ mean(g x̂));
+ * dγ += Σ_rows dy x̂; dβ += Σ_rows dy. */
+static void cpu_layernorm_backward(vqji_device *dev, int n, int c, const float *restrict dy,
+                                   const float *restrict x, const float *restrict gamma,
+                                   const float *restrict mean, const float *restrict rstd,
+                                   float *restrict dx, float *restrict dgamma,
+                                   float *restrict dbeta)
+{
+    (void)dev;
+    size_t cc = (size_t)c;
+    float inv_c = c > 0 ? 1.0f / (float)c : 0.0f;
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * cc;
+        const float *dyr = dy + (size_t)r * cc;
+        float *dxr = dx + (size_t)r * cc;
+        float mu = mean[r], rs = rstd[r];
+        float ag[VQJI_LANES] = {0}, agx[VQJI_LANES] = {0};
+        size_t j = 0;
+        for (; j + VQJI_LANES <= cc; j += VQJI_LANES)
+            for (size_t k = 0; k < VQJI_LANES; k++) {
+                float g = dyr[j + k] * gamma[j + k];
+                ag[k] += g;
+                agx[k] += g * (xr[j + k] - mu) * rs;
+            }
+        float sg = 0.0f, sgx = 0.0f;
+        for (; j < cc; j++) {
+            float g = dyr[j] * gamma[j];
+            sg += g;
+            sgx += g * (xr[j] - mu) * rs;
+        }
+        for (size_t k = 0; k < VQJI_LANES; k++) {
+            sg += ag[k];
+            sgx += agx[k];
+        }
+        float mg = sg * inv_c, mgx = sgx * inv_c;
+        VQJI_FOR(i, cc, {
+            float xh = (xr[i] - mu) * rs;
+            dxr[i] += rs * (dyr[i] * gamma[i] - mg - xh * mgx);
+            dgamma[i] += dyr[i] * xh;
+            dbeta[i] += dyr[i];
+        });
+    }
+}
+
+/* ---- Dropout ---- */
+
+/* The splitmix64 step (add the golden gamma, then its finaliser). */
+static inline uint64_t vqji_mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* u_i = top 24 bits of mix64(mix64(seed ^ i)) / 2^24, in [0, 1) and exact
+ * in float; every backend must draw exactly this. */
+static inline float vqji_dropout_uniform(uint64_t seed, uint64_t i)
+{
+    return (float)(vqji_mix64(vqji_mix64(seed ^ i)) >> 40) * (1.0f / 16777216.0f);
+}
+
+static void cpu_dropout_forward(vqji_device *dev, size_t n, float p, uint64_t seed,
+                                const float *x, float *y, float *restrict mask)
+{
+    (void)dev;
+    if (!(p > 0.0f)) { /* p <= 0: identity, no hashing needed */
+        VQJI_FOR(i, n, mask[i] = 1.0f);
+        if (y != x)
+            memcpy(y, x, n * sizeof *y);
+        return;
+    }
+    /* p >= 1 drops everything (1/(1-p) would be infinite). */
+    float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float m = vqji_dropout_uniform(seed, i) >= p ? keep : 0.0f;
+        mask[i] = m;
+        y[i] = x[i] * m;
+    }
+}
+
+static void cpu_dropout_backward(vqji_device *dev, size_t n, const float *restrict mask,
+                                 const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    VQJI_FOR(i, n, dx[i] += dy[i] * mask[i]);
+}
+
+/* ---- Attention over packed grids ----
+ * Grid g has n = n_g tokens starting at row base = offsets[g]; token i of the
+ * grid is row base + i. For head h, q_i, k_i, v_i are dh = d / heads floats
+ * at columns h*dh, d + h*dh, 2d + h*dh of row i of qkv (row stride 3d).
+ * probs of (g, h) is an n x n row-major block at
+ * probs + heads*adj_offsets[g] + h*n*n: row i holds p_i·, with exact zeros
+ * at the j that are neither adjacent to i nor i itself. */
+
+/* The heads walk a grid's rows at a 3d-float stride, which the hardware
+ * prefetcher does not follow; asking for the next grid's rows while this
+ * one is computed hides the memory latency that otherwise dominates. */
+static inline void vqji_prefetch(const float *p, size_t n)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (size_t i = 0; i < n; i += 64 / sizeof *p)
+        __builtin_prefetch(p + i);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+static inline int vqji_allowed(const uint8_t *a, int n, int i, int j)
+{
+    return j == i || a[(size_t)i * n + j];
+}
+
+static void cpu_attention_forward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                  const uint8_t *adj, const int64_t *adj_offsets, int d,
+                                  int heads, const float *restrict qkv, float *restrict out,
+                                  float *restrict probs)
+{
+    (void)dev;
+    const size_t dh = (size_t)(d / heads), ld = 3 * (size_t)d;
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int g = 0; g < num_grids; g++) {
+        const int base = offsets[g], n = offsets[g + 1] - offsets[g];
+        const uint8_t *a = adj + adj_offsets[g];
+        float *pg = probs + (size_t)heads * (size_t)adj_offsets[g];
+        if (g + 1 < num_grids)
+            vqji_prefetch(qkv + (size_t)offsets[g + 1] * ld,
+                          (size_t)(offsets[g + 2] - offsets[g + 1]) * ld);
+        for (int h = 0; h < heads; h++) {
+            const float *q0 = qkv + (size_t)base * ld + (size_t)h * dh;
+            const float *k0 = q0 + d, *v0 = q0 + 2 * (size_t)d;
+            for (int i = 0; i < n; i++) {
+                const float *qi = q0 + (size_t)i * ld;
+                float *p = pg + ((size_t)h * n + i) * n;
+                float *oi = out + ((size_t)base + i) * d + (size_t)h * dh;
+                /* Stable softmax: subtract the row maximum before exp. */
+                float mx = -INFINITY;
+                for (int j = 0; j < n; j++) {
+                    if (vqji_allowed(a, n, i, j)) {
+                        p[j] = vqji_dot(dh, qi, k0 + (size_t)j * ld) * scale;
+                        mx = p[j] > mx ? p[j] : mx;
+                    }
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    if (vqji_allowed(a, n, i, j)) {
+                        p[j] = expf(p[j] - mx);
+                        sum += p[j];
+                    } else {
+                        p[j] = 0.0f;
+                    }
+                }
+                /* sum >= 1: the maximum's own term is exp(0). */
+                float inv = 1.0f / sum;
+                memset(oi, 0, dh * sizeof *oi);
+                for (int j = 0; j < n; j++) {
+                    if (p[j] != 0.0f) {
+                        p[j] *= inv;
+                        vqji_axpy(dh, p[j], v0 + (size_t)j * ld, oi);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dp_ij = do_i·v_j of one row is kept on the stack for the first
+ * VQJI_ATTN_CACHE keys and recomputed beyond that, so no grid size needs a
+ * heap buffer (ARC grids have at most 900 tokens; typical ones under 16). */
+#define VQJI_ATTN_CACHE 256
+
+static void cpu_attention_backward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                   const uint8_t *adj, const int64_t *adj_offsets, int d,
+                                   int heads, const float *restrict qkv,
+                                   const float *restrict probs, const float *restrict dout,
+                                   float *restrict dqkv)
+{
+    (void)dev;
+    const size_t dh = (size_t)(d / heads), ld = 3 * (size_t)d;
+    const float scale = 1.0f / sqrtf((float)dh);
+    float dp[VQJI_ATTN_CACHE];
+    for (int g = 0; g < num_grids; g++) {
+        const int base = offsets[g], n = offsets[g + 1] - offsets[g];
+        const uint8_t *a = adj + adj_offsets[g];
+        const float *pg = probs + (size_t)heads * (size_t)adj_offsets[g];
+        if (g + 1 < num_grids) {
+            size_t next = (size_t)offsets[g + 1], rows = (size_t)(offsets[g + 2] - offsets[g + 1]);
+            vqji_prefetch(qkv + next * ld, rows * ld);
+            vqji_prefetch(dqkv + next * ld, rows * ld);
+            vqji_prefetch(dout + next * d, rows * d);
+        }
+        for (int h = 0; h < heads; h++) {
+            const size_t col = (size_t)base * ld + (size_t)h * dh;
+            const float *q0 = qkv + col, *k0 = q0 + d, *v0 = q0 + 2 * (size_t)d;
+            float *dq0 = dqkv + col, *dk0 = dq0 + d, *dv0 = dq0 + 2 * (size_t)d;
+            for (int i = 0; i < n; i++) {
+                const float *p = pg + ((size_t)h * n + i) * n;
+                const float *qi = q0 + (size_t)i * ld;
+                const float *doi = dout + ((size_t)base + i) * d + (size_t)h * dh;
+                float *dqi = dq0 + (size_t)i * ld;
+                /* Σ_j p_ij dp_ij, the softmax backward's row term. */
+                float pdp = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    if (vqji_allowed(a, n, i, j)) {
+                        float v = vqji_dot(dh, doi, v0 + (size_t)j * ld);
+                        if (j < VQJI_ATTN_CACHE)
+                            dp[j] = v;
+                        pdp += p[j] * v;
+                    }
+                }
+                for (int j = 0; j < n; j++) {
+                    if (!vqji_allowed(a, n, i, j))
+                        continue;
+                    float dpj = j < VQJI_ATTN_CACHE ? dp[j]
+                                                    : vqji_dot(dh, doi, v0 + (size_t)j * ld);
+                    float ds = p[j] * (dpj - pdp) * scale;
+                    vqji_axpy(dh, ds, k0 + (size_t)j * ld, dqi);
+                    vqji_axpy(dh, ds, qi, dk0 + (size_t)j * ld);
+                    vqji_axpy(dh, p[j], doi, dv0 + (size_t)j * ld);
+                }
+            }
+        }
+    }
+}
+
+/* ---- Segment mean (grid representation) ---- */
+
+static void cpu_segment_mean_forward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                     int d, const float *restrict x, float *restrict y)
+{
+    (void)dev;
+    for (int g = 0; g < num_grids; g++) {
+        int n = offsets[g + 1] - offsets[g];
+        float *yg = y + (size_t)g * d;
+        memset(yg, 0, (size_t)d * sizeof *yg);
+        if (n <= 0) /* an empty grid is the zero vector, not 0/0 */
+            continue;
+        for (int i = offsets[g]; i < offsets[g + 1]; i++)
+            vqji_axpy((size_t)d, 1.0f, x + (size_t)i * d, yg);
+        float inv = 1.0f / (float)n;
+        VQJI_FOR(j, (size_t)d, yg[j] *= inv);
+    }
+}
+
+static void cpu_segment_mean_backward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                      int d, const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    for (int g = 0; g < num_grids; g++) {
+        int n = offsets[g + 1] - offsets[g];
+        if (n <= 0)
+            continue;
+        float inv = 1.0f / (float)n;
+        for (int i = offsets[g]; i < offsets[g + 1]; i++)
+            vqji_axpy((size_t)d, inv, dy + (size_t)g * d, dx + (size_t)i * d);
+    }
+}
+
+/* ---- L2 normalisation ---- */
+
+/* norm[r] saves the unclamped ‖x_r‖; the backward chooses the branch. */
+static void cpu_l2norm_forward(vqji_device *dev, int n, int c, const float *restrict x,
+                               float eps, float *restrict y, float *restrict norm)
+{
+    (void)dev;
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * c;
+        float *yr = y + (size_t)r * c;
+        float nr = sqrtf(vqji_dot((size_t)c, xr, xr));
+        float inv = 1.0f / (nr > eps ? nr : eps);
+        norm[r] = nr;
+        VQJI_FOR(j, (size_t)c, yr[j] = xr[j] * inv);
+    }
+}
+
+/* ‖x‖ > eps: dx += (dy - y (y·dy)) / ‖x‖; else y = x / eps is linear and
+ * dx += dy / eps. */
+static void cpu_l2norm_backward(vqji_device *dev, int n, int c, const float *restrict x,
+                                const float *restrict y, const float *restrict norm, float eps,
+                                const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    (void)x;
+    for (int r = 0; r < n; r++) {
+        const float *yr = y + (size_t)r * c, *dyr = dy + (size_t)r * c;
+        float *dxr = dx + (size_t)r * c;
+        if (norm[r] > eps) {
+            float inv = 1.0f / norm[r];
+            float ydy = vqji_dot((size_t)c, yr, dyr);
+            VQJI_FOR(j, (size_t)c, dxr[j] += (dyr[j] - yr[j] * ydy) * inv);
+        } else {
+            vqji_axpy((size_t)c, 1.0f / eps, dyr, dxr);
+        }
+    }
+}
+
+/* ---- Context aggregators: x [batch x t x d] -> y [batch x d] ---- */
+
+static void cpu_aggregate_mean_forward(vqji_device *dev, int batch, int t, int d,
+                                       const float *restrict x, float *restrict y)
+{
+    (void)dev;
+    float inv = t > 0 ? 1.0f / (float)t : 0.0f;
+    for (int b = 0; b < batch; b++) {
+        float *yb = y + (size_t)b * d;
+        memset(yb, 0, (size_t)d * sizeof *yb);
+        for (int s = 0; s < t; s++)
+            vqji_axpy((size_t)d, inv, x + ((size_t)b * t + s) * d, yb);
+    }
+}
+
+static void cpu_aggregate_mean_backward(vqji_device *dev, int batch, int t, int d,
+                                        const float *restrict dy, float *restrict dx)
+{
+    (void)dev;
+    float inv = t > 0 ? 1.0f / (float)t : 0.0f;
+    for (int b = 0; b < batch; b++)
+        for (int s = 0; s < t; s++)
+            vqji_axpy((size_t)d, inv, dy + (size_t)b * d, dx + ((size_t)b * t + s) * d);
+}
+
+/* s_t = x_t·q / √d, w = softmax_t(s) (stable), y = Σ_t w_t x_t. */
+static void cpu_aggregate_attention_forward(vqji_device *dev, int batch, int t, int d,
+                                            const float *restrict x, const float *restrict q,
+                                            float *restrict y, float *restrict w)
+{
+    (void)dev;
+    const float scale = 1.0f / sqrtf((float)d);
+    for (int b = 0; b < batch; b++) {
+        const float *xb = x + (size_t)b * t * d;
+        float *wb = w + (size_t)b * t, *yb = y + (size_t)b * d;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int s = 0; s < t; s++) {
+            wb[s] = vqji_dot((size_t)d, xb + (size_t)s * d, q) * scale;
+            mx = wb[s] > mx ? wb[s] : mx;
+        }
+        for (int s = 0; s < t; s++) {
+            wb[s] = expf(wb[s] - mx);
+            sum += wb[s];
+        }
+        memset(yb, 0, (size_t)d * sizeof *yb);
+        for (int s = 0; s < t; s++) {
+            wb[s] /= sum;
+            vqji_axpy((size_t)d, wb[s], xb + (size_t)s * d, yb);
+        }
+    }
+}
+
+/* dw_t = dy·x_t; ds_t = w_t (dw_t - Σ w dw); dx_t += w_t dy + ds_t q / √d;
+ * dq += Σ_t ds_t x_t / √d. dw_t is recomputed in the second pass (t is the
+ * context window, a handful) so no buffer is needed. */
+static void cpu_aggregate_attention_backward(vqji_device *dev, int batch, int t, int d,
+                                             const float *restrict x, const float *restrict q,
+                                             const float *restrict w, const float *restrict dy,
+                                             float *restrict dx, float *restrict dq)
+{
+    (void)dev;
+    const float scale = 1.0f / sqrtf((float)d);
+    for (int b = 0; b < batch; b++) {
+        const float *xb = x + (size_t)b * t * d, *wb = w + (size_t)b * t;
+        const float *dyb = dy + (size_t)b * d;
+        float *dxb = dx + (size_t)b * t * d;
+        float wdw = 0.0f;
+        for (int s = 0; s < t; s++)
+            wdw += wb[s] * vqji_dot((size_t)d, dyb, xb + (size_t)s * d);
+        for (int s = 0; s < t; s++) {
+            const float *xs = xb + (size_t)s * d;
+            float ds = wb[s] * (vqji_dot((size_t)d, dyb, xs) - wdw) * scale;
+            vqji_axpy((size_t)d, wb[s], dyb, dxb + (size_t)s * d);
+            vqji_axpy((size_t)d, ds, q, dxb + (size_t)s * d);
+            vqji_axpy((size_t)d, ds, xs, dq);
+        }
+    }
+}
+
+/* ---- GRU cell (PyTorch gate order r, z, n) ----
+ * gi, gh [batch x 3d] hold the r, z, n pre-activations side by side;
+ * gates [batch x 4d] saves r | z | n | gh_n. */
+
+static inline float vqji_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+static void cpu_gru_cell_forward(vqji_device *dev, int batch, int d, const float *restrict gi,
+                                 const float *restrict gh, const float *restrict h,
+                                 float *restrict h_new, float *restrict gates)
+{
+    (void)dev;
+    const size_t dd = (size_t)d;
+    for (int b = 0; b < batch; b++) {
+        const float *gib = gi + (size_t)b * 3 * dd, *ghb = gh + (size_t)b * 3 * dd;
+        const float *hb = h + (size_t)b * dd;
+        float *hn = h_new + (size_t)b * dd, *gt = gates + (size_t)b * 4 * dd;
+        for (size_t j = 0; j < dd; j++) {
+            float r = vqji_sigmoid(gib[j] + ghb[j]);
+            float z = vqji_sigmoid(gib[dd + j] + ghb[dd + j]);
+            float ghn = ghb[2 * dd + j];
+            float nn = tanhf(gib[2 * dd + j] + r * ghn);
+            gt[j] = r;
+            gt[dd + j] = z;
+            gt[2 * dd + j] = nn;
+            gt[3 * dd + j] = ghn;
+            hn[j] = (1.0f - z) * nn + z * hb[j];
+        }
+    }
+}
+
+/* h' = (1-z) n + z h: dn = dh' (1-z), dz = dh' (h - n), dh += dh' z;
+ * a_n = gi_n + r gh_n: da_n = dn (1 - n²), dgi_n += da_n, dgh_n += r da_n,
+ * dr = gh_n da_n; sigmoid gates: da = dgate g (1 - g), added to gi and gh. */
+static void cpu_gru_cell_backward(vqji_device *dev, int batch, int d, const float *restrict h,
+                                  const float *restrict gates, const float *restrict dh_new,
+                                  float *restrict dgi, float *restrict dgh, float *restrict dh)
+{
+    (void)dev;
+    const size_t dd = (size_t)d;
+    for (int b = 0; b < batch; b++) {
+        const float *hb = h + (size_t)b * dd, *gt = gates + (size_t)b * 4 * dd;
+        const float *dhn = dh_new + (size_t)b * dd;
+        float *dgib = dgi + (size_t)b * 3 * dd, *dghb = dgh + (size_t)b * 3 * dd;
+        float *dhb = dh + (size_t)b * dd;
+        VQJI_FOR(j, dd, {
+            float r = gt[j], z = gt[dd + j], nn = gt[2 * dd + j], ghn = gt[3 * dd + j];
+            float g = dhn[j];
+            float dan = g * (1.0f - z) * (1.0f - nn * nn);
+            float daz = g * (hb[j] - nn) * z * (1.0f - z);
+            float dar = dan * ghn * r * (1.0f - r);
+            dhb[j] += g * z;
+            dgib[j] += dar;
+            dghb[j] += dar;
+            dgib[dd + j] += daz;
+            dghb[dd + j] += daz;
+            dgib[2 * dd + j] += dan;
+            dghb[2 * dd + j] += dan * r;
+        });
+    }
+}
 
 void vqji_cpu_register_layers(vqji_device_ops *ops)
 {
-    (void)ops;
+    ops->bias_forward = cpu_bias_forward;
+    ops->bias_backward = cpu_bias_backward;
+    ops->gelu_forward = cpu_gelu_forward;
+    ops->gelu_backward = cpu_gelu_backward;
+    ops->relu_forward = cpu_relu_forward;
+    ops->relu_backward = cpu_relu_backward;
+    ops->tanh_forward = cpu_tanh_forward;
+    ops->tanh_backward = cpu_tanh_backward;
+    ops->layernorm_forward = cpu_layernorm_forward;
+    ops->layernorm_backward = cpu_layernorm_backward;
+    ops->dropout_forward = cpu_dropout_forward;
+    ops->dropout_backward = cpu_dropout_backward;
+    ops->attention_forward = cpu_attention_forward;
+    ops->attention_backward = cpu_attention_backward;
+    ops->segment_mean_forward = cpu_segment_mean_forward;
+    ops->segment_mean_backward = cpu_segment_mean_backward;
+    ops->l2norm_forward = cpu_l2norm_forward;
+    ops->l2norm_backward = cpu_l2norm_backward;
+    ops->aggregate_mean_forward = cpu_aggregate_mean_forward;
+    ops->aggregate_mean_backward = cpu_aggregate_mean_backward;
+    ops->aggregate_attention_forward = cpu_aggregate_attention_forward;
+    ops->aggregate_attention_backward = cpu_aggregate_attention_backward;
+    ops->gru_cell_forward = cpu_gru_cell_forward;
+    ops->gru_cell_backward = cpu_gru_cell_backward;
 }

@@ -1,7 +1,212 @@
-/* CPU vector-quantization kernels: nearest code and EMA statistics. */
+/* CPU vector-quantization kernels: nearest code and EMA statistics
+ * (docs/model.md, "Codebook"). The nearest-code search is one GEMM plus a
+ * tight argmin; everything else is O(n d) or O(k d) and stays simple. */
 #include "device/cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* Rows per GEMM in vq_assign: the score block (rows x k floats, 768 KiB for
+ * k = 768) stays in cache between the GEMM that writes it and the argmin that
+ * reads it, instead of a round trip through memory for all n x k scores. */
+#define VQ_ASSIGN_ROWS 256
+
+/* Eight independent partial sums: the compiler may vectorize them without
+ * reassociating a single accumulator (which it must not do without
+ * -ffast-math). */
+static inline float sqnorm(const float *x, int d)
+{
+    float a[8] = {0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int l = 0; l < 8; l++)
+            a[l] += x[j + l] * x[j + l];
+    float s = 0.0f;
+    for (; j < d; j++)
+        s += x[j] * x[j];
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + s;
+}
+
+static inline float sqdiff(const float *x, const float *y, int d)
+{
+    float a[8] = {0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float t = x[j + l] - y[j + l];
+            a[l] += t * t;
+        }
+    float s = 0.0f;
+    for (; j < d; j++) {
+        float t = x[j] - y[j];
+        s += t * t;
+    }
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + s;
+}
+
+/* argmin_j (s[j] + en[j]) in one pass over the row, lowest j on ties: each
+ * lane keeps the first index at its running minimum (strict <), and lanes
+ * are merged by value, then index. NaN entries never win; a row where
+ * nothing is below +inf gives index 0 and that entry's value. */
+#if defined(__SSE2__)
+static inline int32_t row_argmin(const float *s, const float *en, int k, float *best)
+{
+    /* Two 4-lane accumulators hide the compare-select latency. */
+    __m128 ma = _mm_set1_ps(INFINITY), mb = ma;
+    __m128i ia = _mm_set1_epi32(-1), ib = ia;
+    __m128i ja = _mm_setr_epi32(0, 1, 2, 3), jb = _mm_setr_epi32(4, 5, 6, 7);
+    const __m128i step = _mm_set1_epi32(8);
+    int j = 0;
+    for (; j + 8 <= k; j += 8) {
+        __m128 xa = _mm_add_ps(_mm_loadu_ps(s + j), _mm_loadu_ps(en + j));
+        __m128 xb = _mm_add_ps(_mm_loadu_ps(s + j + 4), _mm_loadu_ps(en + j + 4));
+        __m128i lta = _mm_castps_si128(_mm_cmplt_ps(xa, ma));
+        __m128i ltb = _mm_castps_si128(_mm_cmplt_ps(xb, mb));
+        ma = _mm_min_ps(xa, ma);
+        mb = _mm_min_ps(xb, mb);
+        ia = _mm_or_si128(_mm_and_si128(lta, ja), _mm_andnot_si128(lta, ia));
+        ib = _mm_or_si128(_mm_and_si128(ltb, jb), _mm_andnot_si128(ltb, ib));
+        ja = _mm_add_epi32(ja, step);
+        jb = _mm_add_epi32(jb, step);
+    }
+    float m8[8];
+    int32_t i8[8];
+    _mm_storeu_ps(m8, ma);
+    _mm_storeu_ps(m8 + 4, mb);
+    _mm_storeu_si128((__m128i *)i8, ia);
+    _mm_storeu_si128((__m128i *)(i8 + 4), ib);
+    float m = INFINITY;
+    int32_t bi = -1;
+    for (int l = 0; l < 8; l++)
+        if (i8[l] >= 0 && (m8[l] < m || (m8[l] == m && i8[l] < bi))) {
+            m = m8[l];
+            bi = i8[l];
+        }
+    for (; j < k; j++) {
+        float x = s[j] + en[j];
+        if (x < m) {
+            m = x;
+            bi = j;
+        }
+    }
+    if (bi < 0) {
+        *best = s[0] + en[0];
+        return 0;
+    }
+    *best = m;
+    return bi;
+}
+#else
+static inline int32_t row_argmin(const float *s, const float *en, int k, float *best)
+{
+    float m = INFINITY;
+    int32_t bi = -1;
+    for (int j = 0; j < k; j++) {
+        float x = s[j] + en[j];
+        if (x < m) {
+            m = x;
+            bi = j;
+        }
+    }
+    if (bi < 0) {
+        *best = s[0] + en[0];
+        return 0;
+    }
+    *best = m;
+    return bi;
+}
+#endif
+
+static void cpu_vq_assign(vqji_device *dev, int n, int d, int k, const float *z, const float *e,
+                          float *scratch, int32_t *idx, float *dist)
+{
+    if (n <= 0 || k <= 0)
+        return;
+    float *en = scratch; /* ||e_k||^2, then the score block */
+    float *s = scratch + k;
+    for (int c = 0; c < k; c++)
+        en[c] = sqnorm(e + (size_t)c * d, d);
+    for (int r0 = 0; r0 < n; r0 += VQ_ASSIGN_ROWS) {
+        int m = n - r0 < VQ_ASSIGN_ROWS ? n - r0 : VQ_ASSIGN_ROWS;
+        const float *zb = z + (size_t)r0 * d;
+        /* alpha = -2 is exact, so s + en equals ||e||^2 - 2 z.e as specified. */
+        dev->ops->gemm(dev, false, true, m, k, d, -2.0f, zb, d, e, d, 0.0f, s, k);
+        for (int i = 0; i < m; i++) {
+            float best;
+            idx[r0 + i] = row_argmin(s + (size_t)i * k, en, k, &best);
+            float dd = sqnorm(zb + (size_t)i * d, d) + best;
+            dist[r0 + i] = dd > 0.0f ? dd : (dd == dd ? 0.0f : dd);
+        }
+    }
+}
+
+static void cpu_vq_accumulate(vqji_device *dev, int n, int d, int k, const float *z,
+                              const int32_t *idx, float *counts, float *sums)
+{
+    (void)dev;
+    for (int i = 0; i < n; i++) {
+        int32_t c = idx[i];
+        if (c < 0 || c >= k)
+            continue;
+        if (counts)
+            counts[c] += 1.0f;
+        if (sums) {
+            float *dst = sums + (size_t)c * d;
+            const float *src = z + (size_t)i * d;
+            for (int j = 0; j < d; j++)
+                dst[j] += src[j];
+        }
+    }
+}
+
+static void cpu_vq_gather(vqji_device *dev, int n, int d, const float *z, const float *e,
+                          const int32_t *idx, float *q, float *err)
+{
+    (void)dev;
+    for (int i = 0; i < n; i++) {
+        const float *code = e + (size_t)idx[i] * d;
+        if (err)
+            err[i] = sqdiff(z + (size_t)i * d, code, d);
+        memcpy(q + (size_t)i * d, code, (size_t)d * sizeof(float));
+    }
+}
+
+static void cpu_vq_ema_normalize(vqji_device *dev, int k, int d, float eps, float total,
+                                 const float *counts, const float *sums, float *e)
+{
+    (void)dev;
+    if (!(total > 0.0f))
+        return;
+    double m = total, denom = m + (double)k * eps;
+    for (int c = 0; c < k; c++) {
+        double smoothed = ((double)counts[c] + eps) / denom * m;
+        const float *src = sums + (size_t)c * d;
+        float *dst = e + (size_t)c * d;
+        for (int j = 0; j < d; j++)
+            dst[j] = (float)(src[j] / smoothed);
+    }
+}
+
+static void cpu_vq_min_sqdist(vqji_device *dev, int n, int d, const float *z, const float *c,
+                              float *mind)
+{
+    (void)dev;
+    for (int i = 0; i < n; i++) {
+        float dd = sqdiff(z + (size_t)i * d, c, d);
+        if (dd < mind[i])
+            mind[i] = dd;
+    }
+}
 
 void vqji_cpu_register_vq(vqji_device_ops *ops)
 {
-    (void)ops;
+    ops->vq_assign = cpu_vq_assign;
+    ops->vq_accumulate = cpu_vq_accumulate;
+    ops->vq_gather = cpu_vq_gather;
+    ops->vq_ema_normalize = cpu_vq_ema_normalize;
+    ops->vq_min_sqdist = cpu_vq_min_sqdist;
 }

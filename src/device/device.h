@@ -13,6 +13,10 @@
 
 typedef struct vqji_device_ops vqji_device_ops;
 
+/* Most quadrature points the sigreg_epps_pulley op accepts (its per-slice
+ * sums live on the stack). */
+#define VQJI_SIGREG_MAX_POINTS 256
+
 struct vqji_device {
     const vqji_device_ops *ops;
     const vqj_context *ctx; /* for error messages */
@@ -125,15 +129,91 @@ struct vqji_device_ops {
                               const float *gates, const float *dh_new, float *dgi, float *dgh,
                               float *dh);
 
-    /* ---- Vector quantization (cpu_vq.c) ----
+    /* ---- Vector quantization (cpu_vq.c; math in docs/model.md, "Codebook") ----
      * Nearest code by squared L2 for each of n rows of z [n x d] over the
-     * codebook e [k x d]: idx[n], dist[n] (the squared distance). Ties go to
-     * the lowest index. scratch holds n x k floats. */
+     * codebook e [k x d]: idx[n], dist[n] = max(0, ||z||^2 + min_k(||e_k||^2 -
+     * 2 z.e_k)) with the scores z e^T from gemm. Ties go to the lowest index.
+     * scratch holds (n + 1) x k floats (the scores and the code norms). */
     void (*vq_assign)(vqji_device *dev, int n, int d, int k, const float *z, const float *e,
                       float *scratch, int32_t *idx, float *dist);
-    /* counts[k] += assignments, sums[k x d] += assigned rows. */
+    /* counts[k] += assignments, sums[k x d] += assigned rows; either output
+     * may be NULL to skip it. Rows with idx outside 0..k-1 are ignored. */
     void (*vq_accumulate)(vqji_device *dev, int n, int d, int k, const float *z,
                           const int32_t *idx, float *counts, float *sums);
+    /* q_i = e_{idx_i}; err_i = ||z_i - q_i||^2 by differences (exact where
+     * vq_assign's expansion cancels); err may be NULL. */
+    void (*vq_gather)(vqji_device *dev, int n, int d, const float *z, const float *e,
+                      const int32_t *idx, float *q, float *err);
+    /* EMA codes with Laplace smoothing, total = sum of counts (> 0, else e is
+     * left alone): c_k = (counts_k + eps) / (total + k eps) * total,
+     * e_k = sums_k / c_k. */
+    void (*vq_ema_normalize)(vqji_device *dev, int k, int d, float eps, float total,
+                             const float *counts, const float *sums, float *e);
+    /* k-means++ seeding: mind_i = min(mind_i, ||z_i - c||^2) for one code
+     * c [d], by differences so that a chosen token's distance is exactly 0. */
+    void (*vq_min_sqdist)(vqji_device *dev, int n, int d, const float *z, const float *c,
+                          float *mind);
+
+    /* ---- Optimizer (cpu_optim.c; math in docs/optimizer.md) ---- */
+    /* Σ x_i² accumulated in double (the caller needs the exact sum across
+     * several buffers before the square root); non-finite inputs give a
+     * non-finite result. */
+    double (*sum_squares)(vqji_device *dev, size_t n, const float *x);
+    /* One fused Adam/AdamW step over n contiguous floats, one pass over
+     * memory, in PyTorch's operation order: g = grad_coef * grad (clip and
+     * grad scale folded); Adam: g += weight_decay * p; AdamW: p *= 1 - lr *
+     * weight_decay; m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g²;
+     * p -= (lr / bias_correction1) * m / (sqrt(v) / sqrt(bias_correction2)
+     * + eps). bias_correction_k = 1 - beta_k^step. grad is only read. */
+    void (*adam_update)(vqji_device *dev, size_t n, float *param, const float *grad, float *m,
+                        float *v, double lr, float beta1, float beta2, float eps,
+                        float weight_decay, bool decoupled, double bias_correction1,
+                        double bias_correction2, float grad_coef);
+    /* target = decay * target + (1 - decay) * online. */
+    void (*ema_blend)(vqji_device *dev, size_t n, float decay, const float *online,
+                      float *target);
+
+    /* ---- Losses (cpu_loss.c; math in docs/losses.md) ----
+     * Each op returns per-row (per-example, per-slice) loss values unscaled
+     * and OVERWRITES its gradient outputs with the gradient of
+     * scale * Σ_rows loss, so the caller folds the mean and the term's weight
+     * into `scale`. */
+    /* Softmax cross-entropy over the similarity rows s [rows x cols]
+     * (row stride ld, rows <= cols) with logits s / tau and the positive of
+     * row i at column i: loss[i] = logsumexp_j(s_ij / tau) - s_ii / tau;
+     * dlogtau[i] = scale * d loss[i] / d log(tau) = scale * (s_ii - Σ_j p_ij
+     * s_ij) / tau; s is overwritten with scale * (p_ij - [j = i]) / tau. */
+    void (*infonce_xent)(vqji_device *dev, int rows, int cols, int ld, float inv_tau,
+                         float scale, float *s, float *loss, float *dlogtau);
+    /* Epps-Pulley statistic per slice of x [slices x n] (a slice is a row):
+     * t_k = k * dt (k < points <= VQJI_SIGREG_MAX_POINTS), weights w [points];
+     * stat[s] = n Σ_k w_k ((mean_b cos(t_k x_sb) - exp(-t_k²/2))² +
+     * (mean_b sin(t_k x_sb))²); dx [slices x n] = scale * d stat[s] / d x_sb. */
+    void (*sigreg_epps_pulley)(vqji_device *dev, int slices, int n, int points, float dt,
+                               const float *w, float scale, const float *x, float *stat,
+                               float *dx);
+    /* Relational distances of packed grids (offsets, adjacency as in the
+     * layer ops above) into r [num_grids x m x m]: r_ij = ||h_i - h_j||² for
+     * adjacent i != j of a grid, 0 elsewhere (slots >= n_g included). Every
+     * grid must have n_g <= m. h [n_tokens x d]. */
+    void (*relational_distances_forward)(vqji_device *dev, int num_grids,
+                                         const int32_t *offsets, const uint8_t *adj,
+                                         const int64_t *adj_offsets, int d, int m,
+                                         const float *h, float *r);
+    /* dh_i += 2 dr_ij (h_i - h_j), dh_j -= 2 dr_ij (h_i - h_j) over the same
+     * pairs (ACCUMULATES into dh). */
+    void (*relational_distances_backward)(vqji_device *dev, int num_grids,
+                                          const int32_t *offsets, const uint8_t *adj,
+                                          const int64_t *adj_offsets, int d, int m,
+                                          const float *h, const float *dr, float *dh);
+    /* Relational consistency of `batch` examples, each T context matrices
+     * r_ctx [(b*T + t) x mm] and one target r_tgt [b x mm] (mm = m²):
+     * rbar = mean_t r_t; loss[b] = w_align/mm Σ (rbar - r_tgt)² +
+     * w_self/(T mm) Σ_t Σ (r_t - rbar)²; dr_ctx, dr_tgt = scale * gradient. */
+    void (*relational_consistency)(vqji_device *dev, int batch, int t, int mm,
+                                   const float *r_ctx, const float *r_tgt, float w_align,
+                                   float w_self, float scale, float *loss, float *dr_ctx,
+                                   float *dr_tgt);
 };
 
 /* Create the device a context asks for. On failure the message is recorded

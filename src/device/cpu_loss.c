@@ -1,0 +1,200 @@
+/* CPU kernels of the losses (docs/losses.md). Each op returns per-row loss
+ * values unscaled and overwrites its gradient outputs with the gradient of
+ * scale * Σ_rows loss (see device.h). Sums run in double: they add up
+ * hundreds to thousands of terms whose differences matter (a softmax's
+ * normalizer, a characteristic function near its target). */
+#include "device/cpu.h"
+#include "device/device.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- InfoNCE: softmax cross-entropy with the positive on the diagonal ---- */
+
+static void cpu_infonce_xent(vqji_device *dev, int rows, int cols, int ld, float inv_tau,
+                             float scale, float *s, float *loss, float *dlogtau)
+{
+    (void)dev;
+    for (int i = 0; i < rows; i++) {
+        float *row = s + (size_t)i * ld;
+        /* Subtract the row's largest logit so exp never overflows. */
+        float zmax = row[0] * inv_tau;
+        for (int j = 1; j < cols; j++)
+            zmax = fmaxf(zmax, row[j] * inv_tau);
+        double z = 0.0, ps = 0.0; /* Σ exp(z_j - zmax), Σ exp(z_j - zmax) s_ij */
+        for (int j = 0; j < cols; j++) {
+            double e = exp((double)row[j] * inv_tau - zmax);
+            z += e;
+            ps += e * row[j];
+        }
+        double lse = zmax + log(z);
+        double pos = row[i];
+        loss[i] = (float)(lse - pos * inv_tau);
+        dlogtau[i] = (float)(scale * (pos - ps / z) * inv_tau);
+        /* d loss_i / d s_ij = (p_ij - [j = i]) / tau */
+        double g = (double)scale * inv_tau;
+        for (int j = 0; j < cols; j++)
+            row[j] = (float)(g * exp((double)row[j] * inv_tau - lse));
+        row[i] -= (float)g;
+    }
+}
+
+/* ---- SIGReg: Epps-Pulley statistic per slice ----
+ * cos(k θ) and sin(k θ) for k = 0..points-1 come from the rotation
+ * e^{i(k+1)θ} = e^{ikθ} e^{iθ} in double: one cos/sin pair per sample
+ * instead of `points`, with a rounding error that grows only linearly in k
+ * (~1e-15 per step, far below float). */
+
+static void cpu_sigreg_epps_pulley(vqji_device *dev, int slices, int n, int points, float dt,
+                                   const float *w, float scale, const float *x, float *stat,
+                                   float *dx)
+{
+    (void)dev;
+    double cmean[VQJI_SIGREG_MAX_POINTS], smean[VQJI_SIGREG_MAX_POINTS];
+    double gc[VQJI_SIGREG_MAX_POINTS], gs[VQJI_SIGREG_MAX_POINTS];
+    for (int sl = 0; sl < slices; sl++) {
+        const float *xs = x + (size_t)sl * n;
+        float *dxs = dx + (size_t)sl * n;
+        memset(cmean, 0, (size_t)points * sizeof *cmean);
+        memset(smean, 0, (size_t)points * sizeof *smean);
+        for (int b = 0; b < n; b++) {
+            double th = (double)dt * xs[b], c1 = cos(th), s1 = sin(th), ck = 1.0, sk = 0.0;
+            for (int k = 0; k < points; k++) {
+                cmean[k] += ck;
+                smean[k] += sk;
+                double cn = ck * c1 - sk * s1;
+                sk = sk * c1 + ck * s1;
+                ck = cn;
+            }
+        }
+        double st = 0.0;
+        for (int k = 0; k < points; k++) {
+            double t = (double)k * dt, phi = exp(-0.5 * t * t);
+            cmean[k] /= n;
+            smean[k] /= n;
+            double ec = cmean[k] - phi;
+            st += w[k] * (ec * ec + smean[k] * smean[k]);
+            /* d stat / d x_b = Σ_k 2 w_k t_k (S_k cos(t_k x_b) - (C_k - φ_k) sin(t_k x_b)):
+             * the factor n of the statistic cancels the 1/n of the means. */
+            gc[k] = 2.0 * scale * w[k] * t * smean[k];
+            gs[k] = -2.0 * scale * w[k] * t * ec;
+        }
+        stat[sl] = (float)(n * st);
+        for (int b = 0; b < n; b++) {
+            double th = (double)dt * xs[b], c1 = cos(th), s1 = sin(th), ck = 1.0, sk = 0.0;
+            double g = 0.0;
+            for (int k = 0; k < points; k++) {
+                g += gc[k] * ck + gs[k] * sk;
+                double cn = ck * c1 - sk * s1;
+                sk = sk * c1 + ck * s1;
+                ck = cn;
+            }
+            dxs[b] = (float)g;
+        }
+    }
+}
+
+/* ---- Relational distances r_ij = ||h_i - h_j||² over adjacent pairs ---- */
+
+static double sqdist(int d, const float *a, const float *b)
+{
+    double s = 0.0;
+    for (int k = 0; k < d; k++) {
+        double t = (double)a[k] - b[k];
+        s += t * t;
+    }
+    return s;
+}
+
+static void cpu_relational_distances_forward(vqji_device *dev, int num_grids,
+                                             const int32_t *offsets, const uint8_t *adj,
+                                             const int64_t *adj_offsets, int d, int m,
+                                             const float *h, float *r)
+{
+    (void)dev;
+    size_t mm = (size_t)m * m;
+    memset(r, 0, (size_t)num_grids * mm * sizeof *r);
+    for (int g = 0; g < num_grids; g++) {
+        int n = offsets[g + 1] - offsets[g];
+        const float *hg = h + (size_t)offsets[g] * d;
+        const uint8_t *a = adj + adj_offsets[g];
+        float *rg = r + (size_t)g * mm;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                if (i != j && a[i * n + j])
+                    rg[i * m + j] = (float)sqdist(d, hg + (size_t)i * d, hg + (size_t)j * d);
+    }
+}
+
+static void cpu_relational_distances_backward(vqji_device *dev, int num_grids,
+                                              const int32_t *offsets, const uint8_t *adj,
+                                              const int64_t *adj_offsets, int d, int m,
+                                              const float *h, const float *dr, float *dh)
+{
+    (void)dev;
+    size_t mm = (size_t)m * m;
+    for (int g = 0; g < num_grids; g++) {
+        int n = offsets[g + 1] - offsets[g];
+        const float *hg = h + (size_t)offsets[g] * d;
+        float *dhg = dh + (size_t)offsets[g] * d;
+        const uint8_t *a = adj + adj_offsets[g];
+        const float *drg = dr + (size_t)g * mm;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                if (i == j || !a[i * n + j])
+                    continue;
+                float c = 2.0f * drg[i * m + j];
+                const float *hi = hg + (size_t)i * d, *hj = hg + (size_t)j * d;
+                float *dhi = dhg + (size_t)i * d, *dhj = dhg + (size_t)j * d;
+                for (int k = 0; k < d; k++) {
+                    float t = c * (hi[k] - hj[k]);
+                    dhi[k] += t;
+                    dhj[k] -= t;
+                }
+            }
+    }
+}
+
+/* ---- Relational consistency over the M x M matrices of each example ---- */
+
+static void cpu_relational_consistency(vqji_device *dev, int batch, int t, int mm,
+                                       const float *r_ctx, const float *r_tgt, float w_align,
+                                       float w_self, float scale, float *loss, float *dr_ctx,
+                                       float *dr_tgt)
+{
+    (void)dev;
+    double ca = (double)w_align / mm, cs = (double)w_self / ((double)t * mm);
+    for (int b = 0; b < batch; b++) {
+        const float *rc = r_ctx + (size_t)b * t * mm;
+        const float *rt = r_tgt + (size_t)b * mm;
+        float *dc = dr_ctx + (size_t)b * t * mm;
+        float *dtg = dr_tgt + (size_t)b * mm;
+        double lb = 0.0;
+        for (int e = 0; e < mm; e++) {
+            double rbar = 0.0;
+            for (int k = 0; k < t; k++)
+                rbar += rc[(size_t)k * mm + e];
+            rbar /= t;
+            double diff = rbar - rt[e], var = 0.0;
+            /* d/dr_t of the variance term is 2 (r_t - rbar) / (T mm): the
+             * path through rbar vanishes since Σ_t (r_t - rbar) = 0. */
+            for (int k = 0; k < t; k++) {
+                double dev_k = rc[(size_t)k * mm + e] - rbar;
+                var += dev_k * dev_k;
+                dc[(size_t)k * mm + e] = (float)(scale * 2.0 * (ca * diff / t + cs * dev_k));
+            }
+            dtg[e] = (float)(-scale * 2.0 * ca * diff);
+            lb += ca * diff * diff + cs * var;
+        }
+        loss[b] = (float)lb;
+    }
+}
+
+void vqji_cpu_register_loss(vqji_device_ops *ops)
+{
+    ops->infonce_xent = cpu_infonce_xent;
+    ops->sigreg_epps_pulley = cpu_sigreg_epps_pulley;
+    ops->relational_distances_forward = cpu_relational_distances_forward;
+    ops->relational_distances_backward = cpu_relational_distances_backward;
+    ops->relational_consistency = cpu_relational_consistency;
+}

@@ -1,0 +1,604 @@
+/* The codebook: nearest-code quantization with a straight-through estimator,
+ * commitment loss, EMA codes with Laplace smoothing, dead-code refresh and
+ * k-means++ seeding (docs/model.md, "Codebook"). Everything that touches
+ * token-sized or codebook-sized buffers is a device op, so a GPU backend runs
+ * the same code; the host only sees K-sized statistics and, on the rare
+ * refresh and the one-time k-means++ pass, N floats. */
+#include "model/codebook.h"
+#include "core/params.h"
+#include "core/tensor.h"
+#include "device/device.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct order_item {
+    float err;
+    int32_t i;
+} order_item;
+
+struct vqj_codebook {
+    vqj_context *ctx;
+    vqj_codebook_params p;
+    vqj_weights w;
+    size_t i_emb, i_count, i_sum;
+    vqji_rng kmeans_rng;
+    int initialized; /* k-means++ has run, or is not wanted */
+    int64_t updates;
+
+    /* Device work buffers: grown, never shrunk (capacities in bytes). */
+    float *scratch;
+    size_t scratch_cap;
+    int32_t *idx;
+    size_t idx_cap;
+    float *err;
+    size_t err_cap;
+    float *mind;
+    size_t mind_cap;
+    float *counts; /* [K] */
+    float *sums;   /* [K x D] */
+
+    /* What the last training forward leaves for the backward pass. The
+     * residual z - q rather than q: the EMA update moves the codes after the
+     * assignment, so the codes cannot be re-gathered later. */
+    int bw_valid;
+    int bw_n;
+    float *bw_resid;
+    size_t bw_resid_cap;
+    int32_t *bw_idx;
+    size_t bw_idx_cap;
+
+    /* Host buffers. */
+    float *h_counts; /* [K] */
+    float *h_ema;    /* [K] */
+    int32_t *h_dead; /* [K] */
+    float *h_vals;   /* [N] */
+    size_t h_vals_cap;
+    order_item *h_order; /* [N] */
+    size_t h_order_cap;
+};
+
+/* FNV-1a of a name: the vqji_rng stream of what it names, so each tensor and
+ * each random procedure draws its own sequence from the context seed. */
+static uint64_t stream_of(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *s = (const unsigned char *)name; *s; s++)
+        h = (h ^ *s) * 0x100000001b3ull;
+    return h;
+}
+
+static vqj_status dev_reserve(vqji_device *dev, void **buf, size_t *cap, size_t bytes)
+{
+    if (*buf && bytes <= *cap)
+        return VQJ_OK;
+    size_t grown = *cap + *cap / 2;
+    if (grown < bytes)
+        grown = bytes;
+    void *p;
+    vqj_status st = dev->ops->alloc(dev, grown, &p);
+    if (st)
+        return st;
+    dev->ops->free(dev, *buf);
+    *buf = p;
+    *cap = grown;
+    return VQJ_OK;
+}
+
+void vqj_codebook_params_default(vqj_codebook_params *params)
+{
+    if (!params)
+        return;
+    *params = (vqj_codebook_params){
+        .size = sizeof *params,
+        .num_embeddings = 768,
+        .dim = 384,
+        .enabled = 1,
+        .commitment_cost = 0.15f,
+        .ema_decay = 0.95f,
+        .refresh_enabled = 1,
+        .refresh_interval = 3000,
+        .refresh_usage_threshold = 0.01f,
+        .kmeans_init = 1,
+    };
+}
+
+static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
+{
+    const char *s = "vqj_codebook_params";
+    if (p->num_embeddings < 1 || p->num_embeddings > 65536)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.num_embeddings is %d; allowed range 1..65536", s, p->num_embeddings);
+    if (p->dim < 1 || p->dim > 65536)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s.dim is %d; allowed range 1..65536",
+                         s, p->dim);
+    if (!isfinite(p->commitment_cost) || p->commitment_cost < 0.0f)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.commitment_cost is %g; must be finite and >= 0", s,
+                         (double)p->commitment_cost);
+    if (!(p->ema_decay >= 0.0f && p->ema_decay < 1.0f))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.ema_decay is %g; allowed range [0, 1) (0 trains the codes by "
+                         "gradient)",
+                         s, (double)p->ema_decay);
+    if (p->refresh_interval < 1)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s.refresh_interval is %d; must be >= 1",
+                         s, p->refresh_interval);
+    if (!(p->refresh_usage_threshold >= 0.0f && p->refresh_usage_threshold <= 1.0f))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.refresh_usage_threshold is %g; allowed range [0, 1]", s,
+                         (double)p->refresh_usage_threshold);
+    return VQJ_OK;
+}
+
+void vqj_codebook_destroy(vqj_codebook *cb)
+{
+    if (!cb)
+        return;
+    vqji_device *dev = cb->ctx->device;
+    dev->ops->free(dev, cb->scratch);
+    dev->ops->free(dev, cb->idx);
+    dev->ops->free(dev, cb->err);
+    dev->ops->free(dev, cb->mind);
+    dev->ops->free(dev, cb->counts);
+    dev->ops->free(dev, cb->sums);
+    dev->ops->free(dev, cb->bw_resid);
+    dev->ops->free(dev, cb->bw_idx);
+    vqji_weights_release(&cb->w);
+    free(cb->h_counts);
+    free(cb->h_ema);
+    free(cb->h_dead);
+    free(cb->h_vals);
+    free(cb->h_order);
+    free(cb);
+}
+
+/* Codes uniform in [-1/K, 1/K) from the tensor's stream; ema_count = 1 and
+ * ema_sum = e so that an unused code stays where it is (docs/model.md). */
+static vqj_status init_codes(vqj_codebook *cb)
+{
+    vqji_device *dev = cb->ctx->device;
+    size_t kd = (size_t)cb->p.num_embeddings * (size_t)cb->p.dim;
+    float *host;
+    vqj_status st = vqji_malloc(cb->ctx, kd * sizeof(float), "the initial codes", (void **)&host);
+    if (st)
+        return st;
+    vqji_rng rng;
+    vqji_rng_seed(&rng, cb->ctx->params.seed, stream_of("codebook.embedding"));
+    float bound = 1.0f / (float)cb->p.num_embeddings;
+    for (size_t i = 0; i < kd; i++)
+        host[i] = bound * (2.0f * vqji_rng_uniform(&rng) - 1.0f);
+    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    st = dev->ops->upload(dev, e, host, kd * sizeof(float));
+    free(host);
+    if (st)
+        return st;
+    dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_sum), e, kd * sizeof(float));
+    dev->ops->fill(dev, (size_t)cb->p.num_embeddings, 1.0f,
+                   vqji_weights_data(&cb->w, cb->i_count));
+    return dev->ops->sync(dev);
+}
+
+vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *params,
+                               vqj_codebook **out)
+{
+    if (out)
+        *out = NULL;
+    if (!ctx || !params || !out)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_create: NULL argument");
+    vqji_clear_error(ctx);
+    vqj_codebook_params p;
+    vqj_codebook_params_default(&p);
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_codebook_params");
+    if (st)
+        return st;
+    st = validate(ctx, &p);
+    if (st)
+        return st;
+
+    vqj_codebook *cb;
+    st = vqji_calloc(ctx, 1, sizeof *cb, "a codebook", (void **)&cb);
+    if (st)
+        return st;
+    cb->ctx = ctx;
+    cb->p = p;
+    cb->p.enabled = p.enabled != 0;
+    cb->p.refresh_enabled = p.refresh_enabled != 0;
+    cb->p.kmeans_init = p.kmeans_init != 0;
+    vqji_weights_init(&cb->w, ctx);
+    vqji_device *dev = ctx->device;
+    int k = p.num_embeddings, d = p.dim;
+    size_t kd = (size_t)k * (size_t)d;
+
+    if ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, d, p.ema_decay == 0.0f,
+                               &cb->i_emb)) ||
+        (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
+        (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, d, 0, &cb->i_sum)) ||
+        (st = vqji_weights_finalize(&cb->w)) ||
+        (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->counts)) ||
+        (st = dev->ops->alloc(dev, kd * sizeof(float), (void **)&cb->sums)) ||
+        (st = vqji_malloc(ctx, (size_t)k * sizeof(float), "codebook counts",
+                          (void **)&cb->h_counts)) ||
+        (st = vqji_malloc(ctx, (size_t)k * sizeof(float), "codebook counts",
+                          (void **)&cb->h_ema)) ||
+        (st = vqji_malloc(ctx, (size_t)k * sizeof(int32_t), "codebook refresh list",
+                          (void **)&cb->h_dead)) ||
+        (st = init_codes(cb))) {
+        vqj_codebook_destroy(cb);
+        return st;
+    }
+    vqji_rng_seed(&cb->kmeans_rng, ctx->params.seed, stream_of("codebook.kmeans++"));
+    cb->initialized = !cb->p.kmeans_init || !cb->p.enabled;
+    *out = cb;
+    return VQJ_OK;
+}
+
+vqj_weights *vqj_codebook_weights(vqj_codebook *cb) { return cb ? &cb->w : NULL; }
+
+const vqj_codebook_params *vqji_codebook_params(const vqj_codebook *cb) { return &cb->p; }
+
+const float *vqji_codebook_embedding(const vqj_codebook *cb)
+{
+    return vqji_weights_data(&cb->w, cb->i_emb);
+}
+
+/* k-means++ (docs/model.md): the first code a uniformly drawn token, each
+ * next one a token drawn with probability proportional to its squared
+ * distance to the nearest chosen code. A chosen token (and every duplicate
+ * of it) has distance exactly 0, so the codes are distinct tokens as long as
+ * the batch has K distinct ones; past that, draws fall back to uniform. */
+static vqj_status kmeans_seed(vqj_codebook *cb, const float *z, int n)
+{
+    vqji_device *dev = cb->ctx->device;
+    int k = cb->p.num_embeddings, d = cb->p.dim;
+    size_t row = (size_t)d * sizeof(float);
+    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    float *h = cb->h_vals;
+    dev->ops->fill(dev, (size_t)n, INFINITY, cb->mind);
+    for (int c = 0; c < k; c++) {
+        int64_t pick = -1;
+        if (c > 0) {
+            vqj_status st = dev->ops->download(dev, h, cb->mind, (size_t)n * sizeof(float));
+            if (st)
+                return st;
+            double total = 0.0;
+            for (int i = 0; i < n; i++)
+                total += h[i];
+            if (total > 0.0 && isfinite(total)) {
+                double u = (double)(vqji_rng_next(&cb->kmeans_rng) >> 11) * 0x1.0p-53 * total;
+                double acc = 0.0;
+                for (int i = 0; i < n; i++)
+                    if (h[i] > 0.0f) {
+                        acc += h[i];
+                        pick = i; /* the last positive one if rounding leaves acc <= u */
+                        if (acc > u)
+                            break;
+                    }
+            }
+        }
+        if (pick < 0)
+            pick = (int64_t)vqji_rng_below(&cb->kmeans_rng, (uint64_t)n);
+        float *code = e + (size_t)c * d;
+        dev->ops->copy(dev, code, z + (size_t)pick * d, row);
+        if (c + 1 < k)
+            dev->ops->vq_min_sqdist(dev, n, d, z, code, cb->mind);
+    }
+    dev->ops->fill(dev, (size_t)k, 1.0f, vqji_weights_data(&cb->w, cb->i_count));
+    dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_sum), e, (size_t)k * row);
+    return VQJ_OK;
+}
+
+static int order_cmp(const void *a, const void *b)
+{
+    const order_item *x = a, *y = b;
+    if (x->err != y->err)
+        return x->err > y->err ? -1 : 1; /* larger error first */
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Re-seed the codes whose EMA share is <= the threshold, in ascending k,
+ * from the batch's tokens in descending quantization error (ties: lower i),
+ * one token per code: e_k = z_i, ema_count_k = M/K, ema_sum_k = e_k M/K. */
+static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *refreshed)
+{
+    vqji_device *dev = cb->ctx->device;
+    int k = cb->p.num_embeddings, d = cb->p.dim;
+    float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
+    float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
+    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    *refreshed = 0;
+    vqj_status st = dev->ops->download(dev, cb->h_ema, ema_count, (size_t)k * sizeof(float));
+    if (st)
+        return st;
+    double m = 0.0;
+    for (int c = 0; c < k; c++)
+        m += cb->h_ema[c];
+    if (!(m > 0.0))
+        return VQJ_OK;
+    int ndead = 0;
+    for (int c = 0; c < k; c++)
+        if (cb->h_ema[c] / m <= cb->p.refresh_usage_threshold)
+            cb->h_dead[ndead++] = c;
+    int count = ndead < n ? ndead : n;
+    if (count == 0)
+        return VQJ_OK;
+    st = dev->ops->download(dev, cb->h_vals, cb->err, (size_t)n * sizeof(float));
+    if (st)
+        return st;
+    for (int i = 0; i < n; i++)
+        cb->h_order[i] = (order_item){cb->h_vals[i], i};
+    qsort(cb->h_order, (size_t)n, sizeof *cb->h_order, order_cmp);
+    float share = (float)(m / k);
+    size_t row = (size_t)d * sizeof(float);
+    for (int j = 0; j < count; j++) {
+        size_t c = (size_t)cb->h_dead[j];
+        const float *src = z + (size_t)cb->h_order[j].i * d;
+        dev->ops->copy(dev, e + c * d, src, row);
+        dev->ops->fill(dev, 1, share, ema_count + c);
+        dev->ops->copy(dev, ema_sum + c * d, src, row);
+        dev->ops->scale(dev, (size_t)d, share, ema_sum + c * d);
+    }
+    *refreshed = count;
+    return VQJ_OK;
+}
+
+static void write_stats(const vqj_codebook *cb, int n, int have_counts, float commitment,
+                        float codebook_loss, int refreshed, vqj_codebook_stats *out)
+{
+    vqj_codebook_stats s;
+    memset(&s, 0, sizeof s);
+    s.size = out->size;
+    s.commitment_loss = commitment;
+    s.codebook_loss = codebook_loss;
+    s.refreshed = refreshed;
+    s.updates = cb->updates;
+    if (have_counts && n > 0) {
+        double h = 0.0;
+        for (int c = 0; c < cb->p.num_embeddings; c++) {
+            float cnt = cb->h_counts[c];
+            if (cnt > 0.0f) {
+                double pk = (double)cnt / n;
+                h -= pk * log(pk);
+                s.active_codes++;
+            }
+        }
+        s.perplexity = (float)exp(h);
+    }
+    s.usage_ratio = (float)s.active_codes / (float)cb->p.num_embeddings;
+    memcpy(out, &s, sizeof s);
+}
+
+vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int training,
+                                vqj_tensor *q, int32_t *codes, vqj_codebook_stats *stats)
+{
+    if (!cb)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_forward: cb is NULL");
+    vqj_context *ctx = cb->ctx;
+    vqji_clear_error(ctx);
+    if (!z || !q)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_forward: %s is NULL",
+                         z ? "q" : "z");
+    if (z->ctx != ctx || q->ctx != ctx)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: a tensor belongs to another context");
+    if (z == q)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: q must be a different tensor from z");
+    const int k = cb->p.num_embeddings, d = cb->p.dim, n = z->rows;
+    if (z->cols != d)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: z is %d x %d; expected N x %d (the codebook's "
+                         "dim)",
+                         z->rows, z->cols, d);
+    if (stats && stats->size < sizeof *stats)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: stats->size is %zu, expected at least %zu; set "
+                         "it to sizeof(vqj_codebook_stats)",
+                         stats->size, sizeof *stats);
+    vqji_device *dev = ctx->device;
+    const size_t nd = (size_t)n * (size_t)d, kd = (size_t)k * (size_t)d;
+    const float *zd = z->data;
+    if (training && n > 0 && !dev->ops->all_finite(dev, nd, zd))
+        return vqji_fail(ctx, VQJ_ERR_NUMERIC,
+                         "vqj_codebook_forward: z holds a non-finite value; the codebook was "
+                         "left unchanged");
+
+    const int enabled = cb->p.enabled;
+    const int kmeans = training && enabled && !cb->initialized && n >= k;
+    const int ema = training && enabled && cb->p.ema_decay > 0.0f && n > 0;
+    /* This call's update is number updates + 1 (written so it cannot overflow). */
+    const int refresh = ema && cb->p.refresh_enabled &&
+                        cb->updates % cb->p.refresh_interval == cb->p.refresh_interval - 1;
+
+    /* Every allocation comes first, so a failure leaves everything as it was. */
+    vqj_status st = VQJ_OK;
+    if (enabled) {
+        size_t scratch;
+        if (!vqji_mul_size((size_t)n + 1, (size_t)k * sizeof(float), &scratch))
+            return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY,
+                             "vqj_codebook_forward: %d x %d scores overflow", n, k);
+        if ((st = dev_reserve(dev, (void **)&cb->scratch, &cb->scratch_cap, scratch)) ||
+            (st = dev_reserve(dev, (void **)&cb->idx, &cb->idx_cap,
+                              (size_t)n * sizeof(int32_t))) ||
+            (st = dev_reserve(dev, (void **)&cb->err, &cb->err_cap, (size_t)n * sizeof(float))))
+            return st;
+        if (training &&
+            ((st = dev_reserve(dev, (void **)&cb->bw_resid, &cb->bw_resid_cap,
+                               nd * sizeof(float))) ||
+             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
+                               (size_t)n * sizeof(int32_t)))))
+            return st;
+        if ((kmeans || refresh) &&
+            (st = vqji_reserve(ctx, (void **)&cb->h_vals, &cb->h_vals_cap,
+                               (size_t)n * sizeof(float), "codebook distances")))
+            return st;
+        if (kmeans &&
+            (st = dev_reserve(dev, (void **)&cb->mind, &cb->mind_cap, (size_t)n * sizeof(float))))
+            return st;
+        if (refresh && (st = vqji_reserve(ctx, (void **)&cb->h_order, &cb->h_order_cap,
+                                          (size_t)n * sizeof(order_item), "codebook refresh")))
+            return st;
+    }
+    if ((st = vqj_tensor_reshape(q, n, d)))
+        return st;
+
+    if (!enabled) {
+        dev->ops->copy(dev, q->data, zd, nd * sizeof(float));
+        if (codes)
+            for (int i = 0; i < n; i++)
+                codes[i] = -1;
+        if (training) {
+            cb->bw_valid = 1;
+            cb->bw_n = n;
+        }
+        if (stats)
+            write_stats(cb, n, 0, 0.0f, 0.0f, 0, stats);
+        return dev->ops->sync(dev);
+    }
+
+    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    if (kmeans) {
+        if ((st = kmeans_seed(cb, zd, n)))
+            return st;
+        cb->initialized = 1;
+    }
+    dev->ops->vq_assign(dev, n, d, k, zd, e, cb->scratch, cb->idx, cb->err);
+    dev->ops->vq_gather(dev, n, d, zd, e, cb->idx, q->data, cb->err);
+    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, cb->err) / ((double)nd) : 0.0;
+    float commitment = (float)(cb->p.commitment_cost * mse);
+    float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
+
+    if (stats || ema) {
+        dev->ops->fill(dev, (size_t)k, 0.0f, cb->counts);
+        if (ema)
+            dev->ops->fill(dev, kd, 0.0f, cb->sums);
+        dev->ops->vq_accumulate(dev, n, d, k, zd, cb->idx, cb->counts, ema ? cb->sums : NULL);
+    }
+    if (stats &&
+        (st = dev->ops->download(dev, cb->h_counts, cb->counts, (size_t)k * sizeof(float))))
+        return st;
+    if (codes && n > 0 &&
+        (st = dev->ops->download(dev, codes, cb->idx, (size_t)n * sizeof(int32_t))))
+        return st;
+    if (training) {
+        dev->ops->copy(dev, cb->bw_resid, zd, nd * sizeof(float));
+        dev->ops->axpy(dev, nd, -1.0f, q->data, cb->bw_resid);
+        dev->ops->copy(dev, cb->bw_idx, cb->idx, (size_t)n * sizeof(int32_t));
+        cb->bw_n = n;
+        cb->bw_valid = 1;
+    }
+    int refreshed = 0;
+    if (ema) {
+        float g = cb->p.ema_decay;
+        float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
+        float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
+        dev->ops->scale(dev, (size_t)k, g, ema_count);
+        dev->ops->axpy(dev, (size_t)k, 1.0f - g, cb->counts, ema_count);
+        dev->ops->scale(dev, kd, g, ema_sum);
+        dev->ops->axpy(dev, kd, 1.0f - g, cb->sums, ema_sum);
+        float total = dev->ops->sum(dev, (size_t)k, ema_count);
+        dev->ops->vq_ema_normalize(dev, k, d, VQJI_CODEBOOK_EPS, total, ema_count, ema_sum, e);
+        cb->updates++;
+        if (refresh && (st = refresh_dead(cb, zd, n, &refreshed)))
+            return st;
+    }
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    if (stats)
+        write_stats(cb, n, 1, commitment, codebook_loss, refreshed, stats);
+    return VQJ_OK;
+}
+
+vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_tensor *dz)
+{
+    if (!cb)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_backward: cb is NULL");
+    vqj_context *ctx = cb->ctx;
+    vqji_clear_error(ctx);
+    if (!dq || !dz)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_backward: %s is NULL",
+                         dq ? "dz" : "dq");
+    if (!cb->bw_valid)
+        return vqji_fail(ctx, VQJ_ERR_STATE,
+                         "vqj_codebook_backward: no training forward to differentiate; call "
+                         "vqj_codebook_forward with training = 1 first");
+    if (dq->ctx != ctx || dz->ctx != ctx)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_backward: a tensor belongs to another context");
+    const int n = cb->bw_n, d = cb->p.dim, k = cb->p.num_embeddings;
+    const vqj_tensor *check[2] = {dq, dz};
+    for (int t = 0; t < 2; t++)
+        if (check[t]->rows != n || check[t]->cols != d)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "vqj_codebook_backward: %s is %d x %d; the last training forward "
+                             "quantized %d x %d",
+                             t ? "dz" : "dq", check[t]->rows, check[t]->cols, n, d);
+    if (n == 0)
+        return VQJ_OK;
+    vqji_device *dev = ctx->device;
+    const size_t nd = (size_t)n * (size_t)d;
+    dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
+    if (cb->p.enabled) {
+        dev->ops->axpy(dev, nd, (float)(2.0 * cb->p.commitment_cost / (double)nd), cb->bw_resid,
+                       dz->data);
+        if (cb->p.ema_decay == 0.0f) {
+            /* de_k += 2 sum_{i->k} (e_k - z_i) / (N D) = -2/(N D) * sum_{i->k} r_i. */
+            size_t kd = (size_t)k * (size_t)d;
+            dev->ops->fill(dev, kd, 0.0f, cb->sums);
+            dev->ops->vq_accumulate(dev, n, d, k, cb->bw_resid, cb->bw_idx, NULL, cb->sums);
+            dev->ops->axpy(dev, kd, (float)(-2.0 / (double)nd), cb->sums,
+                           vqji_weights_grad(&cb->w, cb->i_emb));
+        }
+    }
+    return dev->ops->sync(dev);
+}
+
+vqj_status vqj_codebook_ema_usage(const vqj_codebook *cb, float *dst, size_t count)
+{
+    if (!cb || !dst)
+        return vqji_fail(cb ? cb->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_ema_usage: NULL argument");
+    vqji_clear_error(cb->ctx);
+    size_t k = (size_t)cb->p.num_embeddings;
+    if (count != k)
+        return vqji_fail(cb->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_ema_usage: count is %zu; the codebook has %zu codes",
+                         count, k);
+    vqji_device *dev = cb->ctx->device;
+    vqj_status st = dev->ops->download(dev, dst, vqji_weights_data(&cb->w, cb->i_count),
+                                       k * sizeof(float));
+    if (st)
+        return st;
+    double m = 0.0;
+    for (size_t c = 0; c < k; c++)
+        m += dst[c];
+    for (size_t c = 0; c < k; c++)
+        dst[c] = m > 0.0 ? (float)(dst[c] / m) : 0.0f;
+    return VQJ_OK;
+}
+
+vqj_status vqj_codebook_get_progress(const vqj_codebook *cb, int64_t *updates, int *initialized)
+{
+    if (!cb || !updates || !initialized)
+        return vqji_fail(cb ? cb->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_get_progress: NULL argument");
+    vqji_clear_error(cb->ctx);
+    *updates = cb->updates;
+    *initialized = cb->initialized;
+    return VQJ_OK;
+}
+
+vqj_status vqj_codebook_set_progress(vqj_codebook *cb, int64_t updates, int initialized)
+{
+    if (!cb)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_set_progress: cb is NULL");
+    vqji_clear_error(cb->ctx);
+    if (updates < 0)
+        return vqji_fail(cb->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_set_progress: updates is %lld; must be >= 0",
+                         (long long)updates);
+    cb->updates = updates;
+    cb->initialized = initialized != 0 || !cb->p.kmeans_init || !cb->p.enabled;
+    return VQJ_OK;
+}

@@ -1,0 +1,689 @@
+/* The one-call training step (include/vqjepa.h, "Trainer"). It is built
+ * from the public stage calls, in the order the header lists, so a host
+ * program driving the stages itself computes exactly the same thing. */
+#include "core/params.h"
+#include "core/tensor.h"
+#include "device/device.h"
+#include "loss/loss.h"
+#include "model/codebook.h"
+#include "model/encoder.h"
+#include "model/predictor.h"
+#include "model/tokens.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One invariance view kind's scratch: its grids' cells and tokens. */
+typedef struct view_buffers {
+    vqj_tokens *context, *target;
+} view_buffers;
+
+struct vqj_trainer {
+    vqj_context *ctx;
+    vqj_trainer_params p;
+    vqj_encoder *encoder;
+    vqj_codebook *codebook;
+    vqj_predictor *predictor;
+    vqj_loss *loss;
+    vqj_optimizer *optimizer;
+    vqj_encoder *target_encoder;     /* owned; NULL without a target network */
+    vqj_predictor *target_predictor; /* owned; NULL without a target network */
+    int window;                      /* T */
+
+    vqj_tokens *context_tokens, *target_tokens; /* from grids */
+    view_buffers view;
+    uint8_t *cells; /* view grids' cells */
+    size_t cells_cap;
+    vqj_grid *grids; /* view grids */
+    size_t grids_cap;
+
+    /* Activations and gradients of a step. */
+    vqj_tensor *z, *q, *c, *dc, *dq, *dz;
+    vqj_tensor *zt, *qt, *t;
+    vqj_tensor *zv, *qv, *pv, *dpv, *dqv; /* a view's pass */
+
+    float *codebook_copy; /* device copy of the codebook's tensors */
+    int64_t micro_step;
+    int64_t cycle_start; /* micro_step at the start of this accumulation cycle */
+};
+
+void vqj_trainer_params_default(vqj_trainer_params *params)
+{
+    if (!params)
+        return;
+    memset(params, 0, sizeof *params);
+    params->size = sizeof *params;
+    params->grad_accum_steps = 2;
+    params->target_ema_decay = 0.99f;
+    params->use_target_encoder = 1;
+    params->translation_max_delta = 0.1f;
+    params->symmetry_modes = 3;
+    params->background = 1;
+}
+
+static vqj_status check_params(const vqj_context *ctx, const vqj_trainer_params *p)
+{
+    const char *fn = "vqj_trainer_create";
+    if (p->grad_accum_steps < 1 || p->grad_accum_steps > 1024)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: grad_accum_steps is %d; it must be in 1..1024", fn,
+                         p->grad_accum_steps);
+    if (!(p->target_ema_decay >= 0.0f && p->target_ema_decay <= 1.0f))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: target_ema_decay is %g; it must be in [0, 1]", fn,
+                         (double)p->target_ema_decay);
+    if (!(p->translation_max_delta >= 0.0f && p->translation_max_delta <= 1.0f))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: translation_max_delta is %g; it must be in [0, 1]", fn,
+                         (double)p->translation_max_delta);
+    if (p->symmetry_modes < 0 || p->symmetry_modes > 3)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: symmetry_modes is %d; use bit 0 (horizontal) and bit 1 (vertical)",
+                         fn, p->symmetry_modes);
+    return VQJ_OK;
+}
+
+void vqj_trainer_destroy(vqj_trainer *tr)
+{
+    if (!tr)
+        return;
+    vqj_encoder_destroy(tr->target_encoder);
+    vqj_predictor_destroy(tr->target_predictor);
+    vqj_tokens_destroy(tr->context_tokens);
+    vqj_tokens_destroy(tr->target_tokens);
+    vqj_tokens_destroy(tr->view.context);
+    vqj_tokens_destroy(tr->view.target);
+    vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc, tr->dq, tr->dz, tr->zt,
+                             tr->qt, tr->t,  tr->zv, tr->qv, tr->pv, tr->dpv, tr->dqv};
+    for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
+        vqj_tensor_destroy(tensors[i]);
+    if (tr->codebook_copy)
+        tr->ctx->device->ops->free(tr->ctx->device, tr->codebook_copy);
+    free(tr->cells);
+    free(tr->grids);
+    free(tr);
+}
+
+/* The weights views of the online modules, in the order the optimizer and
+ * the target copy use them. */
+static vqj_status make_target(vqj_trainer *tr)
+{
+    vqj_status st = vqj_encoder_create(tr->ctx, vqji_encoder_params(tr->encoder),
+                                       &tr->target_encoder);
+    if (!st)
+        st = vqj_predictor_create(tr->ctx, vqji_predictor_params(tr->predictor),
+                                  &tr->target_predictor);
+    /* decay 0: target = online. */
+    if (!st)
+        st = vqj_weights_ema(vqj_encoder_weights(tr->target_encoder),
+                             vqj_encoder_weights(tr->encoder), 0.0f);
+    if (!st)
+        st = vqj_weights_ema(vqj_predictor_weights(tr->target_predictor),
+                             vqj_predictor_weights(tr->predictor), 0.0f);
+    return st;
+}
+
+vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params,
+                              const vqj_tokenizer_params *tokenizer, vqj_encoder *encoder,
+                              vqj_codebook *codebook, vqj_predictor *predictor, vqj_loss *loss,
+                              vqj_optimizer *optimizer, vqj_trainer **out)
+{
+    const char *fn = "vqj_trainer_create";
+    if (!ctx || !params || !encoder || !codebook || !predictor || !loss || !optimizer || !out)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
+    vqji_clear_error(ctx);
+    vqj_trainer_params p;
+    vqj_trainer_params_default(&p);
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_trainer_params");
+    if (st)
+        return st;
+    if ((st = check_params(ctx, &p)))
+        return st;
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    if (tokenizer && (st = vqji_params_copy(ctx, &tp, sizeof tp, tokenizer, sizeof tp,
+                                            "vqj_tokenizer_params")))
+        return st;
+
+    const vqj_encoder_params *ep = vqji_encoder_params(encoder);
+    const vqj_predictor_params *pp = vqji_predictor_params(predictor);
+    const vqj_codebook_params *cp = vqji_codebook_params(codebook);
+    if (ep->feature_dim != vqj_tokenizer_feature_dim(&tp))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: the encoder takes %d features but the tokenizer makes %d", fn,
+                         ep->feature_dim, vqj_tokenizer_feature_dim(&tp));
+    if (ep->hidden_dim != pp->hidden_dim || ep->hidden_dim != cp->dim)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: hidden sizes differ: encoder %d, codebook %d, predictor %d", fn,
+                         ep->hidden_dim, cp->dim, pp->hidden_dim);
+
+    const vqj_loss_params *lp = vqji_loss_params(loss);
+    if (lp->projection_dim != pp->projection_dim)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: the loss takes projections of %d but the predictor makes %d", fn,
+                         lp->projection_dim, pp->projection_dim);
+    if (lp->max_objects < tp.max_objects)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: the loss's max_objects (%d) is below the tokenizer's (%d)", fn,
+                         lp->max_objects, tp.max_objects);
+    if (vqj_encoder_weights(encoder)->ctx != ctx || vqj_codebook_weights(codebook)->ctx != ctx ||
+        vqj_predictor_weights(predictor)->ctx != ctx || vqj_loss_weights(loss)->ctx != ctx)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: handles of another context", fn);
+
+    vqj_trainer *tr;
+    if ((st = vqji_calloc(ctx, 1, sizeof *tr, "the trainer", (void **)&tr)))
+        return st;
+    tr->ctx = ctx;
+    tr->p = p;
+    tr->encoder = encoder;
+    tr->codebook = codebook;
+    tr->predictor = predictor;
+    tr->loss = loss;
+    tr->optimizer = optimizer;
+    tr->window = pp->context_window;
+
+    vqj_tokens **tokens[] = {&tr->context_tokens, &tr->target_tokens, &tr->view.context,
+                             &tr->view.target};
+    for (size_t i = 0; !st && i < sizeof tokens / sizeof *tokens; i++)
+        st = vqj_tokens_create(ctx, &tp, tokens[i]);
+    vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc, &tr->dq, &tr->dz, &tr->zt,
+                              &tr->qt, &tr->t,  &tr->zv, &tr->qv, &tr->pv, &tr->dpv, &tr->dqv};
+    for (size_t i = 0; !st && i < sizeof tensors / sizeof *tensors; i++)
+        st = vqj_tensor_create(ctx, 0, 1, tensors[i]);
+    if (!st && p.use_target_encoder)
+        st = make_target(tr);
+    if (!st) {
+        vqj_weights *cw = vqj_codebook_weights(codebook);
+        st = ctx->device->ops->alloc(ctx->device, cw->total * sizeof(float),
+                                     (void **)&tr->codebook_copy);
+    }
+    if (st) {
+        vqj_trainer_destroy(tr);
+        return st;
+    }
+    *out = tr;
+    return VQJ_OK;
+}
+
+/* ---- the parts of a step ---- */
+
+static vqj_status zero_like(vqj_tensor *t, const vqj_tensor *like)
+{
+    vqj_status st = vqj_tensor_reshape(t, like->rows, like->cols);
+    if (st)
+        return st;
+    vqji_device *dev = t->ctx->device;
+    dev->ops->fill(dev, (size_t)t->rows * (size_t)t->cols, 0.0f, t->data);
+    return VQJ_OK;
+}
+
+/* The target projections t [B x P]: no gradient, no dropout, codebook not
+ * updated. Without a target network the online handles do it, which is why
+ * this runs before the online forward (whose activations it would
+ * overwrite). */
+static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
+{
+    vqj_encoder *enc = tr->target_encoder ? tr->target_encoder : tr->encoder;
+    vqj_predictor *pred = tr->target_predictor ? tr->target_predictor : tr->predictor;
+    vqj_status st = vqj_encoder_forward(enc, targets, 0, tr->zt);
+    if (!st)
+        st = vqj_codebook_forward(tr->codebook, tr->zt, 0, tr->qt, NULL, NULL);
+    if (!st)
+        st = vqj_predictor_forward_grids(pred, targets, tr->qt, tr->t);
+    return st;
+}
+
+/* Snapshot and restore of the codebook, whose training forward updates it
+ * before the loss is known. */
+static void codebook_save(vqj_trainer *tr, int64_t *updates, int *initialized)
+{
+    vqj_weights *w = vqj_codebook_weights(tr->codebook);
+    tr->ctx->device->ops->copy(tr->ctx->device, tr->codebook_copy, w->data,
+                               w->total * sizeof(float));
+    vqj_codebook_get_progress(tr->codebook, updates, initialized);
+}
+
+static void codebook_restore(vqj_trainer *tr, int64_t updates, int initialized)
+{
+    vqj_weights *w = vqj_codebook_weights(tr->codebook);
+    tr->ctx->device->ops->copy(tr->ctx->device, w->data, tr->codebook_copy,
+                               w->total * sizeof(float));
+    vqj_codebook_set_progress(tr->codebook, updates, initialized);
+}
+
+/* Grow the view grid buffers for n grids of the given shapes. */
+static vqj_status view_reserve(vqj_trainer *tr, const vqj_grid *grids, size_t n)
+{
+    size_t cells = 0;
+    for (size_t i = 0; i < n; i++)
+        cells += (size_t)grids[i].height * (size_t)grids[i].width;
+    vqj_status st = vqji_reserve(tr->ctx, (void **)&tr->cells, &tr->cells_cap, cells ? cells : 1,
+                                 "view grids");
+    size_t bytes = n * sizeof *tr->grids;
+    if (!st)
+        st = vqji_reserve(tr->ctx, (void **)&tr->grids, &tr->grids_cap, bytes ? bytes : 1,
+                          "view grids");
+    return st;
+}
+
+enum view_kind { VIEW_COLOR, VIEW_TRANSLATION, VIEW_SYMMETRY };
+
+/* Build the view of `n` grids into tr->grids/tr->cells and tokenize them.
+ * Grids of one example (`group` consecutive grids) share the permutation or
+ * the flip so the example keeps its meaning. */
+static vqj_status make_grid_view(vqj_trainer *tr, enum view_kind kind, uint64_t seed,
+                                 const vqj_grid *grids, size_t n, int group, vqj_tokens *out)
+{
+    vqj_status st = view_reserve(tr, grids, n);
+    if (st)
+        return st;
+    size_t off = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+        uint64_t example_seed = seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i / (size_t)group + 1));
+        uint8_t *cells = tr->cells + off;
+        if (kind == VIEW_COLOR) {
+            st = vqj_view_palette(tr->ctx, example_seed, tr->p.background, &grids[i], cells);
+        } else {
+            int horizontal;
+            if (tr->p.symmetry_modes == 3) {
+                vqji_rng rng;
+                vqji_rng_seed(&rng, example_seed, 0);
+                horizontal = (int)(vqji_rng_next(&rng) & 1);
+            } else {
+                horizontal = tr->p.symmetry_modes == 1;
+            }
+            st = vqj_view_flip(tr->ctx, &grids[i], horizontal, cells);
+        }
+        tr->grids[i] = (vqj_grid){grids[i].height, grids[i].width, cells};
+        off += (size_t)grids[i].height * (size_t)grids[i].width;
+    }
+    if (!st)
+        st = vqj_tokenize(tr->ctx, out, tr->grids, n);
+    return st;
+}
+
+/* The translation view: the same tokens with the coordinate features of
+ * each example's grids shifted by one (dy, dx) drawn for the example. */
+static vqj_status make_translation_view(vqj_trainer *tr, uint64_t seed, const vqj_tokens *in,
+                                        int group, vqj_tokens *out)
+{
+    vqj_status st = vqji_tokens_copy(out, in);
+    if (st)
+        return st;
+    float d = tr->p.translation_max_delta;
+    for (size_t g = 0; g < out->num_grids && !st; g++) {
+        vqji_rng rng;
+        vqji_rng_seed(&rng, seed, g / (size_t)group);
+        float dy = (2.0f * vqji_rng_uniform(&rng) - 1.0f) * d;
+        float dx = (2.0f * vqji_rng_uniform(&rng) - 1.0f) * d;
+        int32_t a = out->out.offsets[g], b = out->out.offsets[g + 1];
+        if (b > a)
+            st = vqj_view_translate_features(tr->ctx,
+                                             out->out.features + (size_t)a * out->feature_dim,
+                                             (size_t)(b - a), out->feature_dim, dy, dx);
+    }
+    return st;
+}
+
+/* One view pass: online encoder (training) -> codebook (not updated) ->
+ * predictor -> invariance against `original` -> backward. The codebook's
+ * straight-through backward without commitment is dq itself, so the view's
+ * dq goes to the encoder directly. */
+static vqj_status view_pass(vqj_trainer *tr, vqj_invariance_kind kind, const vqj_tokens *tokens,
+                            int context_path, const vqj_tensor *original)
+{
+    vqj_status st = vqj_encoder_forward(tr->encoder, tokens, 1, tr->zv);
+    if (!st)
+        st = vqj_codebook_forward(tr->codebook, tr->zv, 0, tr->qv, NULL, NULL);
+    if (!st)
+        st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, tr->qv, tr->pv)
+                          : vqj_predictor_forward_grids(tr->predictor, tokens, tr->qv, tr->pv);
+    if (!st)
+        st = zero_like(tr->dpv, tr->pv);
+    if (!st)
+        st = vqj_loss_invariance(tr->loss, kind, tr->pv, original, tr->dpv, NULL);
+    if (!st)
+        st = zero_like(tr->dqv, tr->qv);
+    if (!st)
+        st = context_path ? vqj_predictor_backward_context(tr->predictor, tr->dpv, tr->dqv)
+                          : vqj_predictor_backward_grids(tr->predictor, tr->dpv, tr->dqv);
+    if (!st)
+        st = vqj_encoder_backward(tr->encoder, tr->dqv, NULL);
+    return st;
+}
+
+static float weight_of(const vqj_loss *loss, vqj_invariance_kind kind)
+{
+    const vqj_loss_params *lp = vqji_loss_params(loss);
+    return kind == VQJ_INVARIANCE_COLOR         ? lp->color_weight
+           : kind == VQJ_INVARIANCE_TRANSLATION ? lp->translation_weight
+                                                : lp->symmetry_weight;
+}
+
+static vqj_status invariance_views(vqj_trainer *tr, const vqj_tokens *context,
+                                   const vqj_tokens *targets, const vqj_grid *context_grids,
+                                   const vqj_grid *target_grids)
+{
+    uint64_t seed = tr->ctx->params.seed ^ (0xA24BAED4963EE407ull * (uint64_t)(tr->micro_step + 1));
+    static const vqj_invariance_kind kinds[] = {VQJ_INVARIANCE_COLOR, VQJ_INVARIANCE_TRANSLATION,
+                                                VQJ_INVARIANCE_SYMMETRY};
+    vqj_status st = VQJ_OK;
+    for (size_t k = 0; k < 3 && !st; k++) {
+        vqj_invariance_kind kind = kinds[k];
+        if (weight_of(tr->loss, kind) == 0.0f)
+            continue;
+        uint64_t kseed = seed + 0x632BE59BD9B4E019ull * (k + 1);
+        if (kind == VQJ_INVARIANCE_TRANSLATION) {
+            st = make_translation_view(tr, kseed, context, tr->window, tr->view.context);
+            if (!st)
+                st = make_translation_view(tr, kseed, targets, 1, tr->view.target);
+        } else {
+            if (!context_grids)
+                continue; /* tokens only: no grids to permute or flip */
+            enum view_kind vk = kind == VQJ_INVARIANCE_COLOR ? VIEW_COLOR : VIEW_SYMMETRY;
+            st = make_grid_view(tr, vk, kseed, context_grids, context->num_grids,
+                                tr->window, tr->view.context);
+            if (!st)
+                st = make_grid_view(tr, vk, kseed, target_grids, targets->num_grids, 1,
+                                    tr->view.target);
+        }
+        if (!st)
+            st = view_pass(tr, kind, tr->view.context, 1, tr->c);
+        if (!st)
+            st = view_pass(tr, kind, tr->view.target, 0, tr->t);
+    }
+    return st;
+}
+
+static void fill_metrics(vqj_trainer *tr, const vqj_codebook_stats *cs, vqj_train_metrics *m)
+{
+    if (!m)
+        return;
+    vqj_loss_values v = {.size = sizeof v};
+    if (vqj_loss_get_values(tr->loss, &v) == VQJ_OK) {
+        m->loss = v.total;
+        m->infonce = v.infonce;
+        m->relational = v.relational;
+        m->commitment = v.commitment;
+        m->sigreg = v.sigreg;
+        m->invariance_color = v.invariance_color;
+        m->invariance_translation = v.invariance_translation;
+        m->invariance_symmetry = v.invariance_symmetry;
+        m->temperature = v.temperature;
+    }
+    if (cs) {
+        m->perplexity = cs->perplexity;
+        m->active_codes = cs->active_codes;
+        m->refreshed = cs->refreshed;
+        m->usage_ratio = cs->usage_ratio;
+    }
+    m->micro_step = tr->micro_step;
+    m->step = vqj_optimizer_steps(tr->optimizer);
+}
+
+static vqj_status check_tokens(vqj_trainer *tr, const vqj_tokens *context,
+                               const vqj_tokens *targets)
+{
+    const char *fn = "vqj_trainer_step";
+    if (context->ctx != tr->ctx || targets->ctx != tr->ctx)
+        return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: tokens of another context", fn);
+    if (targets->num_grids < 1 || context->num_grids != targets->num_grids * (size_t)tr->window)
+        return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: %zu context grids and %zu target grids; a batch of B >= 1 examples "
+                         "needs B * %d and B",
+                         fn, context->num_grids, targets->num_grids, tr->window);
+    return VQJ_OK;
+}
+
+/* A non-finite value somewhere in the step: put back what the step changed
+ * and report a skip. Other errors pass through. */
+static vqj_status skip_or_fail(vqj_trainer *tr, vqj_status st, int64_t updates, int initialized,
+                               uint64_t dropout_step, vqj_train_metrics *m)
+{
+    if (st != VQJ_ERR_NUMERIC)
+        return st;
+    codebook_restore(tr, updates, initialized);
+    vqji_encoder_set_step(tr->encoder, dropout_step);
+    /* The accumulated gradient cannot be trusted any more: drop the cycle. */
+    vqj_optimizer_zero_grad(tr->optimizer);
+    tr->micro_step = tr->cycle_start;
+    vqji_clear_error(tr->ctx);
+    if (m) {
+        m->skipped = 1;
+        m->micro_step = tr->micro_step;
+        m->step = vqj_optimizer_steps(tr->optimizer);
+        m->lr = vqj_optimizer_lr(tr->optimizer);
+    }
+    return VQJ_OK;
+}
+
+static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
+                              const vqj_tokens *targets, const vqj_grid *context_grids,
+                              const vqj_grid *target_grids, vqj_train_metrics *m)
+{
+    vqj_status st = check_tokens(tr, context, targets);
+    if (st)
+        return st;
+    if (m) {
+        size_t size = m->size;
+        memset(m, 0, size < sizeof *m ? size : sizeof *m);
+        m->size = size;
+        m->batch = (int)targets->num_grids;
+        m->context_tokens = (int)context->num_objects;
+    }
+    int64_t updates;
+    int initialized;
+    codebook_save(tr, &updates, &initialized);
+    uint64_t dropout_step = vqji_encoder_step(tr->encoder);
+    vqj_loss_reset(tr->loss);
+
+    vqj_codebook_stats cs = {.size = sizeof cs};
+    st = target_path(tr, targets);
+    if (!st)
+        st = vqj_encoder_forward(tr->encoder, context, 1, tr->z);
+    if (!st)
+        st = vqj_codebook_forward(tr->codebook, tr->z, 1, tr->q, NULL, &cs);
+    if (!st)
+        st = vqj_predictor_forward_context(tr->predictor, context, tr->q, tr->c);
+    /* Losses, each with its gradient. */
+    if (!st)
+        st = zero_like(tr->dc, tr->c);
+    if (!st)
+        st = zero_like(tr->dq, tr->q);
+    if (!st)
+        st = vqj_loss_infonce(tr->loss, tr->c, tr->t, tr->dc, NULL);
+    if (!st)
+        st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, tr->dc, NULL);
+    if (!st)
+        st = vqj_loss_relational(tr->loss, context, tr->q, tr->dq, targets, tr->qt, NULL, NULL);
+    if (!st)
+        st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
+    /* Backward. */
+    if (!st)
+        st = vqj_predictor_backward_context(tr->predictor, tr->dc, tr->dq);
+    if (!st)
+        st = zero_like(tr->dz, tr->z);
+    if (!st)
+        st = vqj_codebook_backward(tr->codebook, tr->dq, tr->dz);
+    if (!st)
+        st = vqj_encoder_backward(tr->encoder, tr->dz, NULL);
+    if (!st)
+        st = invariance_views(tr, context, targets, context_grids, target_grids);
+    if (st)
+        return skip_or_fail(tr, st, updates, initialized, dropout_step, m);
+
+    tr->micro_step++;
+    int boundary = (tr->micro_step - tr->cycle_start) >= tr->p.grad_accum_steps;
+    vqj_step_info info = {.size = sizeof info};
+    if (boundary) {
+        st = vqj_optimizer_step(tr->optimizer, 1.0f / (float)tr->p.grad_accum_steps, &info);
+        if (st)
+            return st;
+        if (!info.applied) {
+            tr->micro_step--;
+            return skip_or_fail(tr, VQJ_ERR_NUMERIC, updates, initialized, dropout_step, m);
+        }
+        if (tr->target_encoder) {
+            st = vqj_weights_ema(vqj_encoder_weights(tr->target_encoder),
+                                 vqj_encoder_weights(tr->encoder), tr->p.target_ema_decay);
+            if (!st)
+                st = vqj_weights_ema(vqj_predictor_weights(tr->target_predictor),
+                                     vqj_predictor_weights(tr->predictor),
+                                     tr->p.target_ema_decay);
+        }
+        if (!st)
+            st = vqj_loss_queue_push(tr->loss, tr->t);
+        if (!st)
+            st = vqj_optimizer_zero_grad(tr->optimizer);
+        if (st)
+            return st;
+        tr->cycle_start = tr->micro_step;
+    }
+    if (m) {
+        fill_metrics(tr, &cs, m);
+        m->optimizer_step = boundary;
+        m->applied = boundary && info.applied;
+        m->grad_norm = boundary ? info.grad_norm : 0.0f;
+        m->lr = boundary ? info.lr : vqj_optimizer_lr(tr->optimizer);
+    }
+    return VQJ_OK;
+}
+
+static vqj_status check_grids(vqj_trainer *tr, const vqj_grid *context, const vqj_grid *targets,
+                              int batch, const char *fn)
+{
+    if (!tr)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: trainer is NULL", fn);
+    vqji_clear_error(tr->ctx);
+    if (!context || !targets)
+        return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL grids", fn);
+    if (batch < 1)
+        return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: batch is %d; it must be >= 1",
+                         fn, batch);
+    vqj_status st = vqj_tokenize(tr->ctx, tr->context_tokens, context,
+                                 (size_t)batch * (size_t)tr->window);
+    if (!st)
+        st = vqj_tokenize(tr->ctx, tr->target_tokens, targets, (size_t)batch);
+    return st;
+}
+
+vqj_status vqj_trainer_step(vqj_trainer *tr, const vqj_grid *context, const vqj_grid *targets,
+                            int batch, vqj_train_metrics *m)
+{
+    vqj_status st = check_grids(tr, context, targets, batch, "vqj_trainer_step");
+    if (st)
+        return st;
+    return train_micro(tr, tr->context_tokens, tr->target_tokens, context, targets, m);
+}
+
+vqj_status vqj_trainer_step_tokens(vqj_trainer *tr, const vqj_tokens *context,
+                                   const vqj_tokens *targets, vqj_train_metrics *m)
+{
+    if (!tr || !context || !targets)
+        return vqji_fail(tr ? tr->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_trainer_step_tokens: NULL argument");
+    vqji_clear_error(tr->ctx);
+    return train_micro(tr, context, targets, NULL, NULL, m);
+}
+
+vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
+                                const vqj_grid *targets, int batch, vqj_train_metrics *m)
+{
+    vqj_status st = check_grids(tr, context, targets, batch, "vqj_trainer_evaluate");
+    if (st)
+        return st;
+    const vqj_tokens *ctok = tr->context_tokens, *ttok = tr->target_tokens;
+    if ((st = check_tokens(tr, ctok, ttok)))
+        return st;
+    if (m) {
+        size_t size = m->size;
+        memset(m, 0, size < sizeof *m ? size : sizeof *m);
+        m->size = size;
+        m->batch = batch;
+        m->context_tokens = (int)ctok->num_objects;
+    }
+    /* The temperature's gradient is accumulated by the InfoNCE call even
+     * without dc: keep the training cycle's value. */
+    vqj_weights *lw = vqj_loss_weights(tr->loss);
+    vqji_device *dev = tr->ctx->device;
+    float saved_grad = 0.0f;
+    if (lw->num_params)
+        dev->ops->download(dev, &saved_grad, lw->grad, sizeof saved_grad);
+    vqj_loss_reset(tr->loss);
+    vqj_codebook_stats cs = {.size = sizeof cs};
+    st = target_path(tr, ttok);
+    if (!st)
+        st = vqj_encoder_forward(tr->encoder, ctok, 0, tr->z);
+    if (!st)
+        st = vqj_codebook_forward(tr->codebook, tr->z, 0, tr->q, NULL, &cs);
+    if (!st)
+        st = vqj_predictor_forward_context(tr->predictor, ctok, tr->q, tr->c);
+    if (!st)
+        st = vqj_loss_infonce(tr->loss, tr->c, tr->t, NULL, NULL);
+    if (!st)
+        st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, NULL, NULL);
+    if (!st)
+        st = vqj_loss_relational(tr->loss, ctok, tr->q, NULL, ttok, tr->qt, NULL, NULL);
+    if (!st)
+        st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
+    if (lw->num_params)
+        dev->ops->upload(dev, lw->grad, &saved_grad, sizeof saved_grad);
+    if (st == VQJ_ERR_NUMERIC && m) {
+        m->skipped = 1;
+        vqji_clear_error(tr->ctx);
+        return VQJ_OK;
+    }
+    if (st)
+        return st;
+    fill_metrics(tr, &cs, m);
+    if (m)
+        m->lr = vqj_optimizer_lr(tr->optimizer);
+    return VQJ_OK;
+}
+
+vqj_weights *vqj_trainer_target_encoder_weights(vqj_trainer *tr)
+{
+    return tr && tr->target_encoder ? vqj_encoder_weights(tr->target_encoder) : NULL;
+}
+
+vqj_weights *vqj_trainer_target_predictor_weights(vqj_trainer *tr)
+{
+    return tr && tr->target_predictor ? vqj_predictor_weights(tr->target_predictor) : NULL;
+}
+
+const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *tr)
+{
+    return tr ? tr->c : NULL;
+}
+
+const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *tr)
+{
+    return tr ? tr->t : NULL;
+}
+
+vqj_status vqj_trainer_get_counters(const vqj_trainer *tr, int64_t *micro_step,
+                                    uint64_t *dropout_step)
+{
+    if (!tr || !micro_step || !dropout_step)
+        return vqji_fail(tr ? tr->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_trainer_get_counters: NULL argument");
+    *micro_step = tr->micro_step;
+    *dropout_step = vqji_encoder_step(tr->encoder);
+    return VQJ_OK;
+}
+
+vqj_status vqj_trainer_set_counters(vqj_trainer *tr, int64_t micro_step, uint64_t dropout_step)
+{
+    if (!tr)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_trainer_set_counters: NULL");
+    if (micro_step < 0)
+        return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_trainer_set_counters: micro_step is %lld; it must be >= 0",
+                         (long long)micro_step);
+    tr->micro_step = micro_step;
+    /* A checkpoint is written at an optimizer step, so a cycle starts here. */
+    tr->cycle_start = micro_step;
+    vqji_encoder_set_step(tr->encoder, dropout_step);
+    return VQJ_OK;
+}

@@ -1,0 +1,982 @@
+/* The codebook (docs/model.md, "Codebook"): assignment, straight-through
+ * backward, commitment, EMA with Laplace smoothing, refresh, k-means++,
+ * statistics, errors, and a collapse scenario. */
+#include "testutil.h"
+
+#define EPS_LAPLACE 1e-5
+
+/* Defaults with the data-dependent features off; tests turn on what they test. */
+static vqj_codebook_params params(int k, int d, float ema_decay)
+{
+    vqj_codebook_params p;
+    vqj_codebook_params_default(&p);
+    p.num_embeddings = k;
+    p.dim = d;
+    p.ema_decay = ema_decay;
+    p.refresh_enabled = 0;
+    p.kmeans_init = 0;
+    return p;
+}
+
+static vqj_codebook *make(vqj_context *ctx, const vqj_codebook_params *p)
+{
+    vqj_codebook *cb = NULL;
+    assert_ok(ctx, vqj_codebook_create(ctx, p, &cb));
+    assert_non_null(cb);
+    return cb;
+}
+
+static vqj_tensor *tensor(vqj_context *ctx, int rows, int cols, const float *data)
+{
+    vqj_tensor *t = NULL;
+    assert_ok(ctx, vqj_tensor_create(ctx, rows, cols, &t));
+    if (data)
+        assert_ok(ctx, vqj_tensor_write(t, data, (size_t)rows * cols));
+    return t;
+}
+
+/* Install codes with ema_count = 1 and ema_sum = e, as a fresh codebook has. */
+static void set_codes(vqj_context *ctx, vqj_codebook *cb, const float *e, int k, int d)
+{
+    vqj_weights *w = vqj_codebook_weights(cb);
+    assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, (size_t)k * d));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", e, (size_t)k * d));
+}
+
+static void read_w(vqj_context *ctx, vqj_codebook *cb, const char *name, float *dst, size_t n)
+{
+    assert_ok(ctx, vqj_weights_read(vqj_codebook_weights(cb), name, dst, n));
+}
+
+static vqj_codebook_stats new_stats(void)
+{
+    vqj_codebook_stats s;
+    memset(&s, 0xff, sizeof s); /* every field must be written */
+    s.size = sizeof s;
+    return s;
+}
+
+static void test_params(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p;
+    vqj_codebook_params_default(&p);
+    assert_int_equal(p.size, sizeof p);
+    assert_int_equal(p.num_embeddings, 768);
+    assert_int_equal(p.dim, 384);
+    assert_int_equal(p.enabled, 1);
+    assert_float_equal(p.commitment_cost, 0.15f, 0.0f);
+    assert_float_equal(p.ema_decay, 0.95f, 0.0f);
+    assert_int_equal(p.refresh_enabled, 1);
+    assert_int_equal(p.refresh_interval, 3000);
+    assert_float_equal(p.refresh_usage_threshold, 0.01f, 0.0f);
+    assert_int_equal(p.kmeans_init, 1);
+    vqj_codebook_params_default(NULL);
+
+    /* One field at a time out of range: the message names the field. */
+    const char *fields[] = {"num_embeddings", "num_embeddings", "dim", "dim",
+                            "commitment_cost", "commitment_cost", "ema_decay", "ema_decay",
+                            "ema_decay", "refresh_interval", "refresh_usage_threshold",
+                            "refresh_usage_threshold"};
+    for (int c = 0; c < 12; c++) {
+        vqj_codebook_params b = params(4, 3, 0.9f);
+        switch (c) {
+        case 0: b.num_embeddings = 0; break;
+        case 1: b.num_embeddings = 65537; break;
+        case 2: b.dim = 0; break;
+        case 3: b.dim = 70000; break;
+        case 4: b.commitment_cost = -0.1f; break;
+        case 5: b.commitment_cost = INFINITY; break;
+        case 6: b.ema_decay = 1.0f; break;
+        case 7: b.ema_decay = -0.5f; break;
+        case 8: b.ema_decay = NAN; break;
+        case 9: b.refresh_interval = 0; break;
+        case 10: b.refresh_usage_threshold = 1.5f; break;
+        case 11: b.refresh_usage_threshold = NAN; break;
+        }
+        vqj_codebook *cb = (vqj_codebook *)&cb;
+        assert_status(ctx, vqj_codebook_create(ctx, &b, &cb), VQJ_ERR_INVALID_ARGUMENT);
+        assert_null(cb);
+        if (!strstr(vqj_context_last_error(ctx), fields[c]))
+            fail_msg("case %d: message \"%s\" does not name %s", c, vqj_context_last_error(ctx),
+                     fields[c]);
+    }
+    vqj_codebook *cb = NULL;
+    assert_status(ctx, vqj_codebook_create(ctx, NULL, &cb), VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_create(ctx, &p, NULL), VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_create(NULL, &p, &cb), VQJ_ERR_INVALID_ARGUMENT);
+    p.size = 4;
+    assert_status(ctx, vqj_codebook_create(ctx, &p, &cb), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "size"));
+    vqj_codebook_destroy(NULL);
+    assert_null(vqj_codebook_weights(NULL));
+    vqj_context_destroy(ctx);
+}
+
+static void test_create_weights(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const int k = 16, d = 8;
+    for (int grad = 0; grad < 2; grad++) {
+        vqj_codebook_params p = params(k, d, grad ? 0.0f : 0.95f);
+        vqj_codebook *cb = make(ctx, &p);
+        vqj_weights *w = vqj_codebook_weights(cb);
+        assert_int_equal(vqj_weights_num_tensors(w), 3);
+        assert_int_equal(vqj_weights_num_params(w), grad ? (size_t)k * d : 0);
+        const char *names[3] = {"codebook.embedding", "codebook.ema_count", "codebook.ema_sum"};
+        for (size_t i = 0; i < 3; i++) {
+            vqj_weight_info info;
+            assert_ok(ctx, vqj_weights_info(w, i, &info));
+            int j = 0;
+            while (j < 3 && strcmp(info.name, names[j]) != 0)
+                j++;
+            assert_true(j < 3);
+            assert_int_equal(info.shape[0], k);
+            assert_int_equal(info.shape[1], j == 1 ? 1 : d);
+            assert_int_equal(info.trainable, j == 0 && grad);
+        }
+        float e[16 * 8], s[16 * 8], c[16];
+        read_w(ctx, cb, "codebook.embedding", e, k * d);
+        read_w(ctx, cb, "codebook.ema_sum", s, k * d);
+        read_w(ctx, cb, "codebook.ema_count", c, k);
+        float lo = 0.0f, hi = 0.0f;
+        for (int i = 0; i < k * d; i++) {
+            assert_true(e[i] >= -1.0f / k && e[i] < 1.0f / k);
+            lo = fminf(lo, e[i]);
+            hi = fmaxf(hi, e[i]);
+        }
+        assert_true(lo < -0.5f / k && hi > 0.5f / k); /* spread over the range */
+        assert_memory_equal(e, s, sizeof e);
+        for (int i = 0; i < k; i++)
+            assert_float_equal(c[i], 1.0f, 0.0f);
+        if (grad) {
+            /* The same seed gives the same codes. */
+            vqj_codebook *again = make(ctx, &p);
+            float e2[16 * 8];
+            read_w(ctx, again, "codebook.embedding", e2, k * d);
+            assert_memory_equal(e, e2, sizeof e);
+            vqj_codebook_destroy(again);
+        }
+        vqj_codebook_destroy(cb);
+    }
+    vqj_context_destroy(ctx);
+}
+
+/* Codes and points chosen so that every expansion value is exact in float. */
+static void test_nearest_code(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const int k = 4, d = 2, n = 5;
+    vqj_codebook_params p = params(k, d, 0.95f);
+    p.commitment_cost = 0.25f;
+    vqj_codebook *cb = make(ctx, &p);
+    /* e3 duplicates e1: a tie that must go to 1. */
+    const float e[] = {0, 0, 1, 0, 0, 1, 1, 0};
+    set_codes(ctx, cb, e, k, d);
+    const float z[] = {0.75f, 0.25f, 0.125f, 0.25f, 0.25f, 0.75f, 0.5f, 0.5f, 3.0f, -1.0f};
+    const int32_t want[] = {1, 0, 2, 0, 1}; /* (0.5, 0.5): a three-way tie -> 0 */
+    vqj_tensor *zt = tensor(ctx, n, d, z), *qt = tensor(ctx, 1, 1, NULL);
+    int32_t codes[5];
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, &s));
+    assert_int_equal(vqj_tensor_rows(qt), n);
+    assert_int_equal(vqj_tensor_cols(qt), d);
+    float q[10];
+    assert_ok(ctx, vqj_tensor_read(qt, q, 10));
+    double sse = 0.0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(codes[i], want[i]);
+        assert_memory_equal(q + 2 * i, e + 2 * want[i], 2 * sizeof(float));
+        for (int j = 0; j < d; j++)
+            sse += (z[2 * i + j] - e[2 * want[i] + j]) * (double)(z[2 * i + j] - e[2 * want[i] + j]);
+    }
+    /* By hand: 0.125 + 0.078125 + 0.125 + 0.5 + 5 = 5.828125 over N D = 10. */
+    assert_float_equal(sse, 5.828125, 1e-12);
+    assert_float_equal(s.commitment_loss, 0.25 * 5.828125 / 10.0, 1e-7);
+    assert_float_equal(s.codebook_loss, 0.0f, 0.0f); /* EMA codes: no code term */
+    assert_int_equal(s.active_codes, 3);
+    assert_int_equal(s.refreshed, 0);
+    assert_int_equal(s.updates, 0);
+    assert_float_equal(s.usage_ratio, 0.75f, 1e-7);
+    /* counts 2, 2, 1 over 5 */
+    double h = -(2 * 0.4 * log(0.4) + 0.2 * log(0.2));
+    assert_float_equal(s.perplexity, exp(h), 1e-5);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* Random data at sizes that exercise the vector lanes, the tail of a row and
+ * several GEMM row blocks, against a double-precision brute force. */
+static void test_nearest_code_random(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const int shapes[][3] = {{300, 13, 37}, {600, 24, 64}, {7, 1, 3}, {5, 9, 1}};
+    for (int t = 0; t < 4; t++) {
+        int n = shapes[t][0], d = shapes[t][1], k = shapes[t][2];
+        vqj_codebook_params p = params(k, d, 0.95f);
+        vqj_codebook *cb = make(ctx, &p);
+        float *e = malloc(sizeof(float) * k * d), *z = malloc(sizeof(float) * n * d);
+        int32_t *codes = malloc(sizeof(int32_t) * n);
+        test_fill(e, (size_t)k * d, 7 + t, 1.0f);
+        test_fill(z, (size_t)n * d, 99 + t, 1.2f);
+        set_codes(ctx, cb, e, k, d);
+        vqj_tensor *zt = tensor(ctx, n, d, z), *qt = tensor(ctx, 0, 0, NULL);
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
+        for (int i = 0; i < n; i++) {
+            double best = INFINITY, mine = 0.0;
+            for (int c = 0; c < k; c++) {
+                double s = 0.0;
+                for (int j = 0; j < d; j++) {
+                    double x = (double)z[i * d + j] - e[c * d + j];
+                    s += x * x;
+                }
+                if (s < best)
+                    best = s;
+                if (c == codes[i])
+                    mine = s;
+            }
+            assert_true(codes[i] >= 0 && codes[i] < k);
+            assert_true(mine <= best + 1e-5 * (1.0 + best));
+        }
+        free(e);
+        free(z);
+        free(codes);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    vqj_context_destroy(ctx);
+}
+
+/* Ties spread over vector lanes and blocks still go to the lowest index. */
+static void test_tie_lowest_index(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const int k = 21, d = 3;
+    vqj_codebook_params p = params(k, d, 0.95f);
+    vqj_codebook *cb = make(ctx, &p);
+    float e[21 * 3];
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < d; j++)
+            e[c * d + j] = 10.0f + (float)(c * d + j);
+    const int dup[] = {17, 6, 13, 20}; /* the same point at four indices */
+    for (int t = 0; t < 4; t++) {
+        e[dup[t] * d + 0] = 1.0f;
+        e[dup[t] * d + 1] = -2.0f;
+        e[dup[t] * d + 2] = 0.5f;
+    }
+    set_codes(ctx, cb, e, k, d);
+    const float z[] = {1.0f, -2.0f, 0.5f, 1.5f, -1.0f, 0.0f};
+    vqj_tensor *zt = tensor(ctx, 2, d, z), *qt = tensor(ctx, 0, 0, NULL);
+    int32_t codes[2];
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
+    assert_int_equal(codes[0], 6);
+    assert_int_equal(codes[1], 6);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* Codes on well separated corners and points near them: a step of h never
+ * changes an assignment, so finite differences see the smooth part. */
+static void setup_fd(float *e, float *z, int n, int k, int d, uint32_t seed)
+{
+    test_fill(z, (size_t)n * d, seed, 0.4f);
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < d; j++)
+            e[c * d + j] = ((c >> (j % 3)) & 1 ? 4.0f : -4.0f) + 0.1f * (float)j;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++)
+            z[i * d + j] += e[(i % k) * d + j];
+}
+
+static float commit_at(vqj_context *ctx, vqj_codebook *cb, vqj_tensor *zt, vqj_tensor *qt,
+                       const float *z, size_t nz, int which)
+{
+    assert_ok(ctx, vqj_tensor_write(zt, z, nz));
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, NULL, &s));
+    return which ? s.codebook_loss : s.commitment_loss;
+}
+
+/* dL/dz for L = sum(q R) + commitment: R (straight-through) + the
+ * commitment gradient, checked by central differences of the commitment. */
+static void test_backward_dz(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { N = 7, K = 4, D = 5 };
+    for (int grad = 0; grad < 2; grad++) {
+        vqj_codebook_params p = params(K, D, grad ? 0.0f : 0.9f);
+        p.commitment_cost = 0.3f;
+        vqj_codebook *cb = make(ctx, &p);
+        float e[K * D], z[N * D], r[N * D], pre[N * D], dz[N * D], fd[N * D];
+        setup_fd(e, z, N, K, D, 3 + grad);
+        set_codes(ctx, cb, e, K, D);
+        test_fill(r, N * D, 11, 1.0f);
+        test_fill(pre, N * D, 12, 1.0f);
+        vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+        const float h = 1e-2f;
+        for (int i = 0; i < N * D; i++) {
+            float zp[N * D];
+            memcpy(zp, z, sizeof zp);
+            zp[i] = z[i] + h;
+            float lp = commit_at(ctx, cb, zt, qt, zp, N * D, 0);
+            zp[i] = z[i] - h;
+            float lm = commit_at(ctx, cb, zt, qt, zp, N * D, 0);
+            fd[i] = (lp - lm) / (2.0f * h);
+        }
+        /* One training forward at z, then the backward with dq = R into a
+         * dz that already holds values (the backward accumulates). */
+        assert_ok(ctx, vqj_tensor_write(zt, z, N * D));
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+        vqj_tensor *dqt = tensor(ctx, N, D, r), *dzt = tensor(ctx, N, D, pre);
+        assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+        assert_ok(ctx, vqj_tensor_read(dzt, dz, N * D));
+        float got[N * D], want[N * D];
+        for (int i = 0; i < N * D; i++) {
+            got[i] = dz[i] - pre[i] - r[i];
+            /* By hand: 2 beta (z - e) / (N D). */
+            want[i] = 2.0f * 0.3f * (z[i] - e[(i / D % K) * D + i % D]) / (N * D);
+        }
+        assert_true(test_rel_err(got, fd, N * D, 1e-3) < 2e-3);
+        assert_true(test_rel_err(got, want, N * D, 1e-6) < 1e-4);
+        vqj_tensor_destroy(dqt);
+        vqj_tensor_destroy(dzt);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    vqj_context_destroy(ctx);
+}
+
+/* ema_decay = 0: the code term mean (sg(z) - e)^2 trains the codes; its
+ * gradient goes to codebook.embedding, checked by central differences. */
+static void test_backward_codes(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { N = 9, K = 4, D = 3 };
+    vqj_codebook_params p = params(K, D, 0.0f);
+    p.commitment_cost = 0.2f;
+    vqj_codebook *cb = make(ctx, &p);
+    vqj_weights *w = vqj_codebook_weights(cb);
+    float e[K * D], z[N * D];
+    setup_fd(e, z, N, K, D, 5);
+    set_codes(ctx, cb, e, K, D);
+    vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, NULL, &s));
+    assert_float_equal(s.codebook_loss * 0.2f, s.commitment_loss, 1e-6);
+
+    float fd[K * D];
+    const float h = 1e-2f;
+    for (int i = 0; i < K * D; i++) {
+        float ep[K * D];
+        memcpy(ep, e, sizeof ep);
+        ep[i] = e[i] + h;
+        assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", ep, K * D));
+        float lp = commit_at(ctx, cb, zt, qt, z, N * D, 1);
+        ep[i] = e[i] - h;
+        assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", ep, K * D));
+        float lm = commit_at(ctx, cb, zt, qt, z, N * D, 1);
+        fd[i] = (lp - lm) / (2.0f * h);
+    }
+    assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, K * D));
+    vqj_weights_zero_grad(w);
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+    vqj_tensor *dqt = tensor(ctx, N, D, NULL), *dzt = tensor(ctx, N, D, NULL);
+    assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+    float g[K * D];
+    assert_ok(ctx, vqj_weights_read_grad(w, "codebook.embedding", g, K * D));
+    assert_true(test_rel_err(g, fd, K * D, 1e-3) < 2e-3);
+    /* Training forwards with gradient codes leave the codes alone. */
+    float after[K * D];
+    read_w(ctx, cb, "codebook.embedding", after, K * D);
+    assert_memory_equal(after, e, sizeof e);
+    /* A second backward accumulates once more. */
+    assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+    float g2[K * D];
+    assert_ok(ctx, vqj_weights_read_grad(w, "codebook.embedding", g2, K * D));
+    for (int i = 0; i < K * D; i++)
+        assert_float_equal(g2[i], 2.0f * g[i], 1e-6);
+    vqj_tensor_destroy(dqt);
+    vqj_tensor_destroy(dzt);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* Two codes, three tokens, decay 0.5: count, sum and smoothing by hand. */
+static void test_ema_update(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(2, 2, 0.5f);
+    vqj_codebook *cb = make(ctx, &p);
+    const float e[] = {0, 0, 10, 10};
+    set_codes(ctx, cb, e, 2, 2);
+    const float z[] = {1, 0, 0, 1, 9, 10};
+    vqj_tensor *zt = tensor(ctx, 3, 2, z), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats s = new_stats();
+    int32_t codes[3];
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &s));
+    assert_int_equal(codes[0], 0);
+    assert_int_equal(codes[1], 0);
+    assert_int_equal(codes[2], 1);
+    assert_int_equal(s.updates, 1);
+    /* q is the code the batch was assigned with, before the update. */
+    float q[6];
+    assert_ok(ctx, vqj_tensor_read(qt, q, 6));
+    const float qwant[] = {0, 0, 0, 0, 10, 10};
+    assert_memory_equal(q, qwant, sizeof q);
+
+    /* count: 0.5 * 1 + 0.5 * n_k; sum: 0.5 * e_k + 0.5 * s_k. */
+    const double cnt[2] = {1.5, 1.0}, sum[4] = {0.5, 0.5, 9.5, 10.0};
+    float c[2], sm[4], en[4], usage[2];
+    read_w(ctx, cb, "codebook.ema_count", c, 2);
+    read_w(ctx, cb, "codebook.ema_sum", sm, 4);
+    read_w(ctx, cb, "codebook.embedding", en, 4);
+    double m = cnt[0] + cnt[1];
+    for (int k = 0; k < 2; k++) {
+        assert_float_equal(c[k], cnt[k], 1e-7);
+        double smoothed = (cnt[k] + EPS_LAPLACE) / (m + 2 * EPS_LAPLACE) * m;
+        for (int j = 0; j < 2; j++) {
+            assert_float_equal(sm[k * 2 + j], sum[k * 2 + j], 1e-6);
+            assert_float_equal(en[k * 2 + j], sum[k * 2 + j] / smoothed, 1e-6);
+        }
+    }
+    /* Smoothing moved the codes, but only a little: */
+    assert_true(fabsf(en[0] - 0.5f / 1.5f) > 0.0f && fabsf(en[0] - 0.5f / 1.5f) < 1e-5f);
+    assert_ok(ctx, vqj_codebook_ema_usage(cb, usage, 2));
+    assert_float_equal(usage[0], 0.6, 1e-7);
+    assert_float_equal(usage[1], 0.4, 1e-7);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* ema_count starts at 1, so a code no token picks stays where it is. */
+static void test_unused_code_stays(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(3, 2, 0.95f);
+    vqj_codebook *cb = make(ctx, &p);
+    const float e[] = {0, 0, 4, 0, -7, 9};
+    set_codes(ctx, cb, e, 3, 2);
+    const float z[] = {0.5f, 0.25f, -0.25f, 0.5f, 3.5f, 0.5f, 4.5f, -0.5f};
+    vqj_tensor *zt = tensor(ctx, 4, 2, z), *qt = tensor(ctx, 0, 0, NULL);
+    for (int t = 0; t < 50; t++)
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+    float en[6], usage[3];
+    read_w(ctx, cb, "codebook.embedding", en, 6);
+    assert_float_equal(en[4], -7.0f, 7e-3);
+    assert_float_equal(en[5], 9.0f, 9e-3);
+    /* the used codes moved most of the way to their tokens' means (the
+     * initial count of 1 at the old place still weighs 0.95^50 / 2) */
+    assert_float_equal(en[0], 0.125f, 0.03);
+    assert_float_equal(en[1], 0.375f, 0.03);
+    assert_float_equal(en[2], 4.0f, 0.03);
+    assert_ok(ctx, vqj_codebook_ema_usage(cb, usage, 3));
+    assert_true(usage[2] < 0.05f);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+static void test_refresh(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    /* Code 3 is far from every token: after one update with decay 0.5 the
+     * counts are 1.5, 1, 1, 0.5 (M = 4, shares .375 .25 .25 .125), and a
+     * threshold of 0.2 makes only code 3 dead. */
+    vqj_codebook_params p = params(4, 2, 0.5f);
+    p.refresh_enabled = 1;
+    p.refresh_interval = 1;
+    p.refresh_usage_threshold = 0.2f;
+    vqj_codebook *cb = make(ctx, &p);
+    const float e[] = {0, 0, 5, 0, 0, 5, 100, 100};
+    set_codes(ctx, cb, e, 4, 2);
+    /* (2.5, 2.5) is the worst-quantized token (12.5, tied three ways -> 0). */
+    const float z[] = {0, 0.25f, 5, 0.25f, 2.5f, 2.5f, 0.25f, 5};
+    vqj_tensor *zt = tensor(ctx, 4, 2, z), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_int_equal(s.refreshed, 1);
+    float en[8], c[4], sm[8];
+    read_w(ctx, cb, "codebook.embedding", en, 8);
+    read_w(ctx, cb, "codebook.ema_count", c, 4);
+    read_w(ctx, cb, "codebook.ema_sum", sm, 8);
+    assert_float_equal(en[6], 2.5f, 0.0f);
+    assert_float_equal(en[7], 2.5f, 0.0f);
+    assert_float_equal(c[3], 1.0f, 0.0f); /* M / K = 4 / 4 */
+    assert_float_equal(sm[6], 2.5f, 0.0f);
+    assert_float_equal(sm[7], 2.5f, 0.0f);
+    assert_float_equal(c[0], 1.5f, 0.0f); /* live codes keep their state */
+    assert_float_equal(c[1], 1.0f, 0.0f);
+    vqj_tensor_destroy(zt);
+    vqj_codebook_destroy(cb);
+
+    /* Two dead codes (2 and 3) take the two worst tokens, worst first, in
+     * ascending code order; refresh only on every second update. */
+    p.refresh_interval = 2;
+    p.refresh_usage_threshold = 0.1f;
+    cb = make(ctx, &p);
+    const float e2[] = {0, 0, 10, 0, 50, 50, 60, 60};
+    set_codes(ctx, cb, e2, 4, 2);
+    /* tokens 0, 1, 4 go to code 0 and 2, 3 to code 1, both updates */
+    const float z2[] = {0.25f, 0, 1, 0, 10, 0.25f, 8, 0, 0, 0.5f};
+    zt = tensor(ctx, 5, 2, z2);
+    /* update 1: counts (.5 + 1.5, .5 + 1, .5, .5) = (2, 1.5, .5, .5); no refresh
+     * on an odd update; code 0 moves to ~(0.31, 0.13), code 1 to ~(9.33, 0.08) */
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_int_equal(s.refreshed, 0);
+    /* update 2: counts (2.5, 1.75, .25, .25), M = 4.75, shares of 2 and 3 are
+     * 0.053 <= 0.1; errors against the codes the batch was assigned with:
+     * 0.020, 0.488, 0.472, 1.78, 0.238, so code 2 gets token 3 (8, 0) and
+     * code 3 token 1 (1, 0) */
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_int_equal(s.refreshed, 2);
+    assert_int_equal(s.updates, 2);
+    read_w(ctx, cb, "codebook.embedding", en, 8);
+    read_w(ctx, cb, "codebook.ema_count", c, 4);
+    const float want[] = {8, 0, 1, 0};
+    assert_memory_equal(en + 4, want, sizeof want);
+    assert_float_equal(c[2], 4.75f / 4, 1e-6);
+    assert_float_equal(c[3], 4.75f / 4, 1e-6);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const int k = 16, d = 3;
+    vqj_codebook_params p = params(k, d, 0.95f);
+    vqj_codebook *cb = make(ctx, &p);
+    float e[16 * 3];
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < d; j++)
+            e[c * d + j] = (float)(c * 10 + j);
+    set_codes(ctx, cb, e, k, d);
+    for (int m = 1; m <= 16; m *= 2) {
+        /* three tokens on each of m codes */
+        int n = 3 * m;
+        float z[48 * 3];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++)
+                z[i * d + j] = e[(i % m) * 2 % k * d + j] + 0.1f;
+        vqj_tensor *zt = tensor(ctx, n, d, z), *qt = tensor(ctx, 0, 0, NULL);
+        vqj_codebook_stats s = new_stats();
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, NULL, &s));
+        int used = m <= 8 ? m : 8; /* codes (2i) mod 16 */
+        assert_float_equal(s.perplexity, used, 1e-4 * used);
+        assert_int_equal(s.active_codes, used);
+        assert_float_equal(s.usage_ratio, (float)used / k, 1e-7);
+        assert_int_equal(s.refreshed, 0);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+    }
+    /* A larger stats struct from a newer caller keeps its extra bytes. */
+    struct {
+        vqj_codebook_stats s;
+        int extra;
+    } big;
+    memset(&big, 0, sizeof big);
+    big.s.size = sizeof big;
+    big.extra = 77;
+    vqj_tensor *zt = tensor(ctx, 2, d, e), *qt = tensor(ctx, 0, 0, NULL);
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, NULL, &big.s));
+    assert_int_equal(big.extra, 77);
+    assert_int_equal(big.s.active_codes, 2);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* k-means++ over 4 tight, far-apart clusters with 8 codes: the codes are 8
+ * distinct batch tokens and every cluster gets at least one. */
+static void test_kmeans(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { K = 8, D = 4, C = 4, PER = 16, N = C * PER };
+    vqj_codebook_params p = params(K, D, 0.0f); /* no EMA: the codes stay as seeded */
+    p.kmeans_init = 1;
+    vqj_codebook *cb = make(ctx, &p);
+    float z[N * D], noise[N * D];
+    test_fill(noise, N * D, 21, 0.01f);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++)
+            z[i * D + j] = (j == i % C ? 10.0f : 0.0f) + noise[i * D + j];
+    /* a batch with fewer than K tokens does not trigger it */
+    int64_t updates;
+    int initialized;
+    vqj_tensor *small = tensor(ctx, K - 1, D, z), *qt = tensor(ctx, 0, 0, NULL);
+    assert_ok(ctx, vqj_codebook_forward(cb, small, 1, qt, NULL, NULL));
+    assert_ok(ctx, vqj_codebook_get_progress(cb, &updates, &initialized));
+    assert_int_equal(initialized, 0);
+
+    vqj_tensor *zt = tensor(ctx, N, D, z);
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_ok(ctx, vqj_codebook_get_progress(cb, &updates, &initialized));
+    assert_int_equal(initialized, 1);
+    assert_int_equal(s.active_codes, K); /* q already uses the seeded codes */
+    float e[K * D], sm[K * D], c[K];
+    read_w(ctx, cb, "codebook.embedding", e, K * D);
+    read_w(ctx, cb, "codebook.ema_sum", sm, K * D);
+    read_w(ctx, cb, "codebook.ema_count", c, K);
+    assert_memory_equal(e, sm, sizeof e);
+    int token_of[K], clusters = 0;
+    for (int k = 0; k < K; k++) {
+        assert_float_equal(c[k], 1.0f, 0.0f);
+        token_of[k] = -1;
+        for (int i = 0; i < N; i++)
+            if (memcmp(e + k * D, z + i * D, sizeof(float) * D) == 0)
+                token_of[k] = i;
+        assert_true(token_of[k] >= 0);
+        for (int k2 = 0; k2 < k; k2++)
+            assert_int_not_equal(token_of[k], token_of[k2]);
+        int seen = 0;
+        for (int k2 = 0; k2 < k; k2++)
+            seen |= token_of[k2] % C == token_of[k] % C;
+        clusters += !seen;
+    }
+    assert_int_equal(clusters, C);
+    /* it runs once: a second large batch leaves the codes alone */
+    float z2[N * D];
+    for (int i = 0; i < N * D; i++)
+        z2[i] = -z[i];
+    assert_ok(ctx, vqj_tensor_write(zt, z2, N * D));
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+    float after[K * D];
+    read_w(ctx, cb, "codebook.embedding", after, K * D);
+    assert_memory_equal(after, e, sizeof e);
+    /* a resumed run restores the flag and keeps its codes */
+    vqj_codebook *resumed = make(ctx, &p);
+    float fresh[K * D], later[K * D];
+    read_w(ctx, resumed, "codebook.embedding", fresh, K * D);
+    assert_ok(ctx, vqj_codebook_set_progress(resumed, 0, 1));
+    assert_ok(ctx, vqj_codebook_forward(resumed, zt, 1, qt, NULL, NULL));
+    read_w(ctx, resumed, "codebook.embedding", later, K * D);
+    assert_memory_equal(fresh, later, sizeof fresh);
+    vqj_codebook_destroy(resumed);
+    vqj_tensor_destroy(small);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+static void snapshot(vqj_context *ctx, vqj_codebook *cb, float *buf, int k, int d)
+{
+    read_w(ctx, cb, "codebook.embedding", buf, (size_t)k * d);
+    read_w(ctx, cb, "codebook.ema_sum", buf + k * d, (size_t)k * d);
+    read_w(ctx, cb, "codebook.ema_count", buf + 2 * k * d, (size_t)k);
+}
+
+/* training = 0 changes nothing, not even the state kept for the backward. */
+static void test_eval_leaves_state(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { K = 8, D = 6, N = 40 };
+    vqj_codebook_params p = params(K, D, 0.9f);
+    p.refresh_enabled = 1;
+    p.refresh_interval = 1;
+    p.refresh_usage_threshold = 0.5f;
+    p.kmeans_init = 1;
+    vqj_codebook *cb = make(ctx, &p);
+    float z[N * D], before[2 * K * D + K], after[2 * K * D + K];
+    test_fill(z, N * D, 5, 1.0f);
+    vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_tensor *dq = tensor(ctx, N, D, NULL), *dz = tensor(ctx, N, D, NULL);
+    /* eval alone: no backward state yet, k-means++ not run */
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, NULL, &s));
+    assert_status(ctx, vqj_codebook_backward(cb, dq, dz), VQJ_ERR_STATE);
+    int64_t updates;
+    int initialized;
+    assert_ok(ctx, vqj_codebook_get_progress(cb, &updates, &initialized));
+    assert_int_equal(initialized, 0);
+    assert_int_equal(updates, 0);
+
+    for (int t = 0; t < 3; t++)
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+    float dz_ref[N * D], dz2[N * D];
+    test_fill(dz_ref, N * D, 9, 1.0f);
+    assert_ok(ctx, vqj_tensor_write(dq, dz_ref, N * D));
+    assert_ok(ctx, vqj_codebook_backward(cb, dq, dz));
+    assert_ok(ctx, vqj_tensor_read(dz, dz_ref, N * D));
+
+    snapshot(ctx, cb, before, K, D);
+    float z2[N * D];
+    test_fill(z2, N * D, 6, 3.0f);
+    vqj_tensor *zt2 = tensor(ctx, N - 5, D, z2);
+    assert_ok(ctx, vqj_codebook_forward(cb, zt2, 0, qt, NULL, &s));
+    snapshot(ctx, cb, after, K, D);
+    assert_memory_equal(before, after, sizeof before);
+    assert_ok(ctx, vqj_codebook_get_progress(cb, &updates, &initialized));
+    assert_int_equal(updates, 3);
+    assert_int_equal(s.updates, 3);
+    assert_int_equal(s.refreshed, 0);
+    /* the backward still refers to the last training forward */
+    assert_ok(ctx, vqj_tensor_write(dz, (float[N * D]){0}, N * D));
+    assert_ok(ctx, vqj_codebook_backward(cb, dq, dz));
+    assert_ok(ctx, vqj_tensor_read(dz, dz2, N * D));
+    assert_memory_equal(dz_ref, dz2, sizeof dz2);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(zt2);
+    vqj_tensor_destroy(qt);
+    vqj_tensor_destroy(dq);
+    vqj_tensor_destroy(dz);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+static void test_empty_batch(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(4, 3, 0.9f);
+    p.refresh_enabled = 1;
+    p.refresh_interval = 1;
+    p.kmeans_init = 1;
+    vqj_codebook *cb = make(ctx, &p);
+    float before[2 * 4 * 3 + 4], after[2 * 4 * 3 + 4];
+    snapshot(ctx, cb, before, 4, 3);
+    vqj_tensor *zt = tensor(ctx, 0, 3, NULL), *qt = tensor(ctx, 2, 2, NULL);
+    for (int training = 0; training < 2; training++) {
+        vqj_codebook_stats s = new_stats();
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, training, qt, NULL, &s));
+        assert_int_equal(vqj_tensor_rows(qt), 0);
+        assert_int_equal(vqj_tensor_cols(qt), 3);
+        assert_float_equal(s.commitment_loss, 0.0f, 0.0f);
+        assert_float_equal(s.perplexity, 0.0f, 0.0f); /* documented: 0 for N = 0 */
+        assert_int_equal(s.active_codes, 0);
+        assert_int_equal(s.updates, 0); /* an empty batch is not an EMA update */
+    }
+    snapshot(ctx, cb, after, 4, 3);
+    assert_memory_equal(before, after, sizeof before);
+    vqj_tensor *dq = tensor(ctx, 0, 3, NULL), *dz = tensor(ctx, 0, 3, NULL);
+    assert_ok(ctx, vqj_codebook_backward(cb, dq, dz));
+    vqj_tensor_destroy(dq);
+    vqj_tensor_destroy(dz);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(4, 3, 0.9f);
+    vqj_codebook *cb = make(ctx, &p);
+    vqj_tensor *z = tensor(ctx, 5, 3, NULL), *q = tensor(ctx, 0, 0, NULL);
+    vqj_tensor *bad = tensor(ctx, 5, 4, NULL);
+    vqj_tensor *dq = tensor(ctx, 5, 3, NULL), *dz = tensor(ctx, 5, 3, NULL);
+    /* backward before any forward */
+    assert_status(ctx, vqj_codebook_backward(cb, dq, dz), VQJ_ERR_STATE);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "training"));
+    assert_status(ctx, vqj_codebook_forward(cb, bad, 1, q, NULL, NULL), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "5 x 4"));
+    assert_status(ctx, vqj_codebook_forward(cb, z, 1, z, NULL, NULL), VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_forward(cb, NULL, 1, q, NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_forward(cb, z, 1, NULL, NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vqj_codebook_forward(NULL, z, 1, q, NULL, NULL), VQJ_ERR_INVALID_ARGUMENT);
+    vqj_codebook_stats s;
+    s.size = 8;
+    assert_status(ctx, vqj_codebook_forward(cb, z, 1, q, NULL, &s), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "size"));
+    /* a tensor from another context */
+    vqj_context *other = test_context();
+    vqj_tensor *foreign = tensor(other, 5, 3, NULL);
+    assert_status(ctx, vqj_codebook_forward(cb, foreign, 1, q, NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    /* non-finite z in training: refused before anything changes */
+    float v[15] = {0};
+    v[7] = NAN;
+    assert_ok(ctx, vqj_tensor_write(z, v, 15));
+    assert_status(ctx, vqj_codebook_forward(cb, z, 1, q, NULL, NULL), VQJ_ERR_NUMERIC);
+    int64_t updates;
+    int initialized;
+    assert_ok(ctx, vqj_codebook_get_progress(cb, &updates, &initialized));
+    assert_int_equal(updates, 0);
+    assert_status(ctx, vqj_codebook_backward(cb, dq, dz), VQJ_ERR_STATE);
+    v[7] = 0.0f;
+    assert_ok(ctx, vqj_tensor_write(z, v, 15));
+    /* shape mismatches in the backward */
+    assert_ok(ctx, vqj_codebook_forward(cb, z, 1, q, NULL, NULL));
+    assert_ok(ctx, vqj_codebook_backward(cb, dq, dz));
+    vqj_tensor *dq4 = tensor(ctx, 4, 3, NULL);
+    assert_status(ctx, vqj_codebook_backward(cb, dq4, dz), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "dq is 4 x 3"));
+    assert_status(ctx, vqj_codebook_backward(cb, dq, bad), VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_backward(cb, NULL, dz), VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_backward(cb, dq, foreign), VQJ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vqj_codebook_backward(NULL, dq, dz), VQJ_ERR_INVALID_ARGUMENT);
+    /* usage and progress */
+    float u[4];
+    assert_status(ctx, vqj_codebook_ema_usage(cb, u, 3), VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_codebook_ema_usage(cb, NULL, 4), VQJ_ERR_INVALID_ARGUMENT);
+    assert_ok(ctx, vqj_codebook_ema_usage(cb, u, 4));
+    assert_float_equal(u[0] + u[1] + u[2] + u[3], 1.0f, 1e-6);
+    assert_status(ctx, vqj_codebook_set_progress(cb, -1, 0), VQJ_ERR_INVALID_ARGUMENT);
+    assert_ok(ctx, vqj_codebook_set_progress(cb, 12345, 1));
+    assert_ok(ctx, vqj_codebook_get_progress(cb, &updates, &initialized));
+    assert_int_equal(updates, 12345);
+    assert_int_equal(initialized, 1);
+    assert_status(ctx, vqj_codebook_get_progress(cb, NULL, &initialized),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    vqj_tensor_destroy(foreign);
+    vqj_context_destroy(other);
+    vqj_tensor_destroy(dq4);
+    vqj_tensor_destroy(z);
+    vqj_tensor_destroy(q);
+    vqj_tensor_destroy(bad);
+    vqj_tensor_destroy(dq);
+    vqj_tensor_destroy(dz);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+static void test_disabled(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(4, 3, 0.9f);
+    p.enabled = 0;
+    vqj_codebook *cb = make(ctx, &p);
+    float z[6] = {1, 2, 3, 4, 5, 6}, q[6], before[28], after[28];
+    snapshot(ctx, cb, before, 4, 3);
+    vqj_tensor *zt = tensor(ctx, 2, 3, z), *qt = tensor(ctx, 0, 0, NULL);
+    int32_t codes[2] = {5, 5};
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &s));
+    assert_ok(ctx, vqj_tensor_read(qt, q, 6));
+    assert_memory_equal(q, z, sizeof z);
+    assert_int_equal(codes[0], -1);
+    assert_int_equal(codes[1], -1);
+    assert_float_equal(s.commitment_loss, 0.0f, 0.0f);
+    assert_int_equal(s.active_codes, 0);
+    assert_int_equal(s.updates, 0);
+    snapshot(ctx, cb, after, 4, 3);
+    assert_memory_equal(before, after, sizeof before);
+    vqj_tensor *dq = tensor(ctx, 2, 3, z), *dz = tensor(ctx, 2, 3, z);
+    assert_ok(ctx, vqj_codebook_backward(cb, dq, dz));
+    assert_ok(ctx, vqj_tensor_read(dz, q, 6));
+    for (int i = 0; i < 6; i++)
+        assert_float_equal(q[i], 2.0f * z[i], 0.0f);
+    vqj_tensor_destroy(dq);
+    vqj_tensor_destroy(dz);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* Batches from 32 well separated clusters into 64 codes that start as the
+ * default tiny uniform codes (no k-means++): without help, most codes are
+ * never picked and several clusters share a code. The refresh must bring
+ * every cluster a code of its own: usage stays at or above 32/64, far above
+ * the seed's 8% alert line, and every token is quantized closely. */
+static uint32_t lcg(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+static void collapse_run(vqj_context *ctx, int refresh, float *usage_out, float *err_out)
+{
+    enum { K = 64, D = 16, C = 32, B = 256, STEPS = 300 };
+    vqj_codebook_params p = params(K, D, 0.95f);
+    p.refresh_enabled = refresh;
+    p.refresh_interval = 20;
+    p.refresh_usage_threshold = 0.002f; /* well under the average share 1/64 */
+    vqj_codebook *cb = make(ctx, &p);
+    static float centers[C * D], z[B * D];
+    uint32_t s = 12345;
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < D; j++)
+            centers[c * D + j] = (float)(lcg(&s) % 2001) / 1000.0f - 1.0f; /* spacing ~2.3 */
+    vqj_tensor *zt = tensor(ctx, B, D, NULL), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats st = new_stats();
+    for (int t = 0; t <= STEPS; t++) {
+        for (int i = 0; i < B; i++) {
+            int c = (int)(lcg(&s) % C);
+            for (int j = 0; j < D; j++)
+                z[i * D + j] =
+                    centers[c * D + j] + 0.02f * ((float)(lcg(&s) % 2001) / 1000.0f - 1.0f);
+        }
+        assert_ok(ctx, vqj_tensor_write(zt, z, B * D));
+        /* the last batch is evaluated without training */
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, t < STEPS, qt, NULL, &st));
+    }
+    *usage_out = st.usage_ratio;
+    *err_out = st.commitment_loss / p.commitment_cost; /* mean squared error per dim */
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+}
+
+static void test_collapse(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    float usage_on, err_on, usage_off, err_off;
+    collapse_run(ctx, 1, &usage_on, &err_on);
+    collapse_run(ctx, 0, &usage_off, &err_off);
+    /* Cluster noise alone gives a per-dim mean squared error of ~1.3e-4. */
+    if (!(usage_on >= 0.5f && err_on < 1e-3f))
+        fail_msg("with refresh: usage %.3f (floor 0.5), mse %.2e (off: usage %.3f, mse %.2e)",
+                 usage_on, err_on, usage_off, err_off);
+    /* the refresh is what fixed it: without it ~21 codes serve 32 clusters */
+    assert_true(usage_off < 0.5f && err_off > 10.0f * err_on);
+    vqj_context_destroy(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_params),
+        cmocka_unit_test(test_create_weights),
+        cmocka_unit_test(test_nearest_code),
+        cmocka_unit_test(test_nearest_code_random),
+        cmocka_unit_test(test_tie_lowest_index),
+        cmocka_unit_test(test_backward_dz),
+        cmocka_unit_test(test_backward_codes),
+        cmocka_unit_test(test_ema_update),
+        cmocka_unit_test(test_unused_code_stays),
+        cmocka_unit_test(test_refresh),
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_kmeans),
+        cmocka_unit_test(test_eval_leaves_state),
+        cmocka_unit_test(test_empty_batch),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_collapse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,62 @@
+/* `vqjepa`: dispatch to a subcommand from the table below. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    cli_command_fn fn;
+    const char *summary;
+} commands[] = {
+    {"tokenize", cmd_tokenize, "print the object tokens of ARC task files as JSON lines"},
+    {"bench", cmd_bench, "time the library on the ARC training set"},
+};
+#define NUM_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: vqjepa COMMAND [OPTIONS] [ARGS]\n"
+               "       vqjepa --help | --version\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NUM_COMMANDS; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`vqjepa COMMAND --help` describes a command.\n");
+}
+
+vqj_context *cli_context(const char *command, int threads)
+{
+    vqj_context_params p;
+    vqj_context_params_default(&p);
+    p.num_threads = threads;
+    vqj_context *ctx = NULL;
+    if (vqj_context_create(&p, &ctx) != VQJ_OK) {
+        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_last_error());
+        return NULL;
+    }
+    return ctx;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_BAD_INPUT;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        /* The version is the last word: scripts read it with awk '{print $NF}'. */
+        printf("vqjepa %s\n", vqj_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < NUM_COMMANDS; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "vqjepa: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return CLI_BAD_INPUT;
+}
