@@ -9,6 +9,7 @@
 #include "model/encoder.h"
 #include "model/predictor.h"
 #include "model/tokens.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -687,3 +688,12 @@ vqj_status vqj_trainer_set_counters(vqj_trainer *tr, int64_t micro_step, uint64_
     vqji_encoder_set_step(tr->encoder, dropout_step);
     return VQJ_OK;
 }
+
+vqji_trainer_parts vqji_trainer_get_parts(const vqj_trainer *tr)
+{
+    return (vqji_trainer_parts){tr->encoder,   tr->codebook,       tr->predictor,
+                                tr->loss,      tr->optimizer,      tr->target_encoder,
+                                tr->target_predictor};
+}
+
+const vqj_trainer_params *vqji_trainer_params(const vqj_trainer *tr) { return &tr->p; }
