@@ -606,16 +606,25 @@ static void test_sigreg_gaussian_vs_collapsed(void **state)
     p.sigreg_num_slices = 64;
     p.sigreg_weight = 1.0f;
     vqj_loss *l = make_loss(&p);
+    /* Isotropic unit rows (normalized Gaussian draws), as the head makes
+     * them: scaled by sqrt(P), their projections are close to N(0, 1). */
     float *gauss = tgauss(B * P, 51);
-    /* Collapsed: every sample is the same point (one Gaussian draw). */
+    for (int b = 0; b < B; b++) {
+        double nn = 0.0;
+        for (int j = 0; j < P; j++)
+            nn += (double)gauss[b * P + j] * gauss[b * P + j];
+        for (int j = 0; j < P; j++)
+            gauss[b * P + j] /= (float)sqrt(nn);
+    }
+    /* Collapsed: every sample is the same unit row. */
     float *collapsed = tfloats(B * P);
     for (int b = 0; b < B; b++)
         memcpy(collapsed + b * P, gauss, P * sizeof(float));
-    /* Rank one: Gaussian along a single direction only. */
+    /* Rank one: unit rows along a single axis, either sign. */
     float *rank1 = tfloats(B * P);
     for (int b = 0; b < B; b++)
         for (int j = 0; j < P; j++)
-            rank1[b * P + j] = gauss[b * P] * (j == 0 ? 1.0f : 0.0f);
+            rank1[b * P + j] = j == 0 ? (gauss[b * P] < 0.0f ? -1.0f : 1.0f) : 0.0f;
     float vg, vc, vr;
     assert_ok(fx->ctx, vqj_loss_sigreg(l, ttensor(B, P, gauss), 1, NULL, &vg));
     assert_ok(fx->ctx, vqj_loss_sigreg(l, ttensor(B, P, collapsed), 1, NULL, &vc));

@@ -511,7 +511,7 @@ vqj_status vqj_loss_queue_push(vqj_loss *l, const vqj_tensor *t)
 }
 
 /* ---- SIGReg ----
- * x^T [S x B] = A^T c^T so that each slice is a contiguous row for the
+ * x^T [S x B] = sqrt(P) A^T c^T so that each slice is a contiguous row for the
  * kernel; dc += dx A^T computed as (dx^T)^T A^T. */
 
 vqj_status vqji_loss_sigreg_with(vqj_loss *l, const vqj_tensor *c, const float *directions,
@@ -532,7 +532,10 @@ vqj_status vqji_loss_sigreg_with(vqj_loss *l, const vqj_tensor *c, const float *
     float *stat = carve(l, &off, (size_t)S);
     if ((st = op->upload(dev, l->dir, directions, (size_t)P * S * sizeof(float))))
         return st;
-    op->gemm(dev, true, true, S, B, P, 1.0f, l->dir, S, c->data, P, 0.0f, xt, B);
+    /* sqrt(P) makes the projection of isotropic unit rows ~ N(0, 1), the
+     * distribution the statistic tests for (docs/losses.md, "SIGReg"). */
+    const float scale = sqrtf((float)P);
+    op->gemm(dev, true, true, S, B, P, scale, l->dir, S, c->data, P, 0.0f, xt, B);
     op->sigreg_epps_pulley(dev, S, B, K, (float)(SIGREG_T_MAX / (K - 1)), l->sig_w,
                            w / (float)S, xt, stat, dxt);
     float v = w * op->sum(dev, (size_t)S, stat) / (float)S;
@@ -541,7 +544,7 @@ vqj_status vqji_loss_sigreg_with(vqj_loss *l, const vqj_tensor *c, const float *
     if (!isfinite(v))
         return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the statistic is not finite", fn);
     if (dc)
-        op->gemm(dev, true, true, B, P, S, 1.0f, dxt, B, l->dir, S, 1.0f, dc->data, P);
+        op->gemm(dev, true, true, B, P, S, scale, dxt, B, l->dir, S, 1.0f, dc->data, P);
     if ((st = op->sync(dev)))
         return st;
     l->acc.sigreg += v;

@@ -69,7 +69,7 @@ def infonce(c, t, queue, log_tau, tau_min, tau_max, weight):
 
 def sigreg(c, directions, num_points, weight):
     B = c.shape[0]
-    x = c @ directions                                       # [B x S]
+    x = (c @ directions) * math.sqrt(c.shape[1])             # [B x S], ~N(0,1) if isotropic
     t = torch.linspace(0.0, 3.0, num_points, dtype=DT)
     h = 3.0 / (num_points - 1)
     trap = torch.full((num_points,), h, dtype=DT)
@@ -237,7 +237,7 @@ def self_check():
     A = A / A.norm(dim=0, keepdim=True)
     cl = c.clone().requires_grad_(True)
     (dc,) = torch.autograd.grad(sigreg(cl, A, K, 1.0), [cl])
-    x = c @ A
+    x = (c @ A) * math.sqrt(P)
     tk = torch.linspace(0, 3, K, dtype=DT)
     h = 3.0 / (K - 1)
     trap = torch.full((K,), h, dtype=DT)
@@ -247,7 +247,7 @@ def self_check():
     tx = x.unsqueeze(-1) * tk
     C, Sn = torch.cos(tx).mean(0), torch.sin(tx).mean(0)
     dx = (2 * wk * tk * (Sn * torch.cos(tx) - (C - phi) * torch.sin(tx))).sum(-1) / S
-    assert torch.allclose(dc, dx @ A.T, atol=1e-12)
+    assert torch.allclose(dc, (dx @ A.T) * math.sqrt(P), atol=1e-12)
 
 
 def main():
