@@ -154,11 +154,16 @@ VQJ_API void vqj_tensor_destroy(vqj_tensor *tensor);
  *  unspecified. Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_OUT_OF_MEMORY (the
  *  tensor is unchanged). */
 VQJ_API vqj_status vqj_tensor_reshape(vqj_tensor *tensor, int rows, int cols);
+/** The number of rows of `tensor` (0 for NULL). Never fails. */
 VQJ_API int vqj_tensor_rows(const vqj_tensor *tensor);
+/** The number of columns of `tensor` (0 for NULL). Never fails. */
 VQJ_API int vqj_tensor_cols(const vqj_tensor *tensor);
 /** Copy the rows*cols values to or from host memory; `count` must equal
  *  rows*cols. Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_DEVICE. */
 VQJ_API vqj_status vqj_tensor_read(const vqj_tensor *tensor, float *dst, size_t count);
+/** Copy `count` floats from host memory `src` (only read during the call)
+ *  into the tensor; `count` must equal rows*cols.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_DEVICE. */
 VQJ_API vqj_status vqj_tensor_write(vqj_tensor *tensor, const float *src, size_t count);
 /** @} */
 
@@ -1243,10 +1248,13 @@ VQJ_API vqj_status vqj_loss_add_commitment(vqj_loss *loss, float value);
  *   7. every grad_accum_steps micro-batches: the optimizer step with the
  *      gradient averaged over them, then (only when the step was applied) the
  *      target EMA and the queue push of this micro-batch's t.
- *  A micro-batch whose loss or gradient is not finite is skipped: the
- *  parameters, Adam moments, codebook (restored from a copy taken at the
- *  start of the step), queue, temperature and the trainer's counters are as
- *  before the call, and the accumulated gradient is discarded.
+ *  A micro-batch whose input, loss or gradient is not finite is skipped:
+ *  the parameters, Adam moments, codebook (restored from a copy taken at the
+ *  start of the micro-batch), queue, temperature, target network and the
+ *  dropout step are as before the call; the gradient accumulated in the
+ *  cycle is discarded and the micro-step counter goes back to the cycle's
+ *  start (with grad_accum_steps 1: as before the call). Codebook updates of
+ *  earlier micro-batches of that cycle stand.
  *  @{ */
 
 /** Parameters of vqj_trainer_create(). Fill with vqj_trainer_params_default(). */
@@ -1330,21 +1338,254 @@ VQJ_API vqj_status vqj_trainer_evaluate(vqj_trainer *trainer, const vqj_grid *co
                                         const vqj_grid *targets, int batch,
                                         vqj_train_metrics *metrics);
 
-/** The target network's weights (borrowed; for checkpoints). */
+/** The target encoder's weights (borrowed from the trainer: valid while it
+ *  lives, never destroyed by the caller; for checkpoints). NULL for NULL or
+ *  when use_target_encoder is 0 (there is no target network). */
 VQJ_API vqj_weights *vqj_trainer_target_encoder_weights(vqj_trainer *trainer);
+/** The target predictor's weights; as vqj_trainer_target_encoder_weights(). */
 VQJ_API vqj_weights *vqj_trainer_target_predictor_weights(vqj_trainer *trainer);
 
 /** The context (c) and target (t) projections of the last step or
  *  evaluation, [B x P] tensors owned by the trainer (for diagnostics). */
 VQJ_API const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *trainer);
+/** The target projections t [B x P] of the last step or evaluation; as
+ *  vqj_trainer_context_projections(): owned by the trainer, overwritten by
+ *  its next step, NULL for NULL. */
 VQJ_API const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *trainer);
 
 /** The trainer's counters, for checkpoints: micro-batches accepted and the
  *  encoder's dropout step. Errors: VQJ_ERR_INVALID_ARGUMENT. */
 VQJ_API vqj_status vqj_trainer_get_counters(const vqj_trainer *trainer, int64_t *micro_step,
                                             uint64_t *dropout_step);
+/** Restore the counters of vqj_trainer_get_counters() when resuming from a
+ *  checkpoint; a new accumulation cycle starts here.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, micro_step < 0). */
 VQJ_API vqj_status vqj_trainer_set_counters(vqj_trainer *trainer, int64_t micro_step,
                                             uint64_t dropout_step);
+/** @} */
+
+/** @name Diagnostics and health (DESIGN.md section 6; docs/diagnostics.md)
+ *  Metrics of the embedding space and of codebook usage, the seed's health
+ *  checks and abort criteria, and early stopping on the validation loss. The
+ *  trainer calls none of these: the program driving training feeds them
+ *  (the projections of vqj_trainer_context_projections() and
+ *  vqj_trainer_target_projections(), the codes of vqj_codebook_forward()).
+ *  @{ */
+
+/** Metrics of one sample of projections (docs/diagnostics.md has the
+ *  formulas). Set `size` to sizeof(vqj_embedding_metrics) before the call. */
+typedef struct vqj_embedding_metrics {
+    size_t size;          /**< set by the caller */
+    int samples;          /**< n, the rows measured; below 2 there is no estimate and every
+                               metric below is 0 */
+    float variance;       /**< mean over dimensions of the unbiased (n - 1) variance */
+    float isotropy;       /**< smallest / largest covariance eigenvalue (negatives read as
+                               0), in [0, 1]; 0 when the covariance is 0 */
+    float effective_rank; /**< exp(entropy of the covariance eigenvalues normalized to sum
+                               1), in [1, d]; 0 when the covariance is 0 */
+    float gaussian_score; /**< 1 / (1 + mean |skewness| + mean |excess kurtosis|) over the
+                               dimensions of nonzero variance, in (0, 1]; 0 when none has */
+} vqj_embedding_metrics;
+
+/** Largest dimension vqj_embedding_metrics_compute() accepts (its covariance
+ *  is d x d doubles and its eigensolver O(d³)). */
+#define VQJ_METRICS_MAX_DIM 8192
+
+/** Metrics of x [n x d] (host memory, row-major, one projection a row): the
+ *  covariance and its eigenvalues are computed in double on the context's
+ *  device. n of 0 or 1 is not an error: out->samples is n and every metric
+ *  is 0. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL ctx or out, NULL x with
+ *  n > 0, n < 0, d outside 1..VQJ_METRICS_MAX_DIM, out->size smaller than
+ *  the first published struct), VQJ_ERR_NUMERIC (a non-finite value; the
+ *  message names its row and column), VQJ_ERR_OUT_OF_MEMORY,
+ *  VQJ_ERR_UNSUPPORTED (a device without the linear-algebra ops),
+ *  VQJ_ERR_DEVICE (the eigensolver failed). */
+VQJ_API vqj_status vqj_embedding_metrics_compute(vqj_context *ctx, const float *x, int n, int d,
+                                                 vqj_embedding_metrics *out);
+
+/** The sample window of one diagnostics interval: the last max_samples
+ *  context and target projections (a ring, in step), and the set of codes
+ *  used by real tokens since the last reset. Opaque; one thread at a time. */
+typedef struct vqj_metrics_window vqj_metrics_window;
+
+/** What a window holds, measured. Set `size` before the call; the nested
+ *  structs are filled whole by the library. */
+typedef struct vqj_window_metrics {
+    size_t size;                   /**< set by the caller */
+    vqj_embedding_metrics context; /**< of the context projections in the window */
+    vqj_embedding_metrics target;  /**< of the target projections in the window */
+    int active_codes;              /**< distinct codes added since the last reset */
+    int num_codes;                 /**< K, as given at creation */
+    float usage_ratio;             /**< active_codes / K; 0 when K is 0 */
+} vqj_window_metrics;
+
+/** Create an empty window for projections of width `dim`
+ *  (1..VQJ_METRICS_MAX_DIM) keeping the last `max_samples` (>= 2) rows of
+ *  each, over a codebook of `num_codes` codes (0..65536; 0 for a run without
+ *  VQ). On success *out holds a window to destroy with
+ *  vqj_metrics_window_destroy() before the context; on failure it is
+ *  unchanged. Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_metrics_window_create(vqj_context *ctx, int dim, int max_samples,
+                                             int num_codes, vqj_metrics_window **out);
+
+/** Destroy a window. NULL is ignored. */
+VQJ_API void vqj_metrics_window_destroy(vqj_metrics_window *window);
+
+/** Append `rows` context projections and the `rows` target projections of
+ *  the same examples (host memory, rows x dim each, row-major); once full,
+ *  each row replaces the oldest, and more than max_samples rows keep their
+ *  last max_samples. rows may be 0. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL
+ *  window, NULL arrays with rows > 0, rows < 0), VQJ_ERR_NUMERIC (a
+ *  non-finite value: nothing is added). */
+VQJ_API vqj_status vqj_metrics_window_add_projections(vqj_metrics_window *window,
+                                                      const float *context,
+                                                      const float *target, int rows);
+
+/** Mark `n` codes as used (the `codes` output of vqj_codebook_forward() for
+ *  real tokens). Negative codes (-1: VQ disabled) are skipped. Errors:
+ *  VQJ_ERR_INVALID_ARGUMENT (NULL window, NULL codes with n > 0, a code >= K:
+ *  nothing is marked). */
+VQJ_API vqj_status vqj_metrics_window_add_codes(vqj_metrics_window *window,
+                                                const int32_t *codes, size_t n);
+
+/** Measure the window (it is not changed: call vqj_metrics_window_reset()
+ *  to start the next interval). Errors as vqj_embedding_metrics_compute(),
+ *  and VQJ_ERR_INVALID_ARGUMENT for out->size too small. */
+VQJ_API vqj_status vqj_metrics_window_compute(vqj_metrics_window *window,
+                                              vqj_window_metrics *out);
+
+/** Rows of projections the window holds now (0..max_samples); 0 for NULL. */
+VQJ_API int vqj_metrics_window_rows(const vqj_metrics_window *window);
+
+/** Empty the window: projections and codes. NULL is ignored. */
+VQJ_API void vqj_metrics_window_reset(vqj_metrics_window *window);
+
+/** Health thresholds of DESIGN.md section 6 (the seed's), and the warning
+ *  level of VQ usage from the seed's monitoring script. */
+#define VQJ_HEALTH_VQ_USAGE_ALERT 0.08f     /**< alert: usage below */
+#define VQJ_HEALTH_VQ_USAGE_WARN 0.12f      /**< warn: usage below */
+#define VQJ_HEALTH_CONTEXT_RANK_ALERT 3.0f  /**< alert: context effective rank below */
+#define VQJ_HEALTH_CONTEXT_RANK_WARN 5.0f   /**< warn: context effective rank below */
+#define VQJ_HEALTH_TARGET_RANK_ALERT 5.0f   /**< alert: target effective rank below */
+#define VQJ_HEALTH_TARGET_RANK_WARN 10.0f   /**< warn: target effective rank below */
+#define VQJ_HEALTH_VAL_RISING_EPOCHS 3      /**< alert: validation loss rose this many
+                                                 epochs in a row */
+/** Abort criteria of DESIGN.md section 6. */
+#define VQJ_ABORT_VQ_USAGE 0.08f            /**< usage below this ... */
+#define VQJ_ABORT_VQ_AFTER_EPOCH 15         /**< ... in an epoch after this one */
+#define VQJ_ABORT_CONTEXT_RANK 2.0f         /**< context effective rank below */
+#define VQJ_ABORT_TARGET_RANK 4.0f          /**< target effective rank below */
+#define VQJ_ABORT_VAL_JUMP 2.0f             /**< validation loss up by more than this in
+                                                 one epoch */
+#define VQJ_ABORT_PLATEAU_EPOCHS 20         /**< epochs without improvement */
+
+/** What the health checks look at. Fill with vqj_health_input_default(),
+ *  then set the fields you have. The library only reads it. */
+typedef struct vqj_health_input {
+    size_t size;            /**< sizeof(vqj_health_input) */
+    const float *val_loss;  /**< validation loss per epoch, oldest first; default NULL */
+    int epochs;             /**< entries of val_loss; default 0 */
+    int epoch;              /**< the current epoch, counted from 1 as the seed's logs do;
+                                 0 (default): unknown, the VQ-collapse abort is not applied */
+    int have_vq;            /**< vq_usage is measured; default 0 (e.g. a run without VQ) */
+    float vq_usage;         /**< distinct codes / K of the latest diagnostics interval */
+    int have_embedding;     /**< the two ranks are measured; default 0 */
+    float context_rank;     /**< latest context effective rank */
+    float target_rank;      /**< latest target effective rank */
+    float min_delta;        /**< the plateau criterion counts a loss as an improvement when
+                                 below the best so far minus this; default 0; finite, >= 0 */
+} vqj_health_input;
+
+/** Fill `in` with the defaults (no data). NULL is ignored. */
+VQJ_API void vqj_health_input_default(vqj_health_input *in);
+
+/** How a check came out; the values are the `vqjepa monitor` exit statuses. */
+typedef enum vqj_health_level {
+    VQJ_HEALTH_OK = 0,
+    VQJ_HEALTH_WARN = 1,
+    VQJ_HEALTH_ALERT = 2
+} vqj_health_level;
+
+/** One check. `name` is static ("vq_usage", "context_rank", "target_rank",
+ *  "val_loss_trend", "abort_vq_collapse", "abort_embedding_collapse",
+ *  "abort_val_loss_jump", "abort_val_loss_plateau"); `message` is one line
+ *  giving the value and the threshold it was compared with. */
+typedef struct vqj_health_check {
+    const char *name;
+    vqj_health_level level;
+    char message[160];
+} vqj_health_check;
+
+/** Most checks vqj_health_evaluate() writes. */
+#define VQJ_HEALTH_MAX_CHECKS 8
+
+/** Run the health checks and, as checks of their own, the abort criteria,
+ *  in the order listed on vqj_health_check, skipping those without data
+ *  (the VQ ones without have_vq, the rank ones without have_embedding, the
+ *  validation ones without epochs). A metric that is NaN fails its check.
+ *  Writes *count checks to checks[0..]. Errors: VQJ_ERR_INVALID_ARGUMENT
+ *  (NULL in, count, or checks with cap > 0; in->size smaller than the first
+ *  published struct; epochs < 0; NULL val_loss with epochs > 0; epoch < 0;
+ *  min_delta negative or not finite; cap below the number of checks, when
+ *  *count is set to that number and nothing else is written), reported
+ *  through vqj_last_error(). */
+VQJ_API vqj_status vqj_health_evaluate(const vqj_health_input *in, vqj_health_check *checks,
+                                       size_t cap, size_t *count);
+
+/** The abort criteria, in the order tried by vqj_health_abort(). */
+typedef enum vqj_abort_criterion {
+    VQJ_ABORT_NONE = 0,
+    VQJ_ABORT_VQ_COLLAPSE = 1,        /**< usage < 8% in an epoch after 15 */
+    VQJ_ABORT_EMBEDDING_COLLAPSE = 2, /**< context rank < 2 or target rank < 4 */
+    VQJ_ABORT_VAL_LOSS_JUMP = 3,      /**< validation loss up by > 2.0 in one epoch */
+    VQJ_ABORT_VAL_LOSS_PLATEAU = 4    /**< no improvement for 20 epochs */
+} vqj_abort_criterion;
+
+/** Which abort criterion fires for `in`: the first in vqj_abort_criterion
+ *  order, or VQJ_ABORT_NONE (0). `reason` (may be NULL; cap bytes,
+ *  NUL-terminated, truncated to fit) receives a one-line explanation, ""
+ *  when none fires. Returns -1 for input vqj_health_evaluate() would refuse
+ *  (the message is in vqj_last_error() and in `reason`). */
+VQJ_API int vqj_health_abort(const vqj_health_input *in, char *reason, size_t cap);
+
+/** Whether early stopping watches a loss (lower is better) or a score. */
+typedef enum vqj_early_stopping_mode {
+    VQJ_EARLY_STOPPING_MIN = 0,
+    VQJ_EARLY_STOPPING_MAX = 1
+} vqj_early_stopping_mode;
+
+/** Early stopping state: a plain struct so that checkpoints can save it.
+ *  Set it up with vqj_early_stopping_init(); the state fields are then the
+ *  library's to change. */
+typedef struct vqj_early_stopping {
+    size_t size;                  /**< sizeof(vqj_early_stopping); set by init */
+    int patience;                 /**< updates without improvement that stop; >= 0 */
+    float min_delta;              /**< an improvement beats the best by more than this */
+    vqj_early_stopping_mode mode; /**< MIN: lower is better; MAX: higher is better */
+    int has_best;                 /**< whether best holds a value yet */
+    float best;                   /**< the best value so far */
+    int best_epoch;               /**< the epoch given with it */
+    int bad_epochs;               /**< updates since the last improvement */
+    int updates;                  /**< updates so far */
+} vqj_early_stopping;
+
+/** Start early stopping afresh. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL,
+ *  patience < 0, min_delta negative or not finite, an unknown mode; es is
+ *  unchanged), reported through vqj_last_error(). */
+VQJ_API vqj_status vqj_early_stopping_init(vqj_early_stopping *es, int patience,
+                                           float min_delta, vqj_early_stopping_mode mode);
+
+/** Record the value of epoch `epoch` (any label; stored as best_epoch when it
+ *  improves). It improves when it is the first finite value, or below best -
+ *  min_delta (MIN) / above best + min_delta (MAX), strictly; a non-finite
+ *  value never improves. *improved (may be NULL) is 1 when it did;
+ *  *should_stop (may be NULL) is 1 when, after this update, bad_epochs >= patience
+ *  and bad_epochs > 0 (so patience 0 stops at the first update that does not
+ *  improve).
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL es, a struct init did not fill or
+ *  whose settings were made invalid; nothing changes). */
+VQJ_API vqj_status vqj_early_stopping_update(vqj_early_stopping *es, int epoch, float value,
+                                             int *improved, int *should_stop);
 /** @} */
 
 #ifdef __cplusplus

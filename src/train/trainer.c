@@ -228,6 +228,12 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     vqj_encoder *enc = tr->target_encoder ? tr->target_encoder : tr->encoder;
     vqj_predictor *pred = tr->target_predictor ? tr->target_predictor : tr->predictor;
     vqj_status st = vqj_encoder_forward(enc, targets, 0, tr->zt);
+    /* The quantizer would turn a non-finite z into a finite (arbitrary)
+     * code, hiding the fault from the loss: catch it here. */
+    vqji_device *dev = tr->ctx->device;
+    if (!st && !dev->ops->all_finite(dev, (size_t)tr->zt->rows * (size_t)tr->zt->cols,
+                                     tr->zt->data))
+        st = vqji_fail(tr->ctx, VQJ_ERR_NUMERIC, "the target encoder's output is not finite");
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->zt, 0, tr->qt, NULL, NULL);
     if (!st)

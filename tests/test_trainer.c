@@ -1,0 +1,480 @@
+/* The one-call training step: accumulation, skipped non-finite steps,
+ * determinism, evaluation, invariance views and errors. The stage-by-stage
+ * equivalence is examples/train_stages.c (run by `make check`); parity with
+ * PyTorch is tests/test_trainer_parity.c. */
+#include "testutil.h"
+
+#include "core/core.h"
+#include "core/tensor.h"
+#include "model/tokens.h"
+
+enum { T = 3, B = 4, D = 32, P = 16, K = 16 };
+
+typedef struct model {
+    vqj_context *ctx;
+    vqj_encoder *encoder;
+    vqj_codebook *codebook;
+    vqj_predictor *predictor;
+    vqj_loss *loss;
+    vqj_optimizer *optimizer;
+    vqj_trainer *trainer;
+    vqj_dataset *data;
+} model;
+
+typedef struct options {
+    int accum;
+    int invariance;
+    int target;
+} options;
+
+static void model_create(model *m, options o)
+{
+    vqj_context_params cp;
+    vqj_context_params_default(&cp);
+    cp.num_threads = 1;
+    cp.seed = 11;
+    vqj_context *ctx = NULL;
+    assert_int_equal(vqj_context_create(&cp, &ctx), VQJ_OK);
+    m->ctx = ctx;
+    vqj_encoder_params ep;
+    vqj_encoder_params_default(&ep);
+    ep.hidden_dim = D;
+    ep.relational_layers = 2;
+    ep.relational_heads = 4;
+    assert_ok(ctx, vqj_encoder_create(ctx, &ep, &m->encoder));
+    vqj_codebook_params bp;
+    vqj_codebook_params_default(&bp);
+    bp.num_embeddings = K;
+    bp.dim = D;
+    bp.refresh_interval = 4;
+    assert_ok(ctx, vqj_codebook_create(ctx, &bp, &m->codebook));
+    vqj_predictor_params pp;
+    vqj_predictor_params_default(&pp);
+    pp.hidden_dim = D;
+    pp.projection_dim = P;
+    pp.aggregator = VQJ_AGG_ATTENTION;
+    assert_ok(ctx, vqj_predictor_create(ctx, &pp, &m->predictor));
+    vqj_loss_params lp;
+    vqj_loss_params_default(&lp);
+    lp.projection_dim = P;
+    lp.queue_size = 32;
+    lp.sigreg_num_slices = 16;
+    if (!o.invariance)
+        lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
+    assert_ok(ctx, vqj_loss_create(ctx, &lp, &m->loss));
+    vqj_optimizer_params op;
+    vqj_optimizer_params_default(&op);
+    op.lr = 1e-3f;
+    op.warmup_steps = 2;
+    op.total_steps = 50;
+    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
+                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
+    assert_ok(ctx, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
+    vqj_trainer_params tp;
+    vqj_trainer_params_default(&tp);
+    tp.grad_accum_steps = o.accum;
+    tp.use_target_encoder = o.target;
+    assert_ok(ctx, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
+                                      m->loss, m->optimizer, &m->trainer));
+    vqj_dataset_params dp;
+    vqj_dataset_params_default(&dp);
+    vqj_synthetic_params sp;
+    vqj_synthetic_params_default(&sp);
+    sp.num_examples = 400 * B;
+    sp.seed = 5;
+    assert_ok(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &m->data));
+}
+
+static void model_destroy(model *m)
+{
+    vqj_dataset_destroy(m->data);
+    vqj_trainer_destroy(m->trainer);
+    vqj_optimizer_destroy(m->optimizer);
+    vqj_loss_destroy(m->loss);
+    vqj_predictor_destroy(m->predictor);
+    vqj_codebook_destroy(m->codebook);
+    vqj_encoder_destroy(m->encoder);
+    vqj_context_destroy(m->ctx);
+}
+
+/* Batch `i` of the synthetic data: B examples. */
+typedef struct batch {
+    vqj_grid context[B * T], targets[B];
+} batch;
+
+static batch get_batch(const model *m, int i)
+{
+    batch b;
+    for (int e = 0; e < B; e++) {
+        const vqj_grid *cg, *tg;
+        vqj_status st = vqj_dataset_example(m->data, (size_t)((i * B + e) % 1600), &cg, &tg);
+        assert_int_equal(st, VQJ_OK);
+        for (int k = 0; k < T; k++)
+            b.context[e * T + k] = cg[k];
+        b.targets[e] = *tg;
+    }
+    return b;
+}
+
+static vqj_status step(model *m, int i, vqj_train_metrics *out)
+{
+    batch b = get_batch(m, i);
+    out->size = sizeof *out;
+    return vqj_trainer_step(m->trainer, b.context, b.targets, B, out);
+}
+
+/* Every byte of a weights view (gradients excluded), appended to *buf. */
+static void snapshot_view(const vqj_weights *w, float **buf, size_t *len)
+{
+    if (!w)
+        return;
+    *buf = realloc(*buf, (*len + w->total) * sizeof(float));
+    memcpy(*buf + *len, w->data, w->total * sizeof(float));
+    *len += w->total;
+}
+
+typedef struct snapshot {
+    float *data;
+    size_t len;
+    int64_t micro_step, opt_steps, cb_updates;
+    uint64_t dropout_step;
+    int cb_init;
+} snapshot;
+
+static snapshot take_snapshot(model *m)
+{
+    snapshot s = {0};
+    snapshot_view(vqj_encoder_weights(m->encoder), &s.data, &s.len);
+    snapshot_view(vqj_codebook_weights(m->codebook), &s.data, &s.len);
+    snapshot_view(vqj_predictor_weights(m->predictor), &s.data, &s.len);
+    snapshot_view(vqj_loss_weights(m->loss), &s.data, &s.len);
+    snapshot_view(vqj_optimizer_state(m->optimizer), &s.data, &s.len);
+    snapshot_view(vqj_trainer_target_encoder_weights(m->trainer), &s.data, &s.len);
+    snapshot_view(vqj_trainer_target_predictor_weights(m->trainer), &s.data, &s.len);
+    vqj_trainer_get_counters(m->trainer, &s.micro_step, &s.dropout_step);
+    s.opt_steps = vqj_optimizer_steps(m->optimizer);
+    vqj_codebook_get_progress(m->codebook, &s.cb_updates, &s.cb_init);
+    return s;
+}
+
+static void assert_same_snapshot(const snapshot *a, const snapshot *b)
+{
+    assert_int_equal(a->len, b->len);
+    assert_memory_equal(a->data, b->data, a->len * sizeof(float));
+    assert_int_equal(a->micro_step, b->micro_step);
+    assert_int_equal(a->opt_steps, b->opt_steps);
+    assert_int_equal(a->dropout_step, b->dropout_step);
+    assert_int_equal(a->cb_updates, b->cb_updates);
+    assert_int_equal(a->cb_init, b->cb_init);
+}
+
+static void test_accumulation(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 2, .invariance = 0, .target = 1});
+    int fill = -1;
+    const char *name = "feature_mlp.fc1.bias";
+    vqj_weights *target = vqj_trainer_target_encoder_weights(m.trainer);
+    vqj_weight_info info;
+    assert_ok(m.ctx, vqj_weights_info(target, 1, &info));
+    assert_string_equal(info.name, name);
+
+    float *t0 = malloc(info.count * sizeof *t0), *t1 = malloc(info.count * sizeof *t1);
+    assert_ok(m.ctx, vqj_weights_read(target, name, t0, info.count));
+    vqj_train_metrics r;
+    assert_ok(m.ctx, step(&m, 0, &r));
+    assert_int_equal(r.optimizer_step, 0);
+    assert_int_equal(r.applied, 0);
+    assert_int_equal(r.skipped, 0);
+    assert_int_equal(r.micro_step, 1);
+    assert_int_equal(r.step, 0);
+    assert_ok(m.ctx, vqj_loss_queue_fill(m.loss, &fill));
+    assert_int_equal(fill, 0); /* the queue moves on optimizer steps only */
+    assert_ok(m.ctx, vqj_weights_read(target, name, t1, info.count));
+    assert_memory_equal(t0, t1, info.count * sizeof *t0); /* and so does the target */
+
+    assert_ok(m.ctx, step(&m, 1, &r));
+    assert_int_equal(r.optimizer_step, 1);
+    assert_int_equal(r.applied, 1);
+    assert_int_equal(r.micro_step, 2);
+    assert_int_equal(r.step, 1);
+    assert_true(r.grad_norm > 0.0f && isfinite(r.grad_norm));
+    assert_ok(m.ctx, vqj_loss_queue_fill(m.loss, &fill));
+    assert_int_equal(fill, B);
+    /* The first step has lr 0 (warmup from 0), so the online weights have
+     * not moved yet; the second optimizer step moves them and the target
+     * follows at 1 - 0.99. */
+    assert_ok(m.ctx, step(&m, 2, &r));
+    assert_ok(m.ctx, step(&m, 3, &r));
+    assert_int_equal(r.step, 2);
+    assert_true(r.lr > 0.0f);
+    assert_ok(m.ctx, vqj_weights_read(target, name, t1, info.count));
+    assert_memory_not_equal(t0, t1, info.count * sizeof *t0);
+    assert_ok(m.ctx, vqj_loss_queue_fill(m.loss, &fill));
+    assert_int_equal(fill, 2 * B);
+    free(t0);
+    free(t1);
+    model_destroy(&m);
+}
+
+/* A NaN feature: the step cannot have a finite loss. */
+static void poison(vqj_tokens *tokens)
+{
+    assert_true(tokens->num_objects > 1);
+    tokens->out.features[(size_t)tokens->feature_dim + 4] = NAN;
+}
+
+static void test_nonfinite_loss_skipped(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 0, .target = 1});
+    vqj_train_metrics r;
+    for (int i = 0; i < 3; i++)
+        assert_ok(m.ctx, step(&m, i, &r));
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *ctok = NULL, *ttok = NULL;
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &ctok));
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &ttok));
+    batch b = get_batch(&m, 3);
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, ctok, b.context, B * T));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, ttok, b.targets, B));
+
+    /* Poisoned context (the online path) and poisoned targets (the target
+     * path) are each skipped with everything left as it was. */
+    for (int which = 0; which < 2; which++) {
+        assert_ok(m.ctx, vqj_tokenize(m.ctx, ctok, b.context, B * T));
+        assert_ok(m.ctx, vqj_tokenize(m.ctx, ttok, b.targets, B));
+        poison(which == 0 ? ctok : ttok);
+        snapshot s0 = take_snapshot(&m);
+        r.size = sizeof r;
+        assert_ok(m.ctx, vqj_trainer_step_tokens(m.trainer, ctok, ttok, &r));
+        if (!r.skipped)
+            fail_msg("poisoned %s not skipped: loss %g", which ? "targets" : "context",
+                     (double)r.loss);
+        assert_int_equal(r.applied, 0);
+        snapshot s1 = take_snapshot(&m);
+        assert_same_snapshot(&s0, &s1);
+        free(s0.data);
+        free(s1.data);
+    }
+    /* Training goes on afterwards. */
+    assert_ok(m.ctx, step(&m, 4, &r));
+    assert_int_equal(r.skipped, 0);
+    assert_int_equal(r.applied, 1);
+    vqj_tokens_destroy(ctok);
+    vqj_tokens_destroy(ttok);
+    model_destroy(&m);
+}
+
+/* A NaN gradient (injected into the accumulated encoder gradient between two
+ * micro-batches) makes the optimizer refuse the step: the trainer then puts
+ * back what the micro-batch changed and drops the cycle. */
+static void test_nonfinite_gradient_skipped(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 2, .invariance = 0, .target = 1});
+    vqj_train_metrics r;
+    for (int i = 0; i < 4; i++)
+        assert_ok(m.ctx, step(&m, i, &r));
+    assert_ok(m.ctx, step(&m, 4, &r)); /* first half of a cycle */
+    assert_int_equal(r.micro_step, 5);
+    snapshot s0 = take_snapshot(&m);
+    vqj_encoder_weights(m.encoder)->grad[3] = NAN;
+    assert_ok(m.ctx, step(&m, 5, &r));
+    assert_int_equal(r.optimizer_step, 0);
+    assert_int_equal(r.skipped, 1);
+    snapshot s1 = take_snapshot(&m);
+    /* Parameters, moments, codebook, queue, temperature and target as
+     * before the call; the counters back at the start of the cycle. */
+    assert_int_equal(s1.micro_step, 4);
+    s1.micro_step = s0.micro_step;
+    assert_same_snapshot(&s0, &s1);
+    /* The poisoned gradient is gone: the next cycle trains normally. */
+    assert_ok(m.ctx, step(&m, 6, &r));
+    assert_ok(m.ctx, step(&m, 7, &r));
+    assert_int_equal(r.applied, 1);
+    assert_true(isfinite(r.grad_norm));
+    free(s0.data);
+    free(s1.data);
+    model_destroy(&m);
+}
+
+/* The same seed and thread count give bit-identical losses over 100 steps. */
+static void test_determinism(void **state)
+{
+    (void)state;
+    enum { STEPS = 100 };
+    float losses[2][STEPS];
+    for (int run = 0; run < 2; run++) {
+        model m;
+        model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1});
+        for (int i = 0; i < STEPS; i++) {
+            vqj_train_metrics r;
+            assert_ok(m.ctx, step(&m, i, &r));
+            assert_int_equal(r.skipped, 0);
+            losses[run][i] = r.loss;
+            assert_true(isfinite(r.loss));
+        }
+        model_destroy(&m);
+    }
+    assert_memory_equal(losses[0], losses[1], sizeof losses[0]);
+}
+
+static void test_invariance_views(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1});
+    vqj_train_metrics r;
+    assert_ok(m.ctx, step(&m, 0, &r));
+    assert_ok(m.ctx, step(&m, 1, &r));
+    assert_true(r.invariance_color > 0.0f);
+    assert_true(r.invariance_translation > 0.0f);
+    assert_true(r.invariance_symmetry > 0.0f);
+    float sum = r.infonce + r.relational + r.commitment + r.sigreg + r.invariance_color +
+                r.invariance_translation + r.invariance_symmetry;
+    assert_float_equal(r.loss, sum, 1e-5f * fabsf(sum));
+
+    /* From tokens only the palette and flip views have no grids to work on. */
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *ctok = NULL, *ttok = NULL;
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &ctok));
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &ttok));
+    batch b = get_batch(&m, 2);
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, ctok, b.context, B * T));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, ttok, b.targets, B));
+    r.size = sizeof r;
+    assert_ok(m.ctx, vqj_trainer_step_tokens(m.trainer, ctok, ttok, &r));
+    assert_true(r.invariance_color == 0.0f);
+    assert_true(r.invariance_symmetry == 0.0f);
+    assert_true(r.invariance_translation > 0.0f);
+    vqj_tokens_destroy(ctok);
+    vqj_tokens_destroy(ttok);
+    model_destroy(&m);
+}
+
+/* Evaluation computes the losses and changes nothing. */
+static void test_evaluate(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 2, .invariance = 1, .target = 1});
+    vqj_train_metrics r;
+    for (int i = 0; i < 3; i++)
+        assert_ok(m.ctx, step(&m, i, &r));
+    snapshot s0 = take_snapshot(&m);
+    vqj_weights *lw = vqj_loss_weights(m.loss);
+    float tau_grad0 = lw->grad[0]; /* mid-cycle: the temperature's gradient so far */
+    batch b = get_batch(&m, 9);
+    r.size = sizeof r;
+    assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &r));
+    assert_true(isfinite(r.loss) && r.loss > 0.0f);
+    assert_true(r.infonce > 0.0f);
+    assert_true(r.invariance_color == 0.0f);
+    snapshot s1 = take_snapshot(&m);
+    assert_same_snapshot(&s0, &s1);
+    assert_true(lw->grad[0] == tau_grad0);
+    /* Same batch, same answer: no dropout, nothing updated. */
+    vqj_train_metrics r2 = {.size = sizeof r2};
+    assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &r2));
+    assert_true(r.loss == r2.loss);
+    free(s0.data);
+    free(s1.data);
+    model_destroy(&m);
+}
+
+/* Without a target network the online one encodes the targets. */
+static void test_without_target_network(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 0, .target = 0});
+    assert_null(vqj_trainer_target_encoder_weights(m.trainer));
+    vqj_train_metrics r;
+    for (int i = 0; i < 3; i++) {
+        assert_ok(m.ctx, step(&m, i, &r));
+        assert_true(isfinite(r.loss));
+    }
+    model_destroy(&m);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 0, .target = 1});
+    vqj_context *ctx = m.ctx;
+    batch b = get_batch(&m, 0);
+    vqj_train_metrics r = {.size = sizeof r};
+    assert_status(ctx, vqj_trainer_step(m.trainer, b.context, b.targets, 0, &r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "batch"));
+    assert_status(ctx, vqj_trainer_step(m.trainer, NULL, b.targets, B, &r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vqj_trainer_step(NULL, b.context, b.targets, B, &r),
+                     VQJ_ERR_INVALID_ARGUMENT);
+    /* A bad grid is named. */
+    uint8_t bad[4] = {0, 1, 12, 0};
+    b.context[2] = (vqj_grid){2, 2, bad};
+    assert_status(ctx, vqj_trainer_step(m.trainer, b.context, b.targets, B, &r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "grid 2"));
+
+    /* Grid counts that do not make examples. */
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *ctok = NULL, *ttok = NULL;
+    assert_ok(ctx, vqj_tokens_create(ctx, &tp, &ctok));
+    assert_ok(ctx, vqj_tokens_create(ctx, &tp, &ttok));
+    b = get_batch(&m, 0);
+    assert_ok(ctx, vqj_tokenize(ctx, ctok, b.context, B * T - 1));
+    assert_ok(ctx, vqj_tokenize(ctx, ttok, b.targets, B));
+    assert_status(ctx, vqj_trainer_step_tokens(m.trainer, ctok, ttok, &r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "B * 3"));
+    vqj_tokens_destroy(ctok);
+    vqj_tokens_destroy(ttok);
+
+    /* Bad params and handles that do not fit together. */
+    vqj_trainer_params tpar;
+    vqj_trainer_params_default(&tpar);
+    tpar.grad_accum_steps = 0;
+    vqj_trainer *tr = NULL;
+    assert_status(ctx, vqj_trainer_create(ctx, &tpar, NULL, m.encoder, m.codebook, m.predictor,
+                                          m.loss, m.optimizer, &tr),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "grad_accum_steps"));
+    assert_null(tr);
+    vqj_trainer_params_default(&tpar);
+    vqj_tokenizer_params tk;
+    vqj_tokenizer_params_default(&tk);
+    tk.max_color_features = 4; /* 17 features: the encoder takes 23 */
+    assert_status(ctx, vqj_trainer_create(ctx, &tpar, &tk, m.encoder, m.codebook, m.predictor,
+                                          m.loss, m.optimizer, &tr),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "features"));
+    assert_status(ctx, vqj_trainer_create(ctx, &tpar, NULL, NULL, m.codebook, m.predictor,
+                                          m.loss, m.optimizer, &tr),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    model_destroy(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accumulation),
+        cmocka_unit_test(test_nonfinite_loss_skipped),
+        cmocka_unit_test(test_nonfinite_gradient_skipped),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_invariance_views),
+        cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_without_target_network),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
