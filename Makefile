@@ -16,7 +16,7 @@ CC ?= cc
 CXX ?= c++
 PKG_CONFIG ?= pkg-config
 OPT ?= -O2
-DEPS := openblas jansson
+DEPS := openblas jansson yaml-0.1
 DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS))
 DEPS_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS)) -lm -lpthread
 WARN := -Wall -Wextra -Werror
@@ -26,11 +26,15 @@ CFLAGS += -std=c11 $(WARN) -fPIC -fvisibility=hidden $(DEPS_CFLAGS)
 
 CUDA ?= 0
 ifeq ($(CUDA),1)
-NVCC ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+# sm_90 code for H100/H200, plus compute_90 PTX that newer GPUs compile at load.
+NVCC_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O3 -lineinfo
 CPPFLAGS += -DVQJ_WITH_CUDA
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=build/%.o)
-DEPS_LIBS += -L/usr/local/cuda/lib64 -lcublas -lcudart
+DEPS_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
 LIB_SRC := $(wildcard src/*/*.c)
@@ -49,15 +53,27 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=bin/example_%)
 .PHONY: all check test bench install uninstall examples clean docs
 all: $(SHARED) lib/libvqjepa.so lib/$(SONAME) $(STATIC) $(PCFILE) bin/vqjepa
 
-build/%.o: %.c $(wildcard include/*.h src/*/*.h)
+# Objects of a CUDA=1 and a CUDA=0 build differ (VQJ_WITH_CUDA): switching
+# rewrites this stamp, which every object depends on, so nothing stale mixes.
+BUILD_FLAVOR := cuda$(CUDA)
+$(shell mkdir -p build; [ "$$(cat build/.flavor 2>/dev/null)" = "$(BUILD_FLAVOR)" ] || \
+  echo "$(BUILD_FLAVOR)" > build/.flavor)
+build/.flavor:
+	@mkdir -p build
+	echo "$(BUILD_FLAVOR)" > $@
+
+build/%.o: %.c $(wildcard include/*.h src/*/*.h) build/.flavor
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-build/cuda/%.o: cuda/%.cu $(wildcard include/*.h src/*/*.h cuda/*.h)
+# --fmad=false: elementwise kernels round like their C twins (docs/perf-cuda.md).
+build/cuda/%.o: cuda/%.cu $(wildcard include/*.h src/*/*.h cuda/*.h) build/.flavor
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -Iinclude -Isrc -DVQJ_WITH_CUDA \
-	  -gencode arch=compute_90,code=sm_90 -c $< -o $@
+	@echo "NVCC $<"
+	@$(NVCC) $(NVCCFLAGS) -std=c++17 --fmad=false -Werror all-warnings \
+	  -Xcompiler -Wall,-Wextra,-Werror,-fPIC,-fvisibility=hidden -Iinclude -Isrc -DVQJ_WITH_CUDA \
+	  $(NVCC_ARCH) -c $< -o $@
 
 $(SHARED): $(LIB_OBJ) src/vqjepa.map
 	@mkdir -p lib
@@ -111,26 +127,74 @@ bin/example_%: examples/%.c $(SHARED) lib/libvqjepa.so
 
 examples: $(EXAMPLE_BIN)
 
+# The C++17 wrapper's test, built the strict way users' code would be.
+bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) lib/libvqjepa.so
+	@mkdir -p bin
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -o $@ $< -Llib -lvqjepa \
+	  -Wl,-rpath,'$$ORIGIN/../lib' -pthread
+
 # Every test program runs even when an earlier one fails; the summary line
 # counts the programs.
-check: all $(TEST_BIN) examples
+check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference
 	@passed=0; failed=0; failures=""; \
-	for t in $(TEST_BIN) $(EXAMPLE_BIN) tests/install_test.sh tests/cli_test.sh; do \
+	for t in $(TEST_BIN) $(EXAMPLE_BIN) tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
+	    bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
-	  if CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) $$cmd; then passed=$$((passed+1)); \
+	  if CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) \
+	    VQJ_REFERENCE_CONFIGS=../shared/reference-configs $$cmd; then passed=$$((passed+1)); \
 	  else failed=$$((failed+1)); failures="$$failures $$t"; fi; \
 	done; \
 	echo "check: $$passed passed, $$failed failed"; \
 	[ $$failed -eq 0 ] || { echo "failed:$$failures"; exit 1; }
 test: check
 
+# ThreadSanitizer over the thread-safe inference calls (vqj_model_*): the
+# library and tests/test_inference.c built with -fsanitize=thread, CPU only.
+# Part of `make check` (about 10 s to build, 3 s to run); tests/tsan_test.sh
+# says why no suppressions file is needed.
+TSAN_CFLAGS := -std=c11 $(WARN) -fsanitize=thread -O1 -g $(DEPS_CFLAGS)
+bin/tsan_test_inference: tests/test_inference.c tests/testutil.h $(LIB_SRC) \
+    $(wildcard include/*.h src/*/*.h)
+	@mkdir -p bin
+	@echo "LD $@ (ThreadSanitizer)"
+	@$(CC) $(filter-out -DVQJ_WITH_CUDA,$(CPPFLAGS)) -DVQJ_TSAN $(TSAN_CFLAGS) -o $@ $< \
+	  $(LIB_SRC) $(DEPS_LIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+.PHONY: tsan
+tsan: bin/tsan_test_inference
+	sh tests/tsan_test.sh
+
+# `make bench`: the tokenizer and encoder rows, then training steps (core and
+# full variants) of the C library and of the PyTorch reference when
+# $(TORCH_PYTHON) has torch, each run in its own process so that its max RSS
+# is its own, then a table of the ratios (docs/benchmarks.md).
+BENCH_BATCH ?= 256
+BENCH_STEPS ?= 5
+BENCH_WARMUP ?= 2
+BENCH_THREADS ?= 0
+TORCH_PYTHON ?= /usr/bin/python3
+BENCH_DATA = $(if $(wildcard $(ARC_DATA)),--data $(ARC_DATA))
+BENCH_TRAIN = --batch $(BENCH_BATCH) --steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) \
+  --threads $(BENCH_THREADS) --json
 bench: all
-	./bin/vqjepa bench --data $(ARC_DATA)
+	./bin/vqjepa bench $(BENCH_DATA) --only tokenizer
+	./bin/vqjepa bench $(BENCH_DATA) --only encoder
+	@mkdir -p build/bench && rm -f build/bench/*.jsonl
+	@for v in core full; do \
+	  ./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant $$v $(BENCH_TRAIN) \
+	    > build/bench/c-$$v.jsonl || exit 1; cat build/bench/c-$$v.jsonl; \
+	done
+	@if $(TORCH_PYTHON) -c 'import torch' 2>/dev/null; then \
+	  for v in core full; do \
+	    $(TORCH_PYTHON) tools/reference/bench_ref.py $(BENCH_DATA) --variant $$v $(BENCH_TRAIN) \
+	      > build/bench/pytorch-$$v.jsonl || exit 1; cat build/bench/pytorch-$$v.jsonl; \
+	  done; \
+	else echo "bench: $(TORCH_PYTHON) cannot import torch; skipping the PyTorch reference"; fi
+	@python3 tools/bench_table.py build/bench/*.jsonl
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
-	install -m 644 include/vqjepa.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/vqjepa.h include/vqjepa.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvqjepa.so
@@ -139,7 +203,7 @@ install: all
 	install -m 755 bin/vqjepa $(DESTDIR)$(BINDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/vqjepa.h $(DESTDIR)$(LIBDIR)/libvqjepa.* \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/vqjepa.h $(DESTDIR)$(INCLUDEDIR)/vqjepa.hpp $(DESTDIR)$(LIBDIR)/libvqjepa.* \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig/vqjepa.pc $(DESTDIR)$(BINDIR)/vqjepa
 
 clean:

@@ -95,6 +95,9 @@ typedef struct stages {
     vqj_predictor *target_predictor;
     vqj_tokens *context_tokens, *target_tokens;
     vqj_tensor *z, *q, *c, *dc, *dq, *dz, *zt, *qt, *t;
+    vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
+    float *pending_host;
+    int pending_rows;
     int micro_step;
 } stages;
 
@@ -136,7 +139,14 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
     zeros_like(s->dz, s->z);
     CHECK(vqj_codebook_backward(m->codebook, s->dq, s->dz));
     CHECK(vqj_encoder_backward(m->encoder, s->dz, NULL));
-    /* 7. an optimizer step every ACCUM micro-batches, then EMA and queue */
+    /* 7. keep t for the queue; an optimizer step every ACCUM micro-batches,
+     * then the target EMA and the push of the cycle's t */
+    int rows = vqj_tensor_rows(s->t), cols = vqj_tensor_cols(s->t);
+    s->pending_host = realloc(s->pending_host,
+                              (size_t)(s->pending_rows + rows) * (size_t)cols * sizeof(float));
+    CHECK(vqj_tensor_read(s->t, s->pending_host + (size_t)s->pending_rows * (size_t)cols,
+                          (size_t)rows * (size_t)cols));
+    s->pending_rows += rows;
     s->micro_step++;
     if (s->micro_step % ACCUM == 0) {
         vqj_step_info info = {.size = sizeof info};
@@ -146,9 +156,13 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
                                   vqj_encoder_weights(m->encoder), 0.99f));
             CHECK(vqj_weights_ema(vqj_predictor_weights(s->target_predictor),
                                   vqj_predictor_weights(m->predictor), 0.99f));
-            CHECK(vqj_loss_queue_push(m->loss, s->t));
+            CHECK(vqj_tensor_reshape(s->pending, s->pending_rows, cols));
+            CHECK(vqj_tensor_write(s->pending, s->pending_host,
+                                   (size_t)s->pending_rows * (size_t)cols));
+            CHECK(vqj_loss_queue_push(m->loss, s->pending));
         }
         CHECK(vqj_optimizer_zero_grad(m->optimizer));
+        s->pending_rows = 0;
     }
 }
 
@@ -214,7 +228,8 @@ int main(int argc, char **argv)
     vqj_tokenizer_params_default(&tk);
     CHECK(vqj_tokens_create(b.ctx, &tk, &s.context_tokens));
     CHECK(vqj_tokens_create(b.ctx, &tk, &s.target_tokens));
-    vqj_tensor **tensors[] = {&s.z, &s.q, &s.c, &s.dc, &s.dq, &s.dz, &s.zt, &s.qt, &s.t};
+    vqj_tensor **tensors[] = {&s.z,  &s.q,  &s.c, &s.dc,     &s.dq,
+                              &s.dz, &s.zt, &s.qt, &s.t, &s.pending};
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
         CHECK(vqj_tensor_create(b.ctx, 0, 1, tensors[i]));
 
@@ -255,6 +270,7 @@ int main(int argc, char **argv)
     printf("%s\n", same ? "bit-identical" : "DIFFERENT");
 
     vqj_dataset_destroy(data);
+    free(s.pending_host);
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
         vqj_tensor_destroy(*tensors[i]);
     vqj_tokens_destroy(s.context_tokens);

@@ -350,7 +350,8 @@ VQJ_API const vqj_grid *vqj_arc_task_output(const vqj_arc_task *task, vqj_arc_sp
  *  threshold are re-seeded from the worst-quantized tokens; an optional
  *  k-means++ pass seeds the codes from the first large training batch.
  *  Tokens are packed real tokens only (no padding), so padding never enters
- *  the statistics. A codebook is not safe to use from two threads at once.
+ *  the statistics. A codebook is not safe to use from two threads at once;
+ *  to quantize from many threads, share it through a vqj_model.
  *  @{ */
 
 /** Parameters of vqj_codebook_create(). Fill with vqj_codebook_params_default(). */
@@ -595,7 +596,8 @@ VQJ_API vqj_status vqj_weights_ema(vqj_weights *target, const vqj_weights *onlin
  *  Threads: a handle keeps the activations of its last forward pass for the
  *  backward pass, so one forward/backward pair is in flight per handle and
  *  calls on one handle must not overlap. Different handles (an online and a
- *  target encoder, say) may run on different threads at the same time.
+ *  target encoder, say) may run on different threads at the same time. For
+ *  inference from many threads on one trained encoder, use a vqj_model.
  *  @{ */
 
 /** Parameters of vqj_encoder_create(). Fill with vqj_encoder_params_default(). */
@@ -673,7 +675,8 @@ VQJ_API vqj_status vqj_encoder_backward(vqj_encoder *encoder, const vqj_tensor *
  *
  *  Threads: as for the encoder, a handle keeps the activations of its last
  *  forward (context or grids path) for the matching backward; calls on one
- *  handle must not overlap, different handles may run concurrently.
+ *  handle must not overlap, different handles may run concurrently (and a
+ *  vqj_model runs one predictor from many threads).
  *  @{ */
 
 /** Activation after each projection layer. */
@@ -1247,7 +1250,8 @@ VQJ_API vqj_status vqj_loss_add_commitment(vqj_loss *loss, float value);
  *      (against t); forward and backward one view at a time;
  *   7. every grad_accum_steps micro-batches: the optimizer step with the
  *      gradient averaged over them, then (only when the step was applied) the
- *      target EMA and the queue push of this micro-batch's t.
+ *      target EMA and the queue push of the cycle's target projections
+ *      (every micro-batch's t, oldest first).
  *  A micro-batch whose input, loss or gradient is not finite is skipped:
  *  the parameters, Adam moments, codebook (restored from a copy taken at the
  *  start of the micro-batch), queue, temperature, target network and the
@@ -1353,6 +1357,12 @@ VQJ_API const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *tra
  *  its next step, NULL for NULL. */
 VQJ_API const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *trainer);
 
+/** The code of every context token of the last training step, in token
+ *  order (for the diagnostics' VQ usage); *count receives their number. NULL
+ *  (and 0) before the first step or after a skipped one. Owned by the
+ *  trainer, valid until its next call. */
+VQJ_API const int32_t *vqj_trainer_codes(const vqj_trainer *trainer, size_t *count);
+
 /** The trainer's counters, for checkpoints: micro-batches accepted and the
  *  encoder's dropout step. Errors: VQJ_ERR_INVALID_ARGUMENT. */
 VQJ_API vqj_status vqj_trainer_get_counters(const vqj_trainer *trainer, int64_t *micro_step,
@@ -1393,13 +1403,12 @@ typedef struct vqj_embedding_metrics {
 
 /** Metrics of x [n x d] (host memory, row-major, one projection a row): the
  *  covariance and its eigenvalues are computed in double on the context's
- *  device. n of 0 or 1 is not an error: out->samples is n and every metric
+ *  device (on the host for a device without these ops). n of 0 or 1 is not an error: out->samples is n and every metric
  *  is 0. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL ctx or out, NULL x with
  *  n > 0, n < 0, d outside 1..VQJ_METRICS_MAX_DIM, out->size smaller than
  *  the first published struct), VQJ_ERR_NUMERIC (a non-finite value; the
- *  message names its row and column), VQJ_ERR_OUT_OF_MEMORY,
- *  VQJ_ERR_UNSUPPORTED (a device without the linear-algebra ops),
- *  VQJ_ERR_DEVICE (the eigensolver failed). */
+ *  message names its row and column), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE
+ *  (the eigensolver failed). */
 VQJ_API vqj_status vqj_embedding_metrics_compute(vqj_context *ctx, const float *x, int n, int d,
                                                  vqj_embedding_metrics *out);
 
@@ -1586,6 +1595,420 @@ VQJ_API vqj_status vqj_early_stopping_init(vqj_early_stopping *es, int patience,
  *  whose settings were made invalid; nothing changes). */
 VQJ_API vqj_status vqj_early_stopping_update(vqj_early_stopping *es, int epoch, float value,
                                              int *improved, int *should_stop);
+/** @} */
+
+/** @name Checkpoints (DESIGN.md section 7; docs/checkpoints.md)
+ *  Checkpoints are safetensors files: an 8-byte little-endian header length,
+ *  a JSON header (F32 tensors with shapes and data offsets, and string
+ *  "__metadata__" holding "format" = "vqjepa-checkpoint-1", "vqjepa_version"
+ *  and "checksum" = "crc32:xxxxxxxx", the CRC-32 of the data section) padded
+ *  with spaces to a multiple of 8 bytes, then the raw little-endian floats.
+ *  A save writes `<path>.tmp.XXXXXX` in the same folder, fsyncs it, renames
+ *  it over `path` and fsyncs the folder: a crash leaves the old file or the
+ *  new one, never a mix, and no temporary file survives a failed call.
+ *  A load checks the whole file (header, layout, dtypes, shapes, checksum,
+ *  finite values) before it writes any view, so a refused file changes
+ *  nothing. Files are streamed through a small buffer, never held whole.
+ *  Error messages name the path and, where one is at fault, the tensor.
+ *  @{ */
+
+/** One weights view in a checkpoint: its tensors are stored as
+ *  `<prefix><name>` ("encoder." + "feature_mlp.fc1.weight"). `prefix` may
+ *  be NULL or "" (the codebook's and the loss's names are already
+ *  qualified). Both pointers are borrowed for the call. */
+typedef struct vqj_checkpoint_entry {
+    const char *prefix;
+    vqj_weights *weights;
+} vqj_checkpoint_entry;
+
+/** vqj_checkpoint_load() flag: ignore tensors of the file that no entry
+ *  asks for (e.g. load only the encoder of a trainer checkpoint). Without
+ *  it such a tensor is an error, since it usually means another model
+ *  configuration. */
+#define VQJ_CHECKPOINT_ALLOW_EXTRA 1u
+
+/** Write every tensor of `num_entries` views to `path` (atomically, see
+ *  above), in entry order. `metadata` (may be NULL) is a NULL-terminated
+ *  list of key, value string pairs ({"epoch", "3", NULL}) stored in
+ *  "__metadata__"; the keys "format", "vqjepa_version" and "checksum" are
+ *  the library's. An existing file at `path` is replaced only on success.
+ *  The file gets mode 0644.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL ctx or path, a NULL view, views of
+ *  another context or given twice, two tensors with one full name, a key
+ *  without a value, a reserved or repeated key, text that is not UTF-8),
+ *  VQJ_ERR_NUMERIC (a non-finite value: the message names the tensor and
+ *  the index; no file is written), VQJ_ERR_IO (the temporary file cannot be
+ *  created, written, synced or renamed: the message names the path and the
+ *  system's reason; if only the final folder sync fails the new file is
+ *  already in place), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_checkpoint_save(vqj_context *ctx, const char *path,
+                                       const vqj_checkpoint_entry *entries, size_t num_entries,
+                                       const char *const *metadata);
+
+/** Read `path` into the views: every tensor of every entry must be in the
+ *  file as `<prefix><name>` with the view's shape. Everything is checked
+ *  before any view is written: on failure every view is unchanged (short of
+ *  a read or device error during the final copy, after all checks passed).
+ *  The checksum is checked when the file says it was written by this
+ *  library ("format" present); other safetensors files of F32 tensors (from
+ *  PyTorch, say) load without one. `flags`: 0 or VQJ_CHECKPOINT_ALLOW_EXTRA.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL ctx or path, bad entries or
+ *  flags, a tensor missing from the file, a shape that differs from the
+ *  view's, a file tensor no entry wants without ALLOW_EXTRA), VQJ_ERR_IO
+ *  (cannot open or read), VQJ_ERR_PARSE (too short or truncated, bad header
+ *  JSON, bad or overlapping offsets, data left over, a checksum mismatch),
+ *  VQJ_ERR_UNSUPPORTED (a dtype other than F32, a newer format),
+ *  VQJ_ERR_NUMERIC (a non-finite value in the data), VQJ_ERR_OUT_OF_MEMORY,
+ *  VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_checkpoint_load(vqj_context *ctx, const char *path,
+                                       const vqj_checkpoint_entry *entries, size_t num_entries,
+                                       unsigned flags);
+
+/** Check a checkpoint written by this library without loading it: the
+ *  header, the layout, the checksum and that every value is finite (e.g.
+ *  to pick the newest intact file to resume from).
+ *  Errors: as vqj_checkpoint_load() for the file itself; VQJ_ERR_PARSE also
+ *  for a safetensors file without the library's "format" key. */
+VQJ_API vqj_status vqj_checkpoint_verify(vqj_context *ctx, const char *path);
+
+/** Copy the metadata value of `key` into buf (capacity bytes, NUL
+ *  terminated) and its length, without the NUL, into *length (may be NULL).
+ *  buf NULL with capacity 0 only asks for the length. Only the header is
+ *  read and checked, not the data or its checksum.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL ctx, path or key; buf NULL with
+ *  capacity > 0; no such key; a buffer too small, in which case *length
+ *  still receives the length and buf is unchanged), VQJ_ERR_IO,
+ *  VQJ_ERR_PARSE (a malformed header, a value holding a NUL byte),
+ *  VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_checkpoint_read_metadata(vqj_context *ctx, const char *path,
+                                                const char *key, char *buf, size_t capacity,
+                                                size_t *length);
+
+/** Save everything a resumed run needs to continue bit-identically: the
+ *  encoder ("encoder."), codebook ("codebook.embedding", EMA count and sum),
+ *  predictor ("predictor."), loss ("loss.log_temperature", queue and its
+ *  counters), optimizer moments ("optimizer.adam.m.<g>", ".v.<g>"), the
+ *  target network ("target_encoder.", "target_predictor.", when there is
+ *  one), and in "__metadata__" the counters "trainer.micro_step",
+ *  "trainer.dropout_step", "optimizer.steps", "codebook.updates",
+ *  "codebook.initialized", the context's "seed" and, when `config_yaml` is
+ *  not NULL, "config". Save right after an optimizer step: the gradient of
+ *  an unfinished accumulation cycle is not part of a checkpoint.
+ *  Errors: VQJ_ERR_STATE (gradient accumulated since the last optimizer
+ *  step is pending; nothing is written), otherwise as vqj_checkpoint_save(). */
+VQJ_API vqj_status vqj_trainer_save(vqj_trainer *trainer, const char *path,
+                                    const char *config_yaml);
+
+/** vqj_trainer_save() with more "__metadata__": `metadata` (may be NULL) is
+ *  a NULL-terminated list of key, value pairs, e.g. the epoch or the
+ *  early-stopping state of the program driving training, kept in the same
+ *  atomic file. Keys of the trainer's own ("trainer.*", "optimizer.*",
+ *  "codebook.*", "seed", "config") and of the library are refused.
+ *  Errors: as vqj_trainer_save(). */
+VQJ_API vqj_status vqj_trainer_save_with_metadata(vqj_trainer *trainer, const char *path,
+                                                  const char *config_yaml,
+                                                  const char *const *metadata);
+
+/** Restore a trainer and the handles it borrows from a vqj_trainer_save()
+ *  file: every tensor listed there and the counters (vqj_codebook_set_progress,
+ *  vqj_optimizer_set_steps, vqj_trainer_set_counters); pending gradients
+ *  are zeroed. The handles must have the configuration the file was saved
+ *  with (the shapes must match). A file saved with another context seed
+ *  loads, with a warning to the log, but the run then draws different
+ *  dropout masks, views and SIGReg directions. On failure nothing changes.
+ *  Errors: as vqj_checkpoint_load() (without ALLOW_EXTRA), and
+ *  VQJ_ERR_PARSE for a file without the format key or a missing or
+ *  malformed counter. */
+VQJ_API vqj_status vqj_trainer_load(vqj_trainer *trainer, const char *path);
+/** @} */
+
+/** @name Configuration files (docs/config.md)
+ *  Every setting of a run in one object, read from YAML in the layout of the
+ *  reference system's files: sections seed, dataset_manifest, data,
+ *  tokenizer, object_encoder, model, optimizer, training, augmentations,
+ *  loss, sigreg, invariance, relational_loss, logging, diagnostics, plus
+ *  this library's synthetic. The built-in defaults are the seed's "gentle"
+ *  run (DESIGN.md section 6), which are also the defaults of every
+ *  *_params_default() function; a file overrides the keys it sets.
+ *
+ *  Keys of the reference system this library does not implement
+ *  (model.type, training.num_workers, pre_tokenized.*, ...) and unknown keys
+ *  are accepted and each is named in one VQJ_LOG_WARNING message through
+ *  the context's log callback ("FILE:LINE: key training.num_workers is not
+ *  implemented and is ignored"). So is training.device: cuda in a build
+ *  without CUDA, which then resolves to cpu. A config is read-only once
+ *  made: any number of threads may call the getters at the same time.
+ *  @{ */
+
+/** An opaque configuration, owned by the caller. */
+typedef struct vqj_config vqj_config;
+
+/** The run-level settings: what a program driving training needs besides
+ *  the module params. Set `size` to sizeof(vqj_run_params) before
+ *  vqj_config_run(). Fields are flat (no nested structs) so the struct can
+ *  grow by appending. Strings are owned by the config: valid until
+ *  vqj_config_destroy(), NULL when unset. */
+typedef struct vqj_run_params {
+    size_t size;                   /**< set by the caller */
+    uint64_t seed;                 /**< seed: for the context; default 123 */
+    int epochs;                    /**< training.epochs; default 30 */
+    int batch_size;                /**< training.batch_size, examples per micro-batch; default 512 */
+    int grad_accum_steps;          /**< training.grad_accum_steps (the trainer's too); default 2 */
+    int shuffle;                   /**< data.shuffle: a new order each epoch; default 1 */
+    const char *dataset_manifest;  /**< dataset_manifest, a JSONL manifest; default NULL */
+    const char *arc_path;          /**< data.arc_path, an ARC task file or folder; default
+                                        NULL. Neither set: the synthetic generator */
+    float validation_split;        /**< data.validation.split; default 0.02 */
+    uint64_t validation_seed;      /**< data.validation.seed; default 13 */
+    const char *checkpoint_dir;    /**< training.checkpoint_dir; default "checkpoints" */
+    int checkpoint_interval;       /**< training.checkpoint_interval, epochs; default 5 */
+    int early_stopping_enabled;    /**< training.early_stopping.enabled; default 1 */
+    int early_stopping_patience;   /**< training.early_stopping.patience; default 20 */
+    float early_stopping_min_delta; /**< training.early_stopping.min_delta; default 0.01 */
+    vqj_early_stopping_mode early_stopping_mode; /**< training.early_stopping.mode; default MIN */
+    int diagnostics_enabled;       /**< diagnostics.embedding_metrics.enabled; default 1 */
+    int diagnostics_interval;      /**< diagnostics.embedding_metrics.interval, steps; default 200 */
+    int diagnostics_max_samples;   /**< diagnostics.embedding_metrics.max_samples; default 4096 */
+    vqj_device_kind device;        /**< training.device; default VQJ_DEVICE_CPU */
+    int vq_enabled;                /**< object_encoder.vq_enabled (the codebook's too); default 1 */
+    int use_target_encoder;        /**< loss.use_target_encoder (the trainer's too); default 1 */
+    int logging_enabled;           /**< logging.enabled; default 1 */
+    const char *log_dir;           /**< logging.log_dir; default "logs" */
+    const char *run_name;          /**< logging.run_name; default "vqjepa" */
+} vqj_run_params;
+
+/** A configuration holding the built-in defaults. On success *out holds a
+ *  config the caller destroys with vqj_config_destroy() (before the
+ *  context); on failure *out is unchanged.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_config_default(vqj_context *ctx, vqj_config **out);
+
+/** Read the YAML file at `path` over the defaults. Ownership as
+ *  vqj_config_default(). Warnings (ignored keys) go to the log callback.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL; a value of the wrong type, out
+ *  of range or not in its set: "PATH:LINE: training.epochs is 0; it must be
+ *  in [1, 1000000]", "PATH:LINE: optimizer.name is sgd; it must be one of
+ *  adam or adamw"; a key given twice; rules between keys such as
+ *  relational_heads dividing hidden_dim), VQJ_ERR_IO ("cannot open PATH:
+ *  reason"), VQJ_ERR_PARSE (malformed YAML: "PATH:LINE:COLUMN: problem";
+ *  a top level that is not a mapping), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_config_load(vqj_context *ctx, const char *path, vqj_config **out);
+
+/** vqj_config_load() from `length` bytes of YAML text (no NUL needed);
+ *  `name` stands for the path in messages (NULL: "<config>"). Errors as
+ *  vqj_config_load() without VQJ_ERR_IO. */
+VQJ_API vqj_status vqj_config_parse(vqj_context *ctx, const char *text, size_t length,
+                                    const char *name, vqj_config **out);
+
+/** Destroy a configuration. NULL is ignored. */
+VQJ_API void vqj_config_destroy(vqj_config *cfg);
+
+/** Fill a module's params struct from the configuration: fill it with its
+ *  *_default() function first (that sets `size`); the fields that size
+ *  covers are overwritten. Values shared between modules are made to agree:
+ *  object_encoder.hidden_dim is the encoder's, codebook's (dim) and
+ *  predictor's hidden size; the encoder's feature_dim follows
+ *  tokenizer.max_color_features; object_encoder.relational: false gives 0
+ *  relational layers; data.context_window is the predictor's too;
+ *  tokenizer.max_objects the loss's; tokenizer.background the trainer's
+ *  and (its lowest color) the augmentations'. The results pass the
+ *  modules' create-time checks.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, out->size smaller than the first
+ *  published struct). */
+VQJ_API vqj_status vqj_config_tokenizer_params(const vqj_config *cfg, vqj_tokenizer_params *out);
+/** The encoder's params (feature_dim and relational_layers derived as above).
+ *  Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_encoder_params(const vqj_config *cfg, vqj_encoder_params *out);
+/** The codebook's params (dim = hidden_dim). Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_codebook_params(const vqj_config *cfg, vqj_codebook_params *out);
+/** The predictor's params (hidden_dim, context_window, the loss section's
+ *  projection). Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_predictor_params(const vqj_config *cfg, vqj_predictor_params *out);
+/** The loss's params (projection_dim, max_objects shared). Errors as
+ *  vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_loss_params(const vqj_config *cfg, vqj_loss_params *out);
+/** The optimizer's params (with the training section's clipping and
+ *  schedule). Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_optimizer_params(const vqj_config *cfg, vqj_optimizer_params *out);
+/** The trainer's params (background from the tokenizer). Errors as
+ *  vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_trainer_params(const vqj_config *cfg, vqj_trainer_params *out);
+/** The dataset's params. Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_dataset_params(const vqj_config *cfg, vqj_dataset_params *out);
+/** The augmentations' params (background: the tokenizer's lowest
+ *  background color). Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_augment_params(const vqj_config *cfg, vqj_augment_params *out);
+/** The synthetic generator's params. Errors as vqj_config_tokenizer_params(). */
+VQJ_API vqj_status vqj_config_synthetic_params(const vqj_config *cfg, vqj_synthetic_params *out);
+
+/** Fill the run-level settings (set out->size first). Strings point into
+ *  the config. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, size too small). */
+VQJ_API vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out);
+
+/** The resolved configuration as YAML in the reference system's layout,
+ *  every key the library reads with its value, so that parsing the text
+ *  gives the same configuration (without warnings). Floats are written with
+ *  a decimal point in any locale. On success *text_out holds a
+ *  NUL-terminated string the caller releases with free() (the C library's,
+ *  as the library allocates it with malloc()); on failure it is unchanged.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_config_write_yaml(const vqj_config *cfg, char **text_out);
+/** @} */
+
+/** @name Inference for agents (thread-safe)
+ *  A vqj_model bundles trained handles for agents: a grid becomes one
+ *  discrete code per object plus an embedding, T context grids become a
+ *  predicted target embedding, and vqj_latent_distance() compares two
+ *  embeddings. Predictions and grid embeddings live in one space (the
+ *  InfoNCE target space), so the distance between a prediction and the
+ *  embedding of a candidate output grid scores the candidate.
+ *
+ *  Threads: every vqj_model_* call except create and destroy takes a const
+ *  model and may be made from any number of threads at the same time on one
+ *  model. Each call borrows a workspace (token batch, activation buffers,
+ *  host staging) from a pool inside the model, guarded by a mutex held only
+ *  to take or return one; the computation runs without a lock and writes
+ *  nothing shared. The pool grows to the largest number of calls in flight
+ *  at once (one workspace each, the first made by vqj_model_create()), each
+ *  workspace to the largest batch it served; a call that finds no free one
+ *  allocates a new one (VQJ_ERR_OUT_OF_MEMORY if that fails). Memory is
+ *  released by vqj_model_destroy(). On a device other than the CPU (CUDA:
+ *  one queue per context) calls are correct from many threads too, but run
+ *  one at a time. On the CPU, give the context num_threads = 1 when many
+ *  threads call at once: OpenBLAS's thread count is process-wide, and each
+ *  calling thread then runs its own GEMMs. Results do not depend on which
+ *  thread or workspace ran a call: they are bit-identical to the same call
+ *  made alone. Errors are kept per thread: read them with
+ *  vqj_context_last_error(ctx) on the thread that made the call.
+ *
+ *  The model borrows the handles and reads their current weights at every
+ *  call. While any vqj_model_* call is in flight, nothing may change them:
+ *  no training forward or backward, optimizer or trainer step, EMA,
+ *  vqj_weights_write(), checkpoint load or destroy. Between calls they may
+ *  change (e.g. training continues, then inference resumes). The handles'
+ *  own calls with training = 0 use the handles' own buffers, not the
+ *  model's, so they may run during model calls (one thread at a time per
+ *  handle, as always). vqj_model_create() and vqj_model_destroy() must not
+ *  overlap any other call on the same model.
+ *  @{ */
+
+/** An opaque inference model over borrowed handles. */
+typedef struct vqj_model vqj_model;
+
+/** Create an inference model over trained handles, all made from `ctx`;
+ *  they are borrowed, only read, and must outlive the model.
+ *   - `tokenizer` (copied; NULL for the defaults) turns grids into objects;
+ *     its feature dimension must equal the encoder's feature_dim.
+ *   - `encoder` and `codebook` give the codes; `encoder`, `codebook` and
+ *     `predictor` (context path) give predictions.
+ *   - Grid embeddings come from the target path, as the trainer computes
+ *     its targets: `target_encoder` (NULL: `encoder`), the online codebook
+ *     (never updated), the grids path of `target_predictor` (NULL:
+ *     `predictor`). For a model trained with a target network, pass its EMA
+ *     copies (e.g. encoders and predictors loaded from the trainer's
+ *     target weights) so that embeddings compare with predictions the way
+ *     the loss compared them.
+ *  On success *out holds a model the caller destroys with
+ *  vqj_model_destroy() before the handles and the context; on failure *out
+ *  is unchanged. Errors: VQJ_ERR_INVALID_ARGUMENT (a NULL ctx, encoder,
+ *  codebook, predictor or out; a handle of another context; tokenizer
+ *  params out of range; sizes that do not fit together: feature_dim,
+ *  hidden_dim, the codebook's dim, projection_dim; the message names
+ *  them), VQJ_ERR_UNSUPPORTED (tokenizer params from a newer version),
+ *  VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_model_create(vqj_context *ctx, const vqj_tokenizer_params *tokenizer,
+                                    vqj_encoder *encoder, vqj_codebook *codebook,
+                                    vqj_predictor *predictor, vqj_encoder *target_encoder,
+                                    vqj_predictor *target_predictor, vqj_model **out);
+
+/** Destroy a model and its workspaces (not the handles it borrows). No
+ *  other call on the model may be in flight. NULL is ignored. */
+VQJ_API void vqj_model_destroy(vqj_model *model);
+
+/** P, the number of floats of an embedding (the predictor's
+ *  projection_dim); 0 for NULL. */
+VQJ_API int vqj_model_embedding_dim(const vqj_model *model);
+
+/** The tokenizer's max_objects: the most codes a grid gives, and the
+ *  capacity a codes buffer needs per grid; 0 for NULL. */
+VQJ_API int vqj_model_max_objects(const vqj_model *model);
+
+/** T, the number of context grids vqj_model_predict() takes (the
+ *  predictor's context_window); 0 for NULL. */
+VQJ_API int vqj_model_context_window(const vqj_model *model);
+
+/** K, the codebook size: codes are in 0..K-1; 0 for NULL. */
+VQJ_API int vqj_model_num_codes(const vqj_model *model);
+
+/** Encode one grid. Thread-safe (see the group's notes).
+ *   - `codes` (may be NULL; capacity vqj_model_max_objects()): the code of
+ *     each object, in tokenizer order (largest area first, ties by first
+ *     cell in row-major order; docs/tokenizer.md), from the online encoder
+ *     and the codebook without dropout or codebook update; entries past the
+ *     object count are set to -1, and every code is -1 when the codebook
+ *     was created with enabled = 0.
+ *   - `num_objects` (may be NULL): the object count, 0..max_objects.
+ *   - `embedding` (may be NULL; P floats): the grid's unit-length
+ *     projection by the target path (see vqj_model_create()), comparable
+ *     with vqj_model_predict() through vqj_latent_distance(). A grid with no
+ *     object (all background) gives 0 objects, no codes, and the embedding
+ *     normalize(head(0)): the projection of the zero grid vector, one fixed
+ *     vector for every empty grid (zero only if head(0) is exactly zero).
+ *  The results equal, bit for bit, vqj_tokenize() of the grid alone,
+ *  vqj_encoder_forward() and vqj_codebook_forward() with training = 0, and
+ *  vqj_predictor_forward_grids() on the same handles. On failure no output
+ *  is written. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL model or grid; a side
+ *  of 0 or above VQJ_MAX_GRID_SIDE, or a color outside 0..9: the message
+ *  names the cell), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_model_encode_grid(const vqj_model *model, const vqj_grid *grid,
+                                         int32_t *codes, size_t *num_objects, float *embedding);
+
+/** Encode `num_grids` grids in one batch (cheaper per grid than single
+ *  calls: one pass through each layer). Grid g's codes go to
+ *  codes[g * max_objects ...] (capacity num_grids * max_objects), its count
+ *  to num_objects[g] and its embedding to embeddings[g * P ...]; each may
+ *  be NULL. Values are those of the stage calls on the same batch; a grid's
+ *  codes and embedding may differ from a single vqj_model_encode_grid() of
+ *  it in the last bits (BLAS blocks a batch differently), not otherwise.
+ *  num_grids = 0 does nothing. Thread-safe. Errors as
+ *  vqj_model_encode_grid() (the message names the bad grid's index), and
+ *  VQJ_ERR_INVALID_ARGUMENT for more than 2^24 grids. */
+VQJ_API vqj_status vqj_model_encode_grids(const vqj_model *model, const vqj_grid *grids,
+                                          size_t num_grids, int32_t *codes,
+                                          size_t *num_objects, float *embeddings);
+
+/** Predict the target embedding of one example from its context grids,
+ *  oldest first: `num_grids` must be vqj_model_context_window(). The online
+ *  context path: encoder and codebook (training = 0), grid means, the
+ *  predictor's aggregator and head, L2-normalized: P floats in `embedding`,
+ *  bit-identical to vqj_predictor_forward_context() after the same stage
+ *  calls. Thread-safe. On failure `embedding` is not written. Errors:
+ *  VQJ_ERR_INVALID_ARGUMENT (NULL model, context or embedding; num_grids
+ *  not T; a bad grid, named by its index), VQJ_ERR_OUT_OF_MEMORY,
+ *  VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_model_predict(const vqj_model *model, const vqj_grid *context,
+                                     size_t num_grids, float *embedding);
+
+/** Predict `batch` examples at once: `context` holds batch * T grids
+ *  (example b's are b*T .. b*T+T-1), `embeddings` receives batch * P
+ *  floats. As for vqj_model_encode_grids(), results may differ from single
+ *  calls in the last bits. batch = 0 does nothing. Thread-safe. Errors as
+ *  vqj_model_predict(). */
+VQJ_API vqj_status vqj_model_predict_batch(const vqj_model *model, const vqj_grid *context,
+                                           size_t batch, float *embeddings);
+
+/** The latent distance between two embeddings of `dim` floats: the squared
+ *  Euclidean distance of the two L2-normalized vectors,
+ *  || a/|a| - b/|b| ||^2 = 2 - 2 cos(a, b), in [0, 4]: 0 for vectors with
+ *  the same direction (exactly 0 for equal inputs), 2 for orthogonal ones,
+ *  4 for opposite ones; symmetric (exactly) and invariant to positive
+ *  scaling of either vector. A zero vector stays zero when normalized (as
+ *  in the predictor), so its distance to any unit vector is 1. Computed in
+ *  double, rounded once to float. Needs no model and is thread-safe; errors
+ *  are read with vqj_last_error(). Errors: VQJ_ERR_INVALID_ARGUMENT (a NULL
+ *  pointer, dim < 1), VQJ_ERR_NUMERIC (a NaN or infinite element, named);
+ *  *out is unchanged on failure. */
+VQJ_API vqj_status vqj_latent_distance(const float *a, const float *b, int dim, float *out);
 /** @} */
 
 #ifdef __cplusplus

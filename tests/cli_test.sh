@@ -87,11 +87,22 @@ assert len(lines) == n, (len(lines), n)
 assert all(sum(l["mask"]) >= 1 for l in lines)
 PY
     ok
-    "$VQJEPA" bench --data "$ARC_DATA" --repeat 1 --json | python3 -c '
+    "$VQJEPA" bench --data "$ARC_DATA" --only tokenizer --repeat 1 --json | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readline())
 assert r["what"] == "tokenizer" and r["grids"] > 0 and r["us_per_grid"] > 0, r' \
         || fail "bench --json output"
     ok
 fi
+# Training steps of the reference configuration, tiny batch: one JSON line
+# per variant (docs/benchmarks.md).
+"$VQJEPA" bench --only train_step --batch 4 --steps 1 --warmup 0 --json 2>/dev/null | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin]
+assert [r["variant"] for r in rows] == ["core", "full"], rows
+for r in rows:
+    assert r["what"] == "train_step" and r["impl"] == "c" and r["batch"] == 4, r
+    assert r["threads"] >= 1 and r["ms_per_step"] > 0 and r["samples_per_s"] > 0, r
+    assert r["max_rss_mib"] > 0, r' || fail "bench --only train_step --json output"
+ok
 echo "cli_test: $passed passed, 0 failed"

@@ -1,6 +1,7 @@
-/* `vqjepa bench`: time parts of the library on the ARC training set. Each
- * measurement is a row of the table below that fills a bench_result; add new
- * ones there. */
+/* `vqjepa bench`: time parts of the library on the ARC training set (or on
+ * the built-in synthetic data when the default folder is absent). Each
+ * measurement is a row of the table below that fills a bench_result (or
+ * prints its own lines); add new ones there. */
 #include "cli.h"
 
 #include <dirent.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_DATA "../shared/data/arc-agi-1/data/training"
 #define DEFAULT_REPEAT 20
@@ -21,12 +23,17 @@ typedef struct bench_env {
     vqj_grid *grids; /* every grid of every task, in tokenize order */
     size_t num_grids;
     int repeat; /* timed runs; the best is reported */
+    vqj_dataset *synthetic; /* owns the grids when there is no ARC folder */
+    const char *data_dir;   /* NULL: synthetic */
+    int batch, steps, warmup, threads, json; /* train_step options */
+    const char *variant;                     /* "core", "full" or "both" */
 } bench_env;
 
 typedef struct bench_result {
     const char *item; /* what is counted, singular: "grid" */
     size_t items;
     double us_per_item;
+    int printed; /* the measurement printed its own lines */
 } bench_result;
 
 typedef struct bench_measurement {
@@ -81,19 +88,44 @@ static int bench_encoder_row(const bench_env *env, bench_result *out)
                          &out->us_per_item);
 }
 
+/* tools/bench_train.c: whole training steps, one line per variant. */
+int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int steps, int warmup,
+                const char *variant, int threads, int json);
+static int bench_train_row(const bench_env *env, bench_result *out)
+{
+    out->printed = 1;
+    return bench_train(env->ctx, env->data_dir, env->batch, env->steps, env->warmup,
+                       env->variant, env->threads, env->json);
+}
+
 static const bench_measurement measurements[] = {
     {"tokenizer", bench_tokenizer},
     {"encoder fwd+bwd", bench_encoder_row},
+    {"train_step", bench_train_row},
 };
+
+/* --only NAME selects a measurement by its name or its name's first word. */
+static int selected(const char *what, const char *only)
+{
+    size_t n = only ? strlen(only) : 0;
+    return !only || (strncmp(what, only, n) == 0 && (what[n] == 0 || what[n] == ' '));
+}
 
 static void help(FILE *f)
 {
     fprintf(f,
-            "usage: vqjepa bench [--data DIR] [--json] [--repeat N]\n\n"
+            "usage: vqjepa bench [--data DIR] [--json] [--repeat N] [--only NAME]\n"
+            "                    [--batch B] [--steps N] [--warmup W] [--variant core|full]\n"
+            "                    [--threads T]\n\n"
             "Load every *.json ARC task in DIR (default: $VQJ_ARC_DATA, else\n"
-            DEFAULT_DATA ")\n"
-            "and time each measurement on one thread, reporting the best of N runs\n"
-            "(default %d). --json prints one JSON object per measurement.\n",
+            DEFAULT_DATA "\n"
+            "when present, else the built-in synthetic data) and time each measurement:\n"
+            "tokenizer (one thread) and encoder (all cores), best of N runs (default %d);\n"
+            "train_step: W untimed (default 2) then N timed (default 5) training steps of\n"
+            "B examples (default 256) on T threads (default 0: all cores), for the\n"
+            "\"full\" reference configuration and \"core\" (SIGReg and invariance off),\n"
+            "both unless --variant picks one. --only runs one measurement (tokenizer,\n"
+            "encoder, train_step). --json prints one JSON object per measurement.\n",
             DEFAULT_REPEAT);
 }
 
@@ -175,13 +207,58 @@ static int load_tasks(bench_env *env, const char *dir)
     return CLI_OK;
 }
 
+/* Without an ARC folder: the grids of built-in synthetic examples. */
+static int load_synthetic(bench_env *env)
+{
+    vqj_dataset_params dp;
+    vqj_dataset_params_default(&dp);
+    vqj_synthetic_params sp;
+    vqj_synthetic_params_default(&sp);
+    sp.num_examples = 1000; /* 4000 grids, about ARC-AGI-1's training set */
+    if (vqj_dataset_synthetic(env->ctx, &dp, &sp, &env->synthetic) != VQJ_OK) {
+        fprintf(stderr, "vqjepa bench: %s\n", vqj_context_last_error(env->ctx));
+        return CLI_FAILED;
+    }
+    size_t n = vqj_dataset_num_examples(env->synthetic);
+    int T = vqj_dataset_context_window(env->synthetic);
+    if (!(env->grids = malloc(n * (size_t)(T + 1) * sizeof *env->grids))) {
+        fprintf(stderr, "vqjepa bench: out of memory\n");
+        return CLI_FAILED;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const vqj_grid *c, *t;
+        vqj_dataset_example(env->synthetic, i, &c, &t);
+        for (int k = 0; k < T; k++)
+            env->grids[env->num_grids++] = c[k];
+        env->grids[env->num_grids++] = *t;
+    }
+    return CLI_OK;
+}
+
+/* Parse a count option's value into *out; an exit status. */
+static int count_option(const char *name, const char *arg, long lo, long hi, int *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (!*arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "vqjepa bench: %s needs a count in %ld..%ld, got '%s'\n", name, lo, hi,
+                arg);
+        return CLI_BAD_INPUT;
+    }
+    *out = (int)v;
+    return CLI_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *dir = getenv("VQJ_ARC_DATA");
-    if (!dir || !*dir)
+    int dir_given = dir && *dir;
+    if (!dir_given)
         dir = DEFAULT_DATA;
     int json = 0;
     long repeat = DEFAULT_REPEAT;
+    const char *only = NULL;
+    bench_env opt = {.batch = 256, .steps = 5, .warmup = 2, .variant = "both"};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             help(stdout);
@@ -190,6 +267,32 @@ int cmd_bench(int argc, char **argv)
             json = 1;
         } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
             dir = argv[++i];
+            dir_given = 1;
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = argv[++i];
+        } else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
+            opt.variant = argv[++i];
+            if (strcmp(opt.variant, "core") && strcmp(opt.variant, "full")) {
+                fprintf(stderr, "vqjepa bench: --variant is core or full, got '%s'\n",
+                        opt.variant);
+                return CLI_BAD_INPUT;
+            }
+        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+            if (count_option(argv[i], argv[i + 1], 1, 1000000, &opt.batch) != CLI_OK)
+                return CLI_BAD_INPUT;
+            i++;
+        } else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
+            if (count_option(argv[i], argv[i + 1], 1, 1000000, &opt.steps) != CLI_OK)
+                return CLI_BAD_INPUT;
+            i++;
+        } else if (strcmp(argv[i], "--warmup") == 0 && i + 1 < argc) {
+            if (count_option(argv[i], argv[i + 1], 0, 1000000, &opt.warmup) != CLI_OK)
+                return CLI_BAD_INPUT;
+            i++;
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            if (count_option(argv[i], argv[i + 1], 0, 4096, &opt.threads) != CLI_OK)
+                return CLI_BAD_INPUT;
+            i++;
         } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             char *end;
             repeat = strtol(argv[++i], &end, 10);
@@ -205,16 +308,35 @@ int cmd_bench(int argc, char **argv)
         }
     }
 
-    bench_env env = {.repeat = (int)repeat};
+    int known = !only;
+    for (size_t m = 0; m < sizeof measurements / sizeof measurements[0]; m++)
+        known |= selected(measurements[m].what, only);
+    if (!known) {
+        fprintf(stderr, "vqjepa bench: --only: no measurement named '%s'\n", only);
+        return CLI_BAD_INPUT;
+    }
+    bench_env env = opt;
+    env.repeat = (int)repeat;
+    env.json = json;
+    env.data_dir = dir;
     if (!(env.ctx = cli_context("bench", 1)))
         return CLI_FAILED;
-    int status = load_tasks(&env, dir);
+    int status;
+    if (!dir_given && access(dir, F_OK) != 0) {
+        fprintf(stderr, "vqjepa bench: no %s; using the built-in synthetic data\n", dir);
+        env.data_dir = NULL;
+        status = load_synthetic(&env);
+    } else {
+        status = load_tasks(&env, dir);
+    }
     for (size_t m = 0; status == CLI_OK && m < sizeof measurements / sizeof measurements[0];
          m++) {
+        if (!selected(measurements[m].what, only))
+            continue;
         bench_result r = {0};
         status = measurements[m].run(&env, &r);
-        if (status != CLI_OK)
-            break;
+        if (status != CLI_OK || r.printed)
+            continue;
         if (json)
             printf("{\"what\":\"%s\",\"%ss\":%zu,\"us_per_%s\":%.4f}\n", measurements[m].what,
                    r.item, r.items, r.item, r.us_per_item);
@@ -227,6 +349,7 @@ int cmd_bench(int argc, char **argv)
         vqj_arc_task_destroy(env.tasks[i]);
     free(env.tasks);
     free(env.grids);
+    vqj_dataset_destroy(env.synthetic);
     vqj_context_destroy(env.ctx);
     return status;
 }

@@ -11,6 +11,12 @@ static const struct {
 } commands[] = {
     {"tokenize", cmd_tokenize, "print the object tokens of ARC task files as JSON lines"},
     {"bench", cmd_bench, "time the library on the ARC training set"},
+    {"config", cmd_config, "print the resolved configuration (defaults or --config FILE) as YAML"},
+    {"train", cmd_train, "train a configuration (default: built-in, on synthetic data)"},
+    {"encode", cmd_encode, "object codes and embeddings of ARC tasks from a checkpoint"},
+    {"ablate", cmd_ablate, "the seed's four-way VQ comparison, as a markdown table"},
+    {"monitor", cmd_monitor, "health checks of a training run (exit 0 ok, 1 warn, 2 alert)"},
+    {"report", cmd_report, "an HTML page with plots of a training run"},
 };
 #define NUM_COMMANDS (sizeof commands / sizeof commands[0])
 

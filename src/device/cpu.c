@@ -148,6 +148,7 @@ vqj_status vqji_cpu_device_create(const vqj_context *ctx, vqji_device **out)
     vqji_cpu_register_vq(&cpu->ops);
     vqji_cpu_register_optim(&cpu->ops);
     vqji_cpu_register_loss(&cpu->ops);
+    vqji_cpu_register_linalg(&cpu->ops);
     vqji_device *dev = &cpu->base;
     dev->ops = &cpu->ops;
     dev->ctx = ctx;

@@ -214,6 +214,19 @@ struct vqji_device_ops {
                                    const float *r_ctx, const float *r_tgt, float w_align,
                                    float w_self, float scale, float *loss, float *dr_ctx,
                                    float *dr_tgt);
+
+    /* ---- Linear algebra (cpu_linalg.c; math in docs/diagnostics.md) ----
+     * In double: the diagnostics need the small covariance eigenvalues that
+     * float would lose next to the largest. A backend may leave these NULL:
+     * the diagnostics then run the CPU backend's on host memory. */
+    /* cov [d x d] (both triangles) = Xc^T Xc / (n - 1), Xc = x [n x d] minus
+     * its column means; n >= 2. centered [n x d] is scratch (it ends as Xc). */
+    void (*covariance)(vqji_device *dev, int n, int d, const float *x, double *centered,
+                       double *cov);
+    /* Eigenvalues of the symmetric a [n x n] into w [n], ascending; a is
+     * destroyed. Synchronous and fallible (workspace, convergence), so unlike
+     * the compute ops it returns its status, with a message. */
+    vqj_status (*sym_eigvals)(vqji_device *dev, int n, double *a, double *w);
 };
 
 /* Create the device a context asks for. On failure the message is recorded

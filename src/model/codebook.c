@@ -8,6 +8,7 @@
 #include "core/params.h"
 #include "core/tensor.h"
 #include "device/device.h"
+#include "model/workspace.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,6 +19,20 @@ typedef struct order_item {
     int32_t i;
 } order_item;
 
+/* What a quantization writes: the assignment and the batch's code counts.
+ * Device buffers grow and never shrink (capacities in bytes). */
+struct vqji_codebook_ws {
+    const vqj_codebook *owner;
+    float *scratch;
+    size_t scratch_cap;
+    int32_t *idx;
+    size_t idx_cap;
+    float *err;
+    size_t err_cap;
+    float *counts;   /* [K] device, for the stats */
+    float *h_counts; /* [K] host */
+};
+
 struct vqj_codebook {
     vqj_context *ctx;
     vqj_codebook_params p;
@@ -27,16 +42,13 @@ struct vqj_codebook {
     int initialized; /* k-means++ has run, or is not wanted */
     int64_t updates;
 
-    /* Device work buffers: grown, never shrunk (capacities in bytes). */
-    float *scratch;
-    size_t scratch_cap;
-    int32_t *idx;
-    size_t idx_cap;
-    float *err;
-    size_t err_cap;
+    /* The workspace of the public forward. Its counts feed the EMA update
+     * too, and its err the refresh. */
+    vqji_codebook_ws ws;
+
+    /* Training-only device buffers. */
     float *mind;
     size_t mind_cap;
-    float *counts; /* [K] */
     float *sums;   /* [K x D] */
 
     /* What the last training forward leaves for the backward pass. The
@@ -50,7 +62,6 @@ struct vqj_codebook {
     size_t bw_idx_cap;
 
     /* Host buffers. */
-    float *h_counts; /* [K] */
     float *h_ema;    /* [K] */
     int32_t *h_dead; /* [K] */
     float *h_vals;   /* [N] */
@@ -132,21 +143,26 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
     return VQJ_OK;
 }
 
+static void ws_release(vqji_device *dev, vqji_codebook_ws *ws)
+{
+    dev->ops->free(dev, ws->scratch);
+    dev->ops->free(dev, ws->idx);
+    dev->ops->free(dev, ws->err);
+    dev->ops->free(dev, ws->counts);
+    free(ws->h_counts);
+}
+
 void vqj_codebook_destroy(vqj_codebook *cb)
 {
     if (!cb)
         return;
     vqji_device *dev = cb->ctx->device;
-    dev->ops->free(dev, cb->scratch);
-    dev->ops->free(dev, cb->idx);
-    dev->ops->free(dev, cb->err);
+    ws_release(dev, &cb->ws);
     dev->ops->free(dev, cb->mind);
-    dev->ops->free(dev, cb->counts);
     dev->ops->free(dev, cb->sums);
     dev->ops->free(dev, cb->bw_resid);
     dev->ops->free(dev, cb->bw_idx);
     vqji_weights_release(&cb->w);
-    free(cb->h_counts);
     free(cb->h_ema);
     free(cb->h_dead);
     free(cb->h_vals);
@@ -202,6 +218,7 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     if (st)
         return st;
     cb->ctx = ctx;
+    cb->ws.owner = cb;
     cb->p = p;
     cb->p.enabled = p.enabled != 0;
     cb->p.refresh_enabled = p.refresh_enabled != 0;
@@ -216,10 +233,10 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
         (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
         (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, d, 0, &cb->i_sum)) ||
         (st = vqji_weights_finalize(&cb->w)) ||
-        (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->counts)) ||
+        (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->ws.counts)) ||
         (st = dev->ops->alloc(dev, kd * sizeof(float), (void **)&cb->sums)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(float), "codebook counts",
-                          (void **)&cb->h_counts)) ||
+                          (void **)&cb->ws.h_counts)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(float), "codebook counts",
                           (void **)&cb->h_ema)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(int32_t), "codebook refresh list",
@@ -235,6 +252,30 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
 }
 
 vqj_weights *vqj_codebook_weights(vqj_codebook *cb) { return cb ? &cb->w : NULL; }
+
+vqj_context *vqji_codebook_context(const vqj_codebook *cb) { return cb->ctx; }
+
+/* An inference workspace allocates its K-sized count buffers only when a
+ * caller asks for stats. */
+vqj_status vqji_codebook_ws_create(const vqj_codebook *cb, vqji_codebook_ws **out)
+{
+    vqji_codebook_ws *ws;
+    vqj_status st =
+        vqji_calloc(cb->ctx, 1, sizeof *ws, "a codebook workspace", (void **)&ws);
+    if (st)
+        return st;
+    ws->owner = cb;
+    *out = ws;
+    return VQJ_OK;
+}
+
+void vqji_codebook_ws_destroy(vqji_codebook_ws *ws)
+{
+    if (!ws)
+        return;
+    ws_release(ws->owner->ctx->device, ws);
+    free(ws);
+}
 
 const vqj_codebook_params *vqji_codebook_params(const vqj_codebook *cb) { return &cb->p; }
 
@@ -323,7 +364,7 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *ref
     int count = ndead < n ? ndead : n;
     if (count == 0)
         return VQJ_OK;
-    st = dev->ops->download(dev, cb->h_vals, cb->err, (size_t)n * sizeof(float));
+    st = dev->ops->download(dev, cb->h_vals, cb->ws.err, (size_t)n * sizeof(float));
     if (st)
         return st;
     for (int i = 0; i < n; i++)
@@ -343,8 +384,9 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *ref
     return VQJ_OK;
 }
 
-static void write_stats(const vqj_codebook *cb, int n, int have_counts, float commitment,
-                        float codebook_loss, int refreshed, vqj_codebook_stats *out)
+static void write_stats(const vqj_codebook *cb, const float *h_counts, int n, int have_counts,
+                        float commitment, float codebook_loss, int refreshed,
+                        vqj_codebook_stats *out)
 {
     vqj_codebook_stats s;
     memset(&s, 0, sizeof s);
@@ -356,7 +398,7 @@ static void write_stats(const vqj_codebook *cb, int n, int have_counts, float co
     if (have_counts && n > 0) {
         double h = 0.0;
         for (int c = 0; c < cb->p.num_embeddings; c++) {
-            float cnt = cb->h_counts[c];
+            float cnt = h_counts[c];
             if (cnt > 0.0f) {
                 double pk = (double)cnt / n;
                 h -= pk * log(pk);
@@ -369,11 +411,10 @@ static void write_stats(const vqj_codebook *cb, int n, int have_counts, float co
     memcpy(out, &s, sizeof s);
 }
 
-vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int training,
-                                vqj_tensor *q, int32_t *codes, vqj_codebook_stats *stats)
+/* The checks shared by the public forward and the workspace one. */
+static vqj_status check_forward(const vqj_codebook *cb, const vqj_tensor *z, const vqj_tensor *q,
+                                const vqj_codebook_stats *stats)
 {
-    if (!cb)
-        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_forward: cb is NULL");
     vqj_context *ctx = cb->ctx;
     vqji_clear_error(ctx);
     if (!z || !q)
@@ -385,7 +426,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     if (z == q)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_forward: q must be a different tensor from z");
-    const int k = cb->p.num_embeddings, d = cb->p.dim, n = z->rows;
+    const int d = cb->p.dim;
     if (z->cols != d)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_forward: z is %d x %d; expected N x %d (the codebook's "
@@ -396,38 +437,138 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
                          "vqj_codebook_forward: stats->size is %zu, expected at least %zu; set "
                          "it to sizeof(vqj_codebook_stats)",
                          stats->size, sizeof *stats);
+    return VQJ_OK;
+}
+
+/* Room in `ws` for assigning n tokens. */
+static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, int n)
+{
+    vqji_device *dev = cb->ctx->device;
+    const int k = cb->p.num_embeddings;
+    size_t scratch;
+    if (!vqji_mul_size((size_t)n + 1, (size_t)k * sizeof(float), &scratch))
+        return vqji_fail(cb->ctx, VQJ_ERR_OUT_OF_MEMORY,
+                         "vqj_codebook_forward: %d x %d scores overflow", n, k);
+    vqj_status st;
+    if ((st = dev_reserve(dev, (void **)&ws->scratch, &ws->scratch_cap, scratch)) ||
+        (st = dev_reserve(dev, (void **)&ws->idx, &ws->idx_cap, (size_t)n * sizeof(int32_t))) ||
+        (st = dev_reserve(dev, (void **)&ws->err, &ws->err_cap, (size_t)n * sizeof(float))))
+        return st;
+    return VQJ_OK;
+}
+
+/* Quantization without training: reads the codes, writes only `ws`, q,
+ * codes and stats (stats->updates is read from the handle). */
+static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const vqj_tensor *z,
+                           vqj_tensor *q, int32_t *codes, vqj_codebook_stats *stats)
+{
+    vqj_context *ctx = cb->ctx;
+    vqji_device *dev = ctx->device;
+    const int k = cb->p.num_embeddings, d = cb->p.dim, n = z->rows;
+    const size_t nd = (size_t)n * (size_t)d;
+    const float *zd = z->data;
+    const int enabled = cb->p.enabled;
+    vqj_status st;
+    if (enabled) {
+        if ((st = reserve_assign(cb, ws, n)))
+            return st;
+        /* An inference workspace gets its count buffers on first use. */
+        if (stats && !ws->counts &&
+            (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&ws->counts)))
+            return st;
+        if (stats && !ws->h_counts &&
+            (st = vqji_malloc(ctx, (size_t)k * sizeof(float), "codebook counts",
+                              (void **)&ws->h_counts)))
+            return st;
+    }
+    if ((st = vqj_tensor_reshape(q, n, d)))
+        return st;
+    if (!enabled) {
+        dev->ops->copy(dev, q->data, zd, nd * sizeof(float));
+        if (codes)
+            for (int i = 0; i < n; i++)
+                codes[i] = -1;
+        if (stats)
+            write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, stats);
+        return dev->ops->sync(dev);
+    }
+    const float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    dev->ops->vq_assign(dev, n, d, k, zd, e, ws->scratch, ws->idx, ws->err);
+    dev->ops->vq_gather(dev, n, d, zd, e, ws->idx, q->data, ws->err);
+    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)nd) : 0.0;
+    float commitment = (float)(cb->p.commitment_cost * mse);
+    float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
+    if (stats) {
+        dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
+        dev->ops->vq_accumulate(dev, n, d, k, zd, ws->idx, ws->counts, NULL);
+        if ((st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
+            return st;
+    }
+    if (codes && n > 0 &&
+        (st = dev->ops->download(dev, codes, ws->idx, (size_t)n * sizeof(int32_t))))
+        return st;
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    if (stats)
+        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, 0, stats);
+    return VQJ_OK;
+}
+
+vqj_status vqji_codebook_quantize_ws(const vqj_codebook *cb, vqji_codebook_ws *ws,
+                                     const vqj_tensor *z, vqj_tensor *q, int32_t *codes,
+                                     vqj_codebook_stats *stats)
+{
+    if (!cb || !ws)
+        return vqji_fail(cb ? cb->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: NULL argument");
+    vqj_status st = check_forward(cb, z, q, stats);
+    if (st)
+        return st;
+    if (ws->owner != cb)
+        return vqji_fail(cb->ctx, VQJ_ERR_INTERNAL,
+                         "vqj_codebook_forward: a workspace of another codebook");
+    return quantize(cb, ws, z, q, codes, stats);
+}
+
+vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int training,
+                                vqj_tensor *q, int32_t *codes, vqj_codebook_stats *stats)
+{
+    if (!cb)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_forward: cb is NULL");
+    vqj_status st = check_forward(cb, z, q, stats);
+    if (st)
+        return st;
+    /* Without training the handle's workspace is the only thing written, so
+     * the state kept for the backward pass survives. */
+    if (!training)
+        return quantize(cb, &cb->ws, z, q, codes, stats);
+
+    vqj_context *ctx = cb->ctx;
+    vqji_codebook_ws *ws = &cb->ws;
+    const int k = cb->p.num_embeddings, d = cb->p.dim, n = z->rows;
     vqji_device *dev = ctx->device;
     const size_t nd = (size_t)n * (size_t)d, kd = (size_t)k * (size_t)d;
     const float *zd = z->data;
-    if (training && n > 0 && !dev->ops->all_finite(dev, nd, zd))
+    if (n > 0 && !dev->ops->all_finite(dev, nd, zd))
         return vqji_fail(ctx, VQJ_ERR_NUMERIC,
                          "vqj_codebook_forward: z holds a non-finite value; the codebook was "
                          "left unchanged");
 
     const int enabled = cb->p.enabled;
-    const int kmeans = training && enabled && !cb->initialized && n >= k;
-    const int ema = training && enabled && cb->p.ema_decay > 0.0f && n > 0;
+    const int kmeans = enabled && !cb->initialized && n >= k;
+    const int ema = enabled && cb->p.ema_decay > 0.0f && n > 0;
     /* This call's update is number updates + 1 (written so it cannot overflow). */
     const int refresh = ema && cb->p.refresh_enabled &&
                         cb->updates % cb->p.refresh_interval == cb->p.refresh_interval - 1;
 
     /* Every allocation comes first, so a failure leaves everything as it was. */
-    vqj_status st = VQJ_OK;
     if (enabled) {
-        size_t scratch;
-        if (!vqji_mul_size((size_t)n + 1, (size_t)k * sizeof(float), &scratch))
-            return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY,
-                             "vqj_codebook_forward: %d x %d scores overflow", n, k);
-        if ((st = dev_reserve(dev, (void **)&cb->scratch, &cb->scratch_cap, scratch)) ||
-            (st = dev_reserve(dev, (void **)&cb->idx, &cb->idx_cap,
-                              (size_t)n * sizeof(int32_t))) ||
-            (st = dev_reserve(dev, (void **)&cb->err, &cb->err_cap, (size_t)n * sizeof(float))))
+        if ((st = reserve_assign(cb, ws, n)))
             return st;
-        if (training &&
-            ((st = dev_reserve(dev, (void **)&cb->bw_resid, &cb->bw_resid_cap,
-                               nd * sizeof(float))) ||
-             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
-                               (size_t)n * sizeof(int32_t)))))
+        if ((st = dev_reserve(dev, (void **)&cb->bw_resid, &cb->bw_resid_cap,
+                              nd * sizeof(float))) ||
+            (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
+                              (size_t)n * sizeof(int32_t))))
             return st;
         if ((kmeans || refresh) &&
             (st = vqji_reserve(ctx, (void **)&cb->h_vals, &cb->h_vals_cap,
@@ -448,12 +589,10 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         if (codes)
             for (int i = 0; i < n; i++)
                 codes[i] = -1;
-        if (training) {
-            cb->bw_valid = 1;
-            cb->bw_n = n;
-        }
+        cb->bw_valid = 1;
+        cb->bw_n = n;
         if (stats)
-            write_stats(cb, n, 0, 0.0f, 0.0f, 0, stats);
+            write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, stats);
         return dev->ops->sync(dev);
     }
 
@@ -463,38 +602,36 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         cb->initialized = 1;
     }
-    dev->ops->vq_assign(dev, n, d, k, zd, e, cb->scratch, cb->idx, cb->err);
-    dev->ops->vq_gather(dev, n, d, zd, e, cb->idx, q->data, cb->err);
-    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, cb->err) / ((double)nd) : 0.0;
+    dev->ops->vq_assign(dev, n, d, k, zd, e, ws->scratch, ws->idx, ws->err);
+    dev->ops->vq_gather(dev, n, d, zd, e, ws->idx, q->data, ws->err);
+    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)nd) : 0.0;
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
 
     if (stats || ema) {
-        dev->ops->fill(dev, (size_t)k, 0.0f, cb->counts);
+        dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
         if (ema)
             dev->ops->fill(dev, kd, 0.0f, cb->sums);
-        dev->ops->vq_accumulate(dev, n, d, k, zd, cb->idx, cb->counts, ema ? cb->sums : NULL);
+        dev->ops->vq_accumulate(dev, n, d, k, zd, ws->idx, ws->counts, ema ? cb->sums : NULL);
     }
     if (stats &&
-        (st = dev->ops->download(dev, cb->h_counts, cb->counts, (size_t)k * sizeof(float))))
+        (st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
         return st;
     if (codes && n > 0 &&
-        (st = dev->ops->download(dev, codes, cb->idx, (size_t)n * sizeof(int32_t))))
+        (st = dev->ops->download(dev, codes, ws->idx, (size_t)n * sizeof(int32_t))))
         return st;
-    if (training) {
-        dev->ops->copy(dev, cb->bw_resid, zd, nd * sizeof(float));
-        dev->ops->axpy(dev, nd, -1.0f, q->data, cb->bw_resid);
-        dev->ops->copy(dev, cb->bw_idx, cb->idx, (size_t)n * sizeof(int32_t));
-        cb->bw_n = n;
-        cb->bw_valid = 1;
-    }
+    dev->ops->copy(dev, cb->bw_resid, zd, nd * sizeof(float));
+    dev->ops->axpy(dev, nd, -1.0f, q->data, cb->bw_resid);
+    dev->ops->copy(dev, cb->bw_idx, ws->idx, (size_t)n * sizeof(int32_t));
+    cb->bw_n = n;
+    cb->bw_valid = 1;
     int refreshed = 0;
     if (ema) {
         float g = cb->p.ema_decay;
         float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
         float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
         dev->ops->scale(dev, (size_t)k, g, ema_count);
-        dev->ops->axpy(dev, (size_t)k, 1.0f - g, cb->counts, ema_count);
+        dev->ops->axpy(dev, (size_t)k, 1.0f - g, ws->counts, ema_count);
         dev->ops->scale(dev, kd, g, ema_sum);
         dev->ops->axpy(dev, kd, 1.0f - g, cb->sums, ema_sum);
         float total = dev->ops->sum(dev, (size_t)k, ema_count);
@@ -506,7 +643,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     if ((st = dev->ops->sync(dev)))
         return st;
     if (stats)
-        write_stats(cb, n, 1, commitment, codebook_loss, refreshed, stats);
+        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, refreshed, stats);
     return VQJ_OK;
 }
 

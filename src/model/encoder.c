@@ -1,11 +1,13 @@
 /* The encoder: feature MLP and pre-LayerNorm relational blocks over packed
  * tokens (docs/model.md, "Feature MLP" and "Relational block"). Device ops
- * only; activations of the last forward are kept for the backward pass. */
+ * only. A forward writes its activations into a workspace: the handle's own
+ * (kept for the backward pass) or an inference one (model/workspace.h). */
 #include "model/encoder.h"
 
 #include "core/params.h"
 #include "model/layers.h"
 #include "model/tokens.h"
+#include "model/workspace.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -103,14 +105,15 @@ typedef struct block_acts {
     float *probs; /* attention weights, heads * sum n_g^2 (probs arena) */
 } block_acts;
 
-struct vqj_encoder {
-    vqj_context *ctx;
-    vqj_encoder_params p;
-    vqj_weights w;
-    size_t fc1_w, fc1_b, fc2_w, fc2_b;
-    block_idx *blk;
-    block_acts *acts;
-    uint64_t step;
+/* Everything one forward pass writes. */
+struct vqji_encoder_ws {
+    const vqj_encoder *owner;
+    /* 1 (the handle's own): every block keeps its activations and dropout
+     * masks for the backward pass. 0 (inference): the blocks share one set
+     * of buffers, each overwriting the last, and there are no masks. */
+    int keep;
+    int with_masks;
+    block_acts *acts; /* one per block (at least one entry) */
 
     /* The last forward: shapes, whether dropout was on, and the token
      * layout the backward pass needs. */
@@ -121,10 +124,8 @@ struct vqj_encoder {
     /* Device buffers, grown to the largest batch seen. */
     void *arena;        /* activations, sized by arena_tokens */
     size_t arena_cap, arena_tokens;
-    void *probs;        /* attention weights of every block */
+    void *probs;        /* attention weights of every kept block */
     size_t probs_cap;
-    void *scratch;      /* backward scratch, allocated by the first backward */
-    size_t scratch_cap, scratch_tokens;
     int32_t *offsets;
     size_t offsets_cap;
     uint8_t *adj;
@@ -134,6 +135,21 @@ struct vqj_encoder {
 
     /* Forward-only pointers into the arena. */
     float *x, *pre1, *act1, *tmp;
+};
+
+struct vqj_encoder {
+    vqj_context *ctx;
+    vqj_encoder_params p;
+    vqj_weights w;
+    size_t fc1_w, fc1_b, fc2_w, fc2_b;
+    block_idx *blk;
+    uint64_t step;
+
+    /* The workspace of the public forward and backward calls. */
+    vqji_encoder_ws ws;
+
+    void *scratch;      /* backward scratch, allocated by the first backward */
+    size_t scratch_cap, scratch_tokens;
     /* Backward scratch: g [N x D] the residual stream's gradient, s3 [N x 3D],
      * s2 [N x 2D], s1a and s1b [N x D]. */
     float *g, *s3, *s2, *s1a, *s1b;
@@ -290,10 +306,14 @@ vqj_status vqj_encoder_create(vqj_context *ctx, const vqj_encoder_params *params
     e->ctx = ctx;
     e->p = p;
     vqji_weights_init(&e->w, ctx);
+    e->ws.owner = e;
+    e->ws.keep = 1;
+    e->ws.with_masks = p.relational_dropout > 0.0f;
     size_t L = (size_t)p.relational_layers;
     st = vqji_calloc(ctx, L ? L : 1, sizeof *e->blk, "encoder blocks", (void **)&e->blk);
     if (!st)
-        st = vqji_calloc(ctx, L ? L : 1, sizeof *e->acts, "encoder blocks", (void **)&e->acts);
+        st = vqji_calloc(ctx, L ? L : 1, sizeof *e->ws.acts, "encoder blocks",
+                         (void **)&e->ws.acts);
     if (!st)
         st = build_weights(e);
     if (st) {
@@ -304,22 +324,58 @@ vqj_status vqj_encoder_create(vqj_context *ctx, const vqj_encoder_params *params
     return VQJ_OK;
 }
 
+/* Free the buffers of a workspace (not the struct). */
+static void ws_release(vqji_device *dev, vqji_encoder_ws *ws)
+{
+    dev->ops->free(dev, ws->arena);
+    dev->ops->free(dev, ws->probs);
+    dev->ops->free(dev, ws->offsets);
+    dev->ops->free(dev, ws->adj);
+    dev->ops->free(dev, ws->adj_offsets);
+    free(ws->acts);
+}
+
 void vqj_encoder_destroy(vqj_encoder *e)
 {
     if (!e)
         return;
     vqji_device *dev = e->ctx->device;
-    dev->ops->free(dev, e->arena);
-    dev->ops->free(dev, e->probs);
+    ws_release(dev, &e->ws);
     dev->ops->free(dev, e->scratch);
-    dev->ops->free(dev, e->offsets);
-    dev->ops->free(dev, e->adj);
-    dev->ops->free(dev, e->adj_offsets);
     vqji_weights_release(&e->w);
     free(e->blk);
-    free(e->acts);
     free(e);
 }
+
+vqj_status vqji_encoder_ws_create(const vqj_encoder *e, vqji_encoder_ws **out)
+{
+    vqji_encoder_ws *ws;
+    vqj_status st = vqji_calloc(e->ctx, 1, sizeof *ws, "an encoder workspace", (void **)&ws);
+    if (st)
+        return st;
+    ws->owner = e;
+    ws->keep = 0;
+    ws->with_masks = 0;
+    size_t L = (size_t)e->p.relational_layers;
+    st = vqji_calloc(e->ctx, L ? L : 1, sizeof *ws->acts, "an encoder workspace",
+                     (void **)&ws->acts);
+    if (st) {
+        free(ws);
+        return st;
+    }
+    *out = ws;
+    return VQJ_OK;
+}
+
+void vqji_encoder_ws_destroy(vqji_encoder_ws *ws)
+{
+    if (!ws)
+        return;
+    ws_release(ws->owner->ctx->device, ws);
+    free(ws);
+}
+
+vqj_context *vqji_encoder_context(const vqj_encoder *e) { return e->ctx; }
 
 vqj_weights *vqj_encoder_weights(vqj_encoder *e) { return e ? &e->w : NULL; }
 
@@ -336,17 +392,24 @@ static float *carve(char *base, size_t *off, size_t n)
     return p;
 }
 
-/* Lay the forward activations for `cap` tokens over `base`; returns bytes. */
-static size_t layout_arena(vqj_encoder *e, char *base, size_t cap, int with_masks)
+/* Lay the forward activations for `cap` tokens over `base`; returns bytes.
+ * Without `keep`, every block uses the buffers of block 0: block l's output
+ * overwrites its input h only after h's last read (the copy into mid). */
+static size_t layout_arena(const vqj_encoder *e, vqji_encoder_ws *ws, char *base, size_t cap)
 {
     const size_t F = (size_t)e->p.feature_dim, D = (size_t)e->p.hidden_dim;
+    const int with_masks = ws->with_masks;
     size_t off = 0;
-    e->x = carve(base, &off, cap * F);
-    e->pre1 = carve(base, &off, cap * D);
-    e->act1 = carve(base, &off, cap * D);
-    e->tmp = carve(base, &off, cap * D);
+    ws->x = carve(base, &off, cap * F);
+    ws->pre1 = carve(base, &off, cap * D);
+    ws->act1 = carve(base, &off, cap * D);
+    ws->tmp = carve(base, &off, cap * D);
     for (int l = 0; l < e->p.relational_layers; l++) {
-        block_acts *a = &e->acts[l];
+        block_acts *a = &ws->acts[l];
+        if (!ws->keep && l > 0) {
+            *a = ws->acts[0];
+            continue;
+        }
         a->h = carve(base, &off, cap * D);
         a->a = carve(base, &off, cap * D);
         a->qkv = carve(base, &off, cap * 3 * D);
@@ -379,36 +442,38 @@ static size_t layout_scratch(vqj_encoder *e, char *base, size_t cap)
 
 /* Make room for `n` tokens, `adj_bytes` adjacency bytes and `grids` grids.
  * Capacities only grow, so steady-state training allocates nothing. */
-static vqj_status reserve_forward(vqj_encoder *e, size_t n, size_t grids, size_t adj_bytes)
+static vqj_status reserve_forward(const vqj_encoder *e, vqji_encoder_ws *ws, size_t n,
+                                  size_t grids, size_t adj_bytes)
 {
     vqji_device *dev = e->ctx->device;
-    const int masks = e->p.relational_dropout > 0.0f;
-    if (!e->arena || n > e->arena_tokens) {
+    if (!ws->arena || n > ws->arena_tokens) {
         /* Grow by at least a quarter so slowly rising batch sizes do not
          * reallocate every step. */
-        size_t grown = e->arena_tokens + e->arena_tokens / 4;
+        size_t grown = ws->arena_tokens + ws->arena_tokens / 4;
         size_t cap = n > grown ? n : grown;
-        size_t bytes = layout_arena(e, NULL, cap, masks);
-        vqj_status st = vqji_model_reserve(dev, &e->arena, &e->arena_cap, bytes);
+        size_t bytes = layout_arena(e, ws, NULL, cap);
+        vqj_status st = vqji_model_reserve(dev, &ws->arena, &ws->arena_cap, bytes);
         if (st)
             return st;
-        e->arena_tokens = cap;
+        ws->arena_tokens = cap;
     }
-    layout_arena(e, e->arena, e->arena_tokens, masks);
+    layout_arena(e, ws, ws->arena, ws->arena_tokens);
     size_t L = (size_t)e->p.relational_layers, H = (size_t)e->p.relational_heads;
+    size_t kept = ws->keep ? L : (L ? 1 : 0); /* blocks with their own probs */
     size_t per_layer = H * adj_bytes;
-    vqj_status st = vqji_model_reserve(dev, &e->probs, &e->probs_cap,
-                                       (L ? L : 1) * (per_layer ? per_layer : 1) * sizeof(float));
+    vqj_status st = vqji_model_reserve(dev, &ws->probs, &ws->probs_cap,
+                                       (kept ? kept : 1) * (per_layer ? per_layer : 1) *
+                                           sizeof(float));
     if (st)
         return st;
     for (size_t l = 0; l < L; l++)
-        e->acts[l].probs = (float *)e->probs + l * per_layer;
-    st = vqji_model_reserve(dev, (void **)&e->offsets, &e->offsets_cap,
+        ws->acts[l].probs = (float *)ws->probs + (l < kept ? l : 0) * per_layer;
+    st = vqji_model_reserve(dev, (void **)&ws->offsets, &ws->offsets_cap,
                             (grids + 1) * sizeof(int32_t));
     if (!st)
-        st = vqji_model_reserve(dev, (void **)&e->adj, &e->adj_cap, adj_bytes ? adj_bytes : 1);
+        st = vqji_model_reserve(dev, (void **)&ws->adj, &ws->adj_cap, adj_bytes ? adj_bytes : 1);
     if (!st)
-        st = vqji_model_reserve(dev, (void **)&e->adj_offsets, &e->adj_offsets_cap,
+        st = vqji_model_reserve(dev, (void **)&ws->adj_offsets, &ws->adj_offsets_cap,
                                 (grids + 1) * sizeof(int64_t));
     return st;
 }
@@ -435,14 +500,19 @@ static vqj_status check_features(const vqj_context *ctx, const vqj_tokens *token
     return VQJ_OK;
 }
 
-vqj_status vqj_encoder_forward(vqj_encoder *e, const vqj_tokens *tokens, int training,
-                               vqj_tensor *out)
+/* The forward pass on workspace `ws`. `step` is the handle's dropout step
+ * counter, advanced by a training forward; inference passes NULL (and
+ * training 0), so that the handle is only read. */
+static vqj_status forward_ws(const vqj_encoder *e, vqji_encoder_ws *ws, const vqj_tokens *tokens,
+                             int training, uint64_t *step_counter, vqj_tensor *out)
 {
-    if (!e || !tokens || !out)
-        return vqji_fail(e ? e->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
-                         "vqj_encoder_forward: NULL argument");
+    if (!tokens || !out)
+        return vqji_fail(e->ctx, VQJ_ERR_INVALID_ARGUMENT, "vqj_encoder_forward: NULL argument");
     vqj_context *ctx = e->ctx;
     vqji_clear_error(ctx);
+    if (ws->owner != e)
+        return vqji_fail(ctx, VQJ_ERR_INTERNAL,
+                         "vqj_encoder_forward: a workspace of another encoder");
     if (out->ctx != ctx || tokens->ctx != ctx)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_encoder_forward: the tokens and the output tensor must come from "
@@ -465,10 +535,10 @@ vqj_status vqj_encoder_forward(vqj_encoder *e, const vqj_tokens *tokens, int tra
     size_t adj_bytes = G && adj_off ? (size_t)adj_off[G] : 0;
 
     /* From here on the previous activations are being overwritten. */
-    e->have_forward = 0;
+    ws->have_forward = 0;
     st = vqj_tensor_reshape(out, (int)N, D);
     if (!st)
-        st = reserve_forward(e, N, G, adj_bytes);
+        st = reserve_forward(e, ws, N, G, adj_bytes);
     if (st)
         return st;
     vqji_device *dev = ctx->device;
@@ -476,68 +546,87 @@ vqj_status vqj_encoder_forward(vqj_encoder *e, const vqj_tokens *tokens, int tra
     const int n = (int)N;
     const int dropout = training && e->p.relational_dropout > 0.0f;
     const float p = e->p.relational_dropout;
-    const uint64_t step = e->step;
+    const uint64_t step = step_counter ? *step_counter : 0;
     if (training)
-        e->step++;
-    e->num_tokens = n;
-    e->num_grids = (int)G;
-    e->dropout_on = dropout;
+        (*step_counter)++;
+    ws->num_tokens = n;
+    ws->num_grids = (int)G;
+    ws->dropout_on = dropout;
     if (N == 0) {
-        e->have_forward = 1;
+        ws->have_forward = 1;
         return VQJ_OK;
     }
-    st = op->upload(dev, e->x, vqj_tokens_features(tokens), N * (size_t)F * sizeof(float));
+    st = op->upload(dev, ws->x, vqj_tokens_features(tokens), N * (size_t)F * sizeof(float));
     if (!st)
-        st = op->upload(dev, e->offsets, vqj_tokens_offsets(tokens), (G + 1) * sizeof(int32_t));
+        st = op->upload(dev, ws->offsets, vqj_tokens_offsets(tokens), (G + 1) * sizeof(int32_t));
     if (!st && adj_bytes)
-        st = op->upload(dev, e->adj, vqji_tokens_adjacency_all(tokens), adj_bytes);
+        st = op->upload(dev, ws->adj, vqji_tokens_adjacency_all(tokens), adj_bytes);
     if (!st)
-        st = op->upload(dev, e->adj_offsets, adj_off, (G + 1) * sizeof(int64_t));
+        st = op->upload(dev, ws->adj_offsets, adj_off, (G + 1) * sizeof(int64_t));
     if (st)
         return st;
 
     const vqj_weights *w = &e->w;
 #define W(i) vqji_weights_data(w, (i))
     const size_t ND = N * (size_t)D;
-    float *h0 = L > 0 ? e->acts[0].h : vqji_tensor_data(out);
-    vqji_linear_forward(dev, n, F, D, e->x, W(e->fc1_w), W(e->fc1_b), e->pre1);
-    op->gelu_forward(dev, ND, e->pre1, e->act1);
-    vqji_linear_forward(dev, n, D, D, e->act1, W(e->fc2_w), W(e->fc2_b), h0);
+    float *h0 = L > 0 ? ws->acts[0].h : vqji_tensor_data(out);
+    vqji_linear_forward(dev, n, F, D, ws->x, W(e->fc1_w), W(e->fc1_b), ws->pre1);
+    op->gelu_forward(dev, ND, ws->pre1, ws->act1);
+    vqji_linear_forward(dev, n, D, D, ws->act1, W(e->fc2_w), W(e->fc2_b), h0);
     for (int l = 0; l < L; l++) {
         const block_idx *b = &e->blk[l];
-        block_acts *a = &e->acts[l];
+        block_acts *a = &ws->acts[l];
         /* The last block writes straight into `out`: its output is not
          * needed by the backward pass. */
-        float *next = l + 1 < L ? e->acts[l + 1].h : vqji_tensor_data(out);
+        float *next = l + 1 < L ? ws->acts[l + 1].h : vqji_tensor_data(out);
         op->layernorm_forward(dev, n, D, a->h, W(b->ln1_w), W(b->ln1_b), LN_EPS, a->a,
                               a->mean1, a->rstd1);
         vqji_linear_forward(dev, n, D, 3 * D, a->a, W(b->qkv_w), W(b->qkv_b), a->qkv);
-        op->attention_forward(dev, (int)G, e->offsets, e->adj, e->adj_offsets, D,
+        op->attention_forward(dev, (int)G, ws->offsets, ws->adj, ws->adj_offsets, D,
                               e->p.relational_heads, a->qkv, a->o, a->probs);
-        vqji_linear_forward(dev, n, D, D, a->o, W(b->out_w), W(b->out_b), e->tmp);
+        vqji_linear_forward(dev, n, D, D, a->o, W(b->out_w), W(b->out_b), ws->tmp);
         if (dropout)
             op->dropout_forward(dev, ND, p, vqji_dropout_seed(ctx->params.seed, step, 2u * l),
-                                e->tmp, e->tmp, a->mask1);
+                                ws->tmp, ws->tmp, a->mask1);
         op->copy(dev, a->mid, a->h, ND * sizeof(float));
-        op->axpy(dev, ND, 1.0f, e->tmp, a->mid);
+        op->axpy(dev, ND, 1.0f, ws->tmp, a->mid);
         op->layernorm_forward(dev, n, D, a->mid, W(b->ln2_w), W(b->ln2_b), LN_EPS, a->f,
                               a->mean2, a->rstd2);
         vqji_linear_forward(dev, n, D, 2 * D, a->f, W(b->fc1_w), W(b->fc1_b), a->u);
         op->gelu_forward(dev, 2 * ND, a->u, a->gu);
-        vqji_linear_forward(dev, n, 2 * D, D, a->gu, W(b->fc2_w), W(b->fc2_b), e->tmp);
+        vqji_linear_forward(dev, n, 2 * D, D, a->gu, W(b->fc2_w), W(b->fc2_b), ws->tmp);
         if (dropout)
             op->dropout_forward(dev, ND, p,
-                                vqji_dropout_seed(ctx->params.seed, step, 2u * l + 1u), e->tmp,
-                                e->tmp, a->mask2);
+                                vqji_dropout_seed(ctx->params.seed, step, 2u * l + 1u), ws->tmp,
+                                ws->tmp, a->mask2);
+        /* Without `keep`, next is a->h: h was last read by the copy above. */
         op->copy(dev, next, a->mid, ND * sizeof(float));
-        op->axpy(dev, ND, 1.0f, e->tmp, next);
+        op->axpy(dev, ND, 1.0f, ws->tmp, next);
     }
 #undef W
     st = op->sync(dev);
     if (st)
         return st;
-    e->have_forward = 1;
+    ws->have_forward = 1;
     return VQJ_OK;
+}
+
+vqj_status vqj_encoder_forward(vqj_encoder *e, const vqj_tokens *tokens, int training,
+                               vqj_tensor *out)
+{
+    if (!e || !tokens || !out)
+        return vqji_fail(e ? e->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_encoder_forward: NULL argument");
+    return forward_ws(e, &e->ws, tokens, training, &e->step, out);
+}
+
+vqj_status vqji_encoder_forward_ws(const vqj_encoder *e, vqji_encoder_ws *ws,
+                                   const vqj_tokens *tokens, vqj_tensor *out)
+{
+    if (!e || !ws)
+        return vqji_fail(e ? e->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_encoder_forward: NULL argument");
+    return forward_ws(e, ws, tokens, 0, NULL, out);
 }
 
 vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tensor *dfeatures)
@@ -547,12 +636,12 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
                          "vqj_encoder_backward: NULL argument");
     vqj_context *ctx = e->ctx;
     vqji_clear_error(ctx);
-    if (!e->have_forward)
+    if (!e->ws.have_forward)
         return vqji_fail(ctx, VQJ_ERR_STATE,
                          "vqj_encoder_backward: no forward pass to differentiate (call "
                          "vqj_encoder_forward first)");
     const int F = e->p.feature_dim, D = e->p.hidden_dim, L = e->p.relational_layers;
-    const int n = e->num_tokens;
+    const int n = e->ws.num_tokens;
     if (dout->ctx != ctx || (dfeatures && dfeatures->ctx != ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_encoder_backward: tensors must come from the encoder's context");
@@ -571,7 +660,7 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
     vqji_device *dev = ctx->device;
     const vqji_device_ops *op = dev->ops;
     if (!e->scratch || (size_t)n > e->scratch_tokens) {
-        size_t cap = e->arena_tokens; /* the forward's capacity: grow once */
+        size_t cap = e->ws.arena_tokens; /* the forward's capacity: grow once */
         vqj_status st = vqji_model_reserve(dev, &e->scratch, &e->scratch_cap,
                                            layout_scratch(e, NULL, cap));
         if (st)
@@ -589,12 +678,12 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
     op->copy(dev, g, vqji_tensor_data((vqj_tensor *)dout), bytes);
     for (int l = L - 1; l >= 0; l--) {
         const block_idx *b = &e->blk[l];
-        const block_acts *a = &e->acts[l];
+        const block_acts *a = &e->ws.acts[l];
         /* g holds d(block output). Every branch accumulates into g through
          * its layer norm, which turns it into d(block input): the residual
          * needs no explicit add. */
         const float *dy = g;
-        if (e->dropout_on) {
+        if (e->ws.dropout_on) {
             op->fill(dev, ND, 0.0f, e->s1a);
             op->dropout_backward(dev, ND, a->mask2, g, e->s1a);
             dy = e->s1a;
@@ -611,7 +700,7 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
                                GR(b->ln2_w), GR(b->ln2_b));
         /* Attention branch: g is now d(mid). */
         dy = g;
-        if (e->dropout_on) {
+        if (e->ws.dropout_on) {
             op->fill(dev, ND, 0.0f, e->s1a);
             op->dropout_backward(dev, ND, a->mask1, g, e->s1a);
             dy = e->s1a;
@@ -620,7 +709,7 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
         vqji_linear_backward(dev, n, D, D, a->o, W(b->out_w), dy, e->s1b, GR(b->out_w),
                              GR(b->out_b));
         op->fill(dev, 3 * ND, 0.0f, e->s3);
-        op->attention_backward(dev, e->num_grids, e->offsets, e->adj, e->adj_offsets, D,
+        op->attention_backward(dev, e->ws.num_grids, e->ws.offsets, e->ws.adj, e->ws.adj_offsets, D,
                                e->p.relational_heads, a->qkv, a->probs, e->s1b, e->s3);
         op->fill(dev, ND, 0.0f, e->s1a);
         vqji_linear_backward(dev, n, D, 3 * D, a->a, W(b->qkv_w), e->s3, e->s1a, GR(b->qkv_w),
@@ -630,11 +719,11 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
     }
     /* Feature MLP: g is d(h0). */
     op->fill(dev, ND, 0.0f, e->s1a);
-    vqji_linear_backward(dev, n, D, D, e->act1, W(e->fc2_w), g, e->s1a, GR(e->fc2_w),
+    vqji_linear_backward(dev, n, D, D, e->ws.act1, W(e->fc2_w), g, e->s1a, GR(e->fc2_w),
                          GR(e->fc2_b));
     op->fill(dev, ND, 0.0f, e->s1b);
-    op->gelu_backward(dev, ND, e->pre1, e->s1a, e->s1b);
-    vqji_linear_backward(dev, n, F, D, e->x, W(e->fc1_w), e->s1b,
+    op->gelu_backward(dev, ND, e->ws.pre1, e->s1a, e->s1b);
+    vqji_linear_backward(dev, n, F, D, e->ws.x, W(e->fc1_w), e->s1b,
                          dfeatures ? vqji_tensor_data(dfeatures) : NULL, GR(e->fc1_w),
                          GR(e->fc1_b));
 #undef W

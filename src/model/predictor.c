@@ -1,6 +1,8 @@
 /* The predictor: grid pooling, context aggregation and the projection head
  * (docs/model.md, "Grid representation and context aggregation",
- * "Projection head"). Device ops only. */
+ * "Projection head"). Device ops only. A forward writes its activations
+ * into a workspace: the handle's own (kept for the backward pass) or an
+ * inference one (model/workspace.h). */
 #include "model/predictor.h"
 
 #include "core/params.h"
@@ -9,6 +11,7 @@
 #include "model/encoder.h"
 #include "model/layers.h"
 #include "model/tokens.h"
+#include "model/workspace.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,12 +25,10 @@
 
 enum { PATH_NONE, PATH_CONTEXT, PATH_GRIDS };
 
-struct vqj_predictor {
-    vqj_context *ctx;
-    vqj_predictor_params p;
-    vqj_weights w;
-    size_t head_w[MAX_HEAD_LAYERS], head_b[MAX_HEAD_LAYERS];
-    size_t query, wih, whh, bih, bhh;
+/* Everything one forward pass writes. */
+struct vqji_predictor_ws {
+    const vqj_predictor *owner;
+    int with_backward; /* the handle's own: room for the backward scratch */
 
     /* The last forward. */
     int path;
@@ -47,9 +48,20 @@ struct vqj_predictor {
     float *gi, *gh; /* GRU step pre-activations [B x 3D] */
     float *pre[MAX_HEAD_LAYERS], *act[MAX_HEAD_LAYERS]; /* [rows x P] */
     float *y, *norm; /* normalized output [rows x P] and norms [rows] */
-    /* Backward scratch. */
+    /* Backward scratch (NULL without with_backward). */
     float *dr, *dc, *da, *db; /* [G x D], [B x D], 2 x [rows x max(D, P)] */
     float *dh, *dh2;          /* GRU [B x D] */
+};
+
+struct vqj_predictor {
+    vqj_context *ctx;
+    vqj_predictor_params p;
+    vqj_weights w;
+    size_t head_w[MAX_HEAD_LAYERS], head_b[MAX_HEAD_LAYERS];
+    size_t query, wih, whh, bih, bhh;
+
+    /* The workspace of the public forward and backward calls. */
+    vqji_predictor_ws ws;
 };
 
 void vqj_predictor_params_default(vqj_predictor_params *params)
@@ -162,6 +174,8 @@ vqj_status vqj_predictor_create(vqj_context *ctx, const vqj_predictor_params *pa
         return st;
     pr->ctx = ctx;
     pr->p = p;
+    pr->ws.owner = pr;
+    pr->ws.with_backward = 1;
     vqji_weights_init(&pr->w, ctx);
     st = build_weights(pr);
     if (st) {
@@ -177,17 +191,42 @@ void vqj_predictor_destroy(vqj_predictor *pr)
     if (!pr)
         return;
     vqji_device *dev = pr->ctx->device;
-    dev->ops->free(dev, pr->arena);
-    dev->ops->free(dev, pr->offsets);
+    dev->ops->free(dev, pr->ws.arena);
+    dev->ops->free(dev, pr->ws.offsets);
     vqji_weights_release(&pr->w);
     free(pr);
 }
 
+vqj_status vqji_predictor_ws_create(const vqj_predictor *pr, vqji_predictor_ws **out)
+{
+    vqji_predictor_ws *ws;
+    vqj_status st =
+        vqji_calloc(pr->ctx, 1, sizeof *ws, "a predictor workspace", (void **)&ws);
+    if (st)
+        return st;
+    ws->owner = pr;
+    ws->with_backward = 0;
+    *out = ws;
+    return VQJ_OK;
+}
+
+void vqji_predictor_ws_destroy(vqji_predictor_ws *ws)
+{
+    if (!ws)
+        return;
+    vqji_device *dev = ws->owner->ctx->device;
+    dev->ops->free(dev, ws->arena);
+    dev->ops->free(dev, ws->offsets);
+    free(ws);
+}
+
+vqj_context *vqji_predictor_context(const vqj_predictor *pr) { return pr->ctx; }
+
 vqj_weights *vqj_predictor_weights(vqj_predictor *pr) { return pr ? &pr->w : NULL; }
 
 const vqj_predictor_params *vqji_predictor_params(const vqj_predictor *pr) { return &pr->p; }
-const float *vqji_predictor_grid_vectors(const vqj_predictor *pr) { return pr->r; }
-const float *vqji_predictor_context_vectors(const vqj_predictor *pr) { return pr->c; }
+const float *vqji_predictor_grid_vectors(const vqj_predictor *pr) { return pr->ws.r; }
+const float *vqji_predictor_context_vectors(const vqj_predictor *pr) { return pr->ws.c; }
 
 static float *carve(char *base, size_t *off, size_t n)
 {
@@ -196,64 +235,73 @@ static float *carve(char *base, size_t *off, size_t n)
     return p;
 }
 
-/* Every buffer for `cap` grids; B <= cap examples and rows <= cap. */
-static size_t layout(vqj_predictor *pr, char *base, size_t cap)
+/* Every buffer for `cap` grids; B <= cap examples and rows <= cap. The
+ * backward scratch comes last, so an inference workspace simply stops
+ * before it. */
+static size_t layout(const vqj_predictor *pr, vqji_predictor_ws *ws, char *base, size_t cap)
 {
     const size_t D = (size_t)pr->p.hidden_dim, P = (size_t)pr->p.projection_dim;
     const size_t T = (size_t)pr->p.context_window, wide = D > P ? D : P;
     const int gru = pr->p.aggregator == VQJ_AGG_GRU;
     const size_t bcap = (cap + T - 1) / T; /* examples */
     size_t off = 0;
-    pr->r = carve(base, &off, cap * D);
-    pr->c = carve(base, &off, bcap * D);
-    pr->agg_w = carve(base, &off, cap);
-    pr->gru_h = gru ? carve(base, &off, (T + 1) * bcap * D) : NULL;
-    pr->gru_gates = gru ? carve(base, &off, T * bcap * 4 * D) : NULL;
-    pr->gi = gru ? carve(base, &off, bcap * 3 * D) : NULL;
-    pr->gh = gru ? carve(base, &off, bcap * 3 * D) : NULL;
+    ws->r = carve(base, &off, cap * D);
+    ws->c = carve(base, &off, bcap * D);
+    ws->agg_w = carve(base, &off, cap);
+    ws->gru_h = gru ? carve(base, &off, (T + 1) * bcap * D) : NULL;
+    ws->gru_gates = gru ? carve(base, &off, T * bcap * 4 * D) : NULL;
+    ws->gi = gru ? carve(base, &off, bcap * 3 * D) : NULL;
+    ws->gh = gru ? carve(base, &off, bcap * 3 * D) : NULL;
     for (int i = 0; i < pr->p.projection_layers; i++) {
-        pr->pre[i] = carve(base, &off, cap * P);
-        pr->act[i] = pr->p.projection_activation == VQJ_ACT_NONE ? pr->pre[i]
+        ws->pre[i] = carve(base, &off, cap * P);
+        ws->act[i] = pr->p.projection_activation == VQJ_ACT_NONE ? ws->pre[i]
                                                                  : carve(base, &off, cap * P);
     }
-    pr->y = carve(base, &off, cap * P);
-    pr->norm = carve(base, &off, cap);
-    pr->dr = carve(base, &off, cap * D);
-    pr->dc = carve(base, &off, bcap * D);
-    pr->da = carve(base, &off, cap * wide);
-    pr->db = carve(base, &off, cap * wide);
-    pr->dh = gru ? carve(base, &off, bcap * D) : NULL;
-    pr->dh2 = gru ? carve(base, &off, bcap * D) : NULL;
+    ws->y = carve(base, &off, cap * P);
+    ws->norm = carve(base, &off, cap);
+    if (!ws->with_backward) {
+        ws->dr = ws->dc = ws->da = ws->db = ws->dh = ws->dh2 = NULL;
+        return off;
+    }
+    ws->dr = carve(base, &off, cap * D);
+    ws->dc = carve(base, &off, bcap * D);
+    ws->da = carve(base, &off, cap * wide);
+    ws->db = carve(base, &off, cap * wide);
+    ws->dh = gru ? carve(base, &off, bcap * D) : NULL;
+    ws->dh2 = gru ? carve(base, &off, bcap * D) : NULL;
     return off;
 }
 
-static vqj_status reserve(vqj_predictor *pr, size_t grids)
+static vqj_status reserve(const vqj_predictor *pr, vqji_predictor_ws *ws, size_t grids)
 {
     vqji_device *dev = pr->ctx->device;
-    if (!pr->arena || grids > pr->cap) {
-        size_t grown = pr->cap + pr->cap / 4;
+    if (!ws->arena || grids > ws->cap) {
+        size_t grown = ws->cap + ws->cap / 4;
         size_t cap = grids > grown ? grids : grown;
         vqj_status st =
-            vqji_model_reserve(dev, &pr->arena, &pr->arena_cap, layout(pr, NULL, cap));
+            vqji_model_reserve(dev, &ws->arena, &ws->arena_cap, layout(pr, ws, NULL, cap));
         if (st) {
-            layout(pr, pr->arena, pr->cap); /* keep the old, still valid layout */
+            layout(pr, ws, ws->arena, ws->cap); /* keep the old, still valid layout */
             return st;
         }
-        pr->cap = cap;
+        ws->cap = cap;
     }
-    layout(pr, pr->arena, pr->cap);
-    return vqji_model_reserve(dev, (void **)&pr->offsets, &pr->offsets_cap,
+    layout(pr, ws, ws->arena, ws->cap);
+    return vqji_model_reserve(dev, (void **)&ws->offsets, &ws->offsets_cap,
                               (grids + 1) * sizeof(int32_t));
 }
 
 /* Validate the common inputs of both forward paths. */
-static vqj_status check_forward(vqj_predictor *pr, const vqj_tokens *tokens,
-                                const vqj_tensor *tv, const vqj_tensor *out, const char *fn)
+static vqj_status check_forward(const vqj_predictor *pr, const vqji_predictor_ws *ws,
+                                const vqj_tokens *tokens, const vqj_tensor *tv,
+                                const vqj_tensor *out, const char *fn)
 {
-    if (!pr || !tokens || !tv || !out)
+    if (!pr || !ws || !tokens || !tv || !out)
         return vqji_fail(pr ? pr->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
     vqj_context *ctx = pr->ctx;
     vqji_clear_error(ctx);
+    if (ws->owner != pr)
+        return vqji_fail(ctx, VQJ_ERR_INTERNAL, "%s: a workspace of another predictor", fn);
     if (tokens->ctx != ctx || tv->ctx != ctx || out->ctx != ctx)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: the tokens and tensors must come from the predictor's context", fn);
@@ -272,21 +320,23 @@ static vqj_status check_forward(vqj_predictor *pr, const vqj_tokens *tokens,
 }
 
 /* Segment means of the token vectors into r [G x D]. */
-static vqj_status pool(vqj_predictor *pr, const vqj_tokens *tokens, const vqj_tensor *tv)
+static vqj_status pool(const vqj_predictor *pr, vqji_predictor_ws *ws, const vqj_tokens *tokens,
+                       const vqj_tensor *tv)
 {
     vqji_device *dev = pr->ctx->device;
     size_t G = vqj_tokens_num_grids(tokens);
-    vqj_status st = dev->ops->upload(dev, pr->offsets, vqj_tokens_offsets(tokens),
+    vqj_status st = dev->ops->upload(dev, ws->offsets, vqj_tokens_offsets(tokens),
                                      (G + 1) * sizeof(int32_t));
     if (st)
         return st;
-    dev->ops->segment_mean_forward(dev, (int)G, pr->offsets, pr->p.hidden_dim,
-                                   vqji_tensor_data((vqj_tensor *)tv), pr->r);
+    dev->ops->segment_mean_forward(dev, (int)G, ws->offsets, pr->p.hidden_dim,
+                                   vqji_tensor_data((vqj_tensor *)tv), ws->r);
     return VQJ_OK;
 }
 
 /* Head on x [rows x D] -> normalized y, copied to out [rows x P]. */
-static void head_forward(vqj_predictor *pr, int rows, const float *x, vqj_tensor *out)
+static void head_forward(const vqj_predictor *pr, vqji_predictor_ws *ws, int rows,
+                         const float *x, vqj_tensor *out)
 {
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
@@ -296,18 +346,18 @@ static void head_forward(vqj_predictor *pr, int rows, const float *x, vqj_tensor
     for (int i = 0; i < pr->p.projection_layers; i++) {
         vqji_linear_forward(dev, rows, i == 0 ? D : P, P, in,
                             vqji_weights_data(&pr->w, pr->head_w[i]),
-                            vqji_weights_data(&pr->w, pr->head_b[i]), pr->pre[i]);
+                            vqji_weights_data(&pr->w, pr->head_b[i]), ws->pre[i]);
         switch (pr->p.projection_activation) {
-        case VQJ_ACT_RELU: op->relu_forward(dev, n, pr->pre[i], pr->act[i]); break;
-        case VQJ_ACT_GELU: op->gelu_forward(dev, n, pr->pre[i], pr->act[i]); break;
-        case VQJ_ACT_TANH: op->tanh_forward(dev, n, pr->pre[i], pr->act[i]); break;
+        case VQJ_ACT_RELU: op->relu_forward(dev, n, ws->pre[i], ws->act[i]); break;
+        case VQJ_ACT_GELU: op->gelu_forward(dev, n, ws->pre[i], ws->act[i]); break;
+        case VQJ_ACT_TANH: op->tanh_forward(dev, n, ws->pre[i], ws->act[i]); break;
         case VQJ_ACT_NONE: break; /* act[i] aliases pre[i] */
         }
-        in = pr->act[i];
+        in = ws->act[i];
     }
-    op->l2norm_forward(dev, rows, P, in, L2_EPS, pr->y, pr->norm);
+    op->l2norm_forward(dev, rows, P, in, L2_EPS, ws->y, ws->norm);
     /* The backward pass reads the private copy: the caller may change out. */
-    op->copy(dev, vqji_tensor_data(out), pr->y, n * sizeof(float));
+    op->copy(dev, vqji_tensor_data(out), ws->y, n * sizeof(float));
 }
 
 /* dL/d(head input) from d_out: ACCUMULATED into dx [rows x D] (zeroed by
@@ -317,19 +367,20 @@ static void head_backward(vqj_predictor *pr, int rows, const float *x, const flo
 {
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
+    vqji_predictor_ws *ws = &pr->ws;
     const int D = pr->p.hidden_dim, P = pr->p.projection_dim, L = pr->p.projection_layers;
     const size_t n = (size_t)rows * (size_t)P;
-    float *cur = pr->da, *other = pr->db; /* cur: d(act[i]) */
+    float *cur = ws->da, *other = ws->db; /* cur: d(act[i]) */
     op->fill(dev, n, 0.0f, cur);
-    op->l2norm_backward(dev, rows, P, pr->act[L - 1], pr->y, pr->norm, L2_EPS, dout, cur);
+    op->l2norm_backward(dev, rows, P, ws->act[L - 1], ws->y, ws->norm, L2_EPS, dout, cur);
     for (int i = L - 1; i >= 0; i--) {
         const float *dpre = cur;
         if (pr->p.projection_activation != VQJ_ACT_NONE) {
             op->fill(dev, n, 0.0f, other);
             switch (pr->p.projection_activation) {
-            case VQJ_ACT_RELU: op->relu_backward(dev, n, pr->pre[i], cur, other); break;
-            case VQJ_ACT_GELU: op->gelu_backward(dev, n, pr->pre[i], cur, other); break;
-            case VQJ_ACT_TANH: op->tanh_backward(dev, n, pr->act[i], cur, other); break;
+            case VQJ_ACT_RELU: op->relu_backward(dev, n, ws->pre[i], cur, other); break;
+            case VQJ_ACT_GELU: op->gelu_backward(dev, n, ws->pre[i], cur, other); break;
+            case VQJ_ACT_TANH: op->tanh_backward(dev, n, ws->act[i], cur, other); break;
             case VQJ_ACT_NONE: break;
             }
             dpre = other;
@@ -339,7 +390,7 @@ static void head_backward(vqj_predictor *pr, int rows, const float *x, const flo
         float *dxi = i == 0 ? dx : other;
         if (i > 0)
             op->fill(dev, n, 0.0f, dxi);
-        vqji_linear_backward(dev, rows, in, P, i == 0 ? x : pr->act[i - 1],
+        vqji_linear_backward(dev, rows, in, P, i == 0 ? x : ws->act[i - 1],
                              vqji_weights_data(&pr->w, pr->head_w[i]), dpre, dxi,
                              vqji_weights_grad(&pr->w, pr->head_w[i]),
                              vqji_weights_grad(&pr->w, pr->head_b[i]));
@@ -351,25 +402,25 @@ static void head_backward(vqj_predictor *pr, int rows, const float *x, const flo
 
 /* The GRU input GEMMs read x_t, the rows b*T + t of r: a strided view, so
  * they call the device GEMM with a leading dimension of T*D. */
-static void gru_forward(vqj_predictor *pr, int B)
+static void gru_forward(const vqj_predictor *pr, vqji_predictor_ws *ws, int B)
 {
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
     const int D = pr->p.hidden_dim, T = pr->p.context_window;
     const size_t BD = (size_t)B * (size_t)D;
     const vqj_weights *w = &pr->w;
-    op->fill(dev, BD, 0.0f, pr->gru_h);
+    op->fill(dev, BD, 0.0f, ws->gru_h);
     for (int t = 0; t < T; t++) {
-        float *h = pr->gru_h + (size_t)t * BD, *hn = h + BD;
-        op->gemm(dev, false, true, B, 3 * D, D, 1.0f, pr->r + (size_t)t * D, T * D,
-                 vqji_weights_data(w, pr->wih), D, 0.0f, pr->gi, 3 * D);
-        op->bias_forward(dev, B, 3 * D, vqji_weights_data(w, pr->bih), pr->gi);
+        float *h = ws->gru_h + (size_t)t * BD, *hn = h + BD;
+        op->gemm(dev, false, true, B, 3 * D, D, 1.0f, ws->r + (size_t)t * D, T * D,
+                 vqji_weights_data(w, pr->wih), D, 0.0f, ws->gi, 3 * D);
+        op->bias_forward(dev, B, 3 * D, vqji_weights_data(w, pr->bih), ws->gi);
         vqji_linear_forward(dev, B, D, 3 * D, h, vqji_weights_data(w, pr->whh),
-                            vqji_weights_data(w, pr->bhh), pr->gh);
-        op->gru_cell_forward(dev, B, D, pr->gi, pr->gh, h, hn,
-                             pr->gru_gates + (size_t)t * 4 * BD);
+                            vqji_weights_data(w, pr->bhh), ws->gh);
+        op->gru_cell_forward(dev, B, D, ws->gi, ws->gh, h, hn,
+                             ws->gru_gates + (size_t)t * 4 * BD);
     }
-    op->copy(dev, pr->c, pr->gru_h + (size_t)T * BD, BD * sizeof(float));
+    op->copy(dev, ws->c, ws->gru_h + (size_t)T * BD, BD * sizeof(float));
 }
 
 /* dc [B x D] -> dr (accumulated) and the GRU's weight gradients. */
@@ -377,25 +428,26 @@ static void gru_backward(vqj_predictor *pr, int B)
 {
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
+    vqji_predictor_ws *ws = &pr->ws;
     const int D = pr->p.hidden_dim, T = pr->p.context_window;
     const size_t BD = (size_t)B * (size_t)D;
     const vqj_weights *w = &pr->w;
-    float *dh = pr->dh, *dprev = pr->dh2;
-    float *dgi = pr->gi, *dgh = pr->gh; /* the forward's step scratch is free now */
-    op->copy(dev, dh, pr->dc, BD * sizeof(float));
+    float *dh = ws->dh, *dprev = ws->dh2;
+    float *dgi = ws->gi, *dgh = ws->gh; /* the forward's step scratch is free now */
+    op->copy(dev, dh, ws->dc, BD * sizeof(float));
     for (int t = T - 1; t >= 0; t--) {
-        const float *h = pr->gru_h + (size_t)t * BD;
+        const float *h = ws->gru_h + (size_t)t * BD;
         op->fill(dev, 3 * BD, 0.0f, dgi);
         op->fill(dev, 3 * BD, 0.0f, dgh);
         op->fill(dev, BD, 0.0f, dprev);
-        op->gru_cell_backward(dev, B, D, h, pr->gru_gates + (size_t)t * 4 * BD, dh, dgi, dgh,
+        op->gru_cell_backward(dev, B, D, h, ws->gru_gates + (size_t)t * 4 * BD, dh, dgi, dgh,
                               dprev);
         vqji_linear_backward(dev, B, D, 3 * D, h, vqji_weights_data(w, pr->whh), dgh,
                              t > 0 ? dprev : NULL, vqji_weights_grad(w, pr->whh),
                              vqji_weights_grad(w, pr->bhh));
         op->gemm(dev, false, false, B, D, 3 * D, 1.0f, dgi, 3 * D, vqji_weights_data(w, pr->wih),
-                 D, 1.0f, pr->dr + (size_t)t * D, T * D);
-        op->gemm(dev, true, false, 3 * D, D, B, 1.0f, dgi, 3 * D, pr->r + (size_t)t * D, T * D,
+                 D, 1.0f, ws->dr + (size_t)t * D, T * D);
+        op->gemm(dev, true, false, 3 * D, D, B, 1.0f, dgi, 3 * D, ws->r + (size_t)t * D, T * D,
                  1.0f, vqji_weights_grad(w, pr->wih), D);
         op->bias_backward(dev, B, 3 * D, dgi, vqji_weights_grad(w, pr->bih));
         float *s = dh;
@@ -404,24 +456,25 @@ static void gru_backward(vqj_predictor *pr, int B)
     }
 }
 
-static vqj_status finish_forward(vqj_predictor *pr, int path, const vqj_tokens *tokens, int B,
-                                 int rows)
+static vqj_status finish_forward(const vqj_predictor *pr, vqji_predictor_ws *ws, int path,
+                                 const vqj_tokens *tokens, int B, int rows)
 {
-    pr->num_grids = (int)vqj_tokens_num_grids(tokens);
-    pr->num_tokens = (int)vqj_tokens_num_objects(tokens);
-    pr->batch = B;
-    pr->rows = rows;
+    ws->num_grids = (int)vqj_tokens_num_grids(tokens);
+    ws->num_tokens = (int)vqj_tokens_num_objects(tokens);
+    ws->batch = B;
+    ws->rows = rows;
     vqj_status st = pr->ctx->device->ops->sync(pr->ctx->device);
     if (!st)
-        pr->path = path;
+        ws->path = path;
     return st;
 }
 
-vqj_status vqj_predictor_forward_context(vqj_predictor *pr, const vqj_tokens *tokens,
-                                         const vqj_tensor *tv, vqj_tensor *out)
+static vqj_status forward_context(const vqj_predictor *pr, vqji_predictor_ws *ws,
+                                  const vqj_tokens *tokens, const vqj_tensor *tv,
+                                  vqj_tensor *out)
 {
     const char *fn = "vqj_predictor_forward_context";
-    vqj_status st = check_forward(pr, tokens, tv, out, fn);
+    vqj_status st = check_forward(pr, ws, tokens, tv, out, fn);
     if (st)
         return st;
     const int T = pr->p.context_window, D = pr->p.hidden_dim;
@@ -431,57 +484,83 @@ vqj_status vqj_predictor_forward_context(vqj_predictor *pr, const vqj_tokens *to
                          "%s: %zu grids is not a whole number of examples of context_window %d",
                          fn, G, T);
     const int B = (int)(G / (size_t)T);
-    pr->path = PATH_NONE;
+    ws->path = PATH_NONE;
     st = vqj_tensor_reshape(out, B, pr->p.projection_dim);
     if (!st)
-        st = reserve(pr, G);
+        st = reserve(pr, ws, G);
     if (st)
         return st;
     if (B == 0)
-        return finish_forward(pr, PATH_CONTEXT, tokens, 0, 0);
-    st = pool(pr, tokens, tv);
+        return finish_forward(pr, ws, PATH_CONTEXT, tokens, 0, 0);
+    st = pool(pr, ws, tokens, tv);
     if (st)
         return st;
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
     switch (pr->p.aggregator) {
-    case VQJ_AGG_MEAN: op->aggregate_mean_forward(dev, B, T, D, pr->r, pr->c); break;
+    case VQJ_AGG_MEAN: op->aggregate_mean_forward(dev, B, T, D, ws->r, ws->c); break;
     case VQJ_AGG_LAST:
         /* One row copy per example: no op gathers strided rows. */
         for (int b = 0; b < B; b++)
-            op->copy(dev, pr->c + (size_t)b * D, pr->r + ((size_t)b * T + T - 1) * D,
+            op->copy(dev, ws->c + (size_t)b * D, ws->r + ((size_t)b * T + T - 1) * D,
                      (size_t)D * sizeof(float));
         break;
     case VQJ_AGG_ATTENTION:
-        op->aggregate_attention_forward(dev, B, T, D, pr->r,
-                                        vqji_weights_data(&pr->w, pr->query), pr->c, pr->agg_w);
+        op->aggregate_attention_forward(dev, B, T, D, ws->r,
+                                        vqji_weights_data(&pr->w, pr->query), ws->c, ws->agg_w);
         break;
-    case VQJ_AGG_GRU: gru_forward(pr, B); break;
+    case VQJ_AGG_GRU: gru_forward(pr, ws, B); break;
     }
-    head_forward(pr, B, pr->c, out);
-    return finish_forward(pr, PATH_CONTEXT, tokens, B, B);
+    head_forward(pr, ws, B, ws->c, out);
+    return finish_forward(pr, ws, PATH_CONTEXT, tokens, B, B);
+}
+
+static vqj_status forward_grids(const vqj_predictor *pr, vqji_predictor_ws *ws,
+                                const vqj_tokens *tokens, const vqj_tensor *tv, vqj_tensor *out)
+{
+    vqj_status st = check_forward(pr, ws, tokens, tv, out, "vqj_predictor_forward_grids");
+    if (st)
+        return st;
+    size_t G = vqj_tokens_num_grids(tokens);
+    ws->path = PATH_NONE;
+    st = vqj_tensor_reshape(out, (int)G, pr->p.projection_dim);
+    if (!st)
+        st = reserve(pr, ws, G);
+    if (st)
+        return st;
+    if (G == 0)
+        return finish_forward(pr, ws, PATH_GRIDS, tokens, 0, 0);
+    st = pool(pr, ws, tokens, tv);
+    if (st)
+        return st;
+    head_forward(pr, ws, (int)G, ws->r, out);
+    return finish_forward(pr, ws, PATH_GRIDS, tokens, 0, (int)G);
+}
+
+vqj_status vqj_predictor_forward_context(vqj_predictor *pr, const vqj_tokens *tokens,
+                                         const vqj_tensor *tv, vqj_tensor *out)
+{
+    return forward_context(pr, pr ? &pr->ws : NULL, tokens, tv, out);
 }
 
 vqj_status vqj_predictor_forward_grids(vqj_predictor *pr, const vqj_tokens *tokens,
                                        const vqj_tensor *tv, vqj_tensor *out)
 {
-    vqj_status st = check_forward(pr, tokens, tv, out, "vqj_predictor_forward_grids");
-    if (st)
-        return st;
-    size_t G = vqj_tokens_num_grids(tokens);
-    pr->path = PATH_NONE;
-    st = vqj_tensor_reshape(out, (int)G, pr->p.projection_dim);
-    if (!st)
-        st = reserve(pr, G);
-    if (st)
-        return st;
-    if (G == 0)
-        return finish_forward(pr, PATH_GRIDS, tokens, 0, 0);
-    st = pool(pr, tokens, tv);
-    if (st)
-        return st;
-    head_forward(pr, (int)G, pr->r, out);
-    return finish_forward(pr, PATH_GRIDS, tokens, 0, (int)G);
+    return forward_grids(pr, pr ? &pr->ws : NULL, tokens, tv, out);
+}
+
+vqj_status vqji_predictor_forward_context_ws(const vqj_predictor *pr, vqji_predictor_ws *ws,
+                                             const vqj_tokens *tokens, const vqj_tensor *tv,
+                                             vqj_tensor *out)
+{
+    return forward_context(pr, ws, tokens, tv, out);
+}
+
+vqj_status vqji_predictor_forward_grids_ws(const vqj_predictor *pr, vqji_predictor_ws *ws,
+                                           const vqj_tokens *tokens, const vqj_tensor *tv,
+                                           vqj_tensor *out)
+{
+    return forward_grids(pr, ws, tokens, tv, out);
 }
 
 static vqj_status check_backward(vqj_predictor *pr, const vqj_tensor *dout, vqj_tensor *dtv,
@@ -490,25 +569,26 @@ static vqj_status check_backward(vqj_predictor *pr, const vqj_tensor *dout, vqj_
     if (!pr || !dout || !dtv)
         return vqji_fail(pr ? pr->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
     vqj_context *ctx = pr->ctx;
+    const vqji_predictor_ws *ws = &pr->ws;
     vqji_clear_error(ctx);
-    if (pr->path != path)
+    if (ws->path != path)
         return vqji_fail(ctx, VQJ_ERR_STATE,
                          "%s: the last successful forward of this predictor was %s", fn,
-                         pr->path == PATH_NONE      ? "none (or it failed)"
-                         : pr->path == PATH_CONTEXT ? "the context path"
+                         ws->path == PATH_NONE      ? "none (or it failed)"
+                         : ws->path == PATH_CONTEXT ? "the context path"
                                                     : "the grids path");
     if (dout->ctx != ctx || dtv->ctx != ctx)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: tensors must come from the predictor's context", fn);
-    if (dout->rows != pr->rows || dout->cols != pr->p.projection_dim)
+    if (dout->rows != ws->rows || dout->cols != pr->p.projection_dim)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: d_out is %d x %d but the last forward produced %d x %d", fn,
-                         dout->rows, dout->cols, pr->rows, pr->p.projection_dim);
-    if (dtv->rows != pr->num_tokens || dtv->cols != pr->p.hidden_dim)
+                         dout->rows, dout->cols, ws->rows, pr->p.projection_dim);
+    if (dtv->rows != ws->num_tokens || dtv->cols != pr->p.hidden_dim)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: d_token_vectors is %d x %d but the last forward had %d x %d "
                          "token vectors",
-                         fn, dtv->rows, dtv->cols, pr->num_tokens, pr->p.hidden_dim);
+                         fn, dtv->rows, dtv->cols, ws->num_tokens, pr->p.hidden_dim);
     return VQJ_OK;
 }
 
@@ -516,8 +596,8 @@ static vqj_status check_backward(vqj_predictor *pr, const vqj_tensor *dout, vqj_
 static vqj_status unpool(vqj_predictor *pr, vqj_tensor *dtv)
 {
     vqji_device *dev = pr->ctx->device;
-    dev->ops->segment_mean_backward(dev, pr->num_grids, pr->offsets, pr->p.hidden_dim, pr->dr,
-                                    vqji_tensor_data(dtv));
+    dev->ops->segment_mean_backward(dev, pr->ws.num_grids, pr->ws.offsets, pr->p.hidden_dim,
+                                    pr->ws.dr, vqji_tensor_data(dtv));
     return dev->ops->sync(dev);
 }
 
@@ -528,26 +608,27 @@ vqj_status vqj_predictor_backward_context(vqj_predictor *pr, const vqj_tensor *d
         check_backward(pr, dout, dtv, PATH_CONTEXT, "vqj_predictor_backward_context");
     if (st)
         return st;
-    const int B = pr->batch, T = pr->p.context_window, D = pr->p.hidden_dim;
+    vqji_predictor_ws *ws = &pr->ws;
+    const int B = ws->batch, T = pr->p.context_window, D = pr->p.hidden_dim;
     if (B == 0)
         return VQJ_OK;
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
     const size_t BD = (size_t)B * (size_t)D;
-    op->fill(dev, BD, 0.0f, pr->dc);
-    head_backward(pr, B, pr->c, vqji_tensor_data((vqj_tensor *)dout), pr->dc);
-    op->fill(dev, (size_t)pr->num_grids * (size_t)D, 0.0f, pr->dr);
+    op->fill(dev, BD, 0.0f, ws->dc);
+    head_backward(pr, B, ws->c, vqji_tensor_data((vqj_tensor *)dout), ws->dc);
+    op->fill(dev, (size_t)ws->num_grids * (size_t)D, 0.0f, ws->dr);
     switch (pr->p.aggregator) {
-    case VQJ_AGG_MEAN: op->aggregate_mean_backward(dev, B, T, D, pr->dc, pr->dr); break;
+    case VQJ_AGG_MEAN: op->aggregate_mean_backward(dev, B, T, D, ws->dc, ws->dr); break;
     case VQJ_AGG_LAST:
         for (int b = 0; b < B; b++)
-            op->copy(dev, pr->dr + ((size_t)b * T + T - 1) * D, pr->dc + (size_t)b * D,
+            op->copy(dev, ws->dr + ((size_t)b * T + T - 1) * D, ws->dc + (size_t)b * D,
                      (size_t)D * sizeof(float));
         break;
     case VQJ_AGG_ATTENTION:
-        op->aggregate_attention_backward(dev, B, T, D, pr->r,
-                                         vqji_weights_data(&pr->w, pr->query), pr->agg_w,
-                                         pr->dc, pr->dr, vqji_weights_grad(&pr->w, pr->query));
+        op->aggregate_attention_backward(dev, B, T, D, ws->r,
+                                         vqji_weights_data(&pr->w, pr->query), ws->agg_w,
+                                         ws->dc, ws->dr, vqji_weights_grad(&pr->w, pr->query));
         break;
     case VQJ_AGG_GRU: gru_backward(pr, B); break;
     }
@@ -560,10 +641,11 @@ vqj_status vqj_predictor_backward_grids(vqj_predictor *pr, const vqj_tensor *dou
     vqj_status st = check_backward(pr, dout, dtv, PATH_GRIDS, "vqj_predictor_backward_grids");
     if (st)
         return st;
-    if (pr->rows == 0)
+    vqji_predictor_ws *ws = &pr->ws;
+    if (ws->rows == 0)
         return VQJ_OK;
     vqji_device *dev = pr->ctx->device;
-    dev->ops->fill(dev, (size_t)pr->num_grids * (size_t)pr->p.hidden_dim, 0.0f, pr->dr);
-    head_backward(pr, pr->rows, pr->r, vqji_tensor_data((vqj_tensor *)dout), pr->dr);
+    dev->ops->fill(dev, (size_t)ws->num_grids * (size_t)pr->p.hidden_dim, 0.0f, ws->dr);
+    head_backward(pr, ws->rows, ws->r, vqji_tensor_data((vqj_tensor *)dout), ws->dr);
     return unpool(pr, dtv);
 }

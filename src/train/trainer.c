@@ -43,8 +43,11 @@ struct vqj_trainer {
     vqj_tensor *z, *q, *c, *dc, *dq, *dz;
     vqj_tensor *zt, *qt, *t;
     vqj_tensor *zv, *qv, *pv, *dpv, *dqv; /* a view's pass */
+    vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
 
     float *codebook_copy; /* device copy of the codebook's tensors */
+    int32_t *codes;       /* host: the online context tokens' codes of the last step */
+    size_t codes_cap, num_codes;
     int64_t micro_step;
     int64_t cycle_start; /* micro_step at the start of this accumulation cycle */
 };
@@ -95,14 +98,16 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     vqj_tokens_destroy(tr->target_tokens);
     vqj_tokens_destroy(tr->view.context);
     vqj_tokens_destroy(tr->view.target);
-    vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc, tr->dq, tr->dz, tr->zt,
-                             tr->qt, tr->t,  tr->zv, tr->qv, tr->pv, tr->dpv, tr->dqv};
+    vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc,  tr->dq,  tr->dz,
+                             tr->zt, tr->qt, tr->t,  tr->zv,  tr->qv,  tr->pv,
+                             tr->dpv, tr->dqv, tr->pending};
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
         vqj_tensor_destroy(tensors[i]);
     if (tr->codebook_copy)
         tr->ctx->device->ops->free(tr->ctx->device, tr->codebook_copy);
     free(tr->cells);
     free(tr->grids);
+    free(tr->codes);
     free(tr);
 }
 
@@ -188,8 +193,9 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
                              &tr->view.target};
     for (size_t i = 0; !st && i < sizeof tokens / sizeof *tokens; i++)
         st = vqj_tokens_create(ctx, &tp, tokens[i]);
-    vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc, &tr->dq, &tr->dz, &tr->zt,
-                              &tr->qt, &tr->t,  &tr->zv, &tr->qv, &tr->pv, &tr->dpv, &tr->dqv};
+    vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc,  &tr->dq,  &tr->dz,
+                              &tr->zt, &tr->qt, &tr->t,  &tr->zv,  &tr->qv,  &tr->pv,
+                              &tr->dpv, &tr->dqv, &tr->pending};
     for (size_t i = 0; !st && i < sizeof tensors / sizeof *tensors; i++)
         st = vqj_tensor_create(ctx, 0, 1, tensors[i]);
     if (!st && p.use_target_encoder)
@@ -239,6 +245,34 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     if (!st)
         st = vqj_predictor_forward_grids(pred, targets, tr->qt, tr->t);
     return st;
+}
+
+/* Append the rows of src to dst (same width; dst may have 0 rows). */
+static vqj_status append_rows(vqj_tensor *dst, const vqj_tensor *src)
+{
+    int rows = dst->rows;
+    size_t have = (size_t)rows * (size_t)src->cols, add = (size_t)src->rows * (size_t)src->cols;
+    if (rows == 0 || dst->cols != src->cols) {
+        rows = 0;
+        have = 0;
+    }
+    /* reshape may move the storage without keeping it: grow through a copy. */
+    if (have + add > dst->capacity) {
+        vqji_device *dev = dst->ctx->device;
+        float *p;
+        vqj_status st = dev->ops->alloc(dev, 2 * (have + add) * sizeof(float), (void **)&p);
+        if (st)
+            return st;
+        dev->ops->copy(dev, p, dst->data, have * sizeof(float));
+        dev->ops->free(dev, dst->data);
+        dst->data = p;
+        dst->capacity = 2 * (have + add);
+    }
+    dst->ctx->device->ops->copy(dst->ctx->device, dst->data + have, src->data,
+                                add * sizeof(float));
+    dst->rows = rows + src->rows;
+    dst->cols = src->cols;
+    return VQJ_OK;
 }
 
 /* Snapshot and restore of the codebook, whose training forward updates it
@@ -455,6 +489,7 @@ static vqj_status skip_or_fail(vqj_trainer *tr, vqj_status st, int64_t updates, 
     /* The accumulated gradient cannot be trusted any more: drop the cycle. */
     vqj_optimizer_zero_grad(tr->optimizer);
     tr->micro_step = tr->cycle_start;
+    vqj_tensor_reshape(tr->pending, 0, tr->pending->cols);
     vqji_clear_error(tr->ctx);
     if (m) {
         m->skipped = 1;
@@ -486,11 +521,15 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     vqj_loss_reset(tr->loss);
 
     vqj_codebook_stats cs = {.size = sizeof cs};
-    st = target_path(tr, targets);
+    st = vqji_reserve(tr->ctx, (void **)&tr->codes, &tr->codes_cap,
+                      (context->num_objects + 1) * sizeof *tr->codes, "code indices");
+    if (!st)
+        st = target_path(tr, targets);
     if (!st)
         st = vqj_encoder_forward(tr->encoder, context, 1, tr->z);
     if (!st)
-        st = vqj_codebook_forward(tr->codebook, tr->z, 1, tr->q, NULL, &cs);
+        st = vqj_codebook_forward(tr->codebook, tr->z, 1, tr->q, tr->codes, &cs);
+    tr->num_codes = st ? 0 : context->num_objects;
     if (!st)
         st = vqj_predictor_forward_context(tr->predictor, context, tr->q, tr->c);
     /* Losses, each with its gradient. */
@@ -520,6 +559,10 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     if (st)
         return skip_or_fail(tr, st, updates, initialized, dropout_step, m);
 
+    /* Keep t for the queue: the push waits for the optimizer step. */
+    st = append_rows(tr->pending, tr->t);
+    if (st)
+        return st;
     tr->micro_step++;
     int boundary = (tr->micro_step - tr->cycle_start) >= tr->p.grad_accum_steps;
     vqj_step_info info = {.size = sizeof info};
@@ -540,7 +583,9 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
                                      tr->p.target_ema_decay);
         }
         if (!st)
-            st = vqj_loss_queue_push(tr->loss, tr->t);
+            st = vqj_loss_queue_push(tr->loss, tr->pending);
+        if (!st)
+            st = vqj_tensor_reshape(tr->pending, 0, tr->pending->cols);
         if (!st)
             st = vqj_optimizer_zero_grad(tr->optimizer);
         if (st)
@@ -667,6 +712,13 @@ const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *tr)
 const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *tr)
 {
     return tr ? tr->t : NULL;
+}
+
+const int32_t *vqj_trainer_codes(const vqj_trainer *tr, size_t *count)
+{
+    if (count)
+        *count = tr ? tr->num_codes : 0;
+    return tr && tr->num_codes ? tr->codes : NULL;
 }
 
 vqj_status vqj_trainer_get_counters(const vqj_trainer *tr, int64_t *micro_step,

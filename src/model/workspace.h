@@ -1,0 +1,74 @@
+/* Forward passes on caller-provided workspaces, for inference from many
+ * threads over one set of trained handles (src/model/inference.c).
+ *
+ * A workspace holds every activation buffer one forward pass writes. Each
+ * model handle owns one, which its public forward/backward calls use (so
+ * they keep the activations for the backward pass, and one thread at a time
+ * uses a handle). The functions below run an inference forward on a
+ * workspace the caller made instead: they only read the handle (its
+ * parameters and weights), never write it, so any number of threads may run
+ * them on one handle at the same time, each with its own workspace, as long
+ * as nothing changes the handle meanwhile (training, weight writes,
+ * destroy). Their results are bit-identical to the handle's public forward
+ * with training = 0 on the same input.
+ *
+ * A workspace is bound to the handle it was created for, which must outlive
+ * it; its buffers grow to the largest batch seen and are reused. It is not
+ * itself thread-safe: one call at a time per workspace. */
+#ifndef VQJ_WORKSPACE_H
+#define VQJ_WORKSPACE_H
+
+#include "core/core.h"
+
+/* ---- encoder ---- */
+typedef struct vqji_encoder_ws vqji_encoder_ws;
+
+/* Errors: VQJ_ERR_OUT_OF_MEMORY (*out unchanged). */
+vqj_status vqji_encoder_ws_create(const vqj_encoder *encoder, vqji_encoder_ws **out);
+void vqji_encoder_ws_destroy(vqji_encoder_ws *ws); /* NULL is ignored */
+
+/* vqj_encoder_forward(encoder, tokens, 0, out) on `ws`: no dropout, the
+ * handle's step counter and activations untouched. Unlike the handle's own
+ * workspace, an inference workspace does not keep every block's activations
+ * (no backward pass follows), so it needs about 1/L of the memory. Errors
+ * as vqj_encoder_forward(), plus VQJ_ERR_INTERNAL for a workspace of
+ * another encoder. */
+vqj_status vqji_encoder_forward_ws(const vqj_encoder *encoder, vqji_encoder_ws *ws,
+                                   const vqj_tokens *tokens, vqj_tensor *out);
+
+/* ---- codebook ---- */
+typedef struct vqji_codebook_ws vqji_codebook_ws;
+
+vqj_status vqji_codebook_ws_create(const vqj_codebook *cb, vqji_codebook_ws **out);
+void vqji_codebook_ws_destroy(vqji_codebook_ws *ws);
+
+/* vqj_codebook_forward(cb, z, 0, q, codes, stats) on `ws`: nothing in the
+ * codebook changes (no EMA, refresh, k-means++, no state for the backward
+ * pass). Errors as vqj_codebook_forward(), plus VQJ_ERR_INTERNAL. */
+vqj_status vqji_codebook_quantize_ws(const vqj_codebook *cb, vqji_codebook_ws *ws,
+                                     const vqj_tensor *z, vqj_tensor *q, int32_t *codes,
+                                     vqj_codebook_stats *stats);
+
+/* ---- predictor ---- */
+typedef struct vqji_predictor_ws vqji_predictor_ws;
+
+/* An inference workspace: no backward scratch. */
+vqj_status vqji_predictor_ws_create(const vqj_predictor *predictor, vqji_predictor_ws **out);
+void vqji_predictor_ws_destroy(vqji_predictor_ws *ws);
+
+/* vqj_predictor_forward_context() / _grids() on `ws`. Errors as those,
+ * plus VQJ_ERR_INTERNAL. */
+vqj_status vqji_predictor_forward_context_ws(const vqj_predictor *predictor,
+                                             vqji_predictor_ws *ws, const vqj_tokens *tokens,
+                                             const vqj_tensor *token_vectors, vqj_tensor *out);
+vqj_status vqji_predictor_forward_grids_ws(const vqj_predictor *predictor,
+                                           vqji_predictor_ws *ws, const vqj_tokens *tokens,
+                                           const vqj_tensor *token_vectors, vqj_tensor *out);
+
+/* The context a handle was created from (read-only accessors for code that
+ * holds const handles). */
+vqj_context *vqji_encoder_context(const vqj_encoder *encoder);
+vqj_context *vqji_codebook_context(const vqj_codebook *cb);
+vqj_context *vqji_predictor_context(const vqj_predictor *predictor);
+
+#endif

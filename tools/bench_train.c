@@ -1,0 +1,272 @@
+/* `vqjepa bench` measurement "train_step": whole training steps of the
+ * reference configuration (every *_params_default() of the library: D 384,
+ * K 768, 3 relational layers x 8 heads, P 256, queue 8192, Adam, ...) on
+ * examples built from ARC task files, or from the built-in synthetic
+ * generator when there are none.
+ *
+ * A "step" here is one vqj_trainer_step() call on one micro-batch of B
+ * examples (B*T context grids and B target grids) with grad_accum_steps = 1,
+ * so every step also runs the optimizer update, the target network's EMA
+ * and the queue push. Everything the trainer does is inside the timed
+ * region: tokenizing the 4B grids, and for the "full" variant building the
+ * invariance views (palette and flip views are re-tokenized grids, the
+ * translation view shifts coordinate features).
+ *
+ * Variants: "full" is the reference configuration; "core" is the same with
+ * the SIGReg and the three invariance weights at 0.
+ *
+ * Steady state: the negatives queue starts full (8192 random unit rows, as
+ * after the first 32 steps of a run), then `warmup` untimed steps grow every
+ * buffer and run the codebook's one-off k-means++ seeding, then `steps`
+ * timed steps. max_rss_mib is the peak resident size of the whole process
+ * so far (getrusage): run one variant per process to get it per variant. */
+#include "cli.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int steps, int warmup,
+                const char *variant, int threads, int json);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double max_rss_mib(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* The handles of one model + trainer. */
+typedef struct train_model {
+    vqj_encoder *encoder;
+    vqj_codebook *codebook;
+    vqj_predictor *predictor;
+    vqj_loss *loss;
+    vqj_optimizer *optimizer;
+    vqj_trainer *trainer;
+} train_model;
+
+static void model_destroy(train_model *m)
+{
+    vqj_trainer_destroy(m->trainer);
+    vqj_optimizer_destroy(m->optimizer);
+    vqj_loss_destroy(m->loss);
+    vqj_predictor_destroy(m->predictor);
+    vqj_codebook_destroy(m->codebook);
+    vqj_encoder_destroy(m->encoder);
+    memset(m, 0, sizeof *m);
+}
+
+static vqj_status model_create(vqj_context *ctx, int core, train_model *m)
+{
+    vqj_encoder_params ep;
+    vqj_encoder_params_default(&ep);
+    vqj_codebook_params bp;
+    vqj_codebook_params_default(&bp);
+    bp.dim = ep.hidden_dim;
+    vqj_predictor_params pp;
+    vqj_predictor_params_default(&pp);
+    pp.hidden_dim = ep.hidden_dim;
+    vqj_loss_params lp;
+    vqj_loss_params_default(&lp);
+    lp.projection_dim = pp.projection_dim;
+    if (core)
+        lp.sigreg_weight = lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
+    vqj_optimizer_params op;
+    vqj_optimizer_params_default(&op);
+    vqj_trainer_params tp;
+    vqj_trainer_params_default(&tp);
+    tp.grad_accum_steps = 1; /* a step = one micro-batch, optimizer included */
+    vqj_status st = vqj_encoder_create(ctx, &ep, &m->encoder);
+    if (!st)
+        st = vqj_codebook_create(ctx, &bp, &m->codebook);
+    if (!st)
+        st = vqj_predictor_create(ctx, &pp, &m->predictor);
+    if (!st)
+        st = vqj_loss_create(ctx, &lp, &m->loss);
+    if (!st) {
+        vqj_weights *groups[] = {vqj_encoder_weights(m->encoder),
+                                 vqj_codebook_weights(m->codebook),
+                                 vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
+        st = vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer);
+    }
+    if (!st)
+        st = vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor, m->loss,
+                                m->optimizer, &m->trainer);
+    /* Steady state of the queue: full, as after queue_size / B steps. */
+    vqj_tensor *rows = NULL;
+    float *host = NULL;
+    if (!st && lp.queue_size > 0) {
+        size_t n = (size_t)lp.queue_size * (size_t)lp.projection_dim;
+        st = vqj_tensor_create(ctx, lp.queue_size, lp.projection_dim, &rows);
+        if (!st && !(host = malloc(n * sizeof *host)))
+            st = VQJ_ERR_OUT_OF_MEMORY;
+        if (!st) {
+            uint64_t s = 0x9E3779B97F4A7C15ull;
+            for (size_t r = 0; r < (size_t)lp.queue_size; r++) {
+                float *row = host + r * (size_t)lp.projection_dim;
+                double norm = 0.0;
+                for (int j = 0; j < lp.projection_dim; j++) {
+                    /* Box-Muller on xorshift64* draws: isotropic unit rows. */
+                    double u[2];
+                    for (int k = 0; k < 2; k++) {
+                        s ^= s >> 12;
+                        s ^= s << 25;
+                        s ^= s >> 27;
+                        u[k] = ((double)((s * 2685821657736338717ull) >> 11) + 0.5) * 0x1p-53;
+                    }
+                    row[j] = (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
+                    norm += (double)row[j] * row[j];
+                }
+                for (int j = 0; j < lp.projection_dim; j++)
+                    row[j] = (float)(row[j] / sqrt(norm));
+            }
+            st = vqj_tensor_write(rows, host, n);
+        }
+        if (!st)
+            st = vqj_loss_queue_push(m->loss, rows);
+    }
+    free(host);
+    vqj_tensor_destroy(rows);
+    return st;
+}
+
+/* One variant: build, warm up, time. An exit status. */
+static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *order,
+                       const char *variant, int batch, int steps, int warmup, int json)
+{
+    int core = strcmp(variant, "core") == 0;
+    size_t n = vqj_dataset_num_examples(data);
+    int T = vqj_dataset_context_window(data);
+    train_model m = {0};
+    vqj_grid *context = malloc((size_t)batch * (size_t)T * sizeof *context);
+    vqj_grid *targets = malloc((size_t)batch * sizeof *targets);
+    int status = CLI_FAILED;
+    if (!context || !targets) {
+        fprintf(stderr, "vqjepa bench: train_step: out of memory\n");
+        goto done;
+    }
+    if (model_create(ctx, core, &m) != VQJ_OK)
+        goto fail;
+    double total = 0.0, best = -1.0;
+    long tokens = 0;
+    int skipped = 0;
+    vqj_train_metrics last = {.size = sizeof last};
+    for (int s = 0; s < warmup + steps; s++) {
+        for (int e = 0; e < batch; e++) {
+            const vqj_grid *cg, *tg;
+            size_t i = order[((size_t)s * (size_t)batch + (size_t)e) % n];
+            if (vqj_dataset_example(data, i, &cg, &tg) != VQJ_OK)
+                goto fail;
+            for (int k = 0; k < T; k++)
+                context[(size_t)e * T + k] = cg[k];
+            targets[e] = *tg;
+        }
+        vqj_train_metrics met = {.size = sizeof met};
+        double t0 = now_s();
+        if (vqj_trainer_step(m.trainer, context, targets, batch, &met) != VQJ_OK)
+            goto fail;
+        double dt = now_s() - t0;
+        if (s < warmup)
+            continue;
+        total += dt;
+        if (best < 0 || dt < best)
+            best = dt;
+        tokens += met.context_tokens;
+        skipped += met.skipped;
+        last = met;
+    }
+    double ms = steps ? 1e3 * total / steps : 0.0;
+    double sps = total > 0 ? (double)batch * steps / total : 0.0;
+    double rss = max_rss_mib();
+    int threads = vqj_context_num_threads(ctx);
+    if (json)
+        printf("{\"what\":\"train_step\",\"impl\":\"c\",\"variant\":\"%s\",\"batch\":%d,"
+               "\"threads\":%d,\"ms_per_step\":%.2f,\"samples_per_s\":%.2f,"
+               "\"max_rss_mib\":%.1f}\n",
+               variant, batch, threads, ms, sps, rss);
+    else
+        printf("train_step %s: batch %d, %d threads, %.1f ms/step, %.1f samples/s, "
+               "max RSS %.0f MiB\n",
+               variant, batch, threads, ms, sps, rss);
+    fflush(stdout);
+    fprintf(stderr,
+            "train_step %s: %d warm-up + %d timed steps (best %.1f ms); %.0f context tokens/step "
+            "(%.2f per grid); last loss %.4f (infonce %.4f sigreg %.4f), %d codes active%s\n",
+            variant, warmup, steps, best * 1e3, steps ? (double)tokens / steps : 0.0,
+            steps ? (double)tokens / steps / ((double)batch * T) : 0.0, (double)last.loss,
+            (double)last.infonce, (double)last.sigreg, last.active_codes,
+            skipped ? " (some steps were skipped as non-finite)" : "");
+    status = CLI_OK;
+    goto done;
+fail:
+    fprintf(stderr, "vqjepa bench: train_step %s: %s\n", variant, vqj_context_last_error(ctx));
+done:
+    model_destroy(&m);
+    free(context);
+    free(targets);
+    return status;
+}
+
+/* The train_step rows: one line per variant ("core", "full" or "both").
+ * data_dir NULL: the synthetic generator. */
+int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int steps, int warmup,
+                const char *variant, int threads, int json)
+{
+    vqj_context *ctx = cli_context("bench", threads);
+    if (!ctx)
+        return CLI_FAILED;
+    int status = CLI_FAILED;
+    vqj_dataset *data = NULL;
+    size_t *order = NULL;
+    vqj_dataset_params dp;
+    vqj_dataset_params_default(&dp);
+    vqj_status st;
+    if (data_dir) {
+        st = vqj_dataset_from_arc(ctx, &dp, data_dir, &data);
+    } else {
+        vqj_synthetic_params sp;
+        vqj_synthetic_params_default(&sp);
+        long want = (long)batch * (warmup + steps);
+        sp.num_examples = want < 1 ? 1 : (want > 100000 ? 100000 : (int)want);
+        st = vqj_dataset_synthetic(ctx, &dp, &sp, &data);
+    }
+    if (st) {
+        fprintf(stderr, "vqjepa bench: train_step: %s\n", vqj_context_last_error(ctx));
+        goto done;
+    }
+    size_t n = vqj_dataset_num_examples(data);
+    /* The order of a run's first epoch (tools/reference/bench_ref.py uses
+     * the same one). */
+    if (!(order = malloc(n * sizeof *order)) ||
+        vqj_dataset_shuffle(data, vqj_context_seed(ctx), 0, order) != VQJ_OK) {
+        fprintf(stderr, "vqjepa bench: train_step: cannot shuffle the examples\n");
+        goto done;
+    }
+    status = CLI_OK;
+    static const char *const names[] = {"core", "full"};
+    for (int v = 0; v < 2 && status == CLI_OK; v++)
+        if (strcmp(variant, "both") == 0 || strcmp(variant, names[v]) == 0)
+            status = run_variant(ctx, data, order, names[v], batch, steps, warmup, json);
+done:
+    free(order);
+    vqj_dataset_destroy(data);
+    vqj_context_destroy(ctx);
+    /* OpenBLAS's thread count is process-wide: give the table's context its
+     * own back. */
+    if (table_ctx)
+        openblas_set_num_threads(vqj_context_num_threads(table_ctx));
+    return status;
+}

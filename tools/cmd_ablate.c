@@ -1,0 +1,215 @@
+/* `vqjepa ablate`: the seed's four-way comparison (its assessment's first
+ * tables) on one dataset and seed. Each variant is the base configuration
+ * with the keys that distinguished the reference runs changed, as
+ * ../shared/reference-configs/README.md lists them. */
+#include "cli.h"
+#include "run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct variant {
+    const char *dir;   /* sub-folder of the output */
+    const char *title; /* the seed's column name */
+    const char *keys[5][2];
+} variant;
+
+static const variant variants[] = {
+    {"vq_refresh",
+     "Sixth Run (VQ+Refresh)",
+     {{"commitment_cost", "0.3"},
+      {"ema_decay", "0.99"},
+      {"vq_refresh_interval", "500"},
+      {"vq_refresh_usage_threshold", "0.05"}}},
+    {"no_vq", "No VQ", {{"vq_enabled", "false"}}},
+    {"vq_no_refresh", "VQ No Refresh", {{"vq_refresh_enabled", "false"}}},
+    {"vq_gentle", "VQ Gentle", {{NULL, NULL}}},
+};
+#define NUM_VARIANTS (sizeof variants / sizeof *variants)
+
+/* Replace the value of the first line "<indent>key: value" in a YAML text
+ * written by vqj_config_write_yaml() (one key per line). NULL when absent. */
+static char *yaml_set(const char *text, const char *key, const char *value)
+{
+    size_t klen = strlen(key);
+    for (const char *line = text; *line;) {
+        const char *p = line;
+        while (*p == ' ')
+            p++;
+        if (p > line && !strncmp(p, key, klen) && p[klen] == ':') {
+            const char *eol = strchr(p, '\n');
+            if (!eol)
+                eol = p + strlen(p);
+            size_t head = (size_t)(p - text) + klen + 1, tail = strlen(eol);
+            char *out = malloc(head + 1 + strlen(value) + tail + 1);
+            if (!out)
+                return NULL;
+            memcpy(out, text, head);
+            sprintf(out + head, " %s%s", value, eol);
+            return out;
+        }
+        const char *eol = strchr(line, '\n');
+        if (!eol)
+            break;
+        line = eol + 1;
+    }
+    return NULL;
+}
+
+static void cell(FILE *f, double v, int percent)
+{
+    if (isnan(v))
+        fprintf(f, " n/a |");
+    else if (percent)
+        fprintf(f, " %.1f%% |", 100 * v);
+    else
+        fprintf(f, " %.2f |", v);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: vqjepa ablate [--config F] [--data PATH] [--steps N | --epochs N]\n"
+            "                     [--out DIR] [--threads T] [--seed S] [--batch B]\n\n"
+            "Trains the seed's four variants on the same data and seed: VQ with aggressive\n"
+            "refresh (commitment 0.3, codebook EMA 0.99, refresh every 500 steps at 0.05),\n"
+            "no VQ, VQ without refresh, and the gentle base (F, default built-in). Writes\n"
+            "DIR/ablation.md (default DIR: ablation) with the seed's comparison table and\n"
+            "DIR/<variant>/report.html for each.\n");
+}
+
+int cmd_ablate(int argc, char **argv)
+{
+    run_options base = {.seed = -1};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return CLI_OK;
+        }
+        int r = run_parse_option(&base, argc, argv, &i);
+        if (r < 0)
+            return CLI_BAD_INPUT;
+        if (!r) {
+            fprintf(stderr, "vqjepa ablate: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return CLI_BAD_INPUT;
+        }
+    }
+    const char *out_dir = base.out_dir ? base.out_dir : "ablation";
+    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vqjepa ablate: cannot create %s: %s\n", out_dir, strerror(errno));
+        return CLI_FAILED;
+    }
+    vqj_context *ctx = run_context("ablate", 1, 123);
+    if (!ctx)
+        return CLI_FAILED;
+    vqj_config *cfg = run_load_config(ctx, &base);
+    char *yaml = NULL;
+    if (!cfg || vqj_config_write_yaml(cfg, &yaml) != VQJ_OK) {
+        if (cfg)
+            fprintf(stderr, "vqjepa ablate: %s\n", vqj_context_last_error(ctx));
+        vqj_config_destroy(cfg);
+        vqj_context_destroy(ctx);
+        return cfg ? CLI_FAILED : CLI_BAD_INPUT;
+    }
+    vqj_config_destroy(cfg);
+    vqj_context_destroy(ctx);
+
+    run_outcome res[NUM_VARIANTS];
+    int rc = CLI_OK;
+    for (size_t v = 0; v < NUM_VARIANTS && rc == CLI_OK; v++) {
+        char *text = strdup(yaml);
+        for (int k = 0; text && variants[v].keys[k][0]; k++) {
+            char *next = yaml_set(text, variants[v].keys[k][0], variants[v].keys[k][1]);
+            if (!next)
+                fprintf(stderr, "vqjepa ablate: the configuration has no key %s\n",
+                        variants[v].keys[k][0]);
+            free(text);
+            text = next;
+        }
+        if (!text) {
+            rc = CLI_FAILED;
+            break;
+        }
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", out_dir, variants[v].dir);
+        run_options o = base;
+        o.config_path = NULL;
+        o.config_text = text;
+        o.out_dir = dir;
+        o.label = variants[v].dir;
+        int r = run_training(&o, &res[v]);
+        free(text);
+        if (r != CLI_OK && r != RUN_ABORTED) {
+            rc = r;
+            break;
+        }
+        char report[4200];
+        snprintf(report, sizeof report, "%s/report.html", dir);
+        report_write(dir, report);
+    }
+    free(yaml);
+    if (rc != CLI_OK)
+        return rc;
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/ablation.md", out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "vqjepa ablate: cannot write %s: %s\n", path, strerror(errno));
+        return CLI_FAILED;
+    }
+    fprintf(f, "# Four-way comparison\n\nSame data and seed for every variant; %s.\n\n",
+            base.steps > 0 ? "each trained for the same number of optimizer steps"
+                           : "each trained for the configured epochs");
+    fprintf(f, "| Metric |");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        fprintf(f, " %s |", variants[v].title);
+    fprintf(f, "\n|---|");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        fprintf(f, "---|");
+    fprintf(f, "\n| **Steps Completed** |");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        fprintf(f, " %lld%s |", (long long)res[v].steps, res[v].aborted ? " (aborted)" : "");
+    static const struct {
+        const char *name;
+        size_t offset;
+        int percent;
+    } rows[] = {
+        {"Final Val Loss", offsetof(run_outcome, final_val), 0},
+        {"Best Val Loss", offsetof(run_outcome, best_val), 0},
+        {"Context Eff. Rank (Start)", offsetof(run_outcome, context_rank_start), 0},
+        {"Context Eff. Rank (End)", offsetof(run_outcome, context_rank_end), 0},
+        {"Target Eff. Rank (Start)", offsetof(run_outcome, target_rank_start), 0},
+        {"Target Eff. Rank (End)", offsetof(run_outcome, target_rank_end), 0},
+        {"VQ Usage (Start)", offsetof(run_outcome, usage_start), 1},
+        {"VQ Usage (Minimum)", offsetof(run_outcome, usage_min), 1},
+        {"VQ Usage (End)", offsetof(run_outcome, usage_end), 1},
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        fprintf(f, "\n| **%s** |", rows[r].name);
+        for (size_t v = 0; v < NUM_VARIANTS; v++)
+            cell(f, *(const double *)((const char *)&res[v] + rows[r].offset), rows[r].percent);
+    }
+    fprintf(f, "\n\nVQ usage is the share of the %s codes used by real tokens in a diagnostics "
+               "window; n/a where a variant has no codebook or no measurement.\n",
+            "K");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        if (res[v].aborted)
+            fprintf(f, "\n%s stopped on an abort criterion: %s\n", variants[v].title,
+                    res[v].abort_reason);
+    fclose(f);
+    FILE *in = fopen(path, "r");
+    if (in) {
+        char line[1024];
+        while (fgets(line, sizeof line, in))
+            fputs(line, stdout);
+        fclose(in);
+    }
+    printf("\ntable: %s\n", path);
+    return CLI_OK;
+}

@@ -1,0 +1,898 @@
+/* The training loop of `vqjepa train` and `vqjepa ablate`: data, epochs,
+ * validation, diagnostics, early stopping, checkpoints, progress, Ctrl-C.
+ * Everything random is a function of the seed, the epoch and the batch, so
+ * a resumed run continues exactly where the checkpoint left it. */
+#include "run.h"
+
+#include "cli.h"
+#include "runlog.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void log_to_stderr(void *user, vqj_log_level level, const char *message)
+{
+    const char *command = user;
+    fprintf(stderr, "vqjepa %s: %s%s\n", command, level >= VQJ_LOG_WARNING ? "warning: " : "",
+            message);
+}
+
+vqj_context *run_context(const char *command, int threads, uint64_t seed)
+{
+    vqj_context_params p;
+    vqj_context_params_default(&p);
+    p.num_threads = threads;
+    p.seed = seed;
+    p.log_fn = log_to_stderr;
+    p.log_user_data = (void *)command;
+    p.log_level = VQJ_LOG_WARNING;
+    vqj_context *ctx = NULL;
+    if (vqj_context_create(&p, &ctx) != VQJ_OK) {
+        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_last_error());
+        return NULL;
+    }
+    return ctx;
+}
+
+vqj_config *run_load_config(vqj_context *ctx, const run_options *o)
+{
+    vqj_config *cfg = NULL;
+    vqj_status st;
+    if (o->config_text)
+        st = vqj_config_parse(ctx, o->config_text, strlen(o->config_text), o->label, &cfg);
+    else if (o->config_path)
+        st = vqj_config_load(ctx, o->config_path, &cfg);
+    else
+        st = vqj_config_default(ctx, &cfg);
+    if (st != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return NULL;
+    }
+    return cfg;
+}
+
+int run_model_create(vqj_context *ctx, const vqj_config *cfg, run_model *m)
+{
+    memset(m, 0, sizeof *m);
+    vqj_encoder_params ep;
+    vqj_codebook_params cp;
+    vqj_predictor_params pp;
+    vqj_loss_params lp;
+    vqj_optimizer_params op;
+    vqj_trainer_params tp;
+    vqj_tokenizer_params_default(&m->tokenizer);
+    vqj_encoder_params_default(&ep);
+    vqj_codebook_params_default(&cp);
+    vqj_predictor_params_default(&pp);
+    vqj_loss_params_default(&lp);
+    vqj_optimizer_params_default(&op);
+    vqj_trainer_params_default(&tp);
+    vqj_status st = vqj_config_tokenizer_params(cfg, &m->tokenizer);
+    if (!st)
+        st = vqj_config_encoder_params(cfg, &ep);
+    if (!st)
+        st = vqj_config_codebook_params(cfg, &cp);
+    if (!st)
+        st = vqj_config_predictor_params(cfg, &pp);
+    if (!st)
+        st = vqj_config_loss_params(cfg, &lp);
+    if (!st)
+        st = vqj_config_optimizer_params(cfg, &op);
+    if (!st)
+        st = vqj_config_trainer_params(cfg, &tp);
+    if (!st)
+        st = vqj_encoder_create(ctx, &ep, &m->encoder);
+    if (!st)
+        st = vqj_codebook_create(ctx, &cp, &m->codebook);
+    if (!st)
+        st = vqj_predictor_create(ctx, &pp, &m->predictor);
+    if (!st)
+        st = vqj_loss_create(ctx, &lp, &m->loss);
+    if (!st) {
+        vqj_weights *groups[] = {vqj_encoder_weights(m->encoder),
+                                 vqj_codebook_weights(m->codebook),
+                                 vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
+        st = vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer);
+    }
+    if (!st)
+        st = vqj_trainer_create(ctx, &tp, &m->tokenizer, m->encoder, m->codebook, m->predictor,
+                                m->loss, m->optimizer, &m->trainer);
+    if (st) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        run_model_destroy(m);
+        return -1;
+    }
+    return 0;
+}
+
+void run_model_destroy(run_model *m)
+{
+    vqj_trainer_destroy(m->trainer);
+    vqj_optimizer_destroy(m->optimizer);
+    vqj_loss_destroy(m->loss);
+    vqj_predictor_destroy(m->predictor);
+    vqj_codebook_destroy(m->codebook);
+    vqj_encoder_destroy(m->encoder);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- data ---- */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static vqj_dataset *load_data(vqj_context *ctx, const vqj_config *cfg, const vqj_run_params *rp,
+                              const run_options *o)
+{
+    vqj_dataset_params dp;
+    vqj_dataset_params_default(&dp);
+    vqj_synthetic_params sp;
+    vqj_synthetic_params_default(&sp);
+    if (vqj_config_dataset_params(cfg, &dp) || vqj_config_synthetic_params(cfg, &sp)) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return NULL;
+    }
+    dp.skip_bad = o->skip_bad ? 1 : dp.skip_bad;
+    const char *path = o->data_path;
+    int jsonl = 0;
+    if (!path && rp->dataset_manifest) {
+        if (access(rp->dataset_manifest, R_OK) == 0) {
+            path = rp->dataset_manifest;
+            jsonl = 1;
+        } else {
+            fprintf(stderr,
+                    "vqjepa: warning: dataset_manifest %s is not readable here; training on "
+                    "the built-in synthetic data instead\n",
+                    rp->dataset_manifest);
+        }
+    }
+    if (!path && rp->arc_path)
+        path = rp->arc_path;
+    if (path && !jsonl)
+        jsonl = ends_with(path, ".jsonl");
+    vqj_dataset *ds = NULL;
+    vqj_status st;
+    if (!path)
+        st = vqj_dataset_synthetic(ctx, &dp, &sp, &ds);
+    else if (jsonl)
+        st = vqj_dataset_from_jsonl(ctx, &dp, path, &ds);
+    else
+        st = vqj_dataset_from_arc(ctx, &dp, path, &ds);
+    if (st) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return NULL;
+    }
+    if (vqj_dataset_num_skipped(ds))
+        fprintf(stderr, "vqjepa: skipped %zu bad records of %s\n", vqj_dataset_num_skipped(ds),
+                path);
+    if (!o->quiet)
+        fprintf(stderr, "vqjepa: %zu examples from %s\n", vqj_dataset_num_examples(ds),
+                path ? path : "the built-in synthetic generator");
+    return ds;
+}
+
+/* ---- a batch of examples, augmented ---- */
+
+typedef struct batch_buf {
+    vqj_grid *context, *targets;
+    uint8_t *cells;
+    size_t cells_cap;
+    int cap;
+} batch_buf;
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Examples order[first .. first+n-1] into b; augmented when aug != NULL
+ * with a seed of (seed, epoch, example index), so any batch can be rebuilt. */
+static int fill_batch(vqj_context *ctx, const vqj_dataset *ds, const size_t *order, size_t first,
+                      int n, int T, const vqj_augment_params *aug, uint64_t seed, int epoch,
+                      batch_buf *b)
+{
+    if (n > b->cap) {
+        free(b->context);
+        free(b->targets);
+        b->context = malloc((size_t)n * T * sizeof *b->context);
+        b->targets = malloc((size_t)n * sizeof *b->targets);
+        b->cap = n;
+        if (!b->context || !b->targets) {
+            fprintf(stderr, "vqjepa: out of memory\n");
+            return -1;
+        }
+    }
+    size_t need = 0;
+    const vqj_grid *cg, *tg;
+    for (int e = 0; e < n; e++) {
+        if (vqj_dataset_example(ds, order[first + (size_t)e], &cg, &tg))
+            goto fail;
+        for (int k = 0; k < T; k++)
+            need += (size_t)cg[k].height * (size_t)cg[k].width;
+        need += (size_t)tg->height * (size_t)tg->width;
+    }
+    if (aug && need > b->cells_cap) {
+        free(b->cells);
+        b->cells = malloc(need);
+        b->cells_cap = b->cells ? need : 0;
+        if (!b->cells) {
+            fprintf(stderr, "vqjepa: out of memory\n");
+            return -1;
+        }
+    }
+    size_t off = 0;
+    for (int e = 0; e < n; e++) {
+        size_t index = order[first + (size_t)e];
+        if (vqj_dataset_example(ds, index, &cg, &tg))
+            goto fail;
+        if (!aug) {
+            for (int k = 0; k < T; k++)
+                b->context[e * T + k] = cg[k];
+            b->targets[e] = *tg;
+            continue;
+        }
+        uint8_t *outs[65];
+        for (int k = 0; k < T; k++) {
+            outs[k] = b->cells + off;
+            b->context[e * T + k] = (vqj_grid){cg[k].height, cg[k].width, outs[k]};
+            off += (size_t)cg[k].height * (size_t)cg[k].width;
+        }
+        outs[T] = b->cells + off;
+        b->targets[e] = (vqj_grid){tg->height, tg->width, outs[T]};
+        off += (size_t)tg->height * (size_t)tg->width;
+        if (vqj_augment_example(ctx, aug, mix(mix(seed, (uint64_t)epoch), index), cg, T, tg,
+                                outs))
+            goto fail;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+    return -1;
+}
+
+/* ---- interruption ---- */
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ---- JSON records ---- */
+
+static json_t *real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *loss_object(const vqj_train_metrics *m, double scale)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "total", real(m->loss * scale));
+    json_object_set_new(o, "infonce", real(m->infonce * scale));
+    json_object_set_new(o, "relational", real(m->relational * scale));
+    json_object_set_new(o, "commitment", real(m->commitment * scale));
+    json_object_set_new(o, "sigreg", real(m->sigreg * scale));
+    json_object_set_new(o, "invariance_color", real(m->invariance_color * scale));
+    json_object_set_new(o, "invariance_translation", real(m->invariance_translation * scale));
+    json_object_set_new(o, "invariance_symmetry", real(m->invariance_symmetry * scale));
+    return o;
+}
+
+static void add_metrics(vqj_train_metrics *sum, const vqj_train_metrics *m, double w)
+{
+    sum->loss += (float)(m->loss * w);
+    sum->infonce += (float)(m->infonce * w);
+    sum->relational += (float)(m->relational * w);
+    sum->commitment += (float)(m->commitment * w);
+    sum->sigreg += (float)(m->sigreg * w);
+    sum->invariance_color += (float)(m->invariance_color * w);
+    sum->invariance_translation += (float)(m->invariance_translation * w);
+    sum->invariance_symmetry += (float)(m->invariance_symmetry * w);
+}
+
+static json_t *embedding_object(const vqj_embedding_metrics *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "samples", json_integer(e->samples));
+    json_object_set_new(o, "variance", real(e->variance));
+    json_object_set_new(o, "isotropy", real(e->isotropy));
+    json_object_set_new(o, "effective_rank", real(e->effective_rank));
+    json_object_set_new(o, "gaussian_score", real(e->gaussian_score));
+    return o;
+}
+
+/* ---- the run ---- */
+
+typedef struct run_state {
+    int epoch;        /* 0-based epoch in progress */
+    size_t next;      /* next batch of the epoch */
+    double sum_w;     /* examples summed into epoch_sum */
+    vqj_train_metrics epoch_sum;
+    vqj_early_stopping es;
+    float val_hist[4096];
+    int val_count;
+} run_state;
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* The run's position and early-stopping state in the checkpoint metadata. */
+static int save_checkpoint(vqj_context *ctx, vqj_trainer *tr, const char *path, const char *yaml,
+                           const run_state *s)
+{
+    char epoch[32], next[32], sum_w[48], es[256], loss[256], vals[4096 * 16 + 8];
+    snprintf(epoch, sizeof epoch, "%d", s->epoch);
+    snprintf(next, sizeof next, "%zu", s->next);
+    snprintf(sum_w, sizeof sum_w, "%.17g", s->sum_w);
+    const vqj_train_metrics *e = &s->epoch_sum;
+    snprintf(loss, sizeof loss, "%.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g", (double)e->loss,
+             (double)e->infonce, (double)e->relational, (double)e->commitment, (double)e->sigreg,
+             (double)e->invariance_color, (double)e->invariance_translation,
+             (double)e->invariance_symmetry);
+    snprintf(es, sizeof es, "%d %.9g %d %.9g %d %d %d %d", s->es.patience,
+             (double)s->es.min_delta, (int)s->es.mode, (double)s->es.best, s->es.has_best,
+             s->es.best_epoch, s->es.bad_epochs, s->es.updates);
+    size_t off = 0;
+    vals[0] = '\0';
+    for (int i = 0; i < s->val_count && off + 20 < sizeof vals; i++)
+        off += (size_t)snprintf(vals + off, sizeof vals - off, "%s%.9g", i ? " " : "",
+                                (double)s->val_hist[i]);
+    const char *meta[] = {"run.epoch", epoch,           "run.next_batch", next,
+                          "run.epoch_examples", sum_w, "run.epoch_loss", loss,
+                          "run.early_stopping", es,    "run.val_losses", vals,
+                          NULL};
+    if (vqj_trainer_save_with_metadata(tr, path, yaml, meta) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return -1;
+    }
+    return 0;
+}
+
+static int read_meta(vqj_context *ctx, const char *path, const char *key, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (vqj_checkpoint_read_metadata(ctx, path, key, buf, cap, &len) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return -1;
+    }
+    return 0;
+}
+
+static int resume_state(vqj_context *ctx, const char *path, run_state *s)
+{
+    char buf[4096 * 16 + 8];
+    if (read_meta(ctx, path, "run.epoch", buf, sizeof buf))
+        return -1;
+    s->epoch = atoi(buf);
+    if (read_meta(ctx, path, "run.next_batch", buf, sizeof buf))
+        return -1;
+    s->next = (size_t)strtoull(buf, NULL, 10);
+    if (read_meta(ctx, path, "run.epoch_examples", buf, sizeof buf))
+        return -1;
+    s->sum_w = strtod(buf, NULL);
+    if (read_meta(ctx, path, "run.epoch_loss", buf, sizeof buf))
+        return -1;
+    vqj_train_metrics *e = &s->epoch_sum;
+    if (sscanf(buf, "%f %f %f %f %f %f %f %f", &e->loss, &e->infonce, &e->relational,
+               &e->commitment, &e->sigreg, &e->invariance_color, &e->invariance_translation,
+               &e->invariance_symmetry) != 8) {
+        fprintf(stderr, "vqjepa: %s: malformed run.epoch_loss metadata\n", path);
+        return -1;
+    }
+    if (read_meta(ctx, path, "run.early_stopping", buf, sizeof buf))
+        return -1;
+    int mode = 0;
+    if (sscanf(buf, "%d %f %d %f %d %d %d %d", &s->es.patience, &s->es.min_delta, &mode,
+               &s->es.best, &s->es.has_best, &s->es.best_epoch, &s->es.bad_epochs,
+               &s->es.updates) != 8) {
+        fprintf(stderr, "vqjepa: %s: malformed run.early_stopping metadata\n", path);
+        return -1;
+    }
+    s->es.mode = (vqj_early_stopping_mode)mode;
+    if (read_meta(ctx, path, "run.val_losses", buf, sizeof buf))
+        return -1;
+    s->val_count = 0;
+    for (char *p = buf, *end; *p && s->val_count < 4096; p = end) {
+        float v = strtof(p, &end);
+        if (end == p)
+            break;
+        s->val_hist[s->val_count++] = v;
+    }
+    return 0;
+}
+
+static double max_rss_mib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+static void fmt_duration(char *buf, size_t cap, double s)
+{
+    if (!isfinite(s) || s < 0)
+        snprintf(buf, cap, "--");
+    else if (s < 90)
+        snprintf(buf, cap, "%.0fs", s);
+    else if (s < 5400)
+        snprintf(buf, cap, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
+    else
+        snprintf(buf, cap, "%.0fh%02.0fm", floor(s / 3600), fmod(s / 60, 60));
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Validation loss: the mean over the validation set in batches. */
+static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, int B, int T,
+                    batch_buf *b, double *out)
+{
+    size_t n = vqj_dataset_num_examples(val);
+    *out = NAN;
+    if (!n)
+        return 0;
+    size_t *order = malloc(n * sizeof *order);
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    double sum = 0, w = 0;
+    for (size_t first = 0; first < n; first += (size_t)B) {
+        int cnt = (int)(n - first < (size_t)B ? n - first : (size_t)B);
+        if (fill_batch(ctx, val, order, first, cnt, T, NULL, 0, 0, b)) {
+            free(order);
+            return -1;
+        }
+        vqj_train_metrics m = {.size = sizeof m};
+        if (vqj_trainer_evaluate(tr, b->context, b->targets, cnt, &m) != VQJ_OK) {
+            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+            free(order);
+            return -1;
+        }
+        if (!m.skipped) {
+            sum += (double)m.loss * cnt;
+            w += cnt;
+        }
+    }
+    free(order);
+    *out = w > 0 ? sum / w : NAN;
+    return 0;
+}
+
+int run_training(const run_options *o, run_outcome *out)
+{
+    run_outcome local;
+    if (!out)
+        out = &local;
+    memset(out, 0, sizeof *out);
+    out->final_val = out->best_val = NAN;
+    out->context_rank_start = out->context_rank_end = NAN;
+    out->target_rank_start = out->target_rank_end = NAN;
+    out->usage_start = out->usage_min = out->usage_end = NAN;
+
+    int rc = CLI_FAILED;
+    vqj_context *pctx = run_context("train", 1, 123);
+    if (!pctx)
+        return CLI_FAILED;
+    vqj_config *cfg = run_load_config(pctx, o);
+    if (!cfg) {
+        vqj_context_destroy(pctx);
+        return CLI_BAD_INPUT;
+    }
+    vqj_run_params rp = {.size = sizeof rp};
+    char *yaml = NULL;
+    vqj_config_run(cfg, &rp);
+    if (vqj_config_write_yaml(cfg, &yaml) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(pctx));
+        vqj_config_destroy(cfg);
+        vqj_context_destroy(pctx);
+        return CLI_FAILED;
+    }
+    uint64_t seed = o->seed >= 0 ? (uint64_t)o->seed : rp.seed;
+    int epochs = o->epochs > 0 ? o->epochs : rp.epochs;
+    int B = o->batch > 0 ? o->batch : rp.batch_size;
+    /* The config must outlive the run: its strings back rp. */
+    vqj_context *ctx = run_context("train", o->threads, seed);
+    vqj_dataset *all = NULL, *train = NULL, *val = NULL;
+    run_model m = {0};
+    vqj_metrics_window *win = NULL;
+    size_t *order = NULL;
+    batch_buf bb = {0};
+    float *proj_c = NULL, *proj_t = NULL;
+    char path[4096];
+    if (!ctx)
+        goto done;
+    all = load_data(ctx, cfg, &rp, o);
+    if (!all)
+        goto done;
+    if (vqj_dataset_split(all, rp.validation_split, rp.validation_seed, &train, &val) !=
+        VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        goto done;
+    }
+    size_t n_train = vqj_dataset_num_examples(train);
+    if (n_train == 0) {
+        fprintf(stderr, "vqjepa: no training examples\n");
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
+    if ((size_t)B > n_train)
+        B = (int)n_train;
+    int T = vqj_dataset_context_window(train);
+    if (run_model_create(ctx, cfg, &m))
+        goto done;
+    vqj_augment_params aug;
+    vqj_augment_params_default(&aug);
+    vqj_config_augment_params(cfg, &aug);
+    vqj_codebook_params cbp;
+    vqj_codebook_params_default(&cbp);
+    vqj_config_codebook_params(cfg, &cbp);
+    vqj_loss_params lp;
+    vqj_loss_params_default(&lp);
+    vqj_config_loss_params(cfg, &lp);
+    int P = lp.projection_dim;
+    if (vqj_metrics_window_create(ctx, P, rp.diagnostics_max_samples,
+                                  cbp.enabled ? cbp.num_embeddings : 0, &win) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        goto done;
+    }
+
+    const char *dir = o->out_dir ? o->out_dir : rp.checkpoint_dir;
+    snprintf(out->out_dir, sizeof out->out_dir, "%s", dir);
+    if (mkdir_p(dir) != 0) {
+        fprintf(stderr, "vqjepa: cannot create %s: %s\n", dir, strerror(errno));
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    FILE *cf = fopen(path, "w");
+    if (!cf || fputs(yaml, cf) < 0 || fclose(cf) != 0) {
+        fprintf(stderr, "vqjepa: cannot write %s\n", path);
+        goto done;
+    }
+
+    run_state s;
+    memset(&s, 0, sizeof s);
+    s.epoch_sum.size = sizeof s.epoch_sum;
+    vqj_early_stopping_init(&s.es, rp.early_stopping_patience, rp.early_stopping_min_delta,
+                            rp.early_stopping_mode);
+    if (o->resume) {
+        if (vqj_trainer_load(m.trainer, o->resume) != VQJ_OK) {
+            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+        if (resume_state(ctx, o->resume, &s))
+            goto done;
+        if (!o->quiet)
+            fprintf(stderr, "vqjepa: resumed from %s at epoch %d, batch %zu, step %lld\n",
+                    o->resume, s.epoch + 1, s.next,
+                    (long long)vqj_optimizer_steps(m.optimizer));
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    interrupted = 0;
+
+    order = malloc(n_train * sizeof *order);
+    proj_c = malloc((size_t)B * P * sizeof *proj_c);
+    proj_t = malloc((size_t)B * P * sizeof *proj_t);
+    if (!order || !proj_c || !proj_t) {
+        fprintf(stderr, "vqjepa: out of memory\n");
+        goto done;
+    }
+    size_t batches = n_train / (size_t)B;
+    int accum = rp.grad_accum_steps > 0 ? rp.grad_accum_steps : 1;
+    int64_t start_steps = vqj_optimizer_steps(m.optimizer);
+    int64_t max_steps = o->steps > 0 ? start_steps + o->steps : INT64_MAX;
+    int tty = isatty(STDERR_FILENO) && !o->quiet;
+    double t0 = now(), last_print = 0;
+    int64_t last_diag_step = -1;
+    int stop = 0, aborted = 0;
+    float last_usage = NAN, last_crank = NAN, last_trank = NAN;
+    const char *label = o->label ? o->label : "train";
+    rc = CLI_OK;
+
+    /* Diagnostics over the window: one embedding_metrics.jsonl record. */
+#define DIAGNOSE(step_, epoch_, mm_)                                                            \
+    do {                                                                                       \
+        vqj_window_metrics wm = {.size = sizeof wm};                                           \
+        wm.context.size = wm.target.size = sizeof wm.context;                                  \
+        if (vqj_metrics_window_rows(win) >= 2 &&                                               \
+            vqj_metrics_window_compute(win, &wm) == VQJ_OK) {                                  \
+            json_t *r = json_object();                                                         \
+            json_object_set_new(r, "step", json_integer(step_));                               \
+            json_object_set_new(r, "epoch", json_integer(epoch_));                             \
+            json_object_set_new(r, "context", embedding_object(&wm.context));                  \
+            json_object_set_new(r, "target", embedding_object(&wm.target));                    \
+            if (cbp.enabled) {                                                                 \
+                json_object_set_new(r, "vq_active_codes", json_integer(wm.active_codes));      \
+                json_object_set_new(r, "vq_usage_ratio", real(wm.usage_ratio));                \
+                last_usage = wm.usage_ratio;                                                   \
+                if (isnan(out->usage_start))                                                   \
+                    out->usage_start = wm.usage_ratio;                                         \
+                out->usage_min = isnan(out->usage_min) ? wm.usage_ratio                        \
+                                                       : fmin(out->usage_min, wm.usage_ratio); \
+                out->usage_end = wm.usage_ratio;                                               \
+            }                                                                                  \
+            json_object_set_new(r, "temperature", real((mm_).temperature));                    \
+            json_object_set_new(r, "grad_norm", real((mm_).grad_norm));                        \
+            json_object_set_new(r, "lr", real((mm_).lr));                                      \
+            runlog_append(dir, RUNLOG_EMBEDDING, r);                                           \
+            json_decref(r);                                                                    \
+            last_crank = wm.context.effective_rank;                                            \
+            last_trank = wm.target.effective_rank;                                             \
+            if (isnan(out->context_rank_start)) {                                              \
+                out->context_rank_start = last_crank;                                          \
+                out->target_rank_start = last_trank;                                           \
+            }                                                                                  \
+            out->context_rank_end = last_crank;                                                \
+            out->target_rank_end = last_trank;                                                 \
+            vqj_metrics_window_reset(win);                                                     \
+            last_diag_step = (step_);                                                          \
+        }                                                                                      \
+    } while (0)
+
+    vqj_train_metrics last = {.size = sizeof last};
+    for (; s.epoch < epochs && !stop; s.epoch++, s.next = 0) {
+        for (size_t i = 0; i < n_train; i++)
+            order[i] = i;
+        if (rp.shuffle && vqj_dataset_shuffle(train, seed, s.epoch, order) != VQJ_OK) {
+            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+            rc = CLI_FAILED;
+            goto done;
+        }
+        if (s.next == 0) {
+            s.sum_w = 0;
+            memset(&s.epoch_sum, 0, sizeof s.epoch_sum);
+            s.epoch_sum.size = sizeof s.epoch_sum;
+        }
+        for (; s.next < batches; s.next++) {
+            if (fill_batch(ctx, train, order, s.next * (size_t)B, B, T, &aug, seed, s.epoch,
+                           &bb)) {
+                rc = CLI_FAILED;
+                goto done;
+            }
+            vqj_train_metrics mm = {.size = sizeof mm};
+            if (vqj_trainer_step(m.trainer, bb.context, bb.targets, B, &mm) != VQJ_OK) {
+                fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+                rc = CLI_FAILED;
+                goto done;
+            }
+            if (!mm.skipped) {
+                add_metrics(&s.epoch_sum, &mm, B);
+                s.sum_w += B;
+                last = mm;
+                if (rp.diagnostics_enabled) {
+                    vqj_tensor_read(vqj_trainer_context_projections(m.trainer), proj_c,
+                                    (size_t)B * P);
+                    vqj_tensor_read(vqj_trainer_target_projections(m.trainer), proj_t,
+                                    (size_t)B * P);
+                    vqj_metrics_window_add_projections(win, proj_c, proj_t, B);
+                    size_t nc = 0;
+                    const int32_t *codes = vqj_trainer_codes(m.trainer, &nc);
+                    if (codes && cbp.enabled)
+                        vqj_metrics_window_add_codes(win, codes, nc);
+                }
+            }
+            if (mm.optimizer_step || mm.skipped) {
+                json_t *r = json_object();
+                json_object_set_new(r, "step", json_integer(mm.step));
+                json_object_set_new(r, "micro_step", json_integer(mm.micro_step));
+                json_object_set_new(r, "epoch", json_integer(s.epoch + 1));
+                json_object_set_new(r, "skipped", json_boolean(mm.skipped));
+                json_object_set_new(r, "loss", loss_object(&mm, 1.0));
+                json_object_set_new(r, "temperature", real(mm.temperature));
+                json_object_set_new(r, "grad_norm", real(mm.grad_norm));
+                json_object_set_new(r, "lr", real(mm.lr));
+                json_object_set_new(r, "perplexity", real(mm.perplexity));
+                json_object_set_new(r, "batch_active_codes", json_integer(mm.active_codes));
+                json_object_set_new(r, "refreshed", json_integer(mm.refreshed));
+                runlog_append(dir, RUNLOG_LOSS, r);
+                json_decref(r);
+            }
+            int64_t step = vqj_optimizer_steps(m.optimizer);
+            if (mm.applied && rp.diagnostics_enabled && rp.diagnostics_interval > 0 &&
+                step % rp.diagnostics_interval == 0)
+                DIAGNOSE(step, s.epoch + 1, mm);
+            double t = now();
+            if (!o->quiet && (tty || t - last_print >= 10.0 || s.next + 1 == batches)) {
+                double done_steps = (double)(step - start_steps);
+                double per = done_steps > 0 ? (t - t0) / done_steps : 0.0;
+                int64_t total = (int64_t)epochs * (int64_t)batches / accum;
+                int64_t left = (o->steps > 0 ? max_steps : total) - step;
+                char eta[32], usage[32];
+                fmt_duration(eta, sizeof eta, per * (double)left);
+                if (isnan(last_usage))
+                    snprintf(usage, sizeof usage, "--");
+                else
+                    snprintf(usage, sizeof usage, "%.1f%%", 100.0 * last_usage);
+                fprintf(stderr,
+                        "%s[%s] epoch %d/%d batch %zu/%zu step %lld loss %.4f usage %s "
+                        "%.2f s/step eta %s%s",
+                        tty ? "\r" : "", label, s.epoch + 1, epochs, s.next + 1, batches,
+                        (long long)step, (double)mm.loss, usage, per, eta, tty ? "   " : "\n");
+                last_print = t;
+            }
+            /* Stop only between optimizer steps: a checkpoint then holds no
+             * half-accumulated gradient, and resuming is exact. */
+            int boundary = mm.optimizer_step || (mm.micro_step % accum == 0);
+            if (boundary && (step >= max_steps || interrupted)) {
+                s.next++;
+                stop = 1;
+                break;
+            }
+        }
+        if (tty)
+            fprintf(stderr, "\n");
+        if (stop && s.next < batches) {
+            /* Mid-epoch: a validation loss for the record (marked partial;
+             * evaluation changes nothing, so a resumed run is unaffected),
+             * then the checkpoint to resume from. */
+            double vloss;
+            if (validate(ctx, m.trainer, val, B, T, &bb, &vloss)) {
+                rc = CLI_FAILED;
+                goto done;
+            }
+            json_t *r = json_object();
+            json_object_set_new(r, "epoch", json_integer(s.epoch + 1));
+            json_object_set_new(r, "step", json_integer(vqj_optimizer_steps(m.optimizer)));
+            json_object_set_new(r, "partial", json_true());
+            json_object_set_new(r, "loss_mean",
+                                loss_object(&s.epoch_sum, s.sum_w > 0 ? 1.0 / s.sum_w : NAN));
+            json_object_set_new(r, "val_loss", real(vloss));
+            json_object_set_new(r, "seconds", real(now() - t0));
+            json_object_set_new(r, "max_rss_mib", real(max_rss_mib()));
+            runlog_append(dir, RUNLOG_EPOCH, r);
+            json_decref(r);
+            if (!isnan(vloss)) {
+                out->final_val = vloss;
+                out->best_val = isnan(out->best_val) ? vloss : fmin(out->best_val, vloss);
+            }
+            break;
+        }
+        /* End of epoch: validation, diagnostics, early stopping, checkpoints. */
+        double vloss;
+        if (validate(ctx, m.trainer, val, B, T, &bb, &vloss)) {
+            rc = CLI_FAILED;
+            goto done;
+        }
+        int64_t step = vqj_optimizer_steps(m.optimizer);
+        if (rp.diagnostics_enabled && last_diag_step != step)
+            DIAGNOSE(step, s.epoch + 1, last);
+        int improved = 0, should_stop = 0;
+        if (!isnan(vloss)) {
+            vqj_early_stopping_update(&s.es, s.epoch + 1, (float)vloss, &improved, &should_stop);
+            if (s.val_count < 4096)
+                s.val_hist[s.val_count++] = (float)vloss;
+            out->final_val = vloss;
+            out->best_val = isnan(out->best_val) ? vloss : fmin(out->best_val, vloss);
+        }
+        json_t *r = json_object();
+        json_object_set_new(r, "epoch", json_integer(s.epoch + 1));
+        json_object_set_new(r, "step", json_integer(step));
+        json_object_set_new(r, "loss_mean", loss_object(&s.epoch_sum, s.sum_w > 0 ? 1.0 / s.sum_w : NAN));
+        json_object_set_new(r, "val_loss", real(vloss));
+        json_object_set_new(r, "best", json_boolean(improved));
+        json_object_set_new(r, "min_delta", real(rp.early_stopping_min_delta));
+        json_object_set_new(r, "seconds", real(now() - t0));
+        json_object_set_new(r, "max_rss_mib", real(max_rss_mib()));
+        runlog_append(dir, RUNLOG_EPOCH, r);
+        json_decref(r);
+        out->epochs = s.epoch + 1;
+        if (!o->quiet)
+            fprintf(stderr, "[%s] epoch %d: train loss %.4f, validation loss %.4f%s\n", label,
+                    s.epoch + 1, s.sum_w > 0 ? (double)s.epoch_sum.loss / s.sum_w : NAN, vloss,
+                    improved ? " (best)" : "");
+
+        run_state next = s;
+        next.epoch = s.epoch + 1;
+        next.next = 0;
+        next.sum_w = 0;
+        if (improved) {
+            snprintf(path, sizeof path, "%s/best.safetensors", dir);
+            if (save_checkpoint(ctx, m.trainer, path, yaml, &next))
+                goto fail;
+        }
+        if (rp.checkpoint_interval > 0 && (s.epoch + 1) % rp.checkpoint_interval == 0) {
+            snprintf(path, sizeof path, "%s/epoch_%d.safetensors", dir, s.epoch + 1);
+            if (save_checkpoint(ctx, m.trainer, path, yaml, &next))
+                goto fail;
+        }
+        if (o->abort_on_collapse) {
+            vqj_health_input hi;
+            vqj_health_input_default(&hi);
+            hi.val_loss = s.val_hist;
+            hi.epochs = s.val_count;
+            hi.epoch = s.epoch + 1;
+            hi.have_vq = cbp.enabled && !isnan(last_usage);
+            hi.vq_usage = last_usage;
+            hi.have_embedding = !isnan(last_crank);
+            hi.context_rank = last_crank;
+            hi.target_rank = last_trank;
+            hi.min_delta = rp.early_stopping_min_delta;
+            char reason[200];
+            if (vqj_health_abort(&hi, reason, sizeof reason) > 0) {
+                fprintf(stderr, "vqjepa: aborting on collapse: %s\n", reason);
+                snprintf(out->abort_reason, sizeof out->abort_reason, "%s", reason);
+                out->aborted = aborted = 1;
+                stop = 1;
+            }
+        }
+        if (rp.early_stopping_enabled && should_stop && !stop) {
+            if (!o->quiet)
+                fprintf(stderr, "[%s] early stopping: no improvement for %d epochs\n", label,
+                        s.es.bad_epochs);
+            stop = 1;
+        }
+        if (stop) {
+            s = next;
+            break;
+        }
+    }
+    out->steps = vqj_optimizer_steps(m.optimizer);
+    if (rp.diagnostics_enabled && last_diag_step != out->steps)
+        DIAGNOSE(out->steps, s.epoch + 1, last);
+    snprintf(path, sizeof path, "%s/last.safetensors", dir);
+    if (save_checkpoint(ctx, m.trainer, path, yaml, &s))
+        goto fail;
+    if (interrupted) {
+        fprintf(stderr, "vqjepa: interrupted; checkpoint written to %s\n", path);
+        rc = RUN_INTERRUPTED;
+    } else if (aborted) {
+        rc = RUN_ABORTED;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "vqjepa: %lld optimizer steps; checkpoint %s\n", (long long)out->steps,
+                path);
+    goto done;
+fail:
+    rc = CLI_FAILED;
+done:
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    free(order);
+    free(proj_c);
+    free(proj_t);
+    free(bb.context);
+    free(bb.targets);
+    free(bb.cells);
+    vqj_metrics_window_destroy(win);
+    run_model_destroy(&m);
+    vqj_dataset_destroy(train);
+    vqj_dataset_destroy(val);
+    vqj_dataset_destroy(all);
+    free(yaml);
+    vqj_config_destroy(cfg);
+    vqj_context_destroy(ctx);
+    vqj_context_destroy(pctx);
+    return rc;
+}

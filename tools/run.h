@@ -1,0 +1,74 @@
+/* A training run driven by the CLI (`train`, `ablate`, `encode`): every
+ * setting comes from one configuration, so a run folder and its
+ * checkpoints can always say exactly what was trained. */
+#ifndef VQJ_RUN_H
+#define VQJ_RUN_H
+
+#include "vqjepa.h"
+
+#include <stdint.h>
+
+/* What the command line adds to or overrides in the configuration. */
+typedef struct run_options {
+    const char *config_path; /* NULL: the built-in defaults */
+    const char *config_text; /* instead of config_path: YAML text (ablate's variants) */
+    const char *data_path;   /* ARC file/folder or .jsonl; NULL: the config's, else synthetic */
+    const char *out_dir;     /* NULL: the config's training.checkpoint_dir */
+    const char *resume;      /* a checkpoint to continue from */
+    int epochs;              /* > 0 overrides training.epochs */
+    int64_t steps;           /* > 0: stop after this many optimizer steps */
+    int threads;             /* 0: all cores */
+    int64_t seed;            /* >= 0 overrides seed */
+    int batch;               /* > 0 overrides training.batch_size */
+    int abort_on_collapse;
+    int skip_bad;
+    int quiet;               /* no progress output */
+    const char *label;       /* shown in progress lines (ablate's variant) */
+} run_options;
+
+/* What a run came to, for `ablate`'s table. */
+typedef struct run_outcome {
+    int64_t steps;          /* optimizer steps completed */
+    int epochs;             /* epochs completed */
+    double final_val, best_val;
+    double context_rank_start, context_rank_end, target_rank_start, target_rank_end;
+    double usage_start, usage_min, usage_end;
+    int aborted;            /* an abort criterion fired */
+    char abort_reason[200];
+    char out_dir[4096];
+} run_outcome;
+
+/* Exit statuses beyond cli.h's. */
+enum { RUN_INTERRUPTED = 130, RUN_ABORTED = 3 };
+
+/* Train as `o` says; an exit status (cli.h's, RUN_INTERRUPTED or
+ * RUN_ABORTED). `out` may be NULL. */
+int run_training(const run_options *o, run_outcome *out);
+
+/* The options `train` and `ablate` share: 1 when argv[*i] (and maybe its
+ * value, advancing *i) was one, 0 when not, -1 on error. */
+int run_parse_option(run_options *o, int argc, char **argv, int *i);
+
+/* Load a configuration (file, text or defaults) with warnings to stderr;
+ * NULL after printing why. */
+vqj_config *run_load_config(vqj_context *ctx, const run_options *o);
+
+/* A context whose warnings go to stderr. */
+vqj_context *run_context(const char *command, int threads, uint64_t seed);
+
+/* The model of a configuration, for `encode`: handles made from `cfg`. */
+typedef struct run_model {
+    vqj_encoder *encoder;
+    vqj_codebook *codebook;
+    vqj_predictor *predictor;
+    vqj_loss *loss;
+    vqj_optimizer *optimizer;
+    vqj_trainer *trainer;
+    vqj_tokenizer_params tokenizer;
+} run_model;
+
+/* Create every handle of `cfg`; 0 on success (after printing why otherwise). */
+int run_model_create(vqj_context *ctx, const vqj_config *cfg, run_model *m);
+void run_model_destroy(run_model *m);
+
+#endif
