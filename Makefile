@@ -138,7 +138,7 @@ bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) l
 check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference
 	@passed=0; failed=0; failures=""; \
 	for t in $(TEST_BIN) $(EXAMPLE_BIN) tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
-	    bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh; do \
+	    tests/cli_train_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
 	  if CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) \

@@ -485,11 +485,15 @@ extern "C" vqj_status vqji_cuda_device_create(const vqj_context *ctx, vqji_devic
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         cudaGetLastError();
+        const char *hint = e == cudaErrorInsufficientDriver
+                               ? " (no NVIDIA driver is loaded, or it is older than the CUDA "
+                                 "runtime this library was built with)"
+                               : "";
         return vqji_fail(ctx, VQJ_ERR_UNSUPPORTED,
-                         "no CUDA device found: %s (%s); this build of libvqjepa has the CUDA "
-                         "backend, but the CUDA driver reports no usable GPU: use "
-                         "VQJ_DEVICE_CPU",
-                         cudaGetErrorString(e), cudaGetErrorName(e));
+                         "no CUDA device found: %s%s [%s, CUDA runtime %d.%d]; this build of "
+                         "libvqjepa has the CUDA backend but no usable GPU: use VQJ_DEVICE_CPU",
+                         cudaGetErrorString(e), hint, cudaGetErrorName(e), CUDART_VERSION / 1000,
+                         CUDART_VERSION % 1000 / 10);
     }
     if (count <= 0)
         return vqji_fail(ctx, VQJ_ERR_UNSUPPORTED,

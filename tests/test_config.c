@@ -854,8 +854,10 @@ static void test_unknown_keys_warn(void **state)
                                     "pre_tokenized: null\n");
     assert_int_equal(num_messages, 3);
     assert_string_equal(messages[0], "t.yaml:1: key wandb is unknown and is ignored");
-    assert_string_equal(messages[1], "t.yaml:6: key training.lerning_rate is unknown and is ignored");
-    assert_string_equal(messages[2], "t.yaml:9: key pre_tokenized is not implemented and is ignored");
+    assert_string_equal(messages[1],
+                        "t.yaml:6: key training.lerning_rate is unknown and is ignored");
+    assert_string_equal(messages[2],
+                        "t.yaml:9: key pre_tokenized is not implemented and is ignored");
     vqj_run_params rp = {.size = sizeof rp};
     assert_ok(ctx, vqj_config_run(cfg, &rp));
     assert_int_equal(rp.epochs, 4);

@@ -6,4 +6,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
     build-essential pkg-config python3 \
-    libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev
+    libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev \
+    chromium

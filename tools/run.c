@@ -485,6 +485,31 @@ static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, i
     return 0;
 }
 
+/* The seed's abort criteria over what the run has measured; 1 (with the
+ * reason in out) when one fires. */
+static int collapse_fired(const run_state *s, int epoch, int have_vq, float usage, float crank,
+                          float trank, float min_delta, run_outcome *out)
+{
+    vqj_health_input hi;
+    vqj_health_input_default(&hi);
+    hi.val_loss = s->val_hist;
+    hi.epochs = s->val_count;
+    hi.epoch = epoch;
+    hi.have_vq = have_vq && !isnan(usage);
+    hi.vq_usage = usage;
+    hi.have_embedding = !isnan(crank);
+    hi.context_rank = crank;
+    hi.target_rank = trank;
+    hi.min_delta = min_delta;
+    char reason[200];
+    if (vqj_health_abort(&hi, reason, sizeof reason) <= 0)
+        return 0;
+    fprintf(stderr, "vqjepa: aborting on collapse: %s\n", reason);
+    snprintf(out->abort_reason, sizeof out->abort_reason, "%s", reason);
+    out->aborted = 1;
+    return 1;
+}
+
 int run_training(const run_options *o, run_outcome *out)
 {
     run_outcome local;
@@ -542,8 +567,6 @@ int run_training(const run_options *o, run_outcome *out)
         rc = CLI_BAD_INPUT;
         goto done;
     }
-    if ((size_t)B > n_train)
-        B = (int)n_train;
     int T = vqj_dataset_context_window(train);
     if (run_model_create(ctx, cfg, &m))
         goto done;
@@ -609,14 +632,28 @@ int run_training(const run_options *o, run_outcome *out)
         fprintf(stderr, "vqjepa: out of memory\n");
         goto done;
     }
-    size_t batches = n_train / (size_t)B;
+    /* An epoch is a whole number of accumulation cycles, so that the
+     * checkpoints written at its end hold no half-accumulated gradient. */
     int accum = rp.grad_accum_steps > 0 ? rp.grad_accum_steps : 1;
+    if ((size_t)B * (size_t)accum > n_train) {
+        B = (int)(n_train / (size_t)accum);
+        if (B < 1) {
+            fprintf(stderr, "vqjepa: %zu training examples cannot fill %d micro-batches\n",
+                    n_train, accum);
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+        fprintf(stderr, "vqjepa: warning: batch size lowered to %d to fit %zu examples\n", B,
+                n_train);
+    }
+    size_t batches = n_train / (size_t)B;
+    batches -= batches % (size_t)accum;
     int64_t start_steps = vqj_optimizer_steps(m.optimizer);
     int64_t max_steps = o->steps > 0 ? start_steps + o->steps : INT64_MAX;
     int tty = isatty(STDERR_FILENO) && !o->quiet;
     double t0 = now(), last_print = 0;
     int64_t last_diag_step = -1;
-    int stop = 0, aborted = 0;
+    int stop = 0, aborted = 0, interrupted_by_abort = 0;
     float last_usage = NAN, last_crank = NAN, last_trank = NAN;
     const char *label = o->label ? o->label : "train";
     rc = CLI_OK;
@@ -721,8 +758,13 @@ int run_training(const run_options *o, run_outcome *out)
             }
             int64_t step = vqj_optimizer_steps(m.optimizer);
             if (mm.applied && rp.diagnostics_enabled && rp.diagnostics_interval > 0 &&
-                step % rp.diagnostics_interval == 0)
+                step % rp.diagnostics_interval == 0) {
                 DIAGNOSE(step, s.epoch + 1, mm);
+                if (o->abort_on_collapse &&
+                    collapse_fired(&s, s.epoch + 1, cbp.enabled, last_usage, last_crank,
+                                   last_trank, rp.early_stopping_min_delta, out))
+                    aborted = interrupted_by_abort = 1;
+            }
             double t = now();
             if (!o->quiet && (tty || t - last_print >= 10.0 || s.next + 1 == batches)) {
                 double done_steps = (double)(step - start_steps);
@@ -745,7 +787,7 @@ int run_training(const run_options *o, run_outcome *out)
             /* Stop only between optimizer steps: a checkpoint then holds no
              * half-accumulated gradient, and resuming is exact. */
             int boundary = mm.optimizer_step || (mm.micro_step % accum == 0);
-            if (boundary && (step >= max_steps || interrupted)) {
+            if (boundary && (step >= max_steps || interrupted || interrupted_by_abort)) {
                 s.next++;
                 stop = 1;
                 break;
@@ -827,26 +869,10 @@ int run_training(const run_options *o, run_outcome *out)
             if (save_checkpoint(ctx, m.trainer, path, yaml, &next))
                 goto fail;
         }
-        if (o->abort_on_collapse) {
-            vqj_health_input hi;
-            vqj_health_input_default(&hi);
-            hi.val_loss = s.val_hist;
-            hi.epochs = s.val_count;
-            hi.epoch = s.epoch + 1;
-            hi.have_vq = cbp.enabled && !isnan(last_usage);
-            hi.vq_usage = last_usage;
-            hi.have_embedding = !isnan(last_crank);
-            hi.context_rank = last_crank;
-            hi.target_rank = last_trank;
-            hi.min_delta = rp.early_stopping_min_delta;
-            char reason[200];
-            if (vqj_health_abort(&hi, reason, sizeof reason) > 0) {
-                fprintf(stderr, "vqjepa: aborting on collapse: %s\n", reason);
-                snprintf(out->abort_reason, sizeof out->abort_reason, "%s", reason);
-                out->aborted = aborted = 1;
-                stop = 1;
-            }
-        }
+        if (o->abort_on_collapse &&
+            collapse_fired(&s, s.epoch + 1, cbp.enabled, last_usage, last_crank, last_trank,
+                           rp.early_stopping_min_delta, out))
+            aborted = stop = 1;
         if (rp.early_stopping_enabled && should_stop && !stop) {
             if (!o->quiet)
                 fprintf(stderr, "[%s] early stopping: no improvement for %d epochs\n", label,

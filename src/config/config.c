@@ -891,7 +891,8 @@ static vqj_status cross_check(parser *p)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s:%d: object_encoder.relational_heads is %d; it must divide "
                          "object_encoder.hidden_dim (%d)",
-                         nm, line2(c, "object_encoder.relational_heads", "object_encoder.hidden_dim"),
+                         nm,
+                         line2(c, "object_encoder.relational_heads", "object_encoder.hidden_dim"),
                          c->enc.relational_heads, c->enc.hidden_dim);
     if (!(c->loss.temperature_max >= c->loss.temperature_min))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
@@ -1004,7 +1005,8 @@ static vqj_status parse_text(vqj_context *ctx, const char *text, size_t length, 
         st = vqji_fail(ctx, VQJ_ERR_PARSE,
                        "%s:%zu: the file is %s; it must be a mapping of sections (data:, "
                        "training:, ...)",
-                       name, line_of(root), root->type == YAML_SEQUENCE_NODE ? "a list" : "a scalar");
+                       name, line_of(root),
+                       root->type == YAML_SEQUENCE_NODE ? "a list" : "a scalar");
     if (!st)
         st = cross_check(&p);
     const int had_root = root != NULL;
