@@ -34,7 +34,8 @@ NVCCFLAGS ?= -O3 -lineinfo
 CPPFLAGS += -DVQJ_WITH_CUDA
 CUDA_SRC := $(wildcard cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=build/%.o)
-DEPS_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+DEPS_LIBS += $(CUDA_LIBS)
 endif
 
 LIB_SRC := $(wildcard src/*/*.c)
@@ -102,7 +103,7 @@ Description: Object-centric vector-quantized JEPA for ARC grids
 Version: $(VERSION)
 Requires.private: $(DEPS)
 Libs: -L$${libdir} -lvqjepa
-Libs.private: -lm -lpthread
+Libs.private: -lm -lpthread $(CUDA_LIBS)
 Cflags: -I$${includedir}
 endef
 export PC_TEXT

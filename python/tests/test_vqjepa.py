@@ -298,7 +298,7 @@ class TestTraining(unittest.TestCase):
         codes = tolist(tr.codes())
         self.assertEqual(len(codes), m.context_tokens)
         self.assertTrue(all(0 <= c < 16 for c in codes))
-        self.assertEqual(tr.loss.queue_fill, 8)
+        self.assertEqual(tr.loss.queue_fill, 16)  # 2 optimizer steps x 2 micro-batches x 4
         self.assertGreater(tr.loss.temperature, 0)
         ev = tr.evaluate(some_grids(12, 50), some_grids(4, 51))
         self.assertEqual(ev.invariance_color, 0)

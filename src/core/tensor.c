@@ -42,17 +42,12 @@ vqj_status vqj_tensor_reshape(vqj_tensor *t, int rows, int cols)
     if (rows < 0 || cols < 0)
         return vqji_fail(t->ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_tensor_reshape: negative shape %d x %d", rows, cols);
-    size_t need = (size_t)rows * (size_t)cols;
-    if (!t->data || need > t->capacity) {
-        vqji_device *dev = t->ctx->device;
-        float *p;
-        vqj_status st = dev->ops->alloc(dev, need * sizeof(float), (void **)&p);
-        if (st)
-            return st;
-        dev->ops->free(dev, t->data);
-        t->data = p;
-        t->capacity = need;
-    }
+    size_t need = (size_t)rows * (size_t)cols, cap = t->capacity * sizeof(float);
+    vqj_status st = vqji_device_reserve(t->ctx->device, (void **)&t->data, &cap,
+                                        need * sizeof(float));
+    if (st)
+        return st;
+    t->capacity = cap / sizeof(float);
     t->rows = rows;
     t->cols = cols;
     return VQJ_OK;

@@ -38,3 +38,17 @@ int vqj_device_compiled(vqj_device_kind device)
     }
     return 0;
 }
+
+vqj_status vqji_device_reserve(vqji_device *dev, void **buf, size_t *cap, size_t bytes)
+{
+    if (*buf && bytes <= *cap)
+        return VQJ_OK;
+    void *p;
+    vqj_status st = dev->ops->alloc(dev, bytes, &p);
+    if (st)
+        return st;
+    dev->ops->free(dev, *buf);
+    *buf = p;
+    *cap = bytes;
+    return VQJ_OK;
+}

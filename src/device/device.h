@@ -234,6 +234,11 @@ struct vqji_device_ops {
 vqj_status vqji_device_create(const vqj_context *ctx, vqji_device **out);
 void vqji_device_destroy(vqji_device *dev);
 
+/* Grow the device buffer *buf to at least `bytes` (contents are NOT kept:
+ * for scratch and activation buffers that every call rewrites). *cap is in
+ * bytes. */
+vqj_status vqji_device_reserve(vqji_device *dev, void **buf, size_t *cap, size_t bytes);
+
 /* Backends. */
 vqj_status vqji_cpu_device_create(const vqj_context *ctx, vqji_device **out);
 #ifdef VQJ_WITH_CUDA

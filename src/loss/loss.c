@@ -42,22 +42,6 @@ struct vqj_loss {
 
 static vqji_device *devof(const vqj_loss *l) { return l->ctx->device; }
 
-/* Grow a device buffer; contents are not kept. */
-static vqj_status reserve(vqj_loss *l, void **buf, size_t *cap, size_t bytes)
-{
-    if (*buf && bytes <= *cap)
-        return VQJ_OK;
-    vqji_device *dev = devof(l);
-    void *p;
-    vqj_status st = dev->ops->alloc(dev, bytes, &p);
-    if (st)
-        return st;
-    dev->ops->free(dev, *buf);
-    *buf = p;
-    *cap = bytes;
-    return VQJ_OK;
-}
-
 /* Carve `n` floats out of the scratch at *off (64-byte aligned pieces). */
 static float *carve(vqj_loss *l, size_t *off, size_t n)
 {
@@ -426,7 +410,7 @@ vqj_status vqj_loss_infonce(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *
     const vqji_device_ops *op = dev->ops;
     int cols = B + fill;
     size_t off = 0;
-    if ((st = reserve(l, &l->ws, &l->ws_cap,
+    if ((st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap,
                       span((size_t)B * cols) + 2 * span((size_t)B))))
         return st;
     float *s = carve(l, &off, (size_t)B * cols);
@@ -524,7 +508,8 @@ vqj_status vqji_loss_sigreg_with(vqj_loss *l, const vqj_tensor *c, const float *
     const vqji_device_ops *op = dev->ops;
     float w = l->p.sigreg_weight;
     size_t off = 0;
-    vqj_status st = reserve(l, &l->ws, &l->ws_cap, 2 * span((size_t)S * B) + span((size_t)S));
+    vqj_status st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap,
+                                        2 * span((size_t)S * B) + span((size_t)S));
     if (st)
         return st;
     float *xt = carve(l, &off, (size_t)S * B);
@@ -628,7 +613,7 @@ vqj_status vqji_loss_relational_packed(vqj_loss *l, int batch, int t, int d,
     const vqji_device_ops *op = dev->ops;
     int M = l->p.max_objects, mm = M * M;
     size_t nc = (size_t)batch * t * mm, nt = (size_t)batch * mm, off = 0;
-    if ((st = reserve(l, &l->ws, &l->ws_cap,
+    if ((st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap,
                       2 * span(nc) + 2 * span(nt) + span((size_t)batch))))
         return st;
     float *r_ctx = carve(l, &off, nc), *dr_ctx = carve(l, &off, nc);
@@ -743,7 +728,8 @@ vqj_status vqj_loss_relational(vqj_loss *l, const vqj_tokens *context,
         set_value(value, 0.0f);
         return VQJ_OK;
     }
-    if ((st = reserve(l, &l->idx, &l->idx_cap, token_bytes(context) + token_bytes(target))))
+    if ((st = vqji_device_reserve(devof(l), &l->idx, &l->idx_cap,
+                                  token_bytes(context) + token_bytes(target))))
         return st;
     size_t off = 0;
     int32_t *co, *to;
@@ -800,7 +786,7 @@ vqj_status vqj_loss_invariance(vqj_loss *l, vqj_invariance_kind kind, const vqj_
     vqji_device *dev = devof(l);
     const vqji_device_ops *op = dev->ops;
     size_t off = 0;
-    if ((st = reserve(l, &l->ws, &l->ws_cap, span(n))))
+    if ((st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap, span(n))))
         return st;
     float *diff = carve(l, &off, n);
     op->copy(dev, diff, view->data, n * sizeof(float));

@@ -21,20 +21,6 @@
 
 /* ---- helpers shared by the model handles ---- */
 
-vqj_status vqji_model_reserve(vqji_device *dev, void **buf, size_t *cap, size_t bytes)
-{
-    if (*buf && bytes <= *cap)
-        return VQJ_OK;
-    void *p;
-    vqj_status st = dev->ops->alloc(dev, bytes, &p);
-    if (st)
-        return st;
-    dev->ops->free(dev, *buf);
-    *buf = p;
-    *cap = bytes;
-    return VQJ_OK;
-}
-
 uint64_t vqji_model_stream(const char *name)
 {
     uint64_t h = 0xCBF29CE484222325ull;
@@ -452,7 +438,7 @@ static vqj_status reserve_forward(const vqj_encoder *e, vqji_encoder_ws *ws, siz
         size_t grown = ws->arena_tokens + ws->arena_tokens / 4;
         size_t cap = n > grown ? n : grown;
         size_t bytes = layout_arena(e, ws, NULL, cap);
-        vqj_status st = vqji_model_reserve(dev, &ws->arena, &ws->arena_cap, bytes);
+        vqj_status st = vqji_device_reserve(dev, &ws->arena, &ws->arena_cap, bytes);
         if (st)
             return st;
         ws->arena_tokens = cap;
@@ -461,19 +447,19 @@ static vqj_status reserve_forward(const vqj_encoder *e, vqji_encoder_ws *ws, siz
     size_t L = (size_t)e->p.relational_layers, H = (size_t)e->p.relational_heads;
     size_t kept = ws->keep ? L : (L ? 1 : 0); /* blocks with their own probs */
     size_t per_layer = H * adj_bytes;
-    vqj_status st = vqji_model_reserve(dev, &ws->probs, &ws->probs_cap,
+    vqj_status st = vqji_device_reserve(dev, &ws->probs, &ws->probs_cap,
                                        (kept ? kept : 1) * (per_layer ? per_layer : 1) *
                                            sizeof(float));
     if (st)
         return st;
     for (size_t l = 0; l < L; l++)
         ws->acts[l].probs = (float *)ws->probs + (l < kept ? l : 0) * per_layer;
-    st = vqji_model_reserve(dev, (void **)&ws->offsets, &ws->offsets_cap,
+    st = vqji_device_reserve(dev, (void **)&ws->offsets, &ws->offsets_cap,
                             (grids + 1) * sizeof(int32_t));
     if (!st)
-        st = vqji_model_reserve(dev, (void **)&ws->adj, &ws->adj_cap, adj_bytes ? adj_bytes : 1);
+        st = vqji_device_reserve(dev, (void **)&ws->adj, &ws->adj_cap, adj_bytes ? adj_bytes : 1);
     if (!st)
-        st = vqji_model_reserve(dev, (void **)&ws->adj_offsets, &ws->adj_offsets_cap,
+        st = vqji_device_reserve(dev, (void **)&ws->adj_offsets, &ws->adj_offsets_cap,
                                 (grids + 1) * sizeof(int64_t));
     return st;
 }
@@ -661,7 +647,7 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
     const vqji_device_ops *op = dev->ops;
     if (!e->scratch || (size_t)n > e->scratch_tokens) {
         size_t cap = e->ws.arena_tokens; /* the forward's capacity: grow once */
-        vqj_status st = vqji_model_reserve(dev, &e->scratch, &e->scratch_cap,
+        vqj_status st = vqji_device_reserve(dev, &e->scratch, &e->scratch_cap,
                                            layout_scratch(e, NULL, cap));
         if (st)
             return st;

@@ -18,10 +18,6 @@ const vqj_encoder_params *vqji_encoder_params(const vqj_encoder *encoder);
 
 /* ---- helpers for model handles ---- */
 
-/* Grow the device buffer *buf to at least `bytes` (contents are NOT kept:
- * activation buffers are rewritten by every forward). *cap is in bytes. */
-vqj_status vqji_model_reserve(vqji_device *dev, void **buf, size_t *cap, size_t bytes);
-
 /* The vqji_rng stream of a named tensor (FNV-1a of the name), so every
  * tensor of every module draws its own sequence from the context seed and a
  * module's init does not depend on which other modules exist. */

@@ -279,7 +279,7 @@ static vqj_status reserve(const vqj_predictor *pr, vqji_predictor_ws *ws, size_t
         size_t grown = ws->cap + ws->cap / 4;
         size_t cap = grids > grown ? grids : grown;
         vqj_status st =
-            vqji_model_reserve(dev, &ws->arena, &ws->arena_cap, layout(pr, ws, NULL, cap));
+            vqji_device_reserve(dev, &ws->arena, &ws->arena_cap, layout(pr, ws, NULL, cap));
         if (st) {
             layout(pr, ws, ws->arena, ws->cap); /* keep the old, still valid layout */
             return st;
@@ -287,7 +287,7 @@ static vqj_status reserve(const vqj_predictor *pr, vqji_predictor_ws *ws, size_t
         ws->cap = cap;
     }
     layout(pr, ws, ws->arena, ws->cap);
-    return vqji_model_reserve(dev, (void **)&ws->offsets, &ws->offsets_cap,
+    return vqji_device_reserve(dev, (void **)&ws->offsets, &ws->offsets_cap,
                               (grids + 1) * sizeof(int32_t));
 }
 

@@ -29,10 +29,11 @@ void vqji_encoder_ws_destroy(vqji_encoder_ws *ws); /* NULL is ignored */
 
 /* vqj_encoder_forward(encoder, tokens, 0, out) on `ws`: no dropout, the
  * handle's step counter and activations untouched. Unlike the handle's own
- * workspace, an inference workspace does not keep every block's activations
- * (no backward pass follows), so it needs about 1/L of the memory. Errors
- * as vqj_encoder_forward(), plus VQJ_ERR_INTERNAL for a workspace of
- * another encoder. */
+ * workspace, an inference workspace keeps one block's activations, which
+ * every block overwrites in turn (no backward pass follows), and no dropout
+ * masks: with the default 3 blocks it needs about a third of the memory.
+ * Errors as vqj_encoder_forward(), plus VQJ_ERR_INTERNAL for a workspace
+ * of another encoder. */
 vqj_status vqji_encoder_forward_ws(const vqj_encoder *encoder, vqji_encoder_ws *ws,
                                    const vqj_tokens *tokens, vqj_tensor *out);
 
