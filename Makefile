@@ -122,7 +122,7 @@ bin/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 	@echo "LD $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STATIC) $(DEPS_LIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
-bin/example_%: examples/%.c $(SHARED) lib/libvqjepa.so
+bin/example_%: examples/%.c examples/common.h $(SHARED) lib/libvqjepa.so
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< -Llib -lvqjepa -Wl,-rpath,'$$ORIGIN/../lib'
 
@@ -138,8 +138,9 @@ bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) l
 # counts the programs.
 check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference
 	@passed=0; failed=0; failures=""; \
-	for t in $(TEST_BIN) $(EXAMPLE_BIN) tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
-	    tests/cli_train_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh; do \
+	for t in $(TEST_BIN) tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
+	    tests/cli_train_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh \
+	    tests/python_test.sh tests/rust_test.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
 	  if CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) \
@@ -206,6 +207,14 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/vqjepa.h $(DESTDIR)$(INCLUDEDIR)/vqjepa.hpp $(DESTDIR)$(LIBDIR)/libvqjepa.* \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig/vqjepa.pc $(DESTDIR)$(BINDIR)/vqjepa
+
+# The API reference (HTML in docs/api/) from the header comments; needs
+# Debian's doxygen. Not part of `make check` (tests/header_docs_test.sh is).
+docs: Doxyfile include/vqjepa.h include/vqjepa.hpp docs/bindings.md
+	@command -v doxygen >/dev/null 2>&1 || { echo "make docs needs doxygen (apt-get install doxygen)" >&2; exit 1; }
+	@mkdir -p docs/api
+	VQJ_VERSION=$(VERSION) doxygen Doxyfile
+	@echo "API reference: docs/api/index.html (warnings: docs/api/warnings.log)"
 
 clean:
 	rm -rf build lib bin

@@ -179,6 +179,14 @@ public:
     context(const context &) = delete;
     context &operator=(const context &) = delete;
 
+    /** @cond */
+    static context from_shared(std::shared_ptr<vqj_context> h)
+    {
+        context c(nullptr);
+        c.h_ = std::move(h);
+        return c;
+    }
+    /** @endcond */
     vqj_context *get() const { return detail::live(h_, "context"); }
     const std::shared_ptr<vqj_context> &shared() const { detail::live(h_, "context"); return h_; }
     vqj_device_kind device() const { return vqj_context_device(get()); }
@@ -186,6 +194,7 @@ public:
     uint64_t seed() const { return vqj_context_seed(get()); }
 
 private:
+    explicit context(std::nullptr_t) {}
     std::shared_ptr<vqj_context> h_;
 };
 
@@ -421,6 +430,7 @@ private:
 class encoder {
 public:
     explicit encoder(const context &ctx, const vqj_encoder_params &params = defaults<vqj_encoder_params>())
+        : params_(params)
     {
         vqj_encoder *raw = nullptr;
         detail::check(vqj_encoder_create(ctx.get(), &params, &raw));
@@ -429,7 +439,18 @@ public:
     encoder(encoder &&) noexcept = default;
     encoder &operator=(encoder &&) noexcept = default;
 
+    /** @cond */
+    static encoder from_shared(std::shared_ptr<vqj_encoder> h, const vqj_encoder_params &p)
+    {
+        encoder e(nullptr);
+        e.h_ = std::move(h);
+        e.params_ = p;
+        return e;
+    }
+    /** @endcond */
     vqj_encoder *get() const { return detail::live(h_, "encoder"); }
+    /** The params it was made with. */
+    const vqj_encoder_params &params() const noexcept { return params_; }
     const std::shared_ptr<vqj_encoder> &shared() const { detail::live(h_, "encoder"); return h_; }
     weights weights_view() const { return weights(vqj_encoder_weights(get()), h_); }
     /** Encode every token into `out` (reshaped to N x D). */
@@ -444,6 +465,8 @@ public:
     }
 
 private:
+    explicit encoder(std::nullptr_t) : params_() {}
+    vqj_encoder_params params_;
     std::shared_ptr<vqj_encoder> h_;
 };
 
@@ -459,6 +482,14 @@ public:
     codebook(codebook &&) noexcept = default;
     codebook &operator=(codebook &&) noexcept = default;
 
+    /** @cond */
+    static codebook from_shared(std::shared_ptr<vqj_codebook> h)
+    {
+        codebook c(nullptr);
+        c.h_ = std::move(h);
+        return c;
+    }
+    /** @endcond */
     vqj_codebook *get() const { return detail::live(h_, "codebook"); }
     const std::shared_ptr<vqj_codebook> &shared() const { detail::live(h_, "codebook"); return h_; }
     weights weights_view() const { return weights(vqj_codebook_weights(get()), h_); }
@@ -483,6 +514,7 @@ public:
     }
 
 private:
+    explicit codebook(std::nullptr_t) {}
     std::shared_ptr<vqj_codebook> h_;
 };
 
@@ -490,6 +522,7 @@ private:
 class predictor {
 public:
     explicit predictor(const context &ctx, const vqj_predictor_params &params = defaults<vqj_predictor_params>())
+        : params_(params)
     {
         vqj_predictor *raw = nullptr;
         detail::check(vqj_predictor_create(ctx.get(), &params, &raw));
@@ -498,7 +531,18 @@ public:
     predictor(predictor &&) noexcept = default;
     predictor &operator=(predictor &&) noexcept = default;
 
+    /** @cond */
+    static predictor from_shared(std::shared_ptr<vqj_predictor> h, const vqj_predictor_params &p)
+    {
+        predictor e(nullptr);
+        e.h_ = std::move(h);
+        e.params_ = p;
+        return e;
+    }
+    /** @endcond */
     vqj_predictor *get() const { return detail::live(h_, "predictor"); }
+    /** The params it was made with. */
+    const vqj_predictor_params &params() const noexcept { return params_; }
     const std::shared_ptr<vqj_predictor> &shared() const { detail::live(h_, "predictor"); return h_; }
     weights weights_view() const { return weights(vqj_predictor_weights(get()), h_); }
     void forward_context(const tokens &t, const tensor &token_vectors, tensor &out)
@@ -519,6 +563,8 @@ public:
     }
 
 private:
+    explicit predictor(std::nullptr_t) : params_() {}
+    vqj_predictor_params params_;
     std::shared_ptr<vqj_predictor> h_;
 };
 
@@ -613,6 +659,119 @@ private:
     std::shared_ptr<vqj_optimizer> h_;
 };
 
+/** Thread-safe inference for agents (vqj_model): a grid becomes one code
+ *  per object and an embedding, T context grids a predicted target
+ *  embedding. Every const method may run from any number of threads at once
+ *  on one model. It keeps the parts it reads alive; while a call runs, do
+ *  not train or write those parts (the C API's rule). */
+class model {
+public:
+    /** The codes and embedding of one grid. */
+    struct encoded {
+        std::vector<int32_t> codes;  /**< one per object, largest first */
+        std::vector<float> embedding; /**< P floats, unit length */
+    };
+
+    /** A model over trained parts; target_encoder / target_predictor (may
+     *  be null: the online ones) compute grid embeddings. */
+    model(const context &ctx, const encoder &enc, const codebook &cb, const predictor &pred,
+          const encoder *target_encoder = nullptr, const predictor *target_predictor = nullptr,
+          const vqj_tokenizer_params &tokenizer = defaults<vqj_tokenizer_params>())
+    {
+        vqj_model *raw = nullptr;
+        detail::check(vqj_model_create(ctx.get(), &tokenizer, enc.get(), cb.get(), pred.get(),
+                                       target_encoder ? target_encoder->get() : nullptr,
+                                       target_predictor ? target_predictor->get() : nullptr, &raw));
+        struct borrowed {
+            std::shared_ptr<vqj_context> c;
+            std::shared_ptr<vqj_encoder> e, te;
+            std::shared_ptr<vqj_codebook> b;
+            std::shared_ptr<vqj_predictor> p, tp;
+        };
+        h_ = detail::own(raw, vqj_model_destroy,
+                         borrowed{ctx.shared(), enc.shared(),
+                                  target_encoder ? target_encoder->shared() : nullptr, cb.shared(),
+                                  pred.shared(), target_predictor ? target_predictor->shared() : nullptr});
+        embedding_dim_ = vqj_model_embedding_dim(raw);
+        max_objects_ = vqj_model_max_objects(raw);
+        context_window_ = vqj_model_context_window(raw);
+        num_codes_ = vqj_model_num_codes(raw);
+    }
+    model(model &&) noexcept = default;
+    model &operator=(model &&) noexcept = default;
+
+    const vqj_model *get() const { return detail::live(h_, "model"); }
+    int embedding_dim() const noexcept { return embedding_dim_; }
+    int max_objects() const noexcept { return max_objects_; }
+    int context_window() const noexcept { return context_window_; }
+    int num_codes() const noexcept { return num_codes_; }
+
+    /** Codes and embedding of one grid. */
+    encoded encode(const vqj_grid &g) const
+    {
+        encoded e{std::vector<int32_t>(static_cast<size_t>(max_objects_)),
+                  std::vector<float>(static_cast<size_t>(embedding_dim_))};
+        size_t n = 0;
+        detail::check(vqj_model_encode_grid(get(), &g, e.codes.data(), &n, e.embedding.data()));
+        e.codes.resize(n);
+        return e;
+    }
+    encoded encode(const grid &g) const { return encode(g.view()); }
+
+    /** Several grids in one pass. */
+    std::vector<encoded> encode(const std::vector<vqj_grid> &grids) const
+    {
+        const size_t m = static_cast<size_t>(max_objects_), d = static_cast<size_t>(embedding_dim_);
+        std::vector<int32_t> codes(grids.size() * m);
+        std::vector<size_t> counts(grids.size());
+        std::vector<float> emb(grids.size() * d);
+        detail::check(vqj_model_encode_grids(get(), grids.data(), grids.size(), codes.data(),
+                                             counts.data(), emb.data()));
+        std::vector<encoded> out;
+        for (size_t g = 0; g < grids.size(); g++)
+            out.push_back(encoded{std::vector<int32_t>(codes.begin() + static_cast<std::ptrdiff_t>(g * m),
+                                                       codes.begin() + static_cast<std::ptrdiff_t>(g * m + counts[g])),
+                                  std::vector<float>(emb.begin() + static_cast<std::ptrdiff_t>(g * d),
+                                                     emb.begin() + static_cast<std::ptrdiff_t>((g + 1) * d))});
+        return out;
+    }
+    std::vector<encoded> encode(const std::vector<grid> &grids) const { return encode(views(grids)); }
+
+    /** The predicted target embedding of T context grids, oldest first. */
+    std::vector<float> predict(const std::vector<vqj_grid> &context) const
+    {
+        std::vector<float> e(static_cast<size_t>(embedding_dim_));
+        detail::check(vqj_model_predict(get(), context.data(), context.size(), e.data()));
+        return e;
+    }
+    std::vector<float> predict(const std::vector<grid> &context) const { return predict(views(context)); }
+
+    /** Predictions of context.size() / T examples, batch * P floats. */
+    std::vector<float> predict_batch(const std::vector<vqj_grid> &context) const
+    {
+        size_t t = context_window_ > 0 ? static_cast<size_t>(context_window_) : 1;
+        if (context.size() % t)
+            throw error(VQJ_ERR_INVALID_ARGUMENT, "vqjepa::model::predict_batch: the grid count is not a multiple of T");
+        std::vector<float> e(context.size() / t * static_cast<size_t>(embedding_dim_));
+        detail::check(vqj_model_predict_batch(get(), context.data(), context.size() / t, e.data()));
+        return e;
+    }
+
+private:
+    std::shared_ptr<vqj_model> h_;
+    int embedding_dim_ = 0, max_objects_ = 0, context_window_ = 0, num_codes_ = 0;
+};
+
+/** || a/|a| - b/|b| ||^2 = 2 - 2 cos(a, b), in [0, 4]. */
+inline float latent_distance(const std::vector<float> &a, const std::vector<float> &b)
+{
+    if (a.size() != b.size())
+        throw error(VQJ_ERR_INVALID_ARGUMENT, "vqjepa::latent_distance: vectors of different lengths");
+    float d = 0;
+    detail::check(vqj_latent_distance(a.data(), b.data(), static_cast<int>(a.size()), &d));
+    return d;
+}
+
 /** A whole training step over an encoder, codebook, predictor, loss and
  *  optimizer (all kept alive by the trainer). */
 class trainer {
@@ -634,6 +793,13 @@ public:
         };
         h_ = detail::own(raw, vqj_trainer_destroy,
                          borrowed{ctx.shared(), enc.shared(), cb.shared(), pred.shared(), l.shared(), opt.shared()});
+        ctx_ = ctx.shared();
+        enc_ = enc.shared();
+        cb_ = cb.shared();
+        pred_ = pred.shared();
+        enc_params_ = enc.params();
+        pred_params_ = pred.params();
+        tokenizer_ = tokenizer;
     }
     trainer(trainer &&) noexcept = default;
     trainer &operator=(trainer &&) noexcept = default;
@@ -685,6 +851,53 @@ public:
     {
         detail::check(vqj_trainer_set_counters(get(), micro_step, dropout_step));
     }
+    /** The codes of the context tokens of the last training step. */
+    std::vector<int32_t> codes() const
+    {
+        size_t n = 0;
+        const int32_t *c = vqj_trainer_codes(get(), &n);
+        return c ? std::vector<int32_t>(c, c + n) : std::vector<int32_t>();
+    }
+    /** Save everything a resumed run needs (right after an optimizer step);
+     *  `config_yaml` (may be empty) and `metadata` go to "__metadata__". */
+    void save(const std::string &path, const std::string &config_yaml = "",
+              const std::vector<std::pair<std::string, std::string>> &metadata = {}) const
+    {
+        std::vector<const char *> meta;
+        for (const auto &kv : metadata) {
+            meta.push_back(kv.first.c_str());
+            meta.push_back(kv.second.c_str());
+        }
+        meta.push_back(nullptr);
+        detail::check(vqj_trainer_save_with_metadata(get(), path.c_str(),
+                                                     config_yaml.empty() ? nullptr : config_yaml.c_str(),
+                                                     metadata.empty() ? nullptr : meta.data()));
+    }
+    /** Restore the trainer and its parts from a save() file. */
+    void load(const std::string &path) { detail::check(vqj_trainer_load(get(), path.c_str())); }
+
+    /** A thread-safe inference model over this trainer's online parts, with
+     *  copies of its target network (as it is now) for grid embeddings. Do
+     *  not step the trainer while the model runs a call. */
+    model make_model() const
+    {
+        context ctx = context::from_shared(ctx_);
+        encoder enc = encoder::from_shared(enc_, enc_params_);
+        codebook cb = codebook::from_shared(cb_);
+        predictor pred = predictor::from_shared(pred_, pred_params_);
+        vqj_weights *te = vqj_trainer_target_encoder_weights(get());
+        if (!te)
+            return model(ctx, enc, cb, pred, nullptr, nullptr, tokenizer_);
+        encoder tenc(ctx, enc_params_);
+        predictor tpred(ctx, pred_params_);
+        weights src_e(te, h_), src_p(vqj_trainer_target_predictor_weights(get()), h_);
+        weights dst_e = tenc.weights_view(), dst_p = tpred.weights_view();
+        for (const auto &n : src_e.names())
+            dst_e.write(n, src_e.read(n));
+        for (const auto &n : src_p.names())
+            dst_p.write(n, src_p.read(n));
+        return model(ctx, enc, cb, pred, &tenc, &tpred, tokenizer_);
+    }
 
 private:
     static vqj_train_metrics new_metrics()
@@ -694,6 +907,13 @@ private:
         return m;
     }
     std::shared_ptr<vqj_trainer> h_;
+    std::shared_ptr<vqj_context> ctx_;
+    std::shared_ptr<vqj_encoder> enc_;
+    std::shared_ptr<vqj_codebook> cb_;
+    std::shared_ptr<vqj_predictor> pred_;
+    vqj_encoder_params enc_params_{};
+    vqj_predictor_params pred_params_{};
+    vqj_tokenizer_params tokenizer_{};
 };
 
 /** A list of examples (T context grids and a target), read-only once built. */
@@ -762,6 +982,76 @@ private:
     std::shared_ptr<vqj_context> ctx_;
     std::shared_ptr<vqj_dataset> h_;
 };
+
+/** @name Checkpoints (safetensors files; see vqj_checkpoint_save())
+ *  @{ */
+/** Views to store or load, each under a name prefix ("encoder." ...). */
+using checkpoint_entries = std::vector<std::pair<std::string, weights>>;
+
+/** @cond */
+namespace detail {
+inline std::vector<vqj_checkpoint_entry> entries(const checkpoint_entries &views)
+{
+    std::vector<vqj_checkpoint_entry> e;
+    for (const auto &v : views)
+        e.push_back(vqj_checkpoint_entry{v.first.empty() ? nullptr : v.first.c_str(), v.second.get()});
+    return e;
+}
+} // namespace detail
+/** @endcond */
+
+/** Write the tensors of the views to `path` (atomically) with `metadata`. */
+inline void save_checkpoint(const context &ctx, const std::string &path, const checkpoint_entries &views,
+                            const std::vector<std::pair<std::string, std::string>> &metadata = {})
+{
+    std::vector<const char *> meta;
+    for (const auto &kv : metadata) {
+        meta.push_back(kv.first.c_str());
+        meta.push_back(kv.second.c_str());
+    }
+    meta.push_back(nullptr);
+    auto e = detail::entries(views);
+    detail::check(vqj_checkpoint_save(ctx.get(), path.c_str(), e.data(), e.size(),
+                                      metadata.empty() ? nullptr : meta.data()));
+}
+
+/** Read `path` into the views (all checked before any is written). */
+inline void load_checkpoint(const context &ctx, const std::string &path, const checkpoint_entries &views,
+                            bool allow_extra = false)
+{
+    auto e = detail::entries(views);
+    detail::check(vqj_checkpoint_load(ctx.get(), path.c_str(), e.data(), e.size(),
+                                      allow_extra ? VQJ_CHECKPOINT_ALLOW_EXTRA : 0u));
+}
+
+/** Check a checkpoint's header, layout, checksum and values. */
+inline void verify_checkpoint(const context &ctx, const std::string &path)
+{
+    detail::check(vqj_checkpoint_verify(ctx.get(), path.c_str()));
+}
+
+/** The "__metadata__" value of `key`. */
+inline std::string checkpoint_metadata(const context &ctx, const std::string &path, const std::string &key)
+{
+    size_t len = 0;
+    detail::check(vqj_checkpoint_read_metadata(ctx.get(), path.c_str(), key.c_str(), nullptr, 0, &len));
+    std::string s(len + 1, '\0');
+    detail::check(vqj_checkpoint_read_metadata(ctx.get(), path.c_str(), key.c_str(), &s[0], s.size(), &len));
+    s.resize(len);
+    return s;
+}
+/** @} */
+
+/** Metrics of the rows of x (n x d, row-major). */
+inline vqj_embedding_metrics embedding_metrics(const context &ctx, const std::vector<float> &x, int d)
+{
+    vqj_embedding_metrics m{};
+    m.size = sizeof m;
+    if (d <= 0 || x.size() % static_cast<size_t>(d))
+        throw error(VQJ_ERR_INVALID_ARGUMENT, "vqjepa::embedding_metrics: x is not n x d");
+    detail::check(vqj_embedding_metrics_compute(ctx.get(), x.data(), static_cast<int>(x.size() / static_cast<size_t>(d)), d, &m));
+    return m;
+}
 
 } // namespace vqjepa
 

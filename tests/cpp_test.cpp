@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <functional>
 #include <string>
 #include <thread>
@@ -351,6 +353,100 @@ int main()
         vqjepa::tokens tok(ctx);
         std::vector<vqjepa::grid> good{vqjepa::grid{{1}}};
         tok.tokenize(good);
+    });
+
+    run("checkpoints: trainer save/load, views, metadata, a corrupt file", [] {
+        const std::string dir = "/tmp/vqjepa_cpp_test_" + std::to_string(::getpid());
+        std::string mk = "mkdir -p " + dir;
+        EXPECT(std::system(mk.c_str()) == 0);
+        small_model a;
+        vqjepa::trainer ta(a.ctx, a.enc, a.cb, a.pred, a.loss, a.opt);
+        for (int s = 0; s < 2; s++)
+            ta.step(some_grids(12, s), some_grids(4, s + 7));
+        const std::string path = dir + "/t.safetensors";
+        ta.save(path, "seed: 7\n", {{"epoch", "2"}});
+        vqjepa::verify_checkpoint(a.ctx, path);
+        EXPECT(vqjepa::checkpoint_metadata(a.ctx, path, "epoch") == "2");
+        EXPECT(vqjepa::checkpoint_metadata(a.ctx, path, "config") == "seed: 7\n");
+        small_model b;
+        vqjepa::trainer tb(b.ctx, b.enc, b.cb, b.pred, b.loss, b.opt);
+        tb.load(path);
+        EXPECT(a.enc.weights_view().read("feature_mlp.fc1.weight") ==
+               b.enc.weights_view().read("feature_mlp.fc1.weight"));
+        EXPECT(b.opt.steps() == a.opt.steps());
+        auto ma = ta.step(some_grids(12, 40), some_grids(4, 41));
+        auto mb = tb.step(some_grids(12, 40), some_grids(4, 41));
+        EXPECT(ma.loss == mb.loss);
+        try {
+            ta.save(dir + "/pending.safetensors"); // half an accumulation cycle
+            EXPECT(false);
+        } catch (const vqjepa::error &e) {
+            EXPECT(e.status() == VQJ_ERR_STATE);
+        }
+        const std::string views = dir + "/views.safetensors";
+        vqjepa::save_checkpoint(a.ctx, views, {{"encoder.", a.enc.weights_view()}});
+        small_model c;
+        vqjepa::load_checkpoint(c.ctx, views, {{"encoder.", c.enc.weights_view()}});
+        EXPECT(c.enc.weights_view().read("feature_mlp.fc2.bias") == a.enc.weights_view().read("feature_mlp.fc2.bias"));
+        std::FILE *f = std::fopen(views.c_str(), "r+b");
+        EXPECT(f != nullptr);
+        std::fseek(f, -3, SEEK_END);
+        int byte = std::fgetc(f);
+        std::fseek(f, -3, SEEK_END);
+        std::fputc(byte ^ 0x40, f);
+        std::fclose(f);
+        try {
+            vqjepa::verify_checkpoint(a.ctx, views);
+            EXPECT(false);
+        } catch (const vqjepa::error &e) {
+            EXPECT(e.status() == VQJ_ERR_PARSE);
+            EXPECT(std::string(e.what()).find(views) != std::string::npos);
+        }
+        std::string rm = "rm -rf " + dir;
+        EXPECT(std::system(rm.c_str()) == 0);
+    });
+
+    run("inference model: codes, embeddings, predictions from threads", [] {
+        small_model m;
+        vqjepa::trainer tr(m.ctx, m.enc, m.cb, m.pred, m.loss, m.opt);
+        for (int s = 0; s < 2; s++)
+            tr.step(some_grids(12, s), some_grids(4, s + 3));
+        vqjepa::model model = tr.make_model();
+        EXPECT(model.embedding_dim() == 16 && model.context_window() == 3 && model.num_codes() == 16);
+        auto e = model.encode(vqjepa::grid{{2, 2, 0, 0}, {2, 2, 0, 1}, {0, 0, 0, 0}});
+        EXPECT(e.codes.size() == 2);
+        float norm = 0;
+        for (float x : e.embedding)
+            norm += x * x;
+        EXPECT(std::fabs(norm - 1.0f) < 1e-4f);
+        auto p = model.predict(some_grids(3, 5));
+        EXPECT(vqjepa::latent_distance(p, p) == 0.0f);
+        float d = vqjepa::latent_distance(p, e.embedding);
+        EXPECT(d >= 0.0f && d <= 4.0f);
+        EXPECT(model.predict_batch(vqjepa::views(some_grids(6, 5))).size() == 32);
+        EXPECT(model.encode(some_grids(4, 1)).size() == 4);
+        try {
+            model.encode(vqjepa::grid{{1, 12}});
+            EXPECT(false);
+        } catch (const vqjepa::error &err) {
+            EXPECT(std::string(err.what()).find("12") != std::string::npos);
+        }
+        auto grids = some_grids(6, 9);
+        std::vector<std::vector<float>> want;
+        for (const auto &g : grids)
+            want.push_back(model.encode(g).embedding);
+        std::vector<int> ok(4, 1);
+        std::vector<std::thread> threads;
+        for (int k = 0; k < 4; k++)
+            threads.emplace_back([&, k] {
+                for (size_t i = 0; i < grids.size(); i++)
+                    if (model.encode(grids[i]).embedding != want[i])
+                        ok[static_cast<size_t>(k)] = 0;
+            });
+        for (auto &t : threads)
+            t.join();
+        for (int v : ok)
+            EXPECT(v == 1);
     });
 
     std::printf("cpp_test: %d passed, %d failed\n", passed, failed);

@@ -10,6 +10,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "rust_test: cargo not found: skipped"
     exit 0
 fi
+# rust/Cargo.toml asks for rustc 1.77 or later (std::mem::offset_of!).
+rustc_minor=$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p')
+if [ -z "$rustc_minor" ] || [ "$rustc_minor" -lt 77 ]; then
+    echo "rust_test: rustc 1.77 or later needed ($(rustc --version 2>/dev/null || echo none)): skipped"
+    exit 0
+fi
 top=$(pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM

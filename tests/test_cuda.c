@@ -28,11 +28,17 @@
  *    whole network and its backward pass; a wrong kernel gives O(1)); losses
  *    within 1e-4 relative; parameters after optimizer steps within
  *    2 lr per step (Adam normalizes the gradient, so a near-zero gradient
- *    whose sign differs moves a weight by up to 2 lr). */
+ *    whose sign differs moves a weight by up to 2 lr).
+ *
+ * With VQJ_CUDA_BENCH=1 in the environment (and a GPU) two more entries
+ * time the ops at the reference configuration's shapes and whole training
+ * steps (tools/device_check.sh prints their tables; docs/perf-cuda.md). */
 #include "testutil.h"
 
 #include "core/core.h"
 #include "device/device.h"
+
+#include <time.h>
 
 #define EXACT_TOL 0.0
 #define SAME_TOL 1e-6
@@ -1220,6 +1226,335 @@ static void test_training_step(void **state)
     vqj_dataset_destroy(data);
 }
 
+
+/* ---- Timings (VQJ_CUDA_BENCH=1): not tests, numbers for docs/perf-cuda.md ---- */
+
+static int bench_enabled(void)
+{
+    const char *e = getenv("VQJ_CUDA_BENCH");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+static int env_int(const char *name, int fallback)
+{
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : fallback;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define NEED_BENCH()                                                                           \
+    do {                                                                                       \
+        NEED_GPU();                                                                            \
+        if (!bench_enabled()) {                                                                \
+            print_message("skipped: set VQJ_CUDA_BENCH=1 to time the CUDA backend\n");         \
+            skip();                                                                            \
+        }                                                                                      \
+    } while (0)
+
+/* Median of `reps` timed batches of `inner` calls, after warm-up; the device
+ * is synchronized around each batch, so launch gaps count. Milliseconds per
+ * call. */
+#define TIME_OP(ms_out, inner, ...)                                                            \
+    do {                                                                                       \
+        double t_[9];                                                                          \
+        for (int w_ = 0; w_ < 2; w_++)                                                         \
+            __VA_ARGS__;                                                                       \
+        gpu_ok(OPS_GPU->sync(env.gpu), "sync");                                                \
+        for (int r_ = 0; r_ < 9; r_++) {                                                       \
+            double t0_ = now_s();                                                              \
+            for (int i_ = 0; i_ < (inner); i_++)                                               \
+                __VA_ARGS__;                                                                   \
+            gpu_ok(OPS_GPU->sync(env.gpu), "sync");                                            \
+            t_[r_] = (now_s() - t0_) * 1e3 / (inner);                                          \
+        }                                                                                      \
+        for (int a_ = 1; a_ < 9; a_++) /* insertion sort, then the median */                   \
+            for (int b_ = a_; b_ > 0 && t_[b_] < t_[b_ - 1]; b_--) {                           \
+                double x_ = t_[b_];                                                            \
+                t_[b_] = t_[b_ - 1];                                                           \
+                t_[b_ - 1] = x_;                                                               \
+            }                                                                                  \
+        (ms_out) = t_[4];                                                                      \
+    } while (0)
+
+static void bench_row(const char *op, const char *shape, double ms, double gflop, double mbytes)
+{
+    print_message("  BENCH %-26s %-30s %9.4f ms %9.1f GFLOP/s %8.1f GB/s\n", op, shape, ms,
+                  ms > 0 ? gflop / ms : 0.0, ms > 0 ? mbytes / ms : 0.0);
+}
+
+static void bench_ops(void **state)
+{
+    (void)state;
+    NEED_BENCH();
+    /* Shapes of one reference micro-batch: B 512, T 3, D 384, 8 heads,
+     * ~6.5 objects per grid -> ~13312 tokens (context + target), K 768,
+     * P 256, queue 8192, 1024 SIGReg slices x 17 points. */
+    const int B = 512, D = 384, H = 8, K = 768, P = 256, Q = 8192, G = 4 * B;
+    int *sizes = hmem((size_t)G * sizeof(int));
+    for (int g = 0; g < G; g++)
+        sizes[g] = 3 + (g * 7) % 8; /* 3..10, mean 6.5 */
+    packed pk = make_packed(sizes, G, 3);
+    const int N = pk.tokens;
+    const size_t ND = (size_t)N * D;
+    print_message("  BENCH shapes: %d grids, %d tokens, D %d, %d heads, K %d\n", G, N, D, H, K);
+    float *x = dfloats(hrand(ND * 3, 1, 1.0f), ND * 3);
+    float *y = dfloats(hrand(ND * 3, 2, 1.0f), ND * 3);
+    float *w = dfloats(hrand((size_t)3 * D * D * 2, 3, 0.05f), (size_t)3 * D * D * 2);
+    float *z = dfloats(hrand(ND * 3, 4, 1.0f), ND * 3);
+    double ms;
+    char shape[64];
+
+    /* GEMMs of the encoder's linear layers (forward, dX, dW); every operand
+     * fits in the 3 N D floats of x, z and y. */
+    struct {
+        const char *what;
+        bool ta, tb;
+        int m, n, k;
+    } gemms[] = {
+        {"gemm qkv forward", false, true, N, 3 * D, D},
+        {"gemm fc1 forward", false, true, N, 2 * D, D},
+        {"gemm fc2 dX", false, false, N, 2 * D, D},
+        {"gemm fc1 dW", true, false, 2 * D, D, N},
+        {"gemm infonce scores", false, true, B, B + Q, P},
+    };
+    for (size_t i = 0; i < sizeof gemms / sizeof *gemms; i++) {
+        int m = gemms[i].m, n = gemms[i].n, k = gemms[i].k;
+        int lda = gemms[i].ta ? m : k, ldb = gemms[i].tb ? k : n;
+        TIME_OP(ms, 5,
+                OPS_GPU->gemm(env.gpu, gemms[i].ta, gemms[i].tb, m, n, k, 1.0f, x, lda, z, ldb,
+                              0.0f, y, n));
+        snprintf(shape, sizeof shape, "%dx%dx%d", m, n, k);
+        bench_row(gemms[i].what, shape, ms, 2e-6 * m * n * k,
+                  4e-3 * ((double)m * k + (double)k * n + (double)m * n));
+    }
+    snprintf(shape, sizeof shape, "%d x %d", N, D);
+    TIME_OP(ms, 10, OPS_GPU->layernorm_forward(env.gpu, N, D, x, w, w, 1e-5f, y, z, z + N));
+    bench_row("layernorm_forward", shape, ms, 0.0, 8e-3 * ND);
+    TIME_OP(ms, 10,
+            OPS_GPU->layernorm_backward(env.gpu, N, D, x, y, w, z, z + N, z + 2 * N, w + D,
+                                        w + 2 * D));
+    bench_row("layernorm_backward", shape, ms, 0.0, 16e-3 * ND);
+    snprintf(shape, sizeof shape, "%d x %d", N, 2 * D);
+    TIME_OP(ms, 10, OPS_GPU->gelu_forward(env.gpu, 2 * ND, x, y));
+    bench_row("gelu_forward", shape, ms, 0.0, 16e-3 * ND);
+    TIME_OP(ms, 10, OPS_GPU->gelu_backward(env.gpu, 2 * ND, x, z, y));
+    bench_row("gelu_backward", shape, ms, 0.0, 32e-3 * ND);
+    TIME_OP(ms, 10, OPS_GPU->dropout_forward(env.gpu, ND, 0.1f, 7, x, y, z));
+    bench_row("dropout_forward", shape, ms, 0.0, 12e-3 * ND);
+    TIME_OP(ms, 10, OPS_GPU->bias_backward(env.gpu, N, 3 * D, x, w));
+    snprintf(shape, sizeof shape, "%d x %d", N, 3 * D);
+    bench_row("bias_backward", shape, ms, 0.0, 12e-3 * ND);
+
+    size_t np = (size_t)H * (size_t)pk.adj_offsets[G];
+    float *probs = dmem(np * sizeof(float));
+    snprintf(shape, sizeof shape, "%d grids, d %d, %d heads", G, D, H);
+    TIME_OP(ms, 10,
+            OPS_GPU->attention_forward(env.gpu, G, pk.d_offsets, pk.d_adj, pk.d_adj_offsets, D, H,
+                                       x, y, probs));
+    bench_row("attention_forward", shape, ms, 4e-6 * N * 6.5 * D, 16e-3 * ND);
+    TIME_OP(ms, 10,
+            OPS_GPU->attention_backward(env.gpu, G, pk.d_offsets, pk.d_adj, pk.d_adj_offsets, D,
+                                        H, x, probs, y, z));
+    bench_row("attention_backward", shape, ms, 8e-6 * N * 6.5 * D, 28e-3 * ND);
+
+    float *scratch = dmem((size_t)(N + 1) * K * sizeof(float));
+    int32_t *idx = dmem((size_t)N * sizeof(int32_t));
+    snprintf(shape, sizeof shape, "%d x %d, K %d", N, D, K);
+    TIME_OP(ms, 5, OPS_GPU->vq_assign(env.gpu, N, D, K, x, w, scratch, idx, z));
+    bench_row("vq_assign (gemm + argmin)", shape, ms, 2e-6 * N * D * K,
+              4e-3 * ((double)ND + 2.0 * N * K));
+    TIME_OP(ms, 5, OPS_GPU->vq_accumulate(env.gpu, N, D, K, x, idx, z, y));
+    bench_row("vq_accumulate", shape, ms, 0.0, 4e-3 * (double)ND * 2);
+    TIME_OP(ms, 10, OPS_GPU->vq_gather(env.gpu, N, D, x, w, idx, y, z));
+    bench_row("vq_gather", shape, ms, 0.0, 12e-3 * ND);
+
+    float *s = dmem((size_t)B * (B + Q) * sizeof(float));
+    OPS_GPU->fill(env.gpu, (size_t)B * (B + Q), 0.01f, s);
+    snprintf(shape, sizeof shape, "%d x %d", B, B + Q);
+    TIME_OP(ms, 10, OPS_GPU->infonce_xent(env.gpu, B, B + Q, B + Q, 14.0f, 1e-3f, s, z, z + B));
+    bench_row("infonce_xent", shape, ms, 0.0, 8e-3 * B * (B + Q));
+    snprintf(shape, sizeof shape, "1024 slices x %d, 17 points", B);
+    float *wk = dfloats(hrand(17, 5, 1.0f), 17);
+    TIME_OP(ms, 5,
+            OPS_GPU->sigreg_epps_pulley(env.gpu, 1024, B, 17, 3.0f / 16, wk, 1e-4f, x, z, y));
+    bench_row("sigreg_epps_pulley", shape, ms, 0.0, 8e-3 * 1024 * B);
+
+    size_t nparams = (size_t)3900000;
+    float *pp = dmem(nparams * 4 * sizeof(float));
+    OPS_GPU->fill(env.gpu, nparams * 4, 0.01f, pp);
+    snprintf(shape, sizeof shape, "%zu params", nparams);
+    TIME_OP(ms, 10,
+            OPS_GPU->adam_update(env.gpu, nparams, pp, pp + nparams, pp + 2 * nparams,
+                                 pp + 3 * nparams, 5e-5, 0.9f, 0.999f, 1e-8f, 1e-6f, false, 0.5,
+                                 0.01, 0.5f));
+    bench_row("adam_update", shape, ms, 0.0, 28e-6 * nparams);
+    TIME_OP(ms, 10, (void)OPS_GPU->sum_squares(env.gpu, nparams, pp));
+    bench_row("sum_squares (+ host read)", shape, ms, 0.0, 4e-6 * nparams);
+    TIME_OP(ms, 10, OPS_GPU->ema_blend(env.gpu, nparams, 0.99f, pp, pp + nparams));
+    bench_row("ema_blend", shape, ms, 0.0, 12e-6 * nparams);
+    TIME_OP(ms, 100, OPS_GPU->fill(env.gpu, 1, 0.0f, pp));
+    bench_row("empty launch (fill 1)", "1 float", ms, 0.0, 0.0);
+    TIME_OP(ms, 100, (void)OPS_GPU->sum(env.gpu, 1, pp));
+    bench_row("host round trip (sum 1)", "1 float", ms, 0.0, 0.0);
+}
+
+typedef struct ref_model {
+    vqj_encoder *encoder;
+    vqj_codebook *codebook;
+    vqj_predictor *predictor;
+    vqj_loss *loss;
+    vqj_optimizer *optimizer;
+    vqj_trainer *trainer;
+} ref_model;
+
+static void ref_destroy(ref_model *m)
+{
+    vqj_trainer_destroy(m->trainer);
+    vqj_optimizer_destroy(m->optimizer);
+    vqj_loss_destroy(m->loss);
+    vqj_predictor_destroy(m->predictor);
+    vqj_codebook_destroy(m->codebook);
+    vqj_encoder_destroy(m->encoder);
+}
+
+/* The reference configuration (every *_params_default()), one optimizer
+ * step per micro-batch, the queue full from the start (as tools/
+ * bench_train.c, so the numbers compare with `vqjepa bench`). */
+static void ref_create(ref_model *m, vqj_context *ctx, int core)
+{
+    memset(m, 0, sizeof *m);
+    model mm = {.ctx = ctx};
+    vqj_encoder_params ep;
+    vqj_encoder_params_default(&ep);
+    vqj_codebook_params bp;
+    vqj_codebook_params_default(&bp);
+    bp.dim = ep.hidden_dim;
+    vqj_predictor_params pp;
+    vqj_predictor_params_default(&pp);
+    pp.hidden_dim = ep.hidden_dim;
+    vqj_loss_params lp;
+    vqj_loss_params_default(&lp);
+    lp.projection_dim = pp.projection_dim;
+    if (core)
+        lp.sigreg_weight = lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
+    vqj_optimizer_params op;
+    vqj_optimizer_params_default(&op);
+    vqj_trainer_params tp;
+    vqj_trainer_params_default(&tp);
+    tp.grad_accum_steps = 1;
+    MODEL_OK(&mm, vqj_encoder_create(ctx, &ep, &m->encoder));
+    MODEL_OK(&mm, vqj_codebook_create(ctx, &bp, &m->codebook));
+    MODEL_OK(&mm, vqj_predictor_create(ctx, &pp, &m->predictor));
+    MODEL_OK(&mm, vqj_loss_create(ctx, &lp, &m->loss));
+    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
+                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
+    MODEL_OK(&mm, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
+    MODEL_OK(&mm, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
+                                     m->loss, m->optimizer, &m->trainer));
+    size_t n = (size_t)lp.queue_size * (size_t)lp.projection_dim;
+    if (!n)
+        return;
+    float *host = hrand(n, 77, 1.0f);
+    for (int r = 0; r < lp.queue_size; r++) {
+        float *row = host + (size_t)r * lp.projection_dim;
+        double s2 = 0.0;
+        for (int j = 0; j < lp.projection_dim; j++)
+            s2 += (double)row[j] * row[j];
+        for (int j = 0; j < lp.projection_dim; j++)
+            row[j] = (float)(row[j] / sqrt(s2));
+    }
+    vqj_tensor *rows = NULL;
+    MODEL_OK(&mm, vqj_tensor_create(ctx, lp.queue_size, lp.projection_dim, &rows));
+    MODEL_OK(&mm, vqj_tensor_write(rows, host, n));
+    MODEL_OK(&mm, vqj_loss_queue_push(m->loss, rows));
+    vqj_tensor_destroy(rows);
+}
+
+/* ms per step (mean over `steps` after `warmup`) of one variant. */
+static double time_steps(vqj_context *ctx, const vqj_dataset *data, int core, int batch,
+                         int warmup, int steps, double *tokens_per_step)
+{
+    ref_model m;
+    ref_create(&m, ctx, core);
+    size_t n = vqj_dataset_num_examples(data);
+    vqj_grid *context = hmem((size_t)batch * T_ * sizeof *context);
+    vqj_grid *targets = hmem((size_t)batch * sizeof *targets);
+    double total = 0.0, tokens = 0.0;
+    for (int s = 0; s < warmup + steps; s++) {
+        for (int e = 0; e < batch; e++) {
+            const vqj_grid *cg, *tg;
+            assert_int_equal(
+                vqj_dataset_example(data, ((size_t)s * batch + (size_t)e) % n, &cg, &tg),
+                VQJ_OK);
+            for (int k = 0; k < T_; k++)
+                context[(size_t)e * T_ + k] = cg[k];
+            targets[e] = *tg;
+        }
+        vqj_train_metrics met = {.size = sizeof met};
+        double t0 = now_s();
+        vqj_status st = vqj_trainer_step(m.trainer, context, targets, batch, &met);
+        double dt = now_s() - t0;
+        if (st != VQJ_OK)
+            fail_msg("training step: %s", vqj_context_last_error(ctx));
+        if (s >= warmup) {
+            total += dt;
+            tokens += met.context_tokens;
+        }
+    }
+    ref_destroy(&m);
+    *tokens_per_step = steps ? tokens / steps : 0.0;
+    return steps ? 1e3 * total / steps : 0.0;
+}
+
+static void bench_training(void **state)
+{
+    (void)state;
+    NEED_BENCH();
+    const int batch = env_int("VQJ_CUDA_BENCH_BATCH", 512);
+    const int steps = env_int("VQJ_CUDA_BENCH_STEPS", 5);
+    const int cpu_steps = env_int("VQJ_CUDA_BENCH_CPU_STEPS", 0);
+    vqj_dataset_params dp;
+    vqj_dataset_params_default(&dp);
+    vqj_synthetic_params sp;
+    vqj_synthetic_params_default(&sp);
+    sp.num_examples = batch * (steps + 2);
+    sp.seed = 9;
+    vqj_dataset *data = NULL;
+    assert_int_equal(vqj_dataset_synthetic(env.cpu_ctx, &dp, &sp, &data), VQJ_OK);
+    vqj_status st;
+    vqj_context *cpu_all = NULL;
+    if (cpu_steps > 0) { /* every core, as `vqjepa bench` */
+        vqj_context_params p;
+        vqj_context_params_default(&p);
+        p.seed = 42;
+        st = vqj_context_create(&p, &cpu_all);
+        assert_int_equal(st, VQJ_OK);
+    }
+    static const char *const names[] = {"core", "full"};
+    for (int core = 1; core >= 0; core--) {
+        double tok = 0.0;
+        double ms = time_steps(env.gpu_ctx, data, core, batch, 2, steps, &tok);
+        print_message("  BENCH train_step %-4s cuda  batch %d: %8.1f ms/step %8.1f samples/s "
+                      "(%.0f context tokens/step, %d timed steps)\n",
+                      names[core], batch, ms, 1e3 * batch / ms, tok, steps);
+        if (cpu_all) {
+            double cms = time_steps(cpu_all, data, core, batch, 1, cpu_steps, &tok);
+            print_message("  BENCH train_step %-4s cpu   batch %d: %8.1f ms/step %8.1f "
+                          "samples/s (%d threads, %d timed steps)\n",
+                          names[core], batch, cms, 1e3 * batch / cms,
+                          vqj_context_num_threads(cpu_all), cpu_steps);
+        }
+    }
+    vqj_context_destroy(cpu_all);
+    vqj_dataset_destroy(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1246,6 +1581,8 @@ int main(void)
         cmocka_unit_test_teardown(test_relational, test_teardown),
         cmocka_unit_test_teardown(test_linalg, test_teardown),
         cmocka_unit_test_teardown(test_training_step, test_teardown),
+        cmocka_unit_test_teardown(bench_ops, test_teardown),
+        cmocka_unit_test_teardown(bench_training, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

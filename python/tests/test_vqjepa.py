@@ -150,10 +150,9 @@ class TestBasics(unittest.TestCase):
         with open(HEADER) as f:
             names = set(re.findall(r"^VQJ_API[^;]*?\b(vqj_\w+)\s*\(", f.read(), re.M | re.S))
         wrapped = set(_lib._PROTOTYPES)
-        # The configuration-file API and the health/early-stopping helpers
-        # are for C programs and the CLI; the rest must be callable.
-        skip = re.compile(r"^vqj_(config_|run_|health_|early_stopping_|metrics_window_|"
-                          r"augment_|view_)")
+        # The health/early-stopping helpers and the augmentations are for C
+        # programs and the CLI; the rest must be callable.
+        skip = re.compile(r"^vqj_(health_|early_stopping_|augment_|view_)")
         missing = sorted(n for n in names - wrapped if not skip.match(n))
         self.assertEqual(missing, [], "functions of vqjepa.h without a ctypes prototype")
 
@@ -387,6 +386,44 @@ class TestTraining(unittest.TestCase):
         m = vqjepa.embedding_metrics(self.ctx, rows)
         self.assertEqual(m["samples"], 20)
         self.assertGreaterEqual(m["effective_rank"], 1.0)
+
+
+class TestDiagnosticsAndConfig(unittest.TestCase):
+    def setUp(self):
+        self.ctx = vqjepa.Context(seed=7, num_threads=1)
+
+    def tearDown(self):
+        self.ctx.close()
+
+    def test_metrics_window(self):
+        tr = small_trainer(self.ctx)
+        w = vqjepa.MetricsWindow(self.ctx, dim=16, max_samples=32, num_codes=16)
+        for m in train_steps(tr, 4):
+            w.add_projections(tr.context_projections(), tr.target_projections())
+            w.add_codes(tr.codes())
+        self.assertEqual(len(w), 16)
+        r = w.compute()
+        self.assertEqual(r["context"]["samples"], 16)
+        self.assertEqual(r["num_codes"], 16)
+        self.assertGreater(r["active_codes"], 0)
+        self.assertAlmostEqual(r["usage_ratio"], r["active_codes"] / 16, places=6)
+        w.reset()
+        self.assertEqual(len(w), 0)
+        with self.assertRaises(vqjepa.InvalidArgumentError):
+            w.add_codes([99])  # >= K
+
+    def test_config(self):
+        cfg = vqjepa.Config(self.ctx, text="object_encoder:\n  hidden_dim: 32\n"
+                                            "  relational_heads: 4\n", name="t.yaml")
+        self.assertEqual(cfg.params("encoder")["hidden_dim"], 32)
+        self.assertEqual(cfg.params("codebook")["dim"], 32)
+        self.assertIn("hidden_dim: 32", cfg.to_yaml())
+        self.assertIsInstance(cfg.run()["run_name"], str)
+        tr = cfg.trainer()
+        self.assertEqual(tr.encoder.params.hidden_dim, 32)
+        with self.assertRaises(vqjepa.InvalidArgumentError) as cm:
+            vqjepa.Config(self.ctx, text="training:\n  epochs: 0\n", name="bad.yaml")
+        self.assertIn("bad.yaml", str(cm.exception))
 
 
 class TestLifetimes(unittest.TestCase):

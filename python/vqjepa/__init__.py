@@ -42,7 +42,7 @@ __all__ = [
     "Predictor", "Loss", "Optimizer", "Trainer", "Metrics", "Dataset",
     "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_metadata",
     "embedding_metrics", "library_version", "library_path", "HAVE_NUMPY", "Model",
-    "latent_distance", "defaults",
+    "latent_distance", "defaults", "Config", "MetricsWindow",
 ]
 
 if os.environ.get("VQJEPA_NUMPY", "1") not in ("0", "no", "false", ""):
@@ -1460,3 +1460,118 @@ def latent_distance(a, b):
     fn.vqj_latent_distance(pa, pb, na, ctypes.byref(out))
     del ka, kb
     return out.value
+
+
+# ---------------------------------------------------------------------------
+# Diagnostics window and configuration files
+
+class MetricsWindow(_Handle):
+    """The sample window of one diagnostics interval: the last max_samples
+    context and target projections and the codes used since the last
+    reset(). compute() gives the embedding metrics of both and the VQ usage."""
+
+    def __init__(self, ctx, dim, max_samples=4096, num_codes=0):
+        ptr = _create(fn.vqj_metrics_window_create, ctx._ptr(), dim, max_samples, num_codes)
+        _child(self, ctx, ptr, fn.vqj_metrics_window_destroy)
+        self.dim = dim
+
+    def add_projections(self, context, target):
+        """Append rows of context and target projections (n x dim each)."""
+        kc, pc, nc = _floats_in(context, "MetricsWindow.add_projections")
+        kt, pt, nt = _floats_in(target, "MetricsWindow.add_projections")
+        if nc != nt or nc % self.dim:
+            raise InvalidArgumentError(1, "MetricsWindow.add_projections: context and target "
+                                          "must both be n x %d" % self.dim)
+        with self._locked():
+            fn.vqj_metrics_window_add_projections(self._ptr(), pc, pt, nc // self.dim)
+        del kc, kt
+
+    def add_codes(self, codes):
+        codes = [int(c) for c in codes]
+        arr = (ctypes.c_int32 * max(len(codes), 1))(*codes)
+        with self._locked():
+            fn.vqj_metrics_window_add_codes(self._ptr(), arr, len(codes))
+
+    def compute(self):
+        """{"context": {...}, "target": {...}, "active_codes", "num_codes", "usage_ratio"}."""
+        out = _lib.vqj_window_metrics()
+        out.size = ctypes.sizeof(out)
+        with self._locked():
+            fn.vqj_metrics_window_compute(self._ptr(), ctypes.byref(out))
+        d = out.as_dict()
+        d["context"] = out.context.as_dict()
+        d["target"] = out.target.as_dict()
+        return d
+
+    def __len__(self):
+        return fn.vqj_metrics_window_rows(self._ptr())
+
+    def reset(self):
+        with self._locked():
+            fn.vqj_metrics_window_reset(self._ptr())
+
+
+_CONFIG_KINDS = ("tokenizer", "encoder", "codebook", "predictor", "loss", "optimizer", "trainer",
+                 "dataset", "augment", "synthetic")
+
+_libc_free = None
+
+
+def _free(ptr):
+    global _libc_free
+    if _libc_free is None:
+        _libc_free = ctypes.CDLL(None).free
+        _libc_free.argtypes = [ctypes.c_void_p]
+        _libc_free.restype = None
+    _libc_free(ptr)
+
+
+class Config(_Handle):
+    """A run configuration: the built-in defaults, a YAML file (path) or YAML
+    text (text) over them. Read-only once made (any thread may read it).
+    params(kind) gives a module's params as a dict, run() the run-level
+    settings, to_yaml() the resolved configuration, trainer(ctx) a Trainer
+    built from it."""
+
+    def __init__(self, ctx, path=None, text=None, name=None):
+        if path is not None and text is not None:
+            raise InvalidArgumentError(1, "Config: give a path or text, not both")
+        if path is not None:
+            ptr = _create(fn.vqj_config_load, ctx._ptr(), os.fsencode(path))
+        elif text is not None:
+            data = text.encode()
+            ptr = _create(fn.vqj_config_parse, ctx._ptr(), data, len(data),
+                          None if name is None else name.encode())
+        else:
+            ptr = _create(fn.vqj_config_default, ctx._ptr())
+        _child(self, ctx, ptr, fn.vqj_config_destroy)
+
+    def params(self, kind):
+        if kind not in _CONFIG_KINDS:
+            raise InvalidArgumentError(1, "Config.params: kind must be one of %s" % ", ".join(_CONFIG_KINDS))
+        struct_type = getattr(_lib, "vqj_%s_params" % kind)
+        p, _ = _lib.defaults(struct_type)
+        getattr(fn, "vqj_config_%s_params" % kind)(self._ptr(), ctypes.byref(p))
+        return p.as_dict()
+
+    def run(self):
+        r = _lib.vqj_run_params()
+        r.size = ctypes.sizeof(r)
+        fn.vqj_config_run(self._ptr(), ctypes.byref(r))
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.as_dict().items()}
+
+    def to_yaml(self):
+        text = ctypes.c_void_p()
+        fn.vqj_config_write_yaml(self._ptr(), ctypes.byref(text))
+        try:
+            return ctypes.string_at(text.value).decode("utf-8")
+        finally:
+            _free(text.value)
+
+    def trainer(self, ctx=None):
+        """A Trainer whose parts have this configuration's params."""
+        ctx = ctx or self._ctx
+        return Trainer(ctx, encoder=self.params("encoder"), codebook=self.params("codebook"),
+                       predictor=self.params("predictor"), loss=self.params("loss"),
+                       optimizer=self.params("optimizer"), tokenizer=self.params("tokenizer"),
+                       **self.params("trainer"))

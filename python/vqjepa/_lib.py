@@ -226,6 +226,28 @@ class vqj_embedding_metrics(_Struct):
                 ("gaussian_score", ctypes.c_float)]
 
 
+class vqj_window_metrics(_Struct):
+    _fields_ = [("size", ctypes.c_size_t), ("context", vqj_embedding_metrics),
+                ("target", vqj_embedding_metrics), ("active_codes", ctypes.c_int),
+                ("num_codes", ctypes.c_int), ("usage_ratio", ctypes.c_float)]
+
+
+class vqj_run_params(_Struct):
+    _fields_ = [("size", ctypes.c_size_t), ("seed", ctypes.c_uint64), ("epochs", ctypes.c_int),
+                ("batch_size", ctypes.c_int), ("grad_accum_steps", ctypes.c_int),
+                ("shuffle", ctypes.c_int), ("dataset_manifest", ctypes.c_char_p),
+                ("arc_path", ctypes.c_char_p), ("validation_split", ctypes.c_float),
+                ("validation_seed", ctypes.c_uint64), ("checkpoint_dir", ctypes.c_char_p),
+                ("checkpoint_interval", ctypes.c_int), ("early_stopping_enabled", ctypes.c_int),
+                ("early_stopping_patience", ctypes.c_int),
+                ("early_stopping_min_delta", ctypes.c_float), ("early_stopping_mode", ctypes.c_int),
+                ("diagnostics_enabled", ctypes.c_int), ("diagnostics_interval", ctypes.c_int),
+                ("diagnostics_max_samples", ctypes.c_int), ("device", ctypes.c_int),
+                ("vq_enabled", ctypes.c_int), ("use_target_encoder", ctypes.c_int),
+                ("logging_enabled", ctypes.c_int), ("log_dir", ctypes.c_char_p),
+                ("run_name", ctypes.c_char_p)]
+
+
 class vqj_checkpoint_entry(_Struct):
     _fields_ = [("prefix", ctypes.c_char_p), ("weights", ctypes.c_void_p)]
 
@@ -385,6 +407,30 @@ _PROTOTYPES = {
     "vqj_trainer_set_counters": (S, [P, I64, U64]),
     # diagnostics
     "vqj_embedding_metrics_compute": (S, [P, P, I, I, ctypes.POINTER(vqj_embedding_metrics)]),
+    "vqj_metrics_window_create": (S, [P, I, I, I, ctypes.POINTER(P)]),
+    "vqj_metrics_window_destroy": (None, [P]),
+    "vqj_metrics_window_add_projections": (S, [P, P, P, I]),
+    "vqj_metrics_window_add_codes": (S, [P, P, SZ]),
+    "vqj_metrics_window_compute": (S, [P, ctypes.POINTER(vqj_window_metrics)]),
+    "vqj_metrics_window_rows": (I, [P]),
+    "vqj_metrics_window_reset": (None, [P]),
+    # configuration files
+    "vqj_config_default": (S, [P, ctypes.POINTER(P)]),
+    "vqj_config_load": (S, [P, STR, ctypes.POINTER(P)]),
+    "vqj_config_parse": (S, [P, STR, SZ, STR, ctypes.POINTER(P)]),
+    "vqj_config_destroy": (None, [P]),
+    "vqj_config_tokenizer_params": (S, [P, P]),
+    "vqj_config_encoder_params": (S, [P, P]),
+    "vqj_config_codebook_params": (S, [P, P]),
+    "vqj_config_predictor_params": (S, [P, P]),
+    "vqj_config_loss_params": (S, [P, P]),
+    "vqj_config_optimizer_params": (S, [P, P]),
+    "vqj_config_trainer_params": (S, [P, P]),
+    "vqj_config_dataset_params": (S, [P, P]),
+    "vqj_config_augment_params": (S, [P, P]),
+    "vqj_config_synthetic_params": (S, [P, P]),
+    "vqj_config_run": (S, [P, ctypes.POINTER(vqj_run_params)]),
+    "vqj_config_write_yaml": (S, [P, ctypes.POINTER(ctypes.c_void_p)]),
     # checkpoints (present in libraries that have them)
     "vqj_checkpoint_save": (S, [P, STR, ctypes.POINTER(vqj_checkpoint_entry), SZ,
                                 ctypes.POINTER(STR)]),
