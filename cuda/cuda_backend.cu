@@ -32,6 +32,7 @@ bool cu_ok(cuda_device *cd, cudaError_t e, const char *what)
 {
     if (e == cudaSuccess)
         return true;
+    cudaGetLastError(); /* a non-sticky error must not resurface at the next launch check */
     cu_record(cd, status_of(e), "CUDA device %d: %s failed: %s (%s)", cd->ordinal, what,
               cudaGetErrorString(e), cudaGetErrorName(e));
     return false;

@@ -101,8 +101,9 @@ int main(int argc, char **argv)
     example_model_create(ctx, cfg, &m);
     CHECK(ctx, vqj_trainer_load(m.trainer, argv[1]));
     vqj_model *model = NULL;
-    CHECK(ctx, vqj_model_create(ctx, &m.tokenizer, m.encoder, m.codebook, m.predictor, NULL,
-                                NULL, &model));
+    CHECK(ctx, vqj_model_create(ctx, &m.tokenizer, m.encoder, m.codebook, m.predictor,
+                                vqj_trainer_target_encoder(m.trainer),
+                                vqj_trainer_target_predictor(m.trainer), &model));
     const int M = vqj_model_max_objects(model), P = vqj_model_embedding_dim(model);
     const int K = vqj_model_num_codes(model);
 

@@ -28,7 +28,8 @@ static vqj_model *load_model(const char *path, vqj_context **ctx_out, vqj_config
     CHECK(*ctx_out, vqj_trainer_load(m->trainer, path));
     vqj_model *model = NULL;
     CHECK(*ctx_out, vqj_model_create(*ctx_out, &m->tokenizer, m->encoder, m->codebook,
-                                     m->predictor, NULL, NULL, &model));
+                                     m->predictor, vqj_trainer_target_encoder(m->trainer),
+                                     vqj_trainer_target_predictor(m->trainer), &model));
     return model;
 }
 

@@ -37,6 +37,11 @@ extern "C" {
 #define VQJ_VERSION_MINOR 1
 #define VQJ_VERSION_PATCH 0
 
+/** Release memory the library allocated and handed to the caller (such as
+ *  the text of vqj_config_write_yaml()), with the allocator that made it.
+ *  NULL is ignored. */
+VQJ_API void vqj_free(void *ptr);
+
 /** The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
  *  The string is static; never free it. */
 VQJ_API const char *vqj_version(void);
@@ -121,7 +126,9 @@ VQJ_API void vqj_context_destroy(vqj_context *ctx);
 VQJ_API const char *vqj_context_last_error(const vqj_context *ctx);
 
 /** The message of the last failed call on the calling thread, whatever its
- *  context (the only way to read why vqj_context_create() failed). */
+ *  context (the only way to read why vqj_context_create() failed). The
+ *  string is owned by the library and valid until the next call into the
+ *  library on this thread; never free it. Never fails. */
 VQJ_API const char *vqj_last_error(void);
 
 /** The device this context computes on. */
@@ -145,7 +152,9 @@ VQJ_API int vqj_device_compiled(vqj_device_kind device);
  *  @{ */
 typedef struct vqj_tensor vqj_tensor;
 
-/** Create a rows x cols tensor, zero-filled. rows may be 0.
+/** Create a rows x cols tensor, zero-filled. rows may be 0. On success *out
+ *  holds a tensor the caller destroys with vqj_tensor_destroy() before the
+ *  context; on failure *out is unchanged.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, negative sizes), VQJ_ERR_OUT_OF_MEMORY. */
 VQJ_API vqj_status vqj_tensor_create(vqj_context *ctx, int rows, int cols, vqj_tensor **out);
 /** Destroy a tensor. NULL is ignored. */
@@ -248,7 +257,9 @@ VQJ_API int vqj_tokenizer_feature_dim(const vqj_tokenizer_params *params);
 typedef struct vqj_tokens vqj_tokens;
 
 /** Create an empty token batch for these tokenizer params (copied). Reuse it
- *  across calls to vqj_tokenize(): buffers grow as needed and are kept.
+ *  across calls to vqj_tokenize(): buffers grow as needed and are kept. On
+ *  success *out holds a batch the caller destroys with vqj_tokens_destroy()
+ *  before the context; on failure *out is unchanged.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, bad params), VQJ_ERR_OUT_OF_MEMORY. */
 VQJ_API vqj_status vqj_tokens_create(vqj_context *ctx, const vqj_tokenizer_params *params,
                                      vqj_tokens **out);
@@ -336,8 +347,9 @@ VQJ_API size_t vqj_arc_task_num_pairs(const vqj_arc_task *task, vqj_arc_split sp
 VQJ_API const vqj_grid *vqj_arc_task_input(const vqj_arc_task *task, vqj_arc_split split,
                                            size_t i);
 
-/** The output grid of pair `i`, as vqj_arc_task_input(); also NULL for a test
- *  pair given without an output. */
+/** The output grid of pair `i`, as vqj_arc_task_input() (owned by the task,
+ *  valid until it is destroyed); also NULL for a test pair given without an
+ *  output. */
 VQJ_API const vqj_grid *vqj_arc_task_output(const vqj_arc_task *task, vqj_arc_split split,
                                             size_t i);
 /** @} */
@@ -525,7 +537,9 @@ VQJ_API void vqj_optimizer_params_default(vqj_optimizer_params *params);
  *  given twice or made from another context, a field out of range: the
  *  message names the field and its range), VQJ_ERR_UNSUPPORTED (a params
  *  struct from a newer library with fields set), VQJ_ERR_OUT_OF_MEMORY.
- *  On failure *out is unchanged. */
+ *  On success *out holds an optimizer the caller destroys with
+ *  vqj_optimizer_destroy() before the views and the context; on failure
+ *  *out is unchanged. */
 VQJ_API vqj_status vqj_optimizer_create(vqj_context *ctx, const vqj_optimizer_params *params,
                                         vqj_weights *const *groups, size_t num_groups,
                                         vqj_optimizer **out);
@@ -625,7 +639,9 @@ typedef struct vqj_encoder vqj_encoder;
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of range: the
  *  message names it and its range, a size smaller than the first published
  *  struct), VQJ_ERR_UNSUPPORTED (fields from a newer version),
- *  VQJ_ERR_OUT_OF_MEMORY. On failure *out is unchanged. */
+ *  VQJ_ERR_OUT_OF_MEMORY. On success *out holds an encoder the caller
+ *  destroys with vqj_encoder_destroy() before the context; on failure *out
+ *  is unchanged. */
 VQJ_API vqj_status vqj_encoder_create(vqj_context *ctx, const vqj_encoder_params *params,
                                       vqj_encoder **out);
 
@@ -719,7 +735,9 @@ typedef struct vqj_predictor vqj_predictor;
  *  trainable, initialised from the context seed as docs/model.md says.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of range,
  *  an unknown enum value), VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY. On
- *  failure *out is unchanged. */
+ *  success *out holds a predictor the caller destroys with
+ *  vqj_predictor_destroy() before the context; on failure *out is
+ *  unchanged. */
 VQJ_API vqj_status vqj_predictor_create(vqj_context *ctx, const vqj_predictor_params *params,
                                         vqj_predictor **out);
 
@@ -1309,7 +1327,10 @@ typedef struct vqj_trainer vqj_trainer;
  *  `tokenizer` (copied; NULL for the defaults) is used by vqj_trainer_step().
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL handles, handles of another
  *  context, sizes that do not fit together: feature_dim, hidden_dim,
- *  projection_dim, max_objects), VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY. */
+ *  projection_dim, max_objects), VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY.
+ *  On success *out holds a trainer the caller destroys with
+ *  vqj_trainer_destroy() before the handles it borrows; on failure *out is
+ *  unchanged. */
 VQJ_API vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params,
                                       const vqj_tokenizer_params *tokenizer,
                                       vqj_encoder *encoder, vqj_codebook *codebook,
@@ -1346,8 +1367,21 @@ VQJ_API vqj_status vqj_trainer_evaluate(vqj_trainer *trainer, const vqj_grid *co
  *  lives, never destroyed by the caller; for checkpoints). NULL for NULL or
  *  when use_target_encoder is 0 (there is no target network). */
 VQJ_API vqj_weights *vqj_trainer_target_encoder_weights(vqj_trainer *trainer);
-/** The target predictor's weights; as vqj_trainer_target_encoder_weights(). */
+/** The target predictor's weights, borrowed from the trainer as
+ *  vqj_trainer_target_encoder_weights() (NULL without a target network). */
 VQJ_API vqj_weights *vqj_trainer_target_predictor_weights(vqj_trainer *trainer);
+
+/** The target network's encoder and predictor as borrowed handles (NULL
+ *  without a target network): give them to vqj_model_create() so that grid
+ *  embeddings live in the space predictions are trained to match. Owned by
+ *  the trainer; valid while it lives. Training changes them (EMA) after
+ *  every optimizer step, so no vqj_model call may run during a step. No
+ *  errors: NULL for a NULL trainer. */
+VQJ_API vqj_encoder *vqj_trainer_target_encoder(vqj_trainer *trainer);
+/** The target network's predictor, as vqj_trainer_target_encoder() gives
+ *  its encoder: borrowed, owned by the trainer, NULL without a target
+ *  network; no errors. */
+VQJ_API vqj_predictor *vqj_trainer_target_predictor(vqj_trainer *trainer);
 
 /** The context (c) and target (t) projections of the last step or
  *  evaluation, [B x P] tensors owned by the trainer (for diagnostics). */
@@ -1795,7 +1829,8 @@ VQJ_API vqj_status vqj_config_default(vqj_context *ctx, vqj_config **out);
 VQJ_API vqj_status vqj_config_load(vqj_context *ctx, const char *path, vqj_config **out);
 
 /** vqj_config_load() from `length` bytes of YAML text (no NUL needed);
- *  `name` stands for the path in messages (NULL: "<config>"). Errors as
+ *  `name` stands for the path in messages (NULL: "<config>"). Ownership as
+ *  vqj_config_default(): the caller destroys the config. Errors as
  *  vqj_config_load() without VQJ_ERR_IO. */
 VQJ_API vqj_status vqj_config_parse(vqj_context *ctx, const char *text, size_t length,
                                     const char *name, vqj_config **out);
@@ -1849,8 +1884,9 @@ VQJ_API vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out);
  *  every key the library reads with its value, so that parsing the text
  *  gives the same configuration (without warnings). Floats are written with
  *  a decimal point in any locale. On success *text_out holds a
- *  NUL-terminated string the caller releases with free() (the C library's,
- *  as the library allocates it with malloc()); on failure it is unchanged.
+ *  NUL-terminated string the caller releases with vqj_free() (or the C
+ *  library's free(): it is allocated with malloc()); on failure it is
+ *  unchanged.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_OUT_OF_MEMORY. */
 VQJ_API vqj_status vqj_config_write_yaml(const vqj_config *cfg, char **text_out);
 /** @} */

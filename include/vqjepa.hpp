@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <memory>
 #include <stdexcept>
@@ -1052,6 +1053,124 @@ inline vqj_embedding_metrics embedding_metrics(const context &ctx, const std::ve
     detail::check(vqj_embedding_metrics_compute(ctx.get(), x.data(), static_cast<int>(x.size() / static_cast<size_t>(d)), d, &m));
     return m;
 }
+
+/** The sample window of one diagnostics interval (vqj_metrics_window):
+ *  the last max_samples context and target projections and the codes used
+ *  since the last reset. One thread at a time. */
+class metrics_window {
+public:
+    metrics_window(const context &ctx, int dim, int max_samples, int num_codes)
+    {
+        vqj_metrics_window *raw = nullptr;
+        detail::check(vqj_metrics_window_create(ctx.get(), dim, max_samples, num_codes, &raw));
+        h_ = detail::own(raw, vqj_metrics_window_destroy, ctx.shared());
+        dim_ = dim;
+    }
+    metrics_window(metrics_window &&) noexcept = default;
+    metrics_window &operator=(metrics_window &&) noexcept = default;
+
+    vqj_metrics_window *get() const { return detail::live(h_, "metrics_window"); }
+    /** Append rows of context and target projections (rows x dim each). */
+    void add_projections(const std::vector<float> &context, const std::vector<float> &target)
+    {
+        if (context.size() != target.size() || dim_ <= 0 || context.size() % static_cast<size_t>(dim_))
+            throw error(VQJ_ERR_INVALID_ARGUMENT, "vqjepa::metrics_window::add_projections: not two rows x dim matrices");
+        detail::check(vqj_metrics_window_add_projections(get(), context.data(), target.data(),
+                                                         static_cast<int>(context.size() / static_cast<size_t>(dim_))));
+    }
+    void add_codes(const std::vector<int32_t> &codes)
+    {
+        detail::check(vqj_metrics_window_add_codes(get(), codes.data(), codes.size()));
+    }
+    vqj_window_metrics compute() const
+    {
+        vqj_window_metrics m{};
+        m.size = sizeof m;
+        detail::check(vqj_metrics_window_compute(get(), &m));
+        return m;
+    }
+    int rows() const { return vqj_metrics_window_rows(get()); }
+    void reset() { vqj_metrics_window_reset(get()); }
+
+private:
+    std::shared_ptr<vqj_metrics_window> h_;
+    int dim_ = 0;
+};
+
+/** A run configuration (vqj_config): the defaults, or YAML over them.
+ *  Read-only once made: any number of threads may read one. */
+class config {
+public:
+    /** The built-in defaults. */
+    explicit config(const context &ctx)
+    {
+        vqj_config *raw = nullptr;
+        detail::check(vqj_config_default(ctx.get(), &raw));
+        h_ = detail::own(raw, vqj_config_destroy, ctx.shared());
+    }
+    /** A YAML file over the defaults. */
+    static config load(const context &ctx, const std::string &path)
+    {
+        vqj_config *raw = nullptr;
+        detail::check(vqj_config_load(ctx.get(), path.c_str(), &raw));
+        return config(detail::own(raw, vqj_config_destroy, ctx.shared()));
+    }
+    /** YAML text over the defaults; `name` stands for the path in messages. */
+    static config parse(const context &ctx, const std::string &yaml, const std::string &name = "<config>")
+    {
+        vqj_config *raw = nullptr;
+        detail::check(vqj_config_parse(ctx.get(), yaml.data(), yaml.size(), name.c_str(), &raw));
+        return config(detail::own(raw, vqj_config_destroy, ctx.shared()));
+    }
+    config(config &&) noexcept = default;
+    config &operator=(config &&) noexcept = default;
+
+    const vqj_config *get() const { return detail::live(h_, "config"); }
+    /** A module's params: `cfg.params<vqj_encoder_params>()`. */
+    template <class P> P params() const;
+    /** The run-level settings (strings owned by the config). */
+    vqj_run_params run() const
+    {
+        vqj_run_params r{};
+        r.size = sizeof r;
+        detail::check(vqj_config_run(get(), &r));
+        return r;
+    }
+    /** The resolved configuration as YAML. */
+    std::string yaml() const
+    {
+        char *text = nullptr;
+        detail::check(vqj_config_write_yaml(get(), &text));
+        std::string s(text);
+        std::free(text);
+        return s;
+    }
+
+private:
+    explicit config(std::shared_ptr<vqj_config> h) : h_(std::move(h)) {}
+    std::shared_ptr<vqj_config> h_;
+};
+
+/** @cond */
+#define VQJEPA_HPP_CONFIG(T, fn)                                                               \
+    template <> inline T config::params<T>() const                                             \
+    {                                                                                          \
+        T p = defaults<T>();                                                                   \
+        detail::check(fn(get(), &p));                                                          \
+        return p;                                                                              \
+    }
+VQJEPA_HPP_CONFIG(vqj_tokenizer_params, vqj_config_tokenizer_params)
+VQJEPA_HPP_CONFIG(vqj_encoder_params, vqj_config_encoder_params)
+VQJEPA_HPP_CONFIG(vqj_codebook_params, vqj_config_codebook_params)
+VQJEPA_HPP_CONFIG(vqj_predictor_params, vqj_config_predictor_params)
+VQJEPA_HPP_CONFIG(vqj_loss_params, vqj_config_loss_params)
+VQJEPA_HPP_CONFIG(vqj_optimizer_params, vqj_config_optimizer_params)
+VQJEPA_HPP_CONFIG(vqj_trainer_params, vqj_config_trainer_params)
+VQJEPA_HPP_CONFIG(vqj_dataset_params, vqj_config_dataset_params)
+VQJEPA_HPP_CONFIG(vqj_augment_params, vqj_config_augment_params)
+VQJEPA_HPP_CONFIG(vqj_synthetic_params, vqj_config_synthetic_params)
+#undef VQJEPA_HPP_CONFIG
+/** @endcond */
 
 } // namespace vqjepa
 

@@ -449,6 +449,34 @@ int main()
             EXPECT(v == 1);
     });
 
+    run("metrics window and config", [] {
+        small_model m;
+        vqjepa::trainer tr(m.ctx, m.enc, m.cb, m.pred, m.loss, m.opt);
+        vqjepa::metrics_window w(m.ctx, 16, 32, 16);
+        for (int s = 0; s < 4; s++) {
+            tr.step(some_grids(12, s), some_grids(4, s + 1));
+            w.add_projections(tr.context_projections().read(), tr.target_projections().read());
+            w.add_codes(tr.codes());
+        }
+        EXPECT(w.rows() == 16);
+        auto r = w.compute();
+        EXPECT(r.context.samples == 16 && r.num_codes == 16 && r.active_codes > 0);
+        w.reset();
+        EXPECT(w.rows() == 0);
+
+        auto cfg = vqjepa::config::parse(m.ctx, "object_encoder:\n  hidden_dim: 32\n  relational_heads: 4\n", "t.yaml");
+        EXPECT(cfg.params<vqj_encoder_params>().hidden_dim == 32);
+        EXPECT(cfg.params<vqj_codebook_params>().dim == 32);
+        EXPECT(cfg.yaml().find("hidden_dim: 32") != std::string::npos);
+        EXPECT(cfg.run().epochs >= 1);
+        try {
+            vqjepa::config::parse(m.ctx, "training:\n  epochs: 0\n", "bad.yaml");
+            EXPECT(false);
+        } catch (const vqjepa::error &e) {
+            EXPECT(std::string(e.what()).find("bad.yaml") != std::string::npos);
+        }
+    });
+
     std::printf("cpp_test: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

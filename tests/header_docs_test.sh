@@ -3,7 +3,9 @@
 # Doxygen comment of its own ("/** ... */" right above it, or "/**< ... */"
 # right after it), and the comment of every function returning a vqj_status
 # names its errors ("Errors: ...", "errors as ...", a VQJ_ERR_ code, or
-# "Never fails").
+# "Never fails"). Ownership: the comment of a function that makes a handle
+# (a `vqj_x **out` parameter) says who destroys it, and that of a function
+# returning a pointer says who owns it (owned, borrowed, static, valid...).
 # `make docs` builds the HTML reference from these comments.
 set -eu
 HEADER=${1:-include/vqjepa.h}
@@ -50,10 +52,18 @@ while i < len(lines):
         failed.append("%s:%d: %s has no /** comment of its own" % (path, i + 1, name))
     elif re.match(r"VQJ_API\s+vqj_status\b", decl) and not re.search(r"[Ee]rrors?\b|VQJ_ERR_|Never fails", comment):
         failed.append("%s:%d: %s returns a vqj_status but its comment names no errors" % (path, i + 1, name))
+    elif re.search(r"\bvqj_(?!grid\b)\w+\s*\*\*\s*\w+", decl) and \
+            not re.search(r"destroy|[Oo]wnership|owned|caller", comment):
+        failed.append("%s:%d: %s makes a handle but its comment says nothing of who destroys it"
+                      % (path, i + 1, name))
+    elif re.match(r"VQJ_API\s+(const\s+)?\w+\s*\*", decl) and \
+            not re.search(r"owned|[Bb]orrowed|static|valid|free|lifetime", comment):
+        failed.append("%s:%d: %s returns a pointer but its comment does not say who owns it"
+                      % (path, i + 1, name))
     i = j + 1
 
 for f in failed:
-    print("header_docs_test: " + f, file=sys.stderr)
+    print("header_docs_test: " + f)
 print("header_docs_test: %d passed, %d failed" % (count - len(failed), len(failed)))
 sys.exit(1 if failed or count == 0 else 0)
 PY

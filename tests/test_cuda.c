@@ -1584,5 +1584,27 @@ int main(void)
         cmocka_unit_test_teardown(bench_ops, test_teardown),
         cmocka_unit_test_teardown(bench_training, test_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    /* VQJ_CUDA_ONLY=name,name,... runs those entries alone (the device
+     * check uses it for the timings and the sanitizer runs). */
+    const char *only = getenv("VQJ_CUDA_ONLY");
+    if (!only || !*only)
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    struct CMUnitTest picked[sizeof tests / sizeof *tests];
+    size_t count = 0, all = sizeof tests / sizeof *tests;
+    for (size_t i = 0; i < all; i++) {
+        size_t len = strlen(tests[i].name);
+        for (const char *p = only; *p;) {
+            size_t n = strcspn(p, ",");
+            if (n == len && strncmp(p, tests[i].name, n) == 0) {
+                picked[count++] = tests[i];
+                break;
+            }
+            p += n + (p[n] == ',');
+        }
+    }
+    if (!count) {
+        fprintf(stderr, "test_cuda: VQJ_CUDA_ONLY=%s names no test\n", only);
+        return 1;
+    }
+    return _cmocka_run_group_tests("test_cuda", picked, count, group_setup, group_teardown);
 }

@@ -3,7 +3,6 @@
  * checkpoint (whose own configuration says how to build the model). */
 #include "cli.h"
 #include "run.h"
-#include "train/trainer.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -120,10 +119,10 @@ int cmd_encode(int argc, char **argv)
         goto done;
     /* Grid embeddings come from the target network, the space predictions
      * are trained to match. */
-    vqji_trainer_parts parts = vqji_trainer_get_parts(m.trainer);
     if (vqj_trainer_load(m.trainer, ckpt) != VQJ_OK ||
         vqj_model_create(mctx, &m.tokenizer, m.encoder, m.codebook, m.predictor,
-                         parts.target_encoder, parts.target_predictor, &model) != VQJ_OK) {
+                         vqj_trainer_target_encoder(m.trainer),
+                         vqj_trainer_target_predictor(m.trainer), &model) != VQJ_OK) {
         fprintf(stderr, "vqjepa encode: %s\n", vqj_context_last_error(mctx));
         goto done;
     }

@@ -155,6 +155,20 @@ class TestBasics(unittest.TestCase):
         skip = re.compile(r"^vqj_(health_|early_stopping_|augment_|view_)")
         missing = sorted(n for n in names - wrapped if not skip.match(n))
         self.assertEqual(missing, [], "functions of vqjepa.h without a ctypes prototype")
+        # and every prototype has the header's number of parameters
+        with open(HEADER) as f:
+            text = f.read()
+        wrong = []
+        for m in re.finditer(r"^VQJ_API[^;]*?\b(vqj_\w+)\s*\(([^;]*)\)\s*;", text, re.M | re.S):
+            name, params = m.group(1), m.group(2).strip()
+            if name not in _lib._PROTOTYPES:
+                continue
+            count = 0 if params == "void" else params.count(",") + 1
+            if name in _lib.PARAMS_DEFAULTS.values():
+                continue  # declared as taking one pointer
+            if len(_lib._PROTOTYPES[name][1]) != count:
+                wrong.append("%s: header %d, ctypes %d" % (name, count, len(_lib._PROTOTYPES[name][1])))
+        self.assertEqual(wrong, [], "ctypes prototypes whose parameter count differs from the header")
 
 
 class TestContextAndErrors(unittest.TestCase):

@@ -7,13 +7,7 @@ use std::env;
 use std::process::Command;
 
 fn main() {
-    for var in [
-        "PKG_CONFIG_PATH",
-        "PKG_CONFIG_LIBDIR",
-        "PKG_CONFIG",
-        "VQJEPA_STATIC",
-        "VQJEPA_LIB_DIR",
-    ] {
+    for var in ["PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "PKG_CONFIG", "VQJEPA_STATIC", "VQJEPA_LIB_DIR"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");

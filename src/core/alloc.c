@@ -52,3 +52,5 @@ vqj_status vqji_reserve(const vqj_context *ctx, void **buf, size_t *capacity, si
     *capacity = grown;
     return VQJ_OK;
 }
+
+void vqj_free(void *ptr) { free(ptr); }

@@ -694,6 +694,16 @@ vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
     return VQJ_OK;
 }
 
+vqj_encoder *vqj_trainer_target_encoder(vqj_trainer *tr)
+{
+    return tr ? tr->target_encoder : NULL;
+}
+
+vqj_predictor *vqj_trainer_target_predictor(vqj_trainer *tr)
+{
+    return tr ? tr->target_predictor : NULL;
+}
+
 vqj_weights *vqj_trainer_target_encoder_weights(vqj_trainer *tr)
 {
     return tr && tr->target_encoder ? vqj_encoder_weights(tr->target_encoder) : NULL;

@@ -84,9 +84,8 @@ c_enum!(vqj_abort_criterion {
 c_enum!(vqj_early_stopping_mode { VQJ_EARLY_STOPPING_MIN = 0, VQJ_EARLY_STOPPING_MAX = 1 });
 
 /// `vqj_log_fn`: may be called from any thread calling the library.
-pub type vqj_log_fn = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, level: vqj_log_level, message: *const c_char),
->;
+pub type vqj_log_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: vqj_log_level, message: *const c_char)>;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -423,10 +422,7 @@ extern "C" {
     pub fn vqj_version() -> *const c_char;
     pub fn vqj_status_string(status: vqj_status) -> *const c_char;
     pub fn vqj_context_params_default(params: *mut vqj_context_params);
-    pub fn vqj_context_create(
-        params: *const vqj_context_params,
-        out: *mut *mut vqj_context,
-    ) -> vqj_status;
+    pub fn vqj_context_create(params: *const vqj_context_params, out: *mut *mut vqj_context) -> vqj_status;
     pub fn vqj_context_destroy(ctx: *mut vqj_context);
     pub fn vqj_context_last_error(ctx: *const vqj_context) -> *const c_char;
     pub fn vqj_last_error() -> *const c_char;
@@ -434,12 +430,7 @@ extern "C" {
     pub fn vqj_context_num_threads(ctx: *const vqj_context) -> c_int;
     pub fn vqj_context_seed(ctx: *const vqj_context) -> u64;
     pub fn vqj_device_compiled(device: vqj_device_kind) -> c_int;
-    pub fn vqj_tensor_create(
-        ctx: *mut vqj_context,
-        rows: c_int,
-        cols: c_int,
-        out: *mut *mut vqj_tensor,
-    ) -> vqj_status;
+    pub fn vqj_tensor_create(ctx: *mut vqj_context, rows: c_int, cols: c_int, out: *mut *mut vqj_tensor) -> vqj_status;
     pub fn vqj_tensor_destroy(tensor: *mut vqj_tensor);
     pub fn vqj_tensor_reshape(tensor: *mut vqj_tensor, rows: c_int, cols: c_int) -> vqj_status;
     pub fn vqj_tensor_rows(tensor: *const vqj_tensor) -> c_int;
@@ -448,11 +439,7 @@ extern "C" {
     pub fn vqj_tensor_write(tensor: *mut vqj_tensor, src: *const f32, count: usize) -> vqj_status;
     pub fn vqj_weights_num_tensors(weights: *const vqj_weights) -> usize;
     pub fn vqj_weights_num_params(weights: *const vqj_weights) -> usize;
-    pub fn vqj_weights_info(
-        weights: *const vqj_weights,
-        index: usize,
-        out: *mut vqj_weight_info,
-    ) -> vqj_status;
+    pub fn vqj_weights_info(weights: *const vqj_weights, index: usize, out: *mut vqj_weight_info) -> vqj_status;
     pub fn vqj_weights_read(
         weights: *const vqj_weights,
         name: *const c_char,
@@ -500,11 +487,7 @@ extern "C" {
         mask: *mut f32,
         adjacency: *mut f32,
     ) -> vqj_status;
-    pub fn vqj_arc_task_load(
-        ctx: *mut vqj_context,
-        path: *const c_char,
-        out: *mut *mut vqj_arc_task,
-    ) -> vqj_status;
+    pub fn vqj_arc_task_load(ctx: *mut vqj_context, path: *const c_char, out: *mut *mut vqj_arc_task) -> vqj_status;
     pub fn vqj_arc_task_parse(
         ctx: *mut vqj_context,
         json_text: *const c_char,
@@ -515,16 +498,8 @@ extern "C" {
     pub fn vqj_arc_task_destroy(task: *mut vqj_arc_task);
     pub fn vqj_arc_task_name(task: *const vqj_arc_task) -> *const c_char;
     pub fn vqj_arc_task_num_pairs(task: *const vqj_arc_task, split: vqj_arc_split) -> usize;
-    pub fn vqj_arc_task_input(
-        task: *const vqj_arc_task,
-        split: vqj_arc_split,
-        i: usize,
-    ) -> *const vqj_grid;
-    pub fn vqj_arc_task_output(
-        task: *const vqj_arc_task,
-        split: vqj_arc_split,
-        i: usize,
-    ) -> *const vqj_grid;
+    pub fn vqj_arc_task_input(task: *const vqj_arc_task, split: vqj_arc_split, i: usize) -> *const vqj_grid;
+    pub fn vqj_arc_task_output(task: *const vqj_arc_task, split: vqj_arc_split, i: usize) -> *const vqj_grid;
     pub fn vqj_codebook_params_default(params: *mut vqj_codebook_params);
     pub fn vqj_codebook_create(
         ctx: *mut vqj_context,
@@ -541,26 +516,11 @@ extern "C" {
         codes: *mut i32,
         stats: *mut vqj_codebook_stats,
     ) -> vqj_status;
-    pub fn vqj_codebook_backward(
-        cb: *mut vqj_codebook,
-        dq: *const vqj_tensor,
-        dz: *mut vqj_tensor,
-    ) -> vqj_status;
-    pub fn vqj_codebook_ema_usage(
-        cb: *const vqj_codebook,
-        dst: *mut f32,
-        count: usize,
-    ) -> vqj_status;
-    pub fn vqj_codebook_get_progress(
-        cb: *const vqj_codebook,
-        updates: *mut i64,
-        initialized: *mut c_int,
-    ) -> vqj_status;
-    pub fn vqj_codebook_set_progress(
-        cb: *mut vqj_codebook,
-        updates: i64,
-        initialized: c_int,
-    ) -> vqj_status;
+    pub fn vqj_codebook_backward(cb: *mut vqj_codebook, dq: *const vqj_tensor, dz: *mut vqj_tensor) -> vqj_status;
+    pub fn vqj_codebook_ema_usage(cb: *const vqj_codebook, dst: *mut f32, count: usize) -> vqj_status;
+    pub fn vqj_codebook_get_progress(cb: *const vqj_codebook, updates: *mut i64, initialized: *mut c_int)
+        -> vqj_status;
+    pub fn vqj_codebook_set_progress(cb: *mut vqj_codebook, updates: i64, initialized: c_int) -> vqj_status;
     pub fn vqj_optimizer_params_default(params: *mut vqj_optimizer_params);
     pub fn vqj_optimizer_create(
         ctx: *mut vqj_context,
@@ -570,21 +530,13 @@ extern "C" {
         out: *mut *mut vqj_optimizer,
     ) -> vqj_status;
     pub fn vqj_optimizer_destroy(opt: *mut vqj_optimizer);
-    pub fn vqj_optimizer_step(
-        opt: *mut vqj_optimizer,
-        grad_scale: f32,
-        info: *mut vqj_step_info,
-    ) -> vqj_status;
+    pub fn vqj_optimizer_step(opt: *mut vqj_optimizer, grad_scale: f32, info: *mut vqj_step_info) -> vqj_status;
     pub fn vqj_optimizer_zero_grad(opt: *mut vqj_optimizer) -> vqj_status;
     pub fn vqj_optimizer_lr(opt: *const vqj_optimizer) -> f32;
     pub fn vqj_optimizer_steps(opt: *const vqj_optimizer) -> i64;
     pub fn vqj_optimizer_set_steps(opt: *mut vqj_optimizer, steps: i64) -> vqj_status;
     pub fn vqj_optimizer_state(opt: *mut vqj_optimizer) -> *mut vqj_weights;
-    pub fn vqj_weights_ema(
-        target: *mut vqj_weights,
-        online: *const vqj_weights,
-        decay: f32,
-    ) -> vqj_status;
+    pub fn vqj_weights_ema(target: *mut vqj_weights, online: *const vqj_weights, decay: f32) -> vqj_status;
     pub fn vqj_encoder_params_default(params: *mut vqj_encoder_params);
     pub fn vqj_encoder_create(
         ctx: *mut vqj_context,
@@ -657,10 +609,7 @@ extern "C" {
     pub fn vqj_dataset_destroy(dataset: *mut vqj_dataset);
     pub fn vqj_dataset_num_examples(dataset: *const vqj_dataset) -> usize;
     pub fn vqj_dataset_context_window(dataset: *const vqj_dataset) -> c_int;
-    pub fn vqj_dataset_get_params(
-        dataset: *const vqj_dataset,
-        out: *mut vqj_dataset_params,
-    ) -> vqj_status;
+    pub fn vqj_dataset_get_params(dataset: *const vqj_dataset, out: *mut vqj_dataset_params) -> vqj_status;
     pub fn vqj_dataset_example(
         dataset: *const vqj_dataset,
         i: usize,
@@ -676,12 +625,7 @@ extern "C" {
         train: *mut *mut vqj_dataset,
         validation: *mut *mut vqj_dataset,
     ) -> vqj_status;
-    pub fn vqj_dataset_shuffle(
-        dataset: *const vqj_dataset,
-        seed: u64,
-        epoch: i64,
-        order: *mut usize,
-    ) -> vqj_status;
+    pub fn vqj_dataset_shuffle(dataset: *const vqj_dataset, seed: u64, epoch: i64, order: *mut usize) -> vqj_status;
     pub fn vqj_augment_params_default(params: *mut vqj_augment_params);
     pub fn vqj_augment_grid(
         ctx: *mut vqj_context,
@@ -809,11 +753,7 @@ extern "C" {
         micro_step: *mut i64,
         dropout_step: *mut u64,
     ) -> vqj_status;
-    pub fn vqj_trainer_set_counters(
-        trainer: *mut vqj_trainer,
-        micro_step: i64,
-        dropout_step: u64,
-    ) -> vqj_status;
+    pub fn vqj_trainer_set_counters(trainer: *mut vqj_trainer, micro_step: i64, dropout_step: u64) -> vqj_status;
     pub fn vqj_embedding_metrics_compute(
         ctx: *mut vqj_context,
         x: *const f32,
@@ -835,15 +775,8 @@ extern "C" {
         target: *const f32,
         rows: c_int,
     ) -> vqj_status;
-    pub fn vqj_metrics_window_add_codes(
-        window: *mut vqj_metrics_window,
-        codes: *const i32,
-        n: usize,
-    ) -> vqj_status;
-    pub fn vqj_metrics_window_compute(
-        window: *mut vqj_metrics_window,
-        out: *mut vqj_window_metrics,
-    ) -> vqj_status;
+    pub fn vqj_metrics_window_add_codes(window: *mut vqj_metrics_window, codes: *const i32, n: usize) -> vqj_status;
+    pub fn vqj_metrics_window_compute(window: *mut vqj_metrics_window, out: *mut vqj_window_metrics) -> vqj_status;
     pub fn vqj_metrics_window_rows(window: *const vqj_metrics_window) -> c_int;
     pub fn vqj_metrics_window_reset(window: *mut vqj_metrics_window);
     pub fn vqj_health_input_default(in_: *mut vqj_health_input);
@@ -853,8 +786,7 @@ extern "C" {
         cap: usize,
         count: *mut usize,
     ) -> vqj_status;
-    pub fn vqj_health_abort(in_: *const vqj_health_input, reason: *mut c_char, cap: usize)
-        -> c_int;
+    pub fn vqj_health_abort(in_: *const vqj_health_input, reason: *mut c_char, cap: usize) -> c_int;
     pub fn vqj_early_stopping_init(
         es: *mut vqj_early_stopping,
         patience: c_int,
@@ -891,11 +823,7 @@ extern "C" {
         capacity: usize,
         length: *mut usize,
     ) -> vqj_status;
-    pub fn vqj_trainer_save(
-        trainer: *mut vqj_trainer,
-        path: *const c_char,
-        config_yaml: *const c_char,
-    ) -> vqj_status;
+    pub fn vqj_trainer_save(trainer: *mut vqj_trainer, path: *const c_char, config_yaml: *const c_char) -> vqj_status;
     pub fn vqj_trainer_save_with_metadata(
         trainer: *mut vqj_trainer,
         path: *const c_char,
@@ -904,11 +832,7 @@ extern "C" {
     ) -> vqj_status;
     pub fn vqj_trainer_load(trainer: *mut vqj_trainer, path: *const c_char) -> vqj_status;
     pub fn vqj_config_default(ctx: *mut vqj_context, out: *mut *mut vqj_config) -> vqj_status;
-    pub fn vqj_config_load(
-        ctx: *mut vqj_context,
-        path: *const c_char,
-        out: *mut *mut vqj_config,
-    ) -> vqj_status;
+    pub fn vqj_config_load(ctx: *mut vqj_context, path: *const c_char, out: *mut *mut vqj_config) -> vqj_status;
     pub fn vqj_config_parse(
         ctx: *mut vqj_context,
         text: *const c_char,
@@ -917,43 +841,16 @@ extern "C" {
         out: *mut *mut vqj_config,
     ) -> vqj_status;
     pub fn vqj_config_destroy(cfg: *mut vqj_config);
-    pub fn vqj_config_tokenizer_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_tokenizer_params,
-    ) -> vqj_status;
-    pub fn vqj_config_encoder_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_encoder_params,
-    ) -> vqj_status;
-    pub fn vqj_config_codebook_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_codebook_params,
-    ) -> vqj_status;
-    pub fn vqj_config_predictor_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_predictor_params,
-    ) -> vqj_status;
+    pub fn vqj_config_tokenizer_params(cfg: *const vqj_config, out: *mut vqj_tokenizer_params) -> vqj_status;
+    pub fn vqj_config_encoder_params(cfg: *const vqj_config, out: *mut vqj_encoder_params) -> vqj_status;
+    pub fn vqj_config_codebook_params(cfg: *const vqj_config, out: *mut vqj_codebook_params) -> vqj_status;
+    pub fn vqj_config_predictor_params(cfg: *const vqj_config, out: *mut vqj_predictor_params) -> vqj_status;
     pub fn vqj_config_loss_params(cfg: *const vqj_config, out: *mut vqj_loss_params) -> vqj_status;
-    pub fn vqj_config_optimizer_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_optimizer_params,
-    ) -> vqj_status;
-    pub fn vqj_config_trainer_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_trainer_params,
-    ) -> vqj_status;
-    pub fn vqj_config_dataset_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_dataset_params,
-    ) -> vqj_status;
-    pub fn vqj_config_augment_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_augment_params,
-    ) -> vqj_status;
-    pub fn vqj_config_synthetic_params(
-        cfg: *const vqj_config,
-        out: *mut vqj_synthetic_params,
-    ) -> vqj_status;
+    pub fn vqj_config_optimizer_params(cfg: *const vqj_config, out: *mut vqj_optimizer_params) -> vqj_status;
+    pub fn vqj_config_trainer_params(cfg: *const vqj_config, out: *mut vqj_trainer_params) -> vqj_status;
+    pub fn vqj_config_dataset_params(cfg: *const vqj_config, out: *mut vqj_dataset_params) -> vqj_status;
+    pub fn vqj_config_augment_params(cfg: *const vqj_config, out: *mut vqj_augment_params) -> vqj_status;
+    pub fn vqj_config_synthetic_params(cfg: *const vqj_config, out: *mut vqj_synthetic_params) -> vqj_status;
     pub fn vqj_config_run(cfg: *const vqj_config, out: *mut vqj_run_params) -> vqj_status;
     pub fn vqj_config_write_yaml(cfg: *const vqj_config, text_out: *mut *mut c_char) -> vqj_status;
     pub fn vqj_model_create(
@@ -998,12 +895,7 @@ extern "C" {
         batch: usize,
         embeddings: *mut f32,
     ) -> vqj_status;
-    pub fn vqj_latent_distance(
-        a: *const f32,
-        b: *const f32,
-        dim: c_int,
-        out: *mut f32,
-    ) -> vqj_status;
+    pub fn vqj_latent_distance(a: *const f32, b: *const f32, dim: c_int, out: *mut f32) -> vqj_status;
 }
 
 #[cfg(test)]
@@ -1063,9 +955,8 @@ mod tests {
         );
         let dir = std::env::temp_dir().join(format!("vqjepa-sys-layout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut src = String::from(
-            "#include <stddef.h>\n#include <stdio.h>\n#include \"vqjepa.h\"\nint main(void) {\n",
-        );
+        let mut src =
+            String::from("#include <stddef.h>\n#include <stdio.h>\n#include \"vqjepa.h\"\nint main(void) {\n");
         for (expr, _) in &v {
             src += &format!("    printf(\"%zu\\n\", (size_t){expr});\n");
         }
@@ -1088,18 +979,10 @@ mod tests {
         }
         let out = Command::new(dir.join("layout")).output().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        let c: Vec<usize> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| l.parse().unwrap())
-            .collect();
+        let c: Vec<usize> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
         assert_eq!(c.len(), v.len());
-        let bad: Vec<String> = v
-            .iter()
-            .zip(&c)
-            .filter(|((_, r), c)| r != *c)
-            .map(|((e, r), c)| format!("{e}: Rust {r}, C {c}"))
-            .collect();
+        let bad: Vec<String> =
+            v.iter().zip(&c).filter(|((_, r), c)| r != *c).map(|((e, r), c)| format!("{e}: Rust {r}, C {c}")).collect();
         assert!(bad.is_empty(), "layouts differ: {bad:#?}");
     }
 
@@ -1117,19 +1000,30 @@ mod tests {
             let Some(paren) = decl.find('(') else {
                 continue;
             };
-            let name = decl[..paren]
-                .trim_end()
-                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .next()
-                .unwrap();
+            let name = decl[..paren].trim_end().rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap();
             if name.starts_with("vqj_") && !ours.contains(&format!("pub fn {name}(")) {
                 missing.push(name.to_string());
             }
         }
-        assert!(
-            missing.is_empty(),
-            "functions of vqjepa.h not declared here: {missing:?}"
-        );
+        assert!(missing.is_empty(), "functions of vqjepa.h not declared here: {missing:?}");
+        // and with the header's number of parameters
+        let flat: String = ours.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut wrong = Vec::new();
+        for decl in text.split("VQJ_API").skip(1) {
+            let decl = &decl[..decl.find(';').unwrap_or(decl.len())];
+            let (Some(open), Some(close)) = (decl.find('('), decl.rfind(')')) else { continue };
+            let name = decl[..open].trim_end().rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap();
+            let params = decl[open + 1..close].trim();
+            let count = if params == "void" { 0 } else { params.matches(',').count() + 1 };
+            let Some(at) = flat.find(&format!("pub fn {name}(")) else { continue };
+            let rest = &flat[at..];
+            let body = &rest[rest.find('(').unwrap() + 1..rest.find(')').unwrap()];
+            let ours_count = body.split(',').filter(|p| !p.trim().is_empty()).count();
+            if ours_count != count {
+                wrong.push(format!("{name}: header {count}, Rust {ours_count}"));
+            }
+        }
+        assert!(wrong.is_empty(), "parameter counts differ from the header: {wrong:?}");
     }
 
     #[test]
@@ -1140,17 +1034,11 @@ mod tests {
             vqj_encoder_params_default(buf.as_mut_ptr() as *mut vqj_encoder_params);
             assert_eq!(buf[0] as usize, size_of::<vqj_encoder_params>());
             let p = *(buf.as_ptr() as *const vqj_encoder_params);
-            assert_eq!(
-                (p.feature_dim, p.hidden_dim, p.relational_heads),
-                (23, 384, 8)
-            );
+            assert_eq!((p.feature_dim, p.hidden_dim, p.relational_heads), (23, 384, 8));
             vqj_trainer_params_default(buf.as_mut_ptr() as *mut vqj_trainer_params);
             assert_eq!(buf[0] as usize, size_of::<vqj_trainer_params>());
             let v = std::ffi::CStr::from_ptr(vqj_version()).to_str().unwrap();
-            assert_eq!(
-                v,
-                format!("{VQJ_VERSION_MAJOR}.{VQJ_VERSION_MINOR}.{VQJ_VERSION_PATCH}")
-            );
+            assert_eq!(v, format!("{VQJ_VERSION_MAJOR}.{VQJ_VERSION_MINOR}.{VQJ_VERSION_PATCH}"));
         }
     }
 }

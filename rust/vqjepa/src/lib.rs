@@ -23,7 +23,7 @@
 //! | [`Model`] | yes | yes | every `vqj_model_*` call but create/destroy is documented thread-safe on one model; it holds `&mut` borrows of the parts it reads (or owns them), so nothing changes them meanwhile |
 //! | [`Dataset`] | yes | yes | "read-only once built, so any number of threads may read one at the same time" |
 //! | [`Config`] | yes | yes | "read-only once made: any number of threads may call the getters" |
-//! | [`Tokens`], [`Tensor`], [`Encoder`], [`Codebook`], [`Predictor`], [`Loss`], [`Optimizer`], [`Trainer`], [`ArcTask`] | yes | no | one thread at a time: they may move to another thread, not be shared |
+//! | [`Tokens`], [`Tensor`], [`Encoder`], [`Codebook`], [`Predictor`], [`Loss`], [`Optimizer`], [`Trainer`], [`ArcTask`], [`MetricsWindow`] | yes | no | one thread at a time: they may move to another thread, not be shared |
 //! | [`Weights`], [`GridRef`] | no | no | borrowed views of a handle that is not `Sync` |
 
 use std::cell::Cell;
@@ -241,6 +241,8 @@ pub type StepInfo = sys::vqj_step_info;
 pub type LossValues = sys::vqj_loss_values;
 /// Embedding metrics (`vqj_embedding_metrics`).
 pub type EmbeddingMetrics = sys::vqj_embedding_metrics;
+/// What a diagnostics window measured (`vqj_window_metrics`).
+pub type WindowMetrics = sys::vqj_window_metrics;
 
 // ---------------------------------------------------------------------------
 // Context
@@ -628,9 +630,8 @@ impl<'c> Tensor<'c> {
     /// A zero-filled rows x cols tensor.
     pub fn new(ctx: &'c Context, rows: i32, cols: i32) -> Result<Tensor<'c>> {
         // SAFETY: a live context, a valid out pointer.
-        let raw = new_handle("vqj_tensor_create", |out| unsafe {
-            sys::vqj_tensor_create(ctx.as_ptr(), rows, cols, out)
-        })?;
+        let raw =
+            new_handle("vqj_tensor_create", |out| unsafe { sys::vqj_tensor_create(ctx.as_ptr(), rows, cols, out) })?;
         Ok(Tensor { raw, _ctx: PhantomData, _not_sync: PhantomData })
     }
 
@@ -779,7 +780,8 @@ impl<'c> ArcTask<'c> {
     pub fn load(ctx: &'c Context, path: impl AsRef<Path>) -> Result<ArcTask<'c>> {
         let p = path_cstring(path.as_ref())?;
         // SAFETY: valid pointers.
-        let raw = new_handle("vqj_arc_task_load", |out| unsafe { sys::vqj_arc_task_load(ctx.as_ptr(), p.as_ptr(), out) })?;
+        let raw =
+            new_handle("vqj_arc_task_load", |out| unsafe { sys::vqj_arc_task_load(ctx.as_ptr(), p.as_ptr(), out) })?;
         Ok(ArcTask { raw, _ctx: PhantomData, _not_sync: PhantomData })
     }
 
@@ -1010,7 +1012,14 @@ impl Codebook<'_> {
         let mut stats = CodebookStats { size: std::mem::size_of::<CodebookStats>(), ..Default::default() };
         // SAFETY: codes holds N entries.
         check(unsafe {
-            sys::vqj_codebook_forward(self.as_ptr(), z.as_ptr(), training as c_int, q.as_ptr(), codes.as_mut_ptr(), &mut stats)
+            sys::vqj_codebook_forward(
+                self.as_ptr(),
+                z.as_ptr(),
+                training as c_int,
+                q.as_ptr(),
+                codes.as_mut_ptr(),
+                &mut stats,
+            )
         })?;
         Ok((codes, stats))
     }
@@ -1124,7 +1133,7 @@ impl<'a> Optimizer<'a> {
         check(unsafe { sys::vqj_optimizer_set_steps(self.raw.as_ptr(), steps) })
     }
 
-    /// The Adam moments ("adam.m.<g>", "adam.v.<g>").
+    /// The Adam moments (`adam.m.<g>`, `adam.v.<g>`).
     pub fn state(&self) -> Weights<'_> {
         // SAFETY: a live optimizer has a state view.
         Weights::from_raw(unsafe { sys::vqj_optimizer_state(self.raw.as_ptr()) }).expect("a state view")
@@ -1242,17 +1251,7 @@ impl<'c> Trainer<'c> {
                 return Err(e);
             }
         };
-        Ok(Trainer {
-            raw,
-            optimizer,
-            ctx,
-            config: *config,
-            encoder,
-            codebook,
-            predictor,
-            loss,
-            _not_sync: PhantomData,
-        })
+        Ok(Trainer { raw, optimizer, ctx, config: *config, encoder, codebook, predictor, loss, _not_sync: PhantomData })
     }
 
     pub fn as_ptr(&self) -> *mut sys::vqj_trainer {
@@ -1515,7 +1514,16 @@ impl<'a> Model<'a> {
         let tp = target_predictor.map_or(ptr::null_mut(), |p| p.as_ptr());
         // SAFETY: live handles borrowed for 'a.
         let raw = new_handle("vqj_model_create", |out| unsafe {
-            sys::vqj_model_create(ctx.as_ptr(), tokenizer, encoder.as_ptr(), codebook.as_ptr(), predictor.as_ptr(), te, tp, out)
+            sys::vqj_model_create(
+                ctx.as_ptr(),
+                tokenizer,
+                encoder.as_ptr(),
+                codebook.as_ptr(),
+                predictor.as_ptr(),
+                te,
+                tp,
+                out,
+            )
         })?;
         Ok(Model::wrap(raw, None))
     }
@@ -1573,7 +1581,10 @@ impl<'a> Model<'a> {
             )
         })?;
         Ok((0..raw.len())
-            .map(|g| Encoded { codes: codes[g * m..g * m + counts[g]].to_vec(), embedding: emb[g * d..(g + 1) * d].to_vec() })
+            .map(|g| Encoded {
+                codes: codes[g * m..g * m + counts[g]].to_vec(),
+                embedding: emb[g * d..(g + 1) * d].to_vec(),
+            })
             .collect())
     }
 
@@ -1662,7 +1673,12 @@ fn entries(views: &[(&str, Weights<'_>)]) -> Result<(Vec<CString>, Vec<sys::vqj_
 
 /// Write the tensors of weights views to a safetensors file (atomically),
 /// each stored as prefix + name, with `metadata` in "__metadata__".
-pub fn save_checkpoint(ctx: &Context, path: impl AsRef<Path>, views: &[(&str, Weights<'_>)], metadata: &[(&str, &str)]) -> Result<()> {
+pub fn save_checkpoint(
+    ctx: &Context,
+    path: impl AsRef<Path>,
+    views: &[(&str, Weights<'_>)],
+    metadata: &[(&str, &str)],
+) -> Result<()> {
     let p = path_cstring(path.as_ref())?;
     let (_keep, e) = entries(views)?;
     let meta = Metadata::new(metadata)?;
@@ -1672,7 +1688,12 @@ pub fn save_checkpoint(ctx: &Context, path: impl AsRef<Path>, views: &[(&str, We
 
 /// Read a safetensors file into weights views; everything is checked
 /// before anything is written.
-pub fn load_checkpoint(ctx: &Context, path: impl AsRef<Path>, views: &[(&str, Weights<'_>)], allow_extra: bool) -> Result<()> {
+pub fn load_checkpoint(
+    ctx: &Context,
+    path: impl AsRef<Path>,
+    views: &[(&str, Weights<'_>)],
+    allow_extra: bool,
+) -> Result<()> {
     let p = path_cstring(path.as_ref())?;
     let (_keep, e) = entries(views)?;
     let flags = if allow_extra { sys::VQJ_CHECKPOINT_ALLOW_EXTRA } else { 0 };
@@ -1693,11 +1714,20 @@ pub fn checkpoint_metadata(ctx: &Context, path: impl AsRef<Path>, key: &str) -> 
     let k = cstring(key, "checkpoint_metadata key")?;
     let mut len = 0usize;
     // SAFETY: a length query (NULL buffer, capacity 0).
-    check(unsafe { sys::vqj_checkpoint_read_metadata(ctx.as_ptr(), p.as_ptr(), k.as_ptr(), ptr::null_mut(), 0, &mut len) })?;
+    check(unsafe {
+        sys::vqj_checkpoint_read_metadata(ctx.as_ptr(), p.as_ptr(), k.as_ptr(), ptr::null_mut(), 0, &mut len)
+    })?;
     let mut buf = vec![0u8; len + 1];
     // SAFETY: buf holds len + 1 bytes.
     check(unsafe {
-        sys::vqj_checkpoint_read_metadata(ctx.as_ptr(), p.as_ptr(), k.as_ptr(), buf.as_mut_ptr() as *mut c_char, buf.len(), &mut len)
+        sys::vqj_checkpoint_read_metadata(
+            ctx.as_ptr(),
+            p.as_ptr(),
+            k.as_ptr(),
+            buf.as_mut_ptr() as *mut c_char,
+            buf.len(),
+            &mut len,
+        )
     })?;
     buf.truncate(len);
     String::from_utf8(buf).map_err(|_| Error::new(Status::Parse, format!("metadata '{key}' is not UTF-8")))
@@ -1784,13 +1814,82 @@ impl<'c> Config<'c> {
     }
 }
 
+/// The sample window of one diagnostics interval (`vqj_metrics_window`):
+/// the last `max_samples` context and target projections, and the codes
+/// used since the last reset.
+pub struct MetricsWindow<'c> {
+    raw: NonNull<sys::vqj_metrics_window>,
+    dim: usize,
+    _ctx: PhantomData<&'c Context>,
+    _not_sync: NotSync,
+}
+handle_drop!(MetricsWindow, vqj_metrics_window_destroy);
+
+impl<'c> MetricsWindow<'c> {
+    pub fn new(ctx: &'c Context, dim: usize, max_samples: usize, num_codes: usize) -> Result<MetricsWindow<'c>> {
+        let conv = |v: usize, what: &str| {
+            c_int::try_from(v)
+                .map_err(|_| Error::new(Status::InvalidArgument, format!("MetricsWindow: {what} too large")))
+        };
+        let (d, m, k) = (conv(dim, "dim")?, conv(max_samples, "max_samples")?, conv(num_codes, "num_codes")?);
+        // SAFETY: valid pointers.
+        let raw = new_handle("vqj_metrics_window_create", |out| unsafe {
+            sys::vqj_metrics_window_create(ctx.as_ptr(), d, m, k, out)
+        })?;
+        Ok(MetricsWindow { raw, dim, _ctx: PhantomData, _not_sync: PhantomData })
+    }
+
+    /// Append rows of context and target projections (rows x dim each).
+    pub fn add_projections(&self, context: &[f32], target: &[f32]) -> Result<()> {
+        if context.len() != target.len() || self.dim == 0 || context.len() % self.dim != 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "MetricsWindow::add_projections: not two rows x dim matrices",
+            ));
+        }
+        let rows = c_int::try_from(context.len() / self.dim)
+            .map_err(|_| Error::new(Status::InvalidArgument, "MetricsWindow::add_projections: too many rows"))?;
+        // SAFETY: both hold rows * dim floats.
+        check(unsafe {
+            sys::vqj_metrics_window_add_projections(self.raw.as_ptr(), context.as_ptr(), target.as_ptr(), rows)
+        })
+    }
+
+    /// Mark codes as used (negative codes are skipped).
+    pub fn add_codes(&self, codes: &[i32]) -> Result<()> {
+        // SAFETY: codes holds codes.len() entries.
+        check(unsafe { sys::vqj_metrics_window_add_codes(self.raw.as_ptr(), codes.as_ptr(), codes.len()) })
+    }
+
+    /// Measure the window (unchanged).
+    pub fn compute(&self) -> Result<WindowMetrics> {
+        let mut m = WindowMetrics { size: std::mem::size_of::<WindowMetrics>(), ..Default::default() };
+        // SAFETY: a valid out pointer with its size set.
+        check(unsafe { sys::vqj_metrics_window_compute(self.raw.as_ptr(), &mut m) })?;
+        Ok(m)
+    }
+
+    /// Rows of projections held now.
+    pub fn rows(&self) -> usize {
+        // SAFETY: a live window.
+        unsafe { sys::vqj_metrics_window_rows(self.raw.as_ptr()) as usize }
+    }
+
+    /// Empty the window.
+    pub fn reset(&self) {
+        // SAFETY: a live window.
+        unsafe { sys::vqj_metrics_window_reset(self.raw.as_ptr()) }
+    }
+}
+
 /// Variance, isotropy, effective rank and Gaussian score of the rows of
 /// `x` (n x d, row-major).
 pub fn embedding_metrics(ctx: &Context, x: &[f32], d: usize) -> Result<EmbeddingMetrics> {
     if d == 0 || x.len() % d != 0 {
         return Err(Error::new(Status::InvalidArgument, "embedding_metrics: x is not n x d"));
     }
-    let n = c_int::try_from(x.len() / d).map_err(|_| Error::new(Status::InvalidArgument, "embedding_metrics: n too large"))?;
+    let n = c_int::try_from(x.len() / d)
+        .map_err(|_| Error::new(Status::InvalidArgument, "embedding_metrics: n too large"))?;
     let d = c_int::try_from(d).map_err(|_| Error::new(Status::InvalidArgument, "embedding_metrics: d too large"))?;
     let mut out = EmbeddingMetrics { size: std::mem::size_of::<EmbeddingMetrics>(), ..Default::default() };
     // SAFETY: x holds n * d floats.

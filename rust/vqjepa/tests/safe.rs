@@ -213,7 +213,10 @@ fn model_from_threads() {
     let mut tr = Trainer::new(&ctx, &small_config()).unwrap();
     train(&mut tr, 2, 0);
     let model = tr.model().unwrap();
-    assert_eq!((model.embedding_dim(), model.context_window(), model.num_codes(), model.max_objects()), (16, 3, 16, 16));
+    assert_eq!(
+        (model.embedding_dim(), model.context_window(), model.num_codes(), model.max_objects()),
+        (16, 3, 16, 16)
+    );
     let enc = model.encode(&readme_grid()).unwrap();
     assert_eq!(enc.codes.len(), 2);
     assert!(enc.codes.iter().all(|&c| (0..16).contains(&c)));
@@ -276,6 +279,21 @@ fn datasets_and_config() {
     assert!(cfg.to_yaml().unwrap().contains("hidden_dim: 64"));
     let e = Config::parse(&ctx, "training:\n  epochs: 0\n", "bad.yaml").err().unwrap();
     assert!(e.message().contains("bad.yaml"), "{e}");
+
+    let mut trainer = Trainer::new(&ctx, &small_config()).unwrap();
+    let w = MetricsWindow::new(&ctx, 16, 32, 16).unwrap();
+    for s in 0..4 {
+        trainer.step(&some_grids(12, s), &some_grids(4, s + 1)).unwrap();
+        w.add_projections(&trainer.context_projections().unwrap(), &trainer.target_projections().unwrap()).unwrap();
+        w.add_codes(&trainer.codes()).unwrap();
+    }
+    assert_eq!(w.rows(), 16);
+    let r = w.compute().unwrap();
+    assert_eq!((r.context.samples, r.num_codes), (16, 16));
+    assert!(r.active_codes > 0);
+    assert_eq!(w.add_codes(&[99]).unwrap_err().status(), Status::InvalidArgument);
+    w.reset();
+    assert_eq!(w.rows(), 0);
 
     let x: Vec<f32> = (0..80).map(|i| ((i * 7) % 5) as f32).collect();
     let m = embedding_metrics(&ctx, &x, 4).unwrap();

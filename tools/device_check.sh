@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks on a machine with a GPU, in one call sized to
+# finish in under 8 minutes (docs/perf-cuda.md, "Device check").
+#
+#   tools/device_check.sh prepare   on the build machine (no GPU needed): build
+#                                   with CUDA=1 in a scratch copy and pack the
+#                                   programs and the non-system libraries they
+#                                   load into build/devcheck/devcheck.tar.xz
+#   tools/device_check.sh           on the GPU machine, from the repo root
+#
+# On the GPU machine the programs are built there with `make CUDA=1` when
+# nvcc and pkg-config's openblas, jansson, yaml-0.1 and cmocka are present;
+# otherwise (or with DEVCHECK_USE_PREPARED=1) the ones `prepare` packed are
+# used (carry build/devcheck). Steps,
+# most important first, each with a time limit inside DEVCHECK_BUDGET
+# (default 450 s): GPU info; build; tests/test_cuda (every op and whole
+# training steps against the CPU); timings of the ops and of training steps
+# (VQJ_CUDA_BENCH=1); `vqjepa train` on the GPU and on the CPU, compared;
+# `vqjepa bench --device cuda` when the CLI has that option;
+# compute-sanitizer memcheck and racecheck on the kernels' tests. Logs go to
+# $OUT (at most 8 files come back), else /tmp/vqj-device-check; the summary
+# table is printed last.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+top=$(pwd)
+
+prepare() {
+    local stage out
+    prep_tmp=$(mktemp -d) || exit 1
+    trap 'rm -rf "$prep_tmp"' EXIT
+    local tmp=$prep_tmp
+    echo "device_check prepare: building with CUDA=1 in $tmp"
+    git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$tmp"
+    if ! make -C "$tmp" -j"$(nproc)" CUDA=1 all bin/test_cuda >"$tmp/build.log" 2>&1; then
+        tail -40 "$tmp/build.log"
+        echo "device_check prepare: the CUDA=1 build failed" >&2
+        exit 1
+    fi
+    stage="$tmp/stage"
+    mkdir -p "$stage/bin" "$stage/deps"
+    cp "$tmp/bin/test_cuda" "$tmp/bin/vqjepa" "$stage/bin/"
+    # Libraries a bare machine may lack; the C and C++ runtimes and the
+    # CUDA libraries (from the GPU machine's toolkit) stay behind.
+    ldd "$stage/bin/test_cuda" "$stage/bin/vqjepa" | awk '$3 ~ /^\// {print $3}' | sort -u |
+        while read -r lib; do
+            case $(basename "$lib") in
+            libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | ld-linux* | \
+                libstdc++* | libgcc_s* | libcuda* | libcublas*) ;;
+            *) cp -L "$lib" "$stage/deps/" ;;
+            esac
+        done
+    out="$top/build/devcheck"
+    mkdir -p "$out"
+    tar -C "$stage" -cJf "$out/devcheck.tar.xz" .
+    echo "device_check prepare: $(du -h "$out/devcheck.tar.xz" | cut -f1) in build/devcheck/devcheck.tar.xz:"
+    tar -tJvf "$out/devcheck.tar.xz" | awk '{print "  " $3 "  " $6}'
+    echo "run on the GPU machine with carry [\"build/devcheck\"]: tools/device_check.sh"
+}
+
+if [ "${1:-}" = "prepare" ]; then
+    prepare
+    exit 0
+fi
+if [ $# -gt 0 ]; then
+    echo "usage: tools/device_check.sh [prepare]" >&2
+    exit 2
+fi
+
+OUT=${OUT:-/tmp/vqj-device-check}
+mkdir -p "$OUT"
+BUDGET=${DEVCHECK_BUDGET:-450}
+t_start=$(date +%s)
+rows=()
+
+elapsed() { echo $(($(date +%s) - t_start)); }
+# A step's limit: its own maximum, cut to what the budget has left.
+limit_for() {
+    local want=$1 left
+    left=$((BUDGET - $(elapsed) - 5))
+    [ "$left" -lt "$want" ] && want=$left
+    echo "$want"
+}
+row() { rows+=("$(printf '%-26s %-9s %6s  %s' "$1" "$2" "$3" "$4")"); }
+
+# step NAME MAX_SECONDS LOG NOTE CMD...: run CMD under the time left, log
+# appended to $OUT/LOG; sets $step_rc.
+step() {
+    local name=$1 max=$2 log=$3 note=$4 lim t0 dt status
+    shift 4
+    lim=$(limit_for "$max")
+    if [ "$lim" -lt 15 ]; then
+        row "$name" "skipped" "-" "out of time ($BUDGET s budget)"
+        step_rc=124
+        return
+    fi
+    echo "== $name (limit ${lim}s): $*" | tee -a "$OUT/$log"
+    t0=$(date +%s)
+    timeout -k 5 "$lim" "$@" >>"$OUT/$log" 2>&1
+    step_rc=$?
+    dt=$(($(date +%s) - t0))
+    case $step_rc in
+    0) status=ok ;;
+    124 | 137) status=TIMEOUT ;;
+    *) status="FAIL($step_rc)" ;;
+    esac
+    row "$name" "$status" "${dt}s" "$note"
+}
+
+# ---- The GPU ----
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "machine: $(uname -srm), $(nproc) CPUs"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1
+    command -v nvcc >/dev/null && nvcc --version | tail -2
+    command -v compute-sanitizer >/dev/null && echo "compute-sanitizer: $(command -v compute-sanitizer)"
+} >"$OUT/summary.txt" 2>&1
+cat "$OUT/summary.txt"
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "device_check: no GPU here (nvidia-smi -L failed); this script is for the GPU machine." >&2
+    echo "  On the build machine run: tools/device_check.sh prepare" >&2
+    exit 1
+fi
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+
+# ---- The programs: built here, or the prepared ones ----
+for d in /usr/local/nvidia/lib64 /usr/local/cuda/lib64; do
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
+if command -v nvcc >/dev/null; then
+    d=$(dirname "$(dirname "$(command -v nvcc)")")/lib64
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH"
+fi
+BIN=""
+if [ -z "${DEVCHECK_USE_PREPARED:-}" ] && command -v nvcc >/dev/null &&
+    pkg-config --exists openblas jansson yaml-0.1 cmocka 2>/dev/null; then
+    step "build (make CUDA=1)" 300 build.log "nvcc + cuBLAS here" \
+        make -j"$(nproc)" CUDA=1 all bin/test_cuda
+    [ "$step_rc" -eq 0 ] && BIN="$top/bin"
+elif [ -f build/devcheck/devcheck.tar.xz ]; then
+    rm -rf /tmp/devcheck && mkdir -p /tmp/devcheck
+    step "unpack prepared build" 60 build.log "build/devcheck (no build deps here)" \
+        tar -C /tmp/devcheck -xJf build/devcheck/devcheck.tar.xz
+    if [ "$step_rc" -eq 0 ]; then
+        BIN=/tmp/devcheck/bin
+        export LD_LIBRARY_PATH="/tmp/devcheck/deps:$LD_LIBRARY_PATH"
+        ldd "$BIN/test_cuda" | grep "not found" >>"$OUT/build.log"
+    fi
+else
+    row "build" "FAIL" "-" "no build deps here and no build/devcheck: run 'prepare' first"
+fi
+
+if [ -n "$BIN" ]; then
+    # ---- Parity: every op and whole training steps against the CPU ----
+    step "test_cuda (parity)" 200 parity.log "all ops + training steps vs CPU" \
+        "$BIN/test_cuda"
+    parity=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$OUT/parity.log" | head -3 | tr -s ' ' | tr '\n' ' ')
+    rows[${#rows[@]} - 1]="${rows[${#rows[@]} - 1]} | $parity"
+
+    # ---- Timings ----
+    VQJ_CUDA_BENCH=1 VQJ_CUDA_BENCH_CPU_STEPS=${DEVCHECK_CPU_STEPS:-1} \
+        VQJ_CUDA_ONLY=bench_ops,bench_training \
+        step "timings (ops, steps)" 200 bench.log "VQJ_CUDA_BENCH=1, batch 512" "$BIN/test_cuda"
+
+    # ---- The CLI end to end: a short run on the GPU, the same on the CPU ----
+    tmp=$(mktemp -d)
+    printf 'training:\n  device: cuda\n' >"$tmp/cuda.yaml"
+    printf 'training:\n  device: cpu\n' >"$tmp/cpu.yaml"
+    for dev in cuda cpu; do
+        step "vqjepa train ($dev)" 90 train.log "--steps 4 --batch 64" \
+            "$BIN/vqjepa" train --config "$tmp/$dev.yaml" --steps 4 --batch 64 \
+            --out "$tmp/run-$dev" --quiet
+    done
+    if command -v python3 >/dev/null; then
+        python3 - "$tmp/run-cuda/loss_metrics.jsonl" "$tmp/run-cpu/loss_metrics.jsonl" \
+            >>"$OUT/train.log" 2>&1 <<'PY'
+import json, sys
+rows = []
+for path in sys.argv[1:]:
+    with open(path) as f:
+        rows.append([json.loads(l) for l in f if l.strip()])
+g, c = rows
+print("step  total(cuda)     total(cpu)      rel diff")
+worst = 0.0
+for a, b in zip(g, c):
+    x, y = a["loss"]["total"], b["loss"]["total"]
+    d = abs(x - y) / max(abs(y), 1e-30)
+    worst = max(worst, d)
+    print(f"{a['step']:4d}  {x:<15.8g} {y:<15.8g} {d:.2e}")
+note = " - identical: the 'cuda' run ran on the CPU (the CLI does not pass training.device to its context yet)" if worst == 0.0 else " (expect < 1e-3)"
+print(f"worst relative difference of the total loss: {worst:.2e}{note}")
+PY
+        row "train cuda vs cpu" "info" "-" "$(tail -1 "$OUT/train.log")"
+    fi
+    rm -rf "$tmp"
+
+    # ---- `vqjepa bench --device cuda`, when the CLI has it ----
+    if "$BIN/vqjepa" bench --help 2>&1 | grep -q -- '--device'; then
+        step "vqjepa bench --device cuda" 120 cli_bench.log "train_step, batch 512" \
+            "$BIN/vqjepa" bench --only train_step --device cuda --batch 512 --steps 5 --warmup 2
+    else
+        row "vqjepa bench --device" "n/a" "-" "the CLI has no --device option yet"
+    fi
+
+    # ---- compute-sanitizer on the kernels' own tests ----
+    if command -v compute-sanitizer >/dev/null; then
+        VQJ_CUDA_ONLY=test_memory,test_bias,test_layernorm,test_attention,test_segment_mean,test_aggregators,test_vq,test_infonce,test_sigreg,test_relational,test_linalg \
+            step "memcheck" 150 sanitizer.log "compute-sanitizer --tool memcheck" \
+            compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$BIN/test_cuda"
+        VQJ_CUDA_ONLY=test_attention,test_vq,test_sigreg,test_relational \
+            step "racecheck" 120 sanitizer.log "compute-sanitizer --tool racecheck" \
+            compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/test_cuda"
+    else
+        row "compute-sanitizer" "n/a" "-" "not installed"
+    fi
+fi
+
+# ---- Summary, last ----
+{
+    echo
+    echo "== key numbers"
+    grep -h "BENCH train_step" "$OUT/bench.log" 2>/dev/null | sed 's/^ *//'
+    grep -h "BENCH gemm qkv\|BENCH attention\|BENCH vq_assign\|BENCH infonce\|BENCH adam\|BENCH empty\|BENCH host" \
+        "$OUT/bench.log" 2>/dev/null | sed 's/^ *//'
+    grep -h "FAILED\|rel err .*> \|ERROR SUMMARY" "$OUT/parity.log" "$OUT/sanitizer.log" 2>/dev/null | head -20
+    echo
+    echo "== device check on $gpu, $(elapsed) s of a $BUDGET s budget (logs in $OUT)"
+    printf '%-26s %-9s %6s  %s\n' "step" "status" "time" "note"
+    for r in "${rows[@]}"; do echo "$r"; done
+} | tee -a "$OUT/summary.txt"
+for r in "${rows[@]}"; do
+    case $r in *FAIL* | *TIMEOUT*) exit 1 ;; esac
+done
+exit 0
