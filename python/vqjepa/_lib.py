@@ -286,6 +286,7 @@ STR = ctypes.c_char_p
 
 _PROTOTYPES = {
     "vqj_version": (STR, []),
+    "vqj_free": (None, [P]),
     "vqj_status_string": (STR, [I]),
     "vqj_context_create": (S, [ctypes.POINTER(vqj_context_params), ctypes.POINTER(P)]),
     "vqj_context_destroy": (None, [P]),
@@ -398,6 +399,8 @@ _PROTOTYPES = {
     "vqj_trainer_step_tokens": (S, [P, P, P, ctypes.POINTER(vqj_train_metrics)]),
     "vqj_trainer_evaluate": (S, [P, ctypes.POINTER(vqj_grid), ctypes.POINTER(vqj_grid), I,
                                  ctypes.POINTER(vqj_train_metrics)]),
+    "vqj_trainer_target_encoder": (P, [P]),
+    "vqj_trainer_target_predictor": (P, [P]),
     "vqj_trainer_target_encoder_weights": (P, [P]),
     "vqj_trainer_target_predictor_weights": (P, [P]),
     "vqj_trainer_context_projections": (P, [P]),

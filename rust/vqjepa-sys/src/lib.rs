@@ -420,6 +420,7 @@ pub struct vqj_run_params {
 
 extern "C" {
     pub fn vqj_version() -> *const c_char;
+    pub fn vqj_free(ptr: *mut c_void);
     pub fn vqj_status_string(status: vqj_status) -> *const c_char;
     pub fn vqj_context_params_default(params: *mut vqj_context_params);
     pub fn vqj_context_create(params: *const vqj_context_params, out: *mut *mut vqj_context) -> vqj_status;
@@ -743,6 +744,8 @@ extern "C" {
         batch: c_int,
         metrics: *mut vqj_train_metrics,
     ) -> vqj_status;
+    pub fn vqj_trainer_target_encoder(trainer: *mut vqj_trainer) -> *mut vqj_encoder;
+    pub fn vqj_trainer_target_predictor(trainer: *mut vqj_trainer) -> *mut vqj_predictor;
     pub fn vqj_trainer_target_encoder_weights(trainer: *mut vqj_trainer) -> *mut vqj_weights;
     pub fn vqj_trainer_target_predictor_weights(trainer: *mut vqj_trainer) -> *mut vqj_weights;
     pub fn vqj_trainer_context_projections(trainer: *const vqj_trainer) -> *const vqj_tensor;
