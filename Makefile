@@ -151,6 +151,13 @@ check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference
 	[ $$failed -eq 0 ] || { echo "failed:$$failures"; exit 1; }
 test: check
 
+# The CUDA kernels' logic on the CPU, with no nvcc or GPU: tests/test_cuda.c
+# against the backend compiled for the emulation in cuda/emu/ (not part of
+# `check`; docs/perf-cuda.md).
+check-cuda-emu:
+	cuda/emu/run_tests.sh
+.PHONY: check-cuda-emu
+
 # ThreadSanitizer over the thread-safe inference calls (vqj_model_*): the
 # library and tests/test_inference.c built with -fsanitize=thread, CPU only.
 # Part of `make check` (about 10 s to build, 3 s to run); tests/tsan_test.sh

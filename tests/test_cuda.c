@@ -19,12 +19,15 @@
  *    another order (warp trees vs the CPU's 8 lanes): layer norm, L2 norm,
  *    attention, aggregators, GRU, VQ distances. Each output is a sum of at
  *    most a few hundred O(1) terms: a few hundred ulp at worst, ~1e-6
- *    observed scale.
- *  - GEMM_TOL 2e-5: cuBLAS vs OpenBLAS sgemm, fp32 (no TF32), k <= 512.
+ *    observed scale (cuda/emu/ runs this file on the CPU: docs/perf-cuda.md).
+ *  - GEMM_TOL 2e-5: cuBLAS vs OpenBLAS sgemm, fp32 (no TF32), k <= 1152.
  *  - DOUBLE_TOL 1e-6: the losses and reductions that accumulate in double on
  *    both sides and round once to float.
+ *  - A few stated exceptions below: 3e-5 for the layer norm of rows far from
+ *    zero mean, 1e-4 for float column sums over hundreds of rows.
  *  - Full training step: gradients after one micro-batch within 2e-3 of the
- *    largest gradient of each tensor (rounding differences pass through the
+ *    largest gradient of each tensor (2e-2 for tensors of under 8 values,
+ *    the temperature's cancelling sum; rounding differences pass through the
  *    whole network and its backward pass; a wrong kernel gives O(1)); losses
  *    within 1e-4 relative; parameters after optimizer steps within
  *    2 lr per step (Adam normalizes the gradient, so a near-zero gradient
@@ -372,7 +375,7 @@ static void test_reductions(void **state)
                       DOUBLE_TOL);
         snprintf(name, sizeof name, "sum_squares (n %zu)", n);
         expect_scalar(name, OPS_GPU->sum_squares(env.gpu, n, dx),
-                      OPS_CPU->sum_squares(env.cpu, n, x), 1e-12);
+                      OPS_CPU->sum_squares(env.cpu, n, x), 1e-11);
         /* repeatable bit for bit */
         assert_true(OPS_GPU->sum_squares(env.gpu, n, dx) ==
                     OPS_GPU->sum_squares(env.gpu, n, dx));
@@ -523,7 +526,10 @@ static void test_layernorm(void **state)
         float *gy = dpoison(nc), *gm = dpoison((size_t)n), *gr = dpoison((size_t)n);
         OPS_GPU->layernorm_forward(env.gpu, n, c, dx_, dgam, dbet, 1e-5f, gy, gm, gr);
         OPS_CPU->layernorm_forward(env.cpu, n, c, x, gamma, beta, 1e-5f, y, mean, rstd);
-        expect_close("layernorm_forward y", dget(gy, nc), y, nc, RED_TOL);
+        /* Rows whose mean is up to 35 standard deviations from 0: the
+         * mean's float rounding (different sum orders) is amplified by
+         * rstd, hence 3e-5 rather than RED_TOL for y. */
+        expect_close("layernorm_forward y", dget(gy, nc), y, nc, 3e-5);
         expect_close("layernorm_forward mean", dget(gm, (size_t)n), mean, (size_t)n, RED_TOL);
         expect_close("layernorm_forward rstd", dget(gr, (size_t)n), rstd, (size_t)n, RED_TOL);
         /* backward from the CPU's saved statistics on both sides */
@@ -1162,7 +1168,9 @@ static void compare_views(model *a, model *b, int grads, double tol_rel, double 
                 if (!(worst <= tol_abs))
                     fail_msg("%s: abs err %.3e > %.1e", name, worst, tol_abs);
             } else {
-                expect_close(name, x, y, info.count, tol_rel);
+                /* A handful of values (the temperature's gradient) is a sum
+                 * whose terms cancel: relative to itself it moves more. */
+                expect_close(name, x, y, info.count, info.count < 8 ? 10 * tol_rel : tol_rel);
             }
         }
     }
@@ -1295,7 +1303,8 @@ static void bench_ops(void **state)
     /* Shapes of one reference micro-batch: B 512, T 3, D 384, 8 heads,
      * ~6.5 objects per grid -> ~13312 tokens (context + target), K 768,
      * P 256, queue 8192, 1024 SIGReg slices x 17 points. */
-    const int B = 512, D = 384, H = 8, K = 768, P = 256, Q = 8192, G = 4 * B;
+    const int B = env_int("VQJ_CUDA_BENCH_BATCH", 512), D = 384, H = 8, K = 768, P = 256,
+              Q = 8192, G = 4 * B;
     int *sizes = hmem((size_t)G * sizeof(int));
     for (int g = 0; g < G; g++)
         sizes[g] = 3 + (g * 7) % 8; /* 3..10, mean 6.5 */
@@ -1303,15 +1312,18 @@ static void bench_ops(void **state)
     const int N = pk.tokens;
     const size_t ND = (size_t)N * D;
     print_message("  BENCH shapes: %d grids, %d tokens, D %d, %d heads, K %d\n", G, N, D, H, K);
-    float *x = dfloats(hrand(ND * 3, 1, 1.0f), ND * 3);
-    float *y = dfloats(hrand(ND * 3, 2, 1.0f), ND * 3);
+    size_t big = ND * 3; /* every operand below fits in x, y and z */
+    if (big < (size_t)(B + Q) * P)
+        big = (size_t)(B + Q) * P;
+    float *x = dfloats(hrand(big, 1, 1.0f), big);
+    float *y = dfloats(hrand(big, 2, 1.0f), big);
     float *w = dfloats(hrand((size_t)3 * D * D * 2, 3, 0.05f), (size_t)3 * D * D * 2);
-    float *z = dfloats(hrand(ND * 3, 4, 1.0f), ND * 3);
+    float *z = dfloats(hrand(big, 4, 1.0f), big);
     double ms;
     char shape[64];
 
-    /* GEMMs of the encoder's linear layers (forward, dX, dW); every operand
-     * fits in the 3 N D floats of x, z and y. */
+    /* GEMMs of the encoder's linear layers (forward, dX, dW) and InfoNCE's
+     * scores. */
     struct {
         const char *what;
         bool ta, tb;
@@ -1536,7 +1548,7 @@ static void bench_training(void **state)
         st = vqj_context_create(&p, &cpu_all);
         assert_int_equal(st, VQJ_OK);
     }
-    static const char *const names[] = {"core", "full"};
+    static const char *const names[] = {"full", "core"}; /* by `core` */
     for (int core = 1; core >= 0; core--) {
         double tok = 0.0;
         double ms = time_steps(env.gpu_ctx, data, core, batch, 2, steps, &tok);

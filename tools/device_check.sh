@@ -2,10 +2,12 @@
 # The CUDA backend's checks on a machine with a GPU, in one call sized to
 # finish in under 8 minutes (docs/perf-cuda.md, "Device check").
 #
-#   tools/device_check.sh prepare   on the build machine (no GPU needed): build
-#                                   with CUDA=1 in a scratch copy and pack the
-#                                   programs and the non-system libraries they
-#                                   load into build/devcheck/devcheck.tar.xz
+#   tools/device_check.sh prepare   on the build machine (no GPU needed): run
+#                                   tests/test_cuda on the CPU emulation of the
+#                                   kernels (cuda/emu/), build with CUDA=1 in a
+#                                   scratch copy and pack the programs and the
+#                                   non-system libraries they load into
+#                                   build/devcheck/devcheck.tar.xz
 #   tools/device_check.sh           on the GPU machine, from the repo root
 #
 # On the GPU machine the programs are built there with `make CUDA=1` when
@@ -29,6 +31,15 @@ prepare() {
     prep_tmp=$(mktemp -d) || exit 1
     trap 'rm -rf "$prep_tmp"' EXIT
     local tmp=$prep_tmp
+    # The kernels' logic first, on the CPU (cuda/emu/): a bug found here
+    # costs no device time.
+    echo "device_check prepare: tests/test_cuda on the CUDA emulation (cuda/emu/run_tests.sh)"
+    if ! cuda/emu/run_tests.sh >"$tmp/emu.log" 2>&1; then
+        grep -E "FAILED|rel err .* > |CUDA emulation:|ERROR" "$tmp/emu.log" | head -20
+        echo "device_check prepare: the emulated run failed (log above); fix it first" >&2
+        exit 1
+    fi
+    grep -E '^\[  (PASSED|FAILED) +\]' "$tmp/emu.log"
     echo "device_check prepare: building with CUDA=1 in $tmp"
     git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$tmp"
     if ! make -C "$tmp" -j"$(nproc)" CUDA=1 all bin/test_cuda >"$tmp/build.log" 2>&1; then
@@ -153,7 +164,7 @@ if [ -n "$BIN" ]; then
     # ---- Parity: every op and whole training steps against the CPU ----
     step "test_cuda (parity)" 200 parity.log "all ops + training steps vs CPU" \
         "$BIN/test_cuda"
-    parity=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$OUT/parity.log" | head -3 | tr -s ' ' | tr '\n' ' ')
+    parity=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$OUT/parity.log" | tr -s ' ' | tr '\n' ' ')
     rows[${#rows[@]} - 1]="${rows[${#rows[@]} - 1]} | $parity"
 
     # ---- Timings ----

@@ -1,0 +1,2 @@
+/* The CPU emulation's stand-in for the CUDA runtime header (cuda/emu/emu.h). */
+#include "../emu.h"
