@@ -7,7 +7,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     build-essential pkg-config python3 \
     libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev \
-    chromium \
+    chromium doxygen \
     python3-numpy python3-pip python3-setuptools python3-wheel
 
 # The Python binding's tests (tests/python_test.sh) open a checkpoint with
