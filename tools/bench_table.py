@@ -7,7 +7,8 @@ Prints one row per (variant, batch, threads): C and PyTorch samples/s and
 ms/step, the speed ratio C / PyTorch, and the peak resident memory of each
 process. The target (README, docs/benchmarks.md) is a ratio of at least 3
 with no more memory than PyTorch; the last column says whether a row meets it.
-Needs only the standard library.
+Lines of bench_ref.py --view-backward each (a memory variant, not the
+reference) are left out. Needs only the standard library.
 """
 
 import json
@@ -26,8 +27,8 @@ def main(paths):
                     r = json.loads(line)
                 except ValueError:
                     continue
-                if r.get("what") != "train_step":
-                    continue
+                if r.get("what") != "train_step" or "view_backward" in r:
+                    continue  # bench_ref.py --view-backward each: not the reference
                 key = (r["variant"], r["batch"], r["threads"])
                 rows.setdefault(key, {})[r.get("impl", "c")] = r
     if not rows:

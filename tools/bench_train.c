@@ -153,12 +153,18 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     train_model m = {0};
     vqj_grid *context = malloc((size_t)batch * (size_t)T * sizeof *context);
     vqj_grid *targets = malloc((size_t)batch * sizeof *targets);
+    double *times = calloc((size_t)steps, sizeof *times); /* of the timed steps */
     int status = CLI_FAILED;
-    if (!context || !targets) {
+    if (!context || !targets || !times) {
         fprintf(stderr, "vqjepa bench: train_step: out of memory\n");
         goto done;
     }
-    if (model_create(ctx, core, &m) != VQJ_OK)
+    vqj_status st = model_create(ctx, core, &m);
+    if (st == VQJ_ERR_OUT_OF_MEMORY && !*vqj_context_last_error(ctx)) {
+        fprintf(stderr, "vqjepa bench: train_step: out of memory\n");
+        goto done;
+    }
+    if (st != VQJ_OK)
         goto fail;
     double total = 0.0, best = -1.0;
     long tokens = 0;
@@ -182,6 +188,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
         if (s < warmup)
             continue;
         total += dt;
+        times[s - warmup] = dt;
         if (best < 0 || dt < best)
             best = dt;
         tokens += met.context_tokens;
@@ -209,6 +216,10 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
             steps ? (double)tokens / steps / ((double)batch * T) : 0.0, (double)last.loss,
             (double)last.infonce, (double)last.sigreg, last.active_codes,
             skipped ? " (some steps were skipped as non-finite)" : "");
+    fprintf(stderr, "train_step %s: timed steps", variant);
+    for (int s = 0; s < steps; s++)
+        fprintf(stderr, " %.0f", times[s] * 1e3);
+    fprintf(stderr, " ms\n");
     status = CLI_OK;
     goto done;
 fail:
@@ -217,6 +228,7 @@ done:
     model_destroy(&m);
     free(context);
     free(targets);
+    free(times);
     return status;
 }
 

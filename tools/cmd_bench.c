@@ -118,14 +118,17 @@ static void help(FILE *f)
             "                    [--batch B] [--steps N] [--warmup W] [--variant core|full]\n"
             "                    [--threads T]\n\n"
             "Load every *.json ARC task in DIR (default: $VQJ_ARC_DATA, else\n"
-            DEFAULT_DATA "\n"
-            "when present, else the built-in synthetic data) and time each measurement:\n"
-            "tokenizer (one thread) and encoder (all cores), best of N runs (default %d);\n"
-            "train_step: W untimed (default 2) then N timed (default 5) training steps of\n"
-            "B examples (default 256) on T threads (default 0: all cores), for the\n"
-            "\"full\" reference configuration and \"core\" (SIGReg and invariance off),\n"
-            "both unless --variant picks one. --only runs one measurement (tokenizer,\n"
-            "encoder, train_step). --json prints one JSON object per measurement.\n",
+            "  " DEFAULT_DATA "\n"
+            "when it exists; else the built-in synthetic data) and time each measurement:\n"
+            "  tokenizer   one thread, best of N runs (default %d);\n"
+            "  encoder     forward + backward on all cores, best of min(N, 3) runs;\n"
+            "  train_step  W untimed (default 2) then N timed (default 5) training steps\n"
+            "              of B examples (default 256) on T threads (default 0: all\n"
+            "              cores), for the \"full\" reference configuration and \"core\"\n"
+            "              (SIGReg and invariance off), both unless --variant picks one;\n"
+            "              a step is one micro-batch, optimizer step included\n"
+            "              (docs/benchmarks.md).\n"
+            "--only NAME runs one of them. --json prints one JSON object per line.\n",
             DEFAULT_REPEAT);
 }
 

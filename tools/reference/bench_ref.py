@@ -44,9 +44,14 @@ way a PyTorch model is normally written; --self-check shows they compute
 vqjepa_ref.encode_padded exactly, and that the padded relational loss equals
 loss_ref.relational (whose per-grid Python loop would be a strawman to time).
 
+train_ref.py (the parity test's whole step) is not used: it computes in
+float64 on the packed layout with per-grid Python loops and no dropout, right
+for bit-level parity and wrong for timing.
+
 --view-backward each runs the backward of every invariance view right after
 its forward (as the C trainer does) instead of one backward of the summed
-loss: less peak memory, the same gradient.
+loss: less peak memory, the same gradient. Its JSON line carries
+"view_backward":"each" (tools/bench_table.py leaves such lines out).
 """
 
 import argparse
@@ -571,9 +576,10 @@ def main():
     sps = ARGS.batch * len(times) / total
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if ARGS.json:
+        extra = ',"view_backward":"each"' if ARGS.view_backward == "each" else ""
         print('{"what":"train_step","impl":"pytorch","variant":"%s","batch":%d,"threads":%d,'
-              '"ms_per_step":%.2f,"samples_per_s":%.2f,"max_rss_mib":%.1f}'
-              % (ARGS.variant, ARGS.batch, ARGS.threads, ms, sps, rss))
+              '"ms_per_step":%.2f,"samples_per_s":%.2f,"max_rss_mib":%.1f%s}'
+              % (ARGS.variant, ARGS.batch, ARGS.threads, ms, sps, rss, extra))
     else:
         print("train_step %s (pytorch): batch %d, %d threads, %.1f ms/step, %.1f samples/s, "
               "max RSS %.0f MiB" % (ARGS.variant, ARGS.batch, ARGS.threads, ms, sps, rss))
@@ -585,6 +591,8 @@ def main():
              ARGS.view_backward, loss,
              " (%d steps skipped as non-finite)" % tr.skipped if tr.skipped else ""),
           file=sys.stderr)
+    print("train_step %s (pytorch): timed steps %s ms"
+          % (ARGS.variant, " ".join("%.0f" % (1e3 * t) for t in times)), file=sys.stderr)
 
 
 if __name__ == "__main__":
