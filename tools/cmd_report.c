@@ -68,7 +68,7 @@ static void escape(FILE *f, const char *s)
 static void plot(FILE *f, const char *id, const char *title, const char *xlabel, series *s,
                  size_t ns, const hline *h, size_t nh, int percent)
 {
-    const double W = 640, H = 300, L = 64, R = 16, TOP = 28, BOT = 44;
+    const double W = 640, H = 300, L = 84, R = 16, TOP = 28, BOT = 44;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     size_t points = 0;
     for (size_t k = 0; k < ns; k++)
@@ -109,14 +109,19 @@ static void plot(FILE *f, const char *id, const char *title, const char *xlabel,
 #define PY(v) (H - BOT - ((v) - y0) / (y1 - y0) * (H - TOP - BOT))
     fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" class=\"frame\"/>\n", L,
             TOP, W - L - R, H - TOP - BOT);
+    /* Enough digits that neighbouring ticks differ, however narrow the range. */
+    double mag = fmax(fabs(y0), fabs(y1));
+    int digits = 3 + (int)fmax(0.0, ceil(log10(mag / (y1 - y0))));
+    if (digits > 9)
+        digits = 9;
     for (int t = 0; t <= 4; t++) {
         double yv = y0 + (y1 - y0) * t / 4, xv = x0 + (x1 - x0) * t / 4;
         if (percent)
             fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" class=\"yt\">%.1f%%</text>\n", L - 4,
                     PY(yv) + 4, 100 * yv);
         else
-            fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" class=\"yt\">%.4g</text>\n", L - 4,
-                    PY(yv) + 4, yv);
+            fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" class=\"yt\">%.*g</text>\n", L - 4,
+                    PY(yv) + 4, digits, yv);
         fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" class=\"xt\">%.4g</text>\n", PX(xv), H - BOT + 16,
                 xv);
     }
