@@ -117,7 +117,7 @@ bin/vqjepa: $(TOOL_SRC) $(STATIC)
 	@mkdir -p bin
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(TOOL_SRC) $(STATIC) $(DEPS_LIBS)
 
-bin/test_%: tests/test_%.c tests/testutil.h $(STATIC)
+bin/test_%: tests/test_%.c tests/testutil.h tests/testmodel.h $(STATIC)
 	@mkdir -p bin
 	@echo "LD $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STATIC) $(DEPS_LIBS) $(shell $(PKG_CONFIG) --libs cmocka)

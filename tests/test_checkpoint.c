@@ -3,6 +3,7 @@
  * truncation, bad JSON, missing tensors, shapes), atomic writes, and a
  * resumed run that is bit-identical to an uninterrupted one. */
 #include "testutil.h"
+#include "testmodel.h"
 
 #include "core/core.h"
 #include "core/tensor.h"
@@ -16,97 +17,38 @@ enum { T = 3, B = 2, K = 8, P = 8 };
 
 /* ---- a small trainer ---- */
 
-typedef struct model {
-    vqj_context *ctx;
-    vqj_encoder *encoder;
-    vqj_codebook *codebook;
-    vqj_predictor *predictor;
-    vqj_loss *loss;
-    vqj_optimizer *optimizer;
-    vqj_trainer *trainer;
-    vqj_dataset *data;
-} model;
+typedef test_model model;
 
 static void model_create(model *m, uint64_t seed, int hidden)
 {
-    vqj_context_params cp;
-    vqj_context_params_default(&cp);
-    cp.num_threads = 1;
-    cp.seed = seed;
-    vqj_context *ctx = NULL;
-    assert_int_equal(vqj_context_create(&cp, &ctx), VQJ_OK);
-    m->ctx = ctx;
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    ep.hidden_dim = hidden;
-    ep.relational_layers = 1;
-    ep.relational_heads = 2;
-    ep.relational_dropout = 0.1f; /* dropout on: the resume must restore its step */
-    assert_ok(ctx, vqj_encoder_create(ctx, &ep, &m->encoder));
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.num_embeddings = K;
-    bp.dim = hidden;
-    bp.refresh_interval = 2; /* refresh on both sides of the save */
-    bp.refresh_usage_threshold = 0.2f;
-    assert_ok(ctx, vqj_codebook_create(ctx, &bp, &m->codebook));
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = hidden;
-    pp.projection_dim = P;
-    pp.aggregator = VQJ_AGG_GRU;
-    assert_ok(ctx, vqj_predictor_create(ctx, &pp, &m->predictor));
-    vqj_loss_params lp;
-    vqj_loss_params_default(&lp);
-    lp.projection_dim = P;
-    lp.queue_size = 6; /* wraps within the run */
-    lp.sigreg_num_slices = 8;
-    assert_ok(ctx, vqj_loss_create(ctx, &lp, &m->loss));
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    op.lr = 1e-3f;
-    op.warmup_steps = 1;
-    op.total_steps = 20;
-    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
-                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-    assert_ok(ctx, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = 2;
-    assert_ok(ctx, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
-                                      m->loss, m->optimizer, &m->trainer));
-    vqj_dataset_params dp;
-    vqj_dataset_params_default(&dp);
-    vqj_synthetic_params sp;
-    vqj_synthetic_params_default(&sp);
-    sp.num_examples = 64;
-    sp.seed = 3;
-    sp.max_side = 8;
-    assert_ok(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &m->data));
+    test_model_spec s = test_model_spec_default();
+    s.seed = seed;
+    s.hidden = hidden;
+    s.layers = 1;
+    s.heads = 2;
+    s.dropout = 0.1f; /* dropout on: the resume must restore its step */
+    s.codes = K;
+    s.refresh_interval = 2; /* refresh on both sides of the save */
+    s.refresh_threshold = 0.2f;
+    s.projection = P;
+    s.aggregator = VQJ_AGG_GRU;
+    s.queue = 6; /* wraps within the run */
+    s.slices = 8;
+    s.warmup = 1;
+    s.total_steps = 20;
+    s.accum = 2;
+    s.examples = 64;
+    s.data_seed = 3;
+    s.max_side = 8;
+    test_model_create(m, &s);
 }
 
-static void model_destroy(model *m)
-{
-    vqj_dataset_destroy(m->data);
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
-    vqj_context_destroy(m->ctx);
-}
+static void model_destroy(model *m) { test_model_destroy(m); }
 
 static void step(model *m, int i, vqj_train_metrics *out)
 {
     vqj_grid context[B * T], targets[B];
-    for (int e = 0; e < B; e++) {
-        const vqj_grid *cg, *tg;
-        assert_ok(m->ctx, vqj_dataset_example(m->data, (size_t)((i * B + e) % 64), &cg, &tg));
-        for (int k = 0; k < T; k++)
-            context[e * T + k] = cg[k];
-        targets[e] = *tg;
-    }
+    test_model_batch(m, i, B, context, targets);
     out->size = sizeof *out;
     assert_ok(m->ctx, vqj_trainer_step(m->trainer, context, targets, B, out));
     assert_int_equal(out->skipped, 0);

@@ -3,6 +3,7 @@
  * equivalence is examples/train_stages.c (run by `make check`); parity with
  * PyTorch is tests/test_trainer_parity.c. */
 #include "testutil.h"
+#include "testmodel.h"
 
 #include "core/core.h"
 #include "core/tensor.h"
@@ -10,16 +11,7 @@
 
 enum { T = 3, B = 4, D = 32, P = 16, K = 16 };
 
-typedef struct model {
-    vqj_context *ctx;
-    vqj_encoder *encoder;
-    vqj_codebook *codebook;
-    vqj_predictor *predictor;
-    vqj_loss *loss;
-    vqj_optimizer *optimizer;
-    vqj_trainer *trainer;
-    vqj_dataset *data;
-} model;
+typedef test_model model;
 
 typedef struct options {
     int accum;
@@ -29,73 +21,18 @@ typedef struct options {
 
 static void model_create(model *m, options o)
 {
-    vqj_context_params cp;
-    vqj_context_params_default(&cp);
-    cp.num_threads = 1;
-    cp.seed = 11;
-    vqj_context *ctx = NULL;
-    assert_int_equal(vqj_context_create(&cp, &ctx), VQJ_OK);
-    m->ctx = ctx;
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    ep.hidden_dim = D;
-    ep.relational_layers = 2;
-    ep.relational_heads = 4;
-    assert_ok(ctx, vqj_encoder_create(ctx, &ep, &m->encoder));
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.num_embeddings = K;
-    bp.dim = D;
-    bp.refresh_interval = 4;
-    assert_ok(ctx, vqj_codebook_create(ctx, &bp, &m->codebook));
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = D;
-    pp.projection_dim = P;
-    pp.aggregator = VQJ_AGG_ATTENTION;
-    assert_ok(ctx, vqj_predictor_create(ctx, &pp, &m->predictor));
-    vqj_loss_params lp;
-    vqj_loss_params_default(&lp);
-    lp.projection_dim = P;
-    lp.queue_size = 32;
-    lp.sigreg_num_slices = 16;
-    if (!o.invariance)
-        lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
-    assert_ok(ctx, vqj_loss_create(ctx, &lp, &m->loss));
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    op.lr = 1e-3f;
-    op.warmup_steps = 2;
-    op.total_steps = 50;
-    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
-                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-    assert_ok(ctx, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = o.accum;
-    tp.use_target_encoder = o.target;
-    assert_ok(ctx, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
-                                      m->loss, m->optimizer, &m->trainer));
-    vqj_dataset_params dp;
-    vqj_dataset_params_default(&dp);
-    vqj_synthetic_params sp;
-    vqj_synthetic_params_default(&sp);
-    sp.num_examples = 400 * B;
-    sp.seed = 5;
-    assert_ok(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &m->data));
+    test_model_spec s = test_model_spec_default();
+    s.hidden = D;
+    s.codes = K;
+    s.projection = P;
+    s.accum = o.accum;
+    s.invariance = o.invariance;
+    s.target = o.target;
+    s.examples = 400 * B;
+    test_model_create(m, &s);
 }
 
-static void model_destroy(model *m)
-{
-    vqj_dataset_destroy(m->data);
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
-    vqj_context_destroy(m->ctx);
-}
+static void model_destroy(model *m) { test_model_destroy(m); }
 
 /* Batch `i` of the synthetic data: B examples. */
 typedef struct batch {
@@ -105,14 +42,7 @@ typedef struct batch {
 static batch get_batch(const model *m, int i)
 {
     batch b;
-    for (int e = 0; e < B; e++) {
-        const vqj_grid *cg, *tg;
-        vqj_status st = vqj_dataset_example(m->data, (size_t)((i * B + e) % 1600), &cg, &tg);
-        assert_int_equal(st, VQJ_OK);
-        for (int k = 0; k < T; k++)
-            b.context[e * T + k] = cg[k];
-        b.targets[e] = *tg;
-    }
+    test_model_batch(m, i, B, b.context, b.targets);
     return b;
 }
 
