@@ -21,6 +21,7 @@
  * timed steps. max_rss_mib is the peak resident size of the whole process
  * so far (getrusage): run one variant per process to get it per variant. */
 #include "cli.h"
+#include "run.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -48,63 +49,18 @@ static double max_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
-/* The handles of one model + trainer. */
-typedef struct train_model {
-    vqj_encoder *encoder;
-    vqj_codebook *codebook;
-    vqj_predictor *predictor;
-    vqj_loss *loss;
-    vqj_optimizer *optimizer;
-    vqj_trainer *trainer;
-} train_model;
-
-static void model_destroy(train_model *m)
+/* The reference model (grad_accum_steps 1: a step is one micro-batch,
+ * optimizer included), its queue filled as in the steady state. */
+static vqj_status model_create(vqj_context *ctx, int core, run_model *m)
 {
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
-    memset(m, 0, sizeof *m);
-}
-
-static vqj_status model_create(vqj_context *ctx, int core, train_model *m)
-{
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.dim = ep.hidden_dim;
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = ep.hidden_dim;
-    vqj_loss_params lp;
-    vqj_loss_params_default(&lp);
-    lp.projection_dim = pp.projection_dim;
+    run_model_params p;
+    run_model_params_default(&p);
+    vqj_loss_params lp = p.loss;
     if (core)
-        lp.sigreg_weight = lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = 1; /* a step = one micro-batch, optimizer included */
-    vqj_status st = vqj_encoder_create(ctx, &ep, &m->encoder);
-    if (!st)
-        st = vqj_codebook_create(ctx, &bp, &m->codebook);
-    if (!st)
-        st = vqj_predictor_create(ctx, &pp, &m->predictor);
-    if (!st)
-        st = vqj_loss_create(ctx, &lp, &m->loss);
-    if (!st) {
-        vqj_weights *groups[] = {vqj_encoder_weights(m->encoder),
-                                 vqj_codebook_weights(m->codebook),
-                                 vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-        st = vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer);
-    }
-    if (!st)
-        st = vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor, m->loss,
-                                m->optimizer, &m->trainer);
+        p.loss.sigreg_weight = p.loss.color_weight = p.loss.translation_weight =
+            p.loss.symmetry_weight = 0.0f;
+    p.trainer.grad_accum_steps = 1;
+    vqj_status st = run_model_create(ctx, &p, m) ? VQJ_ERR_INVALID_ARGUMENT : VQJ_OK;
     /* Steady state of the queue: full, as after queue_size / B steps. */
     vqj_tensor *rows = NULL;
     float *host = NULL;
@@ -150,7 +106,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     int core = strcmp(variant, "core") == 0;
     size_t n = vqj_dataset_num_examples(data);
     int T = vqj_dataset_context_window(data);
-    train_model m = {0};
+    run_model m = {0};
     vqj_grid *context = malloc((size_t)batch * (size_t)T * sizeof *context);
     vqj_grid *targets = malloc((size_t)batch * sizeof *targets);
     double *times = calloc((size_t)steps, sizeof *times); /* of the timed steps */
@@ -225,7 +181,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
 fail:
     fprintf(stderr, "vqjepa bench: train_step %s: %s\n", variant, vqj_context_last_error(ctx));
 done:
-    model_destroy(&m);
+    run_model_destroy(&m);
     free(context);
     free(targets);
     free(times);

@@ -115,7 +115,8 @@ int cmd_encode(int argc, char **argv)
         fprintf(stderr, "vqjepa encode: %s\n", vqj_context_last_error(mctx));
         goto done;
     }
-    if (run_model_create(mctx, cfg, &m))
+    run_model_params mp;
+    if (run_model_params_from_config(mctx, cfg, &mp) || run_model_create(mctx, &mp, &m))
         goto done;
     /* Grid embeddings come from the target network, the space predictions
      * are trained to match. */

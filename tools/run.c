@@ -59,58 +59,66 @@ vqj_config *run_load_config(vqj_context *ctx, const run_options *o)
     return cfg;
 }
 
-int run_model_create(vqj_context *ctx, const vqj_config *cfg, run_model *m)
+void run_model_params_default(run_model_params *p)
+{
+    vqj_tokenizer_params_default(&p->tokenizer);
+    vqj_encoder_params_default(&p->encoder);
+    vqj_codebook_params_default(&p->codebook);
+    vqj_predictor_params_default(&p->predictor);
+    vqj_loss_params_default(&p->loss);
+    vqj_optimizer_params_default(&p->optimizer);
+    vqj_trainer_params_default(&p->trainer);
+}
+
+int run_model_params_from_config(vqj_context *ctx, const vqj_config *cfg, run_model_params *p)
+{
+    run_model_params_default(p);
+    if (vqj_config_tokenizer_params(cfg, &p->tokenizer) ||
+        vqj_config_encoder_params(cfg, &p->encoder) ||
+        vqj_config_codebook_params(cfg, &p->codebook) ||
+        vqj_config_predictor_params(cfg, &p->predictor) ||
+        vqj_config_loss_params(cfg, &p->loss) ||
+        vqj_config_optimizer_params(cfg, &p->optimizer) ||
+        vqj_config_trainer_params(cfg, &p->trainer)) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return -1;
+    }
+    return 0;
+}
+
+int run_model_create(vqj_context *ctx, const run_model_params *p, run_model *m)
 {
     memset(m, 0, sizeof *m);
-    vqj_encoder_params ep;
-    vqj_codebook_params cp;
-    vqj_predictor_params pp;
-    vqj_loss_params lp;
-    vqj_optimizer_params op;
-    vqj_trainer_params tp;
-    vqj_tokenizer_params_default(&m->tokenizer);
-    vqj_encoder_params_default(&ep);
-    vqj_codebook_params_default(&cp);
-    vqj_predictor_params_default(&pp);
-    vqj_loss_params_default(&lp);
-    vqj_optimizer_params_default(&op);
-    vqj_trainer_params_default(&tp);
-    vqj_status st = vqj_config_tokenizer_params(cfg, &m->tokenizer);
+    m->tokenizer = p->tokenizer;
+    vqj_status st = vqj_encoder_create(ctx, &p->encoder, &m->encoder);
     if (!st)
-        st = vqj_config_encoder_params(cfg, &ep);
+        st = vqj_codebook_create(ctx, &p->codebook, &m->codebook);
     if (!st)
-        st = vqj_config_codebook_params(cfg, &cp);
+        st = vqj_predictor_create(ctx, &p->predictor, &m->predictor);
     if (!st)
-        st = vqj_config_predictor_params(cfg, &pp);
-    if (!st)
-        st = vqj_config_loss_params(cfg, &lp);
-    if (!st)
-        st = vqj_config_optimizer_params(cfg, &op);
-    if (!st)
-        st = vqj_config_trainer_params(cfg, &tp);
-    if (!st)
-        st = vqj_encoder_create(ctx, &ep, &m->encoder);
-    if (!st)
-        st = vqj_codebook_create(ctx, &cp, &m->codebook);
-    if (!st)
-        st = vqj_predictor_create(ctx, &pp, &m->predictor);
-    if (!st)
-        st = vqj_loss_create(ctx, &lp, &m->loss);
+        st = vqj_loss_create(ctx, &p->loss, &m->loss);
     if (!st) {
         vqj_weights *groups[] = {vqj_encoder_weights(m->encoder),
                                  vqj_codebook_weights(m->codebook),
                                  vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-        st = vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer);
+        st = vqj_optimizer_create(ctx, &p->optimizer, groups, 4, &m->optimizer);
     }
     if (!st)
-        st = vqj_trainer_create(ctx, &tp, &m->tokenizer, m->encoder, m->codebook, m->predictor,
-                                m->loss, m->optimizer, &m->trainer);
+        st = vqj_trainer_create(ctx, &p->trainer, &m->tokenizer, m->encoder, m->codebook,
+                                m->predictor, m->loss, m->optimizer, &m->trainer);
     if (st) {
         fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
         run_model_destroy(m);
         return -1;
     }
     return 0;
+}
+
+/* The model of a configuration. */
+static int model_from_config(vqj_context *ctx, const vqj_config *cfg, run_model *m)
+{
+    run_model_params p;
+    return run_model_params_from_config(ctx, cfg, &p) ? -1 : run_model_create(ctx, &p, m);
 }
 
 void run_model_destroy(run_model *m)
@@ -568,7 +576,7 @@ int run_training(const run_options *o, run_outcome *out)
         goto done;
     }
     int T = vqj_dataset_context_window(train);
-    if (run_model_create(ctx, cfg, &m))
+    if (model_from_config(ctx, cfg, &m))
         goto done;
     vqj_augment_params aug;
     vqj_augment_params_default(&aug);

@@ -56,7 +56,7 @@ vqj_config *run_load_config(vqj_context *ctx, const run_options *o);
 /* A context whose warnings go to stderr. */
 vqj_context *run_context(const char *command, int threads, uint64_t seed);
 
-/* The model of a configuration, for `encode`: handles made from `cfg`. */
+/* A model and its trainer, for `train`, `encode` and `bench`. */
 typedef struct run_model {
     vqj_encoder *encoder;
     vqj_codebook *codebook;
@@ -67,8 +67,23 @@ typedef struct run_model {
     vqj_tokenizer_params tokenizer;
 } run_model;
 
-/* Create every handle of `cfg`; 0 on success (after printing why otherwise). */
-int run_model_create(vqj_context *ctx, const vqj_config *cfg, run_model *m);
+/* The params of every handle. */
+typedef struct run_model_params {
+    vqj_tokenizer_params tokenizer;
+    vqj_encoder_params encoder;
+    vqj_codebook_params codebook;
+    vqj_predictor_params predictor;
+    vqj_loss_params loss;
+    vqj_optimizer_params optimizer;
+    vqj_trainer_params trainer;
+} run_model_params;
+
+/* The library's defaults (the reference configuration). */
+void run_model_params_default(run_model_params *p);
+/* The params a configuration gives; 0 on success (after printing why otherwise). */
+int run_model_params_from_config(vqj_context *ctx, const vqj_config *cfg, run_model_params *p);
+/* Create every handle; 0 on success (after printing why otherwise). */
+int run_model_create(vqj_context *ctx, const run_model_params *p, run_model *m);
 void run_model_destroy(run_model *m);
 
 #endif
