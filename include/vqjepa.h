@@ -1391,11 +1391,20 @@ VQJ_API const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *tra
  *  its next step, NULL for NULL. */
 VQJ_API const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *trainer);
 
-/** The code of every context token of the last training step, in token
- *  order (for the diagnostics' VQ usage); *count receives their number. NULL
- *  (and 0) before the first step or after a skipped one. Owned by the
- *  trainer, valid until its next call. */
+/** The code of every context token of the last training step or
+ *  evaluation, in token order (for the diagnostics' VQ usage); *count
+ *  receives their number. NULL (and 0) before the first step, after a
+ *  skipped one, and after the step that seeded the codebook by k-means++
+ *  (its tokens are quantized against codes made from themselves, so their
+ *  usage would read near 100%). Owned by the trainer, valid until its next
+ *  call. */
 VQJ_API const int32_t *vqj_trainer_codes(const vqj_trainer *trainer, size_t *count);
+
+/** The code of every target token of the last training step or evaluation
+ *  (the target path quantizes with the online codebook too), as
+ *  vqj_trainer_codes() gives the context tokens': NULL (and 0) in the same
+ *  cases. */
+VQJ_API const int32_t *vqj_trainer_target_codes(const vqj_trainer *trainer, size_t *count);
 
 /** The trainer's counters, for checkpoints: micro-batches accepted and the
  *  encoder's dropout step. Errors: VQJ_ERR_INVALID_ARGUMENT. */
@@ -1457,9 +1466,19 @@ typedef struct vqj_window_metrics {
     size_t size;                   /**< set by the caller */
     vqj_embedding_metrics context; /**< of the context projections in the window */
     vqj_embedding_metrics target;  /**< of the target projections in the window */
-    int active_codes;              /**< distinct codes added since the last reset */
+    int active_codes;              /**< distinct codes added since the last reset, context
+                                        and target codes together */
     int num_codes;                 /**< K, as given at creation */
     float usage_ratio;             /**< active_codes / K; 0 when K is 0 */
+    /* Later fields: written only when `size` has room for them. */
+    int active_context;            /**< distinct codes of vqj_metrics_window_add_codes() */
+    int active_target;             /**< distinct codes of vqj_metrics_window_add_target_codes() */
+    float usage_context;           /**< active_context / K; 0 when K is 0 */
+    float usage_target;            /**< active_target / K; 0 when K is 0 */
+    float perplexity;              /**< exp(entropy of the code histogram of every assignment
+                                        added, context and target); 0 with none */
+    int dead_codes;                /**< K - active_codes: codes with no assignment */
+    int64_t assignments;           /**< codes added (context and target, -1s not counted) */
 } vqj_window_metrics;
 
 /** Create an empty window for projections of width `dim`
@@ -1484,12 +1503,20 @@ VQJ_API vqj_status vqj_metrics_window_add_projections(vqj_metrics_window *window
                                                       const float *context,
                                                       const float *target, int rows);
 
-/** Mark `n` codes as used (the `codes` output of vqj_codebook_forward() for
- *  real tokens). Negative codes (-1: VQ disabled) are skipped. Errors:
- *  VQJ_ERR_INVALID_ARGUMENT (NULL window, NULL codes with n > 0, a code >= K:
- *  nothing is marked). */
+/** Count `n` codes of context tokens as assignments of the window (the
+ *  `codes` output of vqj_codebook_forward() for real tokens, or
+ *  vqj_trainer_codes()). Negative codes (-1: VQ disabled) are skipped.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL window, NULL codes with n > 0, a
+ *  code >= K: nothing is counted). */
 VQJ_API vqj_status vqj_metrics_window_add_codes(vqj_metrics_window *window,
                                                 const int32_t *codes, size_t n);
+
+/** Count `n` codes of target tokens (vqj_trainer_target_codes()), as
+ *  vqj_metrics_window_add_codes() counts context ones; usage_ratio,
+ *  perplexity and dead_codes cover both. Errors as
+ *  vqj_metrics_window_add_codes(). */
+VQJ_API vqj_status vqj_metrics_window_add_target_codes(vqj_metrics_window *window,
+                                                       const int32_t *codes, size_t n);
 
 /** Measure the window (it is not changed: call vqj_metrics_window_reset()
  *  to start the next interval). Errors as vqj_embedding_metrics_compute(),

@@ -35,8 +35,37 @@ emb = rows("embedding_metrics.jsonl")[-1]
 for side in ("context", "target"):
     assert emb[side]["effective_rank"] > 0 and emb[side]["samples"] >= 2, emb
 assert 0 < emb["vq_usage_ratio"] <= 1 and emb["vq_active_codes"] >= 1, emb
+# Usage counts context and target codes; perplexity and dead codes of the
+# same window, and of the validation split.
+assert max(emb["vq_usage_context"], emb["vq_usage_target"]) <= emb["vq_usage_ratio"], emb
+assert 1 <= emb["vq_perplexity"] <= emb["vq_active_codes"], emb
+assert emb["vq_dead_codes"] + emb["vq_active_codes"] == 768, emb
+assert emb["val_vq_dead_codes"] < 768 and emb["val_vq_perplexity"] >= 1, emb
+assert emb["partial"] is True and emb["window_steps"] == 3, emb
 ep = rows("epoch_metrics.jsonl")[-1]
 assert ep["partial"] is True and ep["val_loss"] > 0, ep
+PY
+ok
+
+# 1b. Diagnostic windows are a fixed number of steps, not cut at epoch ends
+# (3 steps an epoch here, windows of 2); the run's last window is marked.
+cat > "$tmp/win.yaml" <<'Y'
+synthetic:
+  num_examples: 60
+training:
+  grad_accum_steps: 2
+diagnostics:
+  embedding_metrics:
+    interval: 2
+Y
+# shellcheck disable=SC2086
+"$VQJEPA" train --config "$tmp/win.yaml" --steps 7 $small --out "$tmp/w" > /dev/null \
+    || fail "train with short windows failed"
+python3 - "$tmp/w/embedding_metrics.jsonl" <<'PY' || fail "diagnostic windows are uneven"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+got = [(r["step"], r["window_steps"], r["partial"]) for r in rows]
+assert got == [(2, 2, False), (4, 2, False), (6, 2, False), (7, 1, True)], got
 PY
 ok
 
@@ -81,24 +110,27 @@ fi
 
 # 5. monitor: a healthy-looking run is not an alert; a collapsed one is.
 set +e; "$VQJEPA" monitor "$tmp/a" > "$tmp/mon.out"; rc=$?; set -e
-grep -Eq '^(ok|warn|alert) +vq_usage: ' "$tmp/mon.out" || fail "monitor printed no vq_usage line"
+for check in vq_usage vq_perplexity vq_dead_codes val_vq_perplexity val_vq_dead_codes; do
+    grep -Eq "^(ok|warn|alert) +$check: " "$tmp/mon.out" || fail "monitor printed no $check line"
+done
 [ "$rc" -le 2 ] || fail "monitor exit status $rc"
 mkdir "$tmp/bad"
-printf '%s\n' '{"step":10,"epoch":16,"context":{"effective_rank":1.5},"target":{"effective_rank":3.0},"vq_usage_ratio":0.04}' \
+printf '%s\n' '{"step":10,"epoch":16,"context":{"effective_rank":1.5},"target":{"effective_rank":3.0},"vq_usage_ratio":0.04,"vq_active_codes":40,"vq_perplexity":12.0,"vq_dead_codes":960}' \
     > "$tmp/bad/embedding_metrics.jsonl"
 for e in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
     printf '{"epoch":%d,"val_loss":%d.0}\n' $e $((5 + e)) >> "$tmp/bad/epoch_metrics.jsonl"
 done
 set +e; "$VQJEPA" monitor "$tmp/bad" > "$tmp/bad.out"; rc=$?; set -e
 [ "$rc" -eq 2 ] || fail "monitor of a collapsed run gave $rc, expected 2"
-for check in vq_usage context_rank target_rank val_loss_trend abort_vq_collapse abort_embedding_collapse; do
+for check in vq_usage context_rank target_rank val_loss_trend abort_vq_collapse abort_embedding_collapse \
+             vq_perplexity vq_dead_codes; do
     grep -Eq "^alert +$check: " "$tmp/bad.out" || fail "monitor did not alert on $check: $(cat "$tmp/bad.out")"
 done
 ok
 
-# 6. report: a page with the six plots, each drawn.
+# 6. report: a page with the eight plots, each drawn.
 "$VQJEPA" report "$tmp/a" -o "$tmp/page.html" > /dev/null || fail "report failed"
-for id in loss vq_usage effective_rank temperature grad_norm lr; do
+for id in loss vq_usage vq_perplexity vq_dead_codes effective_rank temperature grad_norm lr; do
     grep -q "<svg id=\"$id\"" "$tmp/page.html" || fail "report has no $id plot"
 done
 [ "$(grep -c '<polyline class="series"' "$tmp/page.html")" -ge 7 ] || fail "report plots have no lines"
@@ -107,7 +139,7 @@ if [ -n "$chrome" ]; then
     timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
         --dump-dom "file://$tmp/page.html" > "$tmp/dom.html" 2> "$tmp/chrome.err" \
         || fail "chromium could not render the report: $(tail -3 "$tmp/chrome.err")"
-    [ "$(grep -o '<svg id=' "$tmp/dom.html" | wc -l)" -eq 6 ] || fail "chromium's DOM lacks the six plots"
+    [ "$(grep -o '<svg id=' "$tmp/dom.html" | wc -l)" -eq 8 ] || fail "chromium's DOM lacks the eight plots"
     timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
         --window-size=1400,1000 --screenshot="$tmp/page.png" "file://$tmp/page.html" \
         > /dev/null 2>&1 || fail "chromium could not screenshot the report"

@@ -466,6 +466,67 @@ static void test_window_codes(void **state)
     m = window_metrics(ctx, w);
     assert_int_equal(m.active_codes, 0);
     assert_true(m.usage_ratio == 0.0f);
+    assert_true(m.perplexity == 0.0f);
+    assert_int_equal(m.dead_codes, 10);
+    vqj_metrics_window_destroy(w);
+}
+
+/* Usage over context and target codes, perplexity and dead codes of a
+ * hand-built assignment (docs/diagnostics.md, "Codebook health"). */
+static void test_window_code_health(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_metrics_window *w = NULL;
+    assert_ok(ctx, vqj_metrics_window_create(ctx, 2, 4, 10, &w));
+    /* Context: code 1 twice, 2 twice, 9 once (and a -1, not counted);
+     * target: 2 once, 3 once. Together: 1:2, 2:3, 3:1, 9:1 of 7. */
+    const int32_t context[] = {1, 2, 2, -1, 9, 1}, target[] = {2, 3};
+    assert_ok(ctx, vqj_metrics_window_add_codes(w, context, 6));
+    assert_ok(ctx, vqj_metrics_window_add_target_codes(w, target, 2));
+    vqj_window_metrics m = window_metrics(ctx, w);
+    assert_int_equal(m.active_context, 3);
+    assert_int_equal(m.active_target, 2);
+    assert_int_equal(m.active_codes, 4);
+    assert_int_equal(m.dead_codes, 6);
+    assert_int_equal(m.assignments, 7);
+    assert_close(m.usage_context, 0.3, 1e-7);
+    assert_close(m.usage_target, 0.2, 1e-7);
+    assert_close(m.usage_ratio, 0.4, 1e-7);
+    double h = -(2 / 7.0 * log(2 / 7.0) + 3 / 7.0 * log(3 / 7.0) + 2 * (1 / 7.0 * log(1 / 7.0)));
+    assert_close(m.perplexity, exp(h), 1e-6);
+
+    /* A uniform assignment over every code: perplexity K, no dead code. */
+    vqj_metrics_window_reset(w);
+    int32_t all[10];
+    for (int i = 0; i < 10; i++)
+        all[i] = i;
+    assert_ok(ctx, vqj_metrics_window_add_target_codes(w, all, 10));
+    m = window_metrics(ctx, w);
+    assert_close(m.perplexity, 10.0, 1e-5);
+    assert_int_equal(m.dead_codes, 0);
+    assert_int_equal(m.active_context, 0);
+
+    /* A target code >= K is refused too. */
+    const int32_t bad[] = {10};
+    assert_status(ctx, vqj_metrics_window_add_target_codes(w, bad, 1), VQJ_ERR_INVALID_ARGUMENT);
+
+    /* A caller of the first published struct gets its fields and nothing
+     * past them. */
+    struct {
+        vqj_window_metrics m;
+        char guard[sizeof(vqj_window_metrics)];
+    } old;
+    memset(&old, 0x5a, sizeof old);
+    size_t first = offsetof(vqj_window_metrics, usage_ratio) + sizeof(float);
+    old.m.size = first;
+    assert_ok(ctx, vqj_metrics_window_compute(w, &old.m));
+    assert_int_equal(old.m.active_codes, 10);
+    const unsigned char *tail = (const unsigned char *)&old.m + first;
+    for (size_t i = 0; i < sizeof old - first; i++)
+        assert_int_equal(tail[i], 0x5a);
+    old.m.size = first - 1;
+    assert_status(ctx, vqj_metrics_window_compute(w, &old.m), VQJ_ERR_INVALID_ARGUMENT);
     vqj_metrics_window_destroy(w);
 
     /* K = 0 (no VQ): usage 0, the -1 codes of a disabled codebook skipped. */
@@ -518,7 +579,7 @@ static void test_window_errors(void **state)
     assert_status(ctx, vqj_metrics_window_add_codes(w, NULL, 1), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_metrics_window_add_codes(NULL, NULL, 0), VQJ_ERR_INVALID_ARGUMENT);
     vqj_window_metrics m;
-    m.size = sizeof m - 1;
+    m.size = offsetof(vqj_window_metrics, usage_ratio); /* below the first struct */
     assert_status(ctx, vqj_metrics_window_compute(w, &m), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_metrics_window_compute(w, NULL), VQJ_ERR_INVALID_ARGUMENT);
     assert_int_equal(vqj_metrics_window_rows(NULL), 0);
@@ -946,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_host_fallback),
         cmocka_unit_test(test_window_ring),
         cmocka_unit_test(test_window_codes),
+        cmocka_unit_test(test_window_code_health),
         cmocka_unit_test(test_window_errors),
         cmocka_unit_test(test_health_thresholds),
         cmocka_unit_test(test_health_val_trend),

@@ -319,6 +319,74 @@ static void test_evaluate(void **state)
     model_destroy(&m);
 }
 
+/* The codes the diagnostics count: every context and every target token
+ * of a step or an evaluation, except on the k-means++ seeding step. */
+static void test_codes_for_usage(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 0, .target = 1});
+    batch b = get_batch(&m, 0);
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *ct = NULL, *tt = NULL;
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &ct));
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &tt));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, ct, b.context, B * T));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, tt, b.targets, B));
+    assert_true(ct->num_objects >= K); /* enough tokens for k-means++ to run */
+    size_t nc = 99, nt = 99;
+    assert_null(vqj_trainer_codes(m.trainer, &nc));
+    assert_null(vqj_trainer_target_codes(m.trainer, &nt));
+    assert_int_equal(nc, 0);
+    assert_int_equal(nt, 0);
+
+    vqj_train_metrics r;
+    assert_ok(m.ctx, step(&m, 0, &r));
+    int64_t updates;
+    int seeded;
+    assert_ok(m.ctx, vqj_codebook_get_progress(m.codebook, &updates, &seeded));
+    assert_true(seeded);
+    assert_null(vqj_trainer_codes(m.trainer, &nc)); /* the seeding step: left out */
+    assert_null(vqj_trainer_target_codes(m.trainer, &nt));
+    assert_int_equal(nc + nt, 0);
+
+    assert_ok(m.ctx, step(&m, 0, &r));
+    const int32_t *c = vqj_trainer_codes(m.trainer, &nc);
+    const int32_t *t = vqj_trainer_target_codes(m.trainer, &nt);
+    assert_non_null(c);
+    assert_non_null(t);
+    assert_int_equal(nc, ct->num_objects);
+    assert_int_equal(nt, tt->num_objects);
+    for (size_t i = 0; i < nt; i++)
+        assert_true(t[i] >= 0 && t[i] < K);
+
+    /* An evaluation gives its own batch's codes: the target tokens'
+     * codes are those of quantizing the target encoder's output. */
+    batch e = get_batch(&m, 3);
+    vqj_tokens *et = NULL;
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &et));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, et, e.targets, B));
+    vqj_train_metrics v = {.size = sizeof v};
+    assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, e.context, e.targets, B, &v));
+    t = vqj_trainer_target_codes(m.trainer, &nt);
+    assert_int_equal(nt, et->num_objects);
+    vqj_tensor *z = NULL, *q = NULL;
+    assert_ok(m.ctx, vqj_tensor_create(m.ctx, 0, 1, &z));
+    assert_ok(m.ctx, vqj_tensor_create(m.ctx, 0, 1, &q));
+    assert_ok(m.ctx, vqj_encoder_forward(vqj_trainer_target_encoder(m.trainer), et, 0, z));
+    int32_t *want = malloc((nt + 1) * sizeof *want);
+    assert_ok(m.ctx, vqj_codebook_forward(m.codebook, z, 0, q, want, NULL));
+    assert_memory_equal(t, want, nt * sizeof *want);
+    free(want);
+    vqj_tensor_destroy(z);
+    vqj_tensor_destroy(q);
+    vqj_tokens_destroy(ct);
+    vqj_tokens_destroy(tt);
+    vqj_tokens_destroy(et);
+    model_destroy(&m);
+}
+
 /* Without a target network the online one encodes the targets. */
 static void test_without_target_network(void **state)
 {
@@ -404,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_invariance_views),
         cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_codes_for_usage),
         cmocka_unit_test(test_without_target_network),
         cmocka_unit_test(test_errors),
     };

@@ -9,6 +9,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Codebook health thresholds (docs/diagnostics.md, "Codebook health"), as
+ * shares of K: the usage thresholds of the seed read as dead codes, and a
+ * perplexity (codes in effective use) of half those. */
+#define MONITOR_DEAD_ALERT 0.08       /* alert: fewer than 8% of the codes assigned */
+#define MONITOR_DEAD_WARN 0.12        /* warn: fewer than 12% */
+#define MONITOR_PERPLEXITY_ALERT 0.04 /* alert: perplexity below 4% of K */
+#define MONITOR_PERPLEXITY_WARN 0.06  /* warn: below 6% of K */
+
+/* The last whole diagnostics window; the last record when none is whole
+ * (a run shorter than one interval). A run's closing window is shorter and
+ * marked partial: its usage is not comparable with the others'. */
+static json_t *last_window(json_t *emb)
+{
+    size_t m = json_array_size(emb);
+    for (size_t i = m; i-- > 0;)
+        if (!json_is_true(json_object_get(json_array_get(emb, i), "partial")))
+            return json_array_get(emb, i);
+    return m ? json_array_get(emb, m - 1) : NULL;
+}
+
+/* Codebook health beyond the seed's usage check (docs/diagnostics.md,
+ * "Codebook health"): perplexity and dead codes as shares of K, on the
+ * training window and on the validation split. Prints one line a check and
+ * raises *worst. */
+static void codebook_checks(const char *run_dir, int *worst)
+{
+    static const char *const names[] = {"ok", "warn", "alert"};
+    json_t *emb = runlog_read(run_dir, RUNLOG_EMBEDDING);
+    json_t *last = emb ? last_window(emb) : NULL;
+    double usage = last ? runlog_number(last, "vq_usage_ratio") : NAN;
+    double active = last ? runlog_number(last, "vq_active_codes") : NAN;
+    if (!isnan(usage) && usage > 0 && !isnan(active)) {
+        double k = active / usage;
+        static const struct {
+            const char *name, *field;
+            int dead; /* 1: dead codes (higher is worse); 0: perplexity */
+        } checks[] = {{"vq_perplexity", "vq_perplexity", 0},
+                      {"vq_dead_codes", "vq_dead_codes", 1},
+                      {"val_vq_perplexity", "val_vq_perplexity", 0},
+                      {"val_vq_dead_codes", "val_vq_dead_codes", 1}};
+        for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
+            double v = runlog_number(last, checks[i].field);
+            if (isnan(v))
+                continue;
+            double share = v / k;
+            int level;
+            if (checks[i].dead)
+                level = share > 1.0 - MONITOR_DEAD_ALERT   ? VQJ_HEALTH_ALERT
+                        : share > 1.0 - MONITOR_DEAD_WARN ? VQJ_HEALTH_WARN
+                                                            : VQJ_HEALTH_OK;
+            else
+                level = share < MONITOR_PERPLEXITY_ALERT  ? VQJ_HEALTH_ALERT
+                        : share < MONITOR_PERPLEXITY_WARN ? VQJ_HEALTH_WARN
+                                                          : VQJ_HEALTH_OK;
+            if (checks[i].dead)
+                printf("%-5s %s: %.0f of %.0f codes (%.1f%%) had no assignment; alert above "
+                       "%.0f%%, warn above %.0f%%\n",
+                       names[level], checks[i].name, v, k, 100.0 * share,
+                       100.0 * (1.0 - MONITOR_DEAD_ALERT), 100.0 * (1.0 - MONITOR_DEAD_WARN));
+            else
+                printf("%-5s %s: %.1f (%.1f%% of K); alert below %.0f%%, warn below %.0f%%\n",
+                       names[level], checks[i].name, v, 100.0 * share,
+                       100.0 * MONITOR_PERPLEXITY_ALERT, 100.0 * MONITOR_PERPLEXITY_WARN);
+            if (level > *worst)
+                *worst = level;
+        }
+    }
+    json_decref(emb);
+}
+
 int monitor_input(const char *run_dir, vqj_health_input *in, float **val_loss)
 {
     json_t *epochs = runlog_read(run_dir, RUNLOG_EPOCH);
@@ -41,9 +111,8 @@ int monitor_input(const char *run_dir, vqj_health_input *in, float **val_loss)
     }
     in->val_loss = *val_loss;
     in->epochs = k;
-    size_t m = json_array_size(emb);
-    if (m) {
-        json_t *last = json_array_get(emb, m - 1);
+    json_t *last = last_window(emb);
+    if (last) {
         double usage = runlog_number(last, "vq_usage_ratio");
         if (!isnan(usage)) {
             in->have_vq = 1;
@@ -98,5 +167,6 @@ int cmd_monitor(int argc, char **argv)
         if ((int)checks[i].level > worst)
             worst = (int)checks[i].level;
     }
+    codebook_checks(argv[1], &worst);
     return worst;
 }

@@ -196,10 +196,29 @@ int report_write(const char *run_dir, const char *out_path)
     series_free(&s[0]);
     series_free(&s[1]);
 
-    s[0] = collect(emb, "step", "vq_usage_ratio", "VQ usage", "#2ca02c");
+    series u[4];
+    u[0] = collect(emb, "step", "vq_usage_ratio", "context + target", "#2ca02c");
+    u[1] = collect(emb, "step", "vq_usage_context", "context", "#1f77b4");
+    u[2] = collect(emb, "step", "vq_usage_target", "target", "#ff7f0e");
+    u[3] = collect(emb, "step", "val_vq_usage_ratio", "validation", "#9467bd");
     hline usage_alert = {0.08, "alert 8%", "#d62728"};
-    plot(f, "vq_usage", "VQ codebook usage", "optimizer step", s, 1, &usage_alert, 1, 1);
+    plot(f, "vq_usage", "VQ codebook usage", "optimizer step", u, 4, &usage_alert, 1, 1);
+    for (int k = 0; k < 4; k++)
+        series_free(&u[k]);
+
+    s[0] = collect(emb, "step", "vq_perplexity", "training window", "#2ca02c");
+    s[1] = collect(emb, "step", "val_vq_perplexity", "validation", "#9467bd");
+    plot(f, "vq_perplexity", "VQ perplexity (codes in effective use)", "optimizer step", s, 2,
+         NULL, 0, 0);
     series_free(&s[0]);
+    series_free(&s[1]);
+
+    s[0] = collect(emb, "step", "vq_dead_codes", "training window", "#2ca02c");
+    s[1] = collect(emb, "step", "val_vq_dead_codes", "validation", "#9467bd");
+    plot(f, "vq_dead_codes", "VQ dead codes (no assignment in the window)", "optimizer step", s,
+         2, NULL, 0, 0);
+    series_free(&s[0]);
+    series_free(&s[1]);
 
     s[0] = collect(emb, "step", "context.effective_rank", "context", "#1f77b4");
     s[1] = collect(emb, "step", "target.effective_rank", "target", "#ff7f0e");

@@ -459,9 +459,23 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Validation loss: the mean over the validation set in batches. */
+/* Count the codes of the trainer's last step or evaluation, context and
+ * target tokens, in the window. */
+static void add_codes(const vqj_trainer *tr, vqj_metrics_window *win)
+{
+    size_t nc = 0, nt = 0;
+    const int32_t *codes = vqj_trainer_codes(tr, &nc);
+    const int32_t *tcodes = vqj_trainer_target_codes(tr, &nt);
+    if (codes)
+        vqj_metrics_window_add_codes(win, codes, nc);
+    if (tcodes)
+        vqj_metrics_window_add_target_codes(win, tcodes, nt);
+}
+
+/* Validation loss: the mean over the validation set in batches. With
+ * `codes`, the codes of every context and target token go into it too. */
 static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, int B, int T,
-                    batch_buf *b, double *out)
+                    batch_buf *b, vqj_metrics_window *codes, double *out)
 {
     size_t n = vqj_dataset_num_examples(val);
     *out = NAN;
@@ -487,6 +501,8 @@ static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, i
             sum += (double)m.loss * cnt;
             w += cnt;
         }
+        if (codes)
+            add_codes(tr, codes);
     }
     free(order);
     *out = w > 0 ? sum / w : NAN;
@@ -554,7 +570,7 @@ int run_training(const run_options *o, run_outcome *out)
     vqj_context *ctx = run_context("train", o->threads, seed);
     vqj_dataset *all = NULL, *train = NULL, *val = NULL;
     run_model m = {0};
-    vqj_metrics_window *win = NULL;
+    vqj_metrics_window *win = NULL, *val_win = NULL;
     size_t *order = NULL;
     batch_buf bb = {0};
     float *proj_c = NULL, *proj_t = NULL;
@@ -589,7 +605,9 @@ int run_training(const run_options *o, run_outcome *out)
     vqj_config_loss_params(cfg, &lp);
     int P = lp.projection_dim;
     if (vqj_metrics_window_create(ctx, P, rp.diagnostics_max_samples,
-                                  cbp.enabled ? cbp.num_embeddings : 0, &win) != VQJ_OK) {
+                                  cbp.enabled ? cbp.num_embeddings : 0, &win) != VQJ_OK ||
+        vqj_metrics_window_create(ctx, P, 2, cbp.enabled ? cbp.num_embeddings : 0,
+                                  &val_win) != VQJ_OK) {
         fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
         goto done;
     }
@@ -666,28 +684,60 @@ int run_training(const run_options *o, run_outcome *out)
     const char *label = o->label ? o->label : "train";
     rc = CLI_OK;
 
-    /* Diagnostics over the window: one embedding_metrics.jsonl record. */
+    /* Diagnostics over the window: one embedding_metrics.jsonl record. A
+     * window is diagnostics.embedding_metrics.interval optimizer steps
+     * (epochs do not cut it); the one left at the end of a run is shorter,
+     * marked partial, and counts for the run's usage summary only when no
+     * whole window was measured. The validation split's codes are measured
+     * at every diagnostic too. */
+    int64_t window_start = start_steps;
+    int64_t window_len = rp.diagnostics_interval > 0 ? rp.diagnostics_interval : 1;
 #define DIAGNOSE(step_, epoch_, mm_)                                                            \
     do {                                                                                       \
-        vqj_window_metrics wm = {.size = sizeof wm};                                           \
+        vqj_window_metrics wm = {.size = sizeof wm}, vm = {.size = sizeof vm};                 \
         wm.context.size = wm.target.size = sizeof wm.context;                                  \
+        int64_t wsteps_ = (step_) - window_start;                                              \
+        int partial_ = wsteps_ < window_len;                                                   \
         if (vqj_metrics_window_rows(win) >= 2 &&                                               \
             vqj_metrics_window_compute(win, &wm) == VQJ_OK) {                                  \
+            double vloss_ = NAN;                                                               \
+            vqj_metrics_window_reset(val_win);                                                 \
+            if (validate(ctx, m.trainer, val, B, T, &bb, val_win, &vloss_) ||                  \
+                vqj_metrics_window_compute(val_win, &vm) != VQJ_OK) {                          \
+                rc = CLI_FAILED;                                                               \
+                goto done;                                                                     \
+            }                                                                                  \
             json_t *r = json_object();                                                         \
             json_object_set_new(r, "step", json_integer(step_));                               \
             json_object_set_new(r, "epoch", json_integer(epoch_));                             \
+            json_object_set_new(r, "window_steps", json_integer(wsteps_));                     \
+            json_object_set_new(r, "partial", json_boolean(partial_));                         \
             json_object_set_new(r, "context", embedding_object(&wm.context));                  \
             json_object_set_new(r, "target", embedding_object(&wm.target));                    \
             if (cbp.enabled) {                                                                 \
                 json_object_set_new(r, "vq_active_codes", json_integer(wm.active_codes));      \
                 json_object_set_new(r, "vq_usage_ratio", real(wm.usage_ratio));                \
-                last_usage = wm.usage_ratio;                                                   \
-                if (isnan(out->usage_start))                                                   \
-                    out->usage_start = wm.usage_ratio;                                         \
-                out->usage_min = isnan(out->usage_min) ? wm.usage_ratio                        \
-                                                       : fmin(out->usage_min, wm.usage_ratio); \
-                out->usage_end = wm.usage_ratio;                                               \
+                json_object_set_new(r, "vq_usage_context", real(wm.usage_context));            \
+                json_object_set_new(r, "vq_usage_target", real(wm.usage_target));              \
+                json_object_set_new(r, "vq_perplexity", real(wm.perplexity));                  \
+                json_object_set_new(r, "vq_dead_codes", json_integer(wm.dead_codes));          \
+                if (vm.assignments > 0) {                                                      \
+                    json_object_set_new(r, "val_vq_usage_ratio", real(vm.usage_ratio));        \
+                    json_object_set_new(r, "val_vq_perplexity", real(vm.perplexity));          \
+                    json_object_set_new(r, "val_vq_dead_codes", json_integer(vm.dead_codes));  \
+                }                                                                              \
+                if (!partial_ || isnan(out->usage_end)) {                                      \
+                    last_usage = wm.usage_ratio;                                               \
+                    if (isnan(out->usage_start))                                               \
+                        out->usage_start = wm.usage_ratio;                                     \
+                    out->usage_min = isnan(out->usage_min)                                     \
+                                         ? wm.usage_ratio                                      \
+                                         : fmin(out->usage_min, wm.usage_ratio);               \
+                    out->usage_end = wm.usage_ratio;                                           \
+                }                                                                              \
             }                                                                                  \
+            if (!isnan(vloss_))                                                                \
+                json_object_set_new(r, "val_loss", real(vloss_));                              \
             json_object_set_new(r, "temperature", real((mm_).temperature));                    \
             json_object_set_new(r, "grad_norm", real((mm_).grad_norm));                        \
             json_object_set_new(r, "lr", real((mm_).lr));                                      \
@@ -702,6 +752,7 @@ int run_training(const run_options *o, run_outcome *out)
             out->context_rank_end = last_crank;                                                \
             out->target_rank_end = last_trank;                                                 \
             vqj_metrics_window_reset(win);                                                     \
+            window_start = (step_);                                                            \
             last_diag_step = (step_);                                                          \
         }                                                                                      \
     } while (0)
@@ -742,10 +793,8 @@ int run_training(const run_options *o, run_outcome *out)
                     vqj_tensor_read(vqj_trainer_target_projections(m.trainer), proj_t,
                                     (size_t)B * P);
                     vqj_metrics_window_add_projections(win, proj_c, proj_t, B);
-                    size_t nc = 0;
-                    const int32_t *codes = vqj_trainer_codes(m.trainer, &nc);
-                    if (codes && cbp.enabled)
-                        vqj_metrics_window_add_codes(win, codes, nc);
+                    if (cbp.enabled)
+                        add_codes(m.trainer, win);
                 }
             }
             if (mm.optimizer_step || mm.skipped) {
@@ -808,7 +857,7 @@ int run_training(const run_options *o, run_outcome *out)
              * evaluation changes nothing, so a resumed run is unaffected),
              * then the checkpoint to resume from. */
             double vloss;
-            if (validate(ctx, m.trainer, val, B, T, &bb, &vloss)) {
+            if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss)) {
                 rc = CLI_FAILED;
                 goto done;
             }
@@ -831,13 +880,11 @@ int run_training(const run_options *o, run_outcome *out)
         }
         /* End of epoch: validation, diagnostics, early stopping, checkpoints. */
         double vloss;
-        if (validate(ctx, m.trainer, val, B, T, &bb, &vloss)) {
+        if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss)) {
             rc = CLI_FAILED;
             goto done;
         }
         int64_t step = vqj_optimizer_steps(m.optimizer);
-        if (rp.diagnostics_enabled && last_diag_step != step)
-            DIAGNOSE(step, s.epoch + 1, last);
         int improved = 0, should_stop = 0;
         if (!isnan(vloss)) {
             vqj_early_stopping_update(&s.es, s.epoch + 1, (float)vloss, &improved, &should_stop);
@@ -920,6 +967,7 @@ done:
     free(bb.targets);
     free(bb.cells);
     vqj_metrics_window_destroy(win);
+    vqj_metrics_window_destroy(val_win);
     run_model_destroy(&m);
     vqj_dataset_destroy(train);
     vqj_dataset_destroy(val);

@@ -1207,12 +1207,14 @@ class Trainer(_Handle):
         """t [B x P] of the last step or evaluation (a copy)."""
         return self._projections(fn.vqj_trainer_target_projections)
 
-    def codes(self):
-        """The code of every context token of the last training step (empty
-        before the first step or after a skipped one)."""
+    def codes(self, target=False):
+        """The code of every context token (target=True: target token) of the
+        last training step or evaluation (empty before the first step, after a
+        skipped one and after the k-means++ seeding step)."""
         n = ctypes.c_size_t()
+        get = fn.vqj_trainer_target_codes if target else fn.vqj_trainer_codes
         with self._locked():
-            ptr = fn.vqj_trainer_codes(self._ptr(), ctypes.byref(n))
+            ptr = get(self._ptr(), ctypes.byref(n))
             return _ints_out(ptr[:n.value] if ptr and n.value else [])
 
     @property
@@ -1486,14 +1488,17 @@ class MetricsWindow(_Handle):
             fn.vqj_metrics_window_add_projections(self._ptr(), pc, pt, nc // self.dim)
         del kc, kt
 
-    def add_codes(self, codes):
+    def add_codes(self, codes, target=False):
+        """Count codes of context tokens (target=True: of target tokens)."""
         codes = [int(c) for c in codes]
         arr = (ctypes.c_int32 * max(len(codes), 1))(*codes)
+        add = fn.vqj_metrics_window_add_target_codes if target else fn.vqj_metrics_window_add_codes
         with self._locked():
-            fn.vqj_metrics_window_add_codes(self._ptr(), arr, len(codes))
+            add(self._ptr(), arr, len(codes))
 
     def compute(self):
-        """{"context": {...}, "target": {...}, "active_codes", "num_codes", "usage_ratio"}."""
+        """{"context": {...}, "target": {...}, "active_codes", "num_codes", "usage_ratio",
+        "usage_context", "usage_target", "perplexity", "dead_codes", ...}."""
         out = _lib.vqj_window_metrics()
         out.size = ctypes.sizeof(out)
         with self._locked():

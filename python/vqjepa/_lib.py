@@ -229,7 +229,11 @@ class vqj_embedding_metrics(_Struct):
 class vqj_window_metrics(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("context", vqj_embedding_metrics),
                 ("target", vqj_embedding_metrics), ("active_codes", ctypes.c_int),
-                ("num_codes", ctypes.c_int), ("usage_ratio", ctypes.c_float)]
+                ("num_codes", ctypes.c_int), ("usage_ratio", ctypes.c_float),
+                ("active_context", ctypes.c_int), ("active_target", ctypes.c_int),
+                ("usage_context", ctypes.c_float), ("usage_target", ctypes.c_float),
+                ("perplexity", ctypes.c_float), ("dead_codes", ctypes.c_int),
+                ("assignments", ctypes.c_int64)]
 
 
 class vqj_run_params(_Struct):
@@ -406,6 +410,7 @@ _PROTOTYPES = {
     "vqj_trainer_context_projections": (P, [P]),
     "vqj_trainer_target_projections": (P, [P]),
     "vqj_trainer_codes": (c_int32_p, [P, c_size_t_p]),
+    "vqj_trainer_target_codes": (c_int32_p, [P, c_size_t_p]),
     "vqj_trainer_get_counters": (S, [P, ctypes.POINTER(I64), ctypes.POINTER(U64)]),
     "vqj_trainer_set_counters": (S, [P, I64, U64]),
     # diagnostics
@@ -414,6 +419,7 @@ _PROTOTYPES = {
     "vqj_metrics_window_destroy": (None, [P]),
     "vqj_metrics_window_add_projections": (S, [P, P, P, I]),
     "vqj_metrics_window_add_codes": (S, [P, P, SZ]),
+    "vqj_metrics_window_add_target_codes": (S, [P, P, SZ]),
     "vqj_metrics_window_compute": (S, [P, ctypes.POINTER(vqj_window_metrics)]),
     "vqj_metrics_window_rows": (I, [P]),
     "vqj_metrics_window_reset": (None, [P]),

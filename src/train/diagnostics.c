@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,8 +213,9 @@ struct vqj_metrics_window {
     int rows; /* filled rows, 0..max_samples */
     int head; /* next row written */
     float *context, *target; /* [max_samples x dim] rings */
-    uint8_t *used;           /* [num_codes] */
-    int active;
+    /* Assignments per code since the last reset, of context and of target
+     * tokens: [num_codes] each. */
+    int64_t *count_context, *count_target;
 };
 
 void vqj_metrics_window_destroy(vqj_metrics_window *w)
@@ -222,7 +224,8 @@ void vqj_metrics_window_destroy(vqj_metrics_window *w)
         return;
     free(w->context);
     free(w->target);
-    free(w->used);
+    free(w->count_context);
+    free(w->count_target);
     free(w);
 }
 
@@ -259,7 +262,11 @@ vqj_status vqj_metrics_window_create(vqj_context *ctx, int dim, int max_samples,
     if (!st)
         st = vqji_malloc(ctx, ring, "the window's target projections", (void **)&w->target);
     if (!st)
-        st = vqji_calloc(ctx, (size_t)num_codes, 1, "the window's code set", (void **)&w->used);
+        st = vqji_calloc(ctx, (size_t)num_codes + 1, sizeof(int64_t), "the window's code counts",
+                         (void **)&w->count_context);
+    if (!st)
+        st = vqji_calloc(ctx, (size_t)num_codes + 1, sizeof(int64_t), "the window's code counts",
+                         (void **)&w->count_target);
     if (st) {
         vqj_metrics_window_destroy(w);
         return st;
@@ -302,9 +309,9 @@ vqj_status vqj_metrics_window_add_projections(vqj_metrics_window *w, const float
     return VQJ_OK;
 }
 
-vqj_status vqj_metrics_window_add_codes(vqj_metrics_window *w, const int32_t *codes, size_t n)
+static vqj_status add_codes(vqj_metrics_window *w, const char *fn, int64_t *count,
+                            const int32_t *codes, size_t n)
 {
-    static const char fn[] = "vqj_metrics_window_add_codes";
     if (!w || (!codes && n > 0))
         return vqji_fail(w ? w->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
     vqji_clear_error(w->ctx);
@@ -314,11 +321,51 @@ vqj_status vqj_metrics_window_add_codes(vqj_metrics_window *w, const int32_t *co
                              "%s: codes[%zu] is %d; codes must be below K = %d", fn, i,
                              (int)codes[i], w->num_codes);
     for (size_t i = 0; i < n; i++)
-        if (codes[i] >= 0 && !w->used[codes[i]]) {
-            w->used[codes[i]] = 1;
-            w->active++;
-        }
+        if (codes[i] >= 0)
+            count[codes[i]]++;
     return VQJ_OK;
+}
+
+vqj_status vqj_metrics_window_add_codes(vqj_metrics_window *w, const int32_t *codes, size_t n)
+{
+    return add_codes(w, "vqj_metrics_window_add_codes", w ? w->count_context : NULL, codes, n);
+}
+
+vqj_status vqj_metrics_window_add_target_codes(vqj_metrics_window *w, const int32_t *codes,
+                                               size_t n)
+{
+    return add_codes(w, "vqj_metrics_window_add_target_codes", w ? w->count_target : NULL, codes,
+                     n);
+}
+
+/* Usage, perplexity and dead codes of the window's code counts
+ * (docs/diagnostics.md, "Codebook health"). */
+static void code_metrics(const vqj_metrics_window *w, vqj_window_metrics *r)
+{
+    int k = w->num_codes;
+    int64_t total = 0;
+    for (int c = 0; c < k; c++) {
+        int64_t both = w->count_context[c] + w->count_target[c];
+        r->active_context += w->count_context[c] > 0;
+        r->active_target += w->count_target[c] > 0;
+        r->active_codes += both > 0;
+        total += both;
+    }
+    double h = 0.0;
+    for (int c = 0; c < k && total > 0; c++) {
+        int64_t both = w->count_context[c] + w->count_target[c];
+        if (both > 0) {
+            double pk = (double)both / (double)total;
+            h -= pk * log(pk);
+        }
+    }
+    r->num_codes = k;
+    r->assignments = total;
+    r->perplexity = total > 0 ? (float)exp(h) : 0.0f;
+    r->dead_codes = k - r->active_codes;
+    r->usage_ratio = k ? (float)((double)r->active_codes / k) : 0.0f;
+    r->usage_context = k ? (float)((double)r->active_context / k) : 0.0f;
+    r->usage_target = k ? (float)((double)r->active_target / k) : 0.0f;
 }
 
 vqj_status vqj_metrics_window_compute(vqj_metrics_window *w, vqj_window_metrics *out)
@@ -327,11 +374,14 @@ vqj_status vqj_metrics_window_compute(vqj_metrics_window *w, vqj_window_metrics 
     if (!w || !out)
         return vqji_fail(w ? w->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
     vqji_clear_error(w->ctx);
-    if (out->size < sizeof *out)
+    /* Callers built against the first published struct (up to usage_ratio)
+     * get its fields; the rest is written only when out->size has room. */
+    size_t first = offsetof(vqj_window_metrics, usage_ratio) + sizeof out->usage_ratio;
+    if (out->size < first)
         return vqji_fail(w->ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: out->size is %zu, expected at least %zu; set it to "
                          "sizeof(vqj_window_metrics)",
-                         fn, out->size, sizeof *out);
+                         fn, out->size, first);
     vqj_window_metrics r;
     memset(&r, 0, sizeof r);
     r.size = out->size;
@@ -344,10 +394,8 @@ vqj_status vqj_metrics_window_compute(vqj_metrics_window *w, vqj_window_metrics 
         st = embedding_metrics(w->ctx, fn, w->target, w->rows, w->dim, false, &r.target);
     if (st)
         return st;
-    r.active_codes = w->active;
-    r.num_codes = w->num_codes;
-    r.usage_ratio = w->num_codes ? (float)((double)w->active / (double)w->num_codes) : 0.0f;
-    *out = r;
+    code_metrics(w, &r);
+    memcpy(out, &r, out->size < sizeof r ? out->size : sizeof r);
     return VQJ_OK;
 }
 
@@ -359,9 +407,8 @@ void vqj_metrics_window_reset(vqj_metrics_window *w)
         return;
     w->rows = 0;
     w->head = 0;
-    if (w->num_codes)
-        memset(w->used, 0, (size_t)w->num_codes);
-    w->active = 0;
+    memset(w->count_context, 0, (size_t)w->num_codes * sizeof(int64_t));
+    memset(w->count_target, 0, (size_t)w->num_codes * sizeof(int64_t));
 }
 
 /* ---- Health checks and abort criteria ---- */

@@ -48,6 +48,8 @@ struct vqj_trainer {
     float *codebook_copy; /* device copy of the codebook's tensors */
     int32_t *codes;       /* host: the online context tokens' codes of the last step */
     size_t codes_cap, num_codes;
+    int32_t *target_codes; /* host: the target tokens' codes of the last step */
+    size_t target_codes_cap, num_target_codes;
     int64_t micro_step;
     int64_t cycle_start; /* micro_step at the start of this accumulation cycle */
 };
@@ -108,6 +110,7 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     free(tr->cells);
     free(tr->grids);
     free(tr->codes);
+    free(tr->target_codes);
     free(tr);
 }
 
@@ -231,6 +234,12 @@ static vqj_status zero_like(vqj_tensor *t, const vqj_tensor *like)
  * overwrite). */
 static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
 {
+    tr->num_target_codes = 0;
+    vqj_status rs = vqji_reserve(tr->ctx, (void **)&tr->target_codes, &tr->target_codes_cap,
+                                 (targets->num_objects + 1) * sizeof *tr->target_codes,
+                                 "code indices");
+    if (rs)
+        return rs;
     vqj_encoder *enc = tr->target_encoder ? tr->target_encoder : tr->encoder;
     vqj_predictor *pred = tr->target_predictor ? tr->target_predictor : tr->predictor;
     vqj_status st = vqj_encoder_forward(enc, targets, 0, tr->zt);
@@ -241,7 +250,9 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
                                      tr->zt->data))
         st = vqji_fail(tr->ctx, VQJ_ERR_NUMERIC, "the target encoder's output is not finite");
     if (!st)
-        st = vqj_codebook_forward(tr->codebook, tr->zt, 0, tr->qt, NULL, NULL);
+        st = vqj_codebook_forward(tr->codebook, tr->zt, 0, tr->qt, tr->target_codes, NULL);
+    if (!st)
+        tr->num_target_codes = targets->num_objects;
     if (!st)
         st = vqj_predictor_forward_grids(pred, targets, tr->qt, tr->t);
     return st;
@@ -485,6 +496,7 @@ static vqj_status skip_or_fail(vqj_trainer *tr, vqj_status st, int64_t updates, 
     if (st != VQJ_ERR_NUMERIC)
         return st;
     codebook_restore(tr, updates, initialized);
+    tr->num_codes = tr->num_target_codes = 0;
     vqji_encoder_set_step(tr->encoder, dropout_step);
     /* The accumulated gradient cannot be trusted any more: drop the cycle. */
     vqj_optimizer_zero_grad(tr->optimizer);
@@ -530,6 +542,14 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->z, 1, tr->q, tr->codes, &cs);
     tr->num_codes = st ? 0 : context->num_objects;
+    /* The k-means++ seeding batch is left out of the usage counts. */
+    if (!st && !initialized) {
+        int64_t now_updates;
+        int seeded = 0;
+        vqj_codebook_get_progress(tr->codebook, &now_updates, &seeded);
+        if (seeded)
+            tr->num_codes = tr->num_target_codes = 0;
+    }
     if (!st)
         st = vqj_predictor_forward_context(tr->predictor, context, tr->q, tr->c);
     /* Losses, each with its gradient. */
@@ -664,11 +684,17 @@ vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
         dev->ops->download(dev, &saved_grad, lw->grad, sizeof saved_grad);
     vqj_loss_reset(tr->loss);
     vqj_codebook_stats cs = {.size = sizeof cs};
-    st = target_path(tr, ttok);
+    tr->num_codes = 0;
+    st = vqji_reserve(tr->ctx, (void **)&tr->codes, &tr->codes_cap,
+                      (ctok->num_objects + 1) * sizeof *tr->codes, "code indices");
+    if (!st)
+        st = target_path(tr, ttok);
     if (!st)
         st = vqj_encoder_forward(tr->encoder, ctok, 0, tr->z);
     if (!st)
-        st = vqj_codebook_forward(tr->codebook, tr->z, 0, tr->q, NULL, &cs);
+        st = vqj_codebook_forward(tr->codebook, tr->z, 0, tr->q, tr->codes, &cs);
+    if (!st)
+        tr->num_codes = ctok->num_objects;
     if (!st)
         st = vqj_predictor_forward_context(tr->predictor, ctok, tr->q, tr->c);
     if (!st)
@@ -681,6 +707,8 @@ vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
         st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
     if (lw->num_params)
         dev->ops->upload(dev, lw->grad, &saved_grad, sizeof saved_grad);
+    if (st)
+        tr->num_codes = tr->num_target_codes = 0;
     if (st == VQJ_ERR_NUMERIC && m) {
         m->skipped = 1;
         vqji_clear_error(tr->ctx);
@@ -729,6 +757,13 @@ const int32_t *vqj_trainer_codes(const vqj_trainer *tr, size_t *count)
     if (count)
         *count = tr ? tr->num_codes : 0;
     return tr && tr->num_codes ? tr->codes : NULL;
+}
+
+const int32_t *vqj_trainer_target_codes(const vqj_trainer *tr, size_t *count)
+{
+    if (count)
+        *count = tr ? tr->num_target_codes : 0;
+    return tr && tr->num_target_codes ? tr->target_codes : NULL;
 }
 
 vqj_status vqj_trainer_get_counters(const vqj_trainer *tr, int64_t *micro_step,

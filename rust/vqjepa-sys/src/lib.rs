@@ -342,6 +342,13 @@ pub struct vqj_window_metrics {
     pub active_codes: c_int,
     pub num_codes: c_int,
     pub usage_ratio: f32,
+    pub active_context: c_int,
+    pub active_target: c_int,
+    pub usage_context: f32,
+    pub usage_target: f32,
+    pub perplexity: f32,
+    pub dead_codes: c_int,
+    pub assignments: i64,
 }
 
 #[repr(C)]
@@ -751,6 +758,7 @@ extern "C" {
     pub fn vqj_trainer_context_projections(trainer: *const vqj_trainer) -> *const vqj_tensor;
     pub fn vqj_trainer_target_projections(trainer: *const vqj_trainer) -> *const vqj_tensor;
     pub fn vqj_trainer_codes(trainer: *const vqj_trainer, count: *mut usize) -> *const i32;
+    pub fn vqj_trainer_target_codes(trainer: *const vqj_trainer, count: *mut usize) -> *const i32;
     pub fn vqj_trainer_get_counters(
         trainer: *const vqj_trainer,
         micro_step: *mut i64,
@@ -779,6 +787,7 @@ extern "C" {
         rows: c_int,
     ) -> vqj_status;
     pub fn vqj_metrics_window_add_codes(window: *mut vqj_metrics_window, codes: *const i32, n: usize) -> vqj_status;
+    pub fn vqj_metrics_window_add_target_codes(window: *mut vqj_metrics_window, codes: *const i32, n: usize) -> vqj_status;
     pub fn vqj_metrics_window_compute(window: *mut vqj_metrics_window, out: *mut vqj_window_metrics) -> vqj_status;
     pub fn vqj_metrics_window_rows(window: *const vqj_metrics_window) -> c_int;
     pub fn vqj_metrics_window_reset(window: *mut vqj_metrics_window);
@@ -949,7 +958,7 @@ mod tests {
             vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background }
             vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio }
             vqj_embedding_metrics { size, samples, variance, isotropy, effective_rank, gaussian_score }
-            vqj_window_metrics { size, context, target, active_codes, num_codes, usage_ratio }
+            vqj_window_metrics { size, context, target, active_codes, num_codes, usage_ratio, active_context, active_target, usage_context, usage_target, perplexity, dead_codes, assignments }
             vqj_health_input { size, val_loss, epochs, epoch, have_vq, vq_usage, have_embedding, context_rank, target_rank, min_delta }
             vqj_health_check { name, level, message }
             vqj_early_stopping { size, patience, min_delta, mode, has_best, best, best_epoch, bad_epochs, updates }
