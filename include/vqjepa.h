@@ -1279,6 +1279,15 @@ VQJ_API vqj_status vqj_loss_add_commitment(vqj_loss *loss, float value);
  *  earlier micro-batches of that cycle stand.
  *  @{ */
 
+/** Which passes of the online encoder update the codebook's EMA
+ *  (vqj_trainer_params.ema_update_passes; docs/model.md, "Codebook"). */
+typedef enum vqj_ema_passes {
+    VQJ_EMA_PASSES_MAIN = 0,      /**< the main context pass only */
+    VQJ_EMA_PASSES_ALL_ONLINE = 1 /**< every training-mode pass of the online encoder: the main
+                                       context pass and each invariance view's context and
+                                       target passes (the original's behaviour) */
+} vqj_ema_passes;
+
 /** Parameters of vqj_trainer_create(). Fill with vqj_trainer_params_default(). */
 typedef struct vqj_trainer_params {
     size_t size;                 /**< sizeof(vqj_trainer_params) */
@@ -1291,6 +1300,9 @@ typedef struct vqj_trainer_params {
     int symmetry_modes;          /**< flips of the symmetry view: bit 0 horizontal, bit 1
                                       vertical; default 3 (both, one drawn per step) */
     uint16_t background;         /**< colors the palette view keeps; default 1 (color 0) */
+    vqj_ema_passes ema_update_passes; /**< passes that update the codebook's EMA; default
+                                           VQJ_EMA_PASSES_ALL_ONLINE (1 + 2 per invariance
+                                           view kind a micro-batch) */
 } vqj_trainer_params;
 
 /** Fill `params` with the defaults. NULL is ignored. */
@@ -1403,7 +1415,7 @@ VQJ_API const int32_t *vqj_trainer_codes(const vqj_trainer *trainer, size_t *cou
 /** The code of every target token of the last training step or evaluation
  *  (the target path quantizes with the online codebook too), as
  *  vqj_trainer_codes() gives the context tokens': NULL (and 0) in the same
- *  cases. */
+ *  cases. Owned by the trainer, valid until its next call. */
 VQJ_API const int32_t *vqj_trainer_target_codes(const vqj_trainer *trainer, size_t *count);
 
 /** The trainer's counters, for checkpoints: micro-batches accepted and the

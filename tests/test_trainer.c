@@ -319,6 +319,18 @@ static void test_evaluate(void **state)
     model_destroy(&m);
 }
 
+/* The tokens of batch i: B * T context grids into *ct, B targets into *tt. */
+static void tokenize_batch(const model *m, int i, vqj_tokens **ct, vqj_tokens **tt)
+{
+    batch b = get_batch(m, i);
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    assert_ok(m->ctx, vqj_tokens_create(m->ctx, &tp, ct));
+    assert_ok(m->ctx, vqj_tokens_create(m->ctx, &tp, tt));
+    assert_ok(m->ctx, vqj_tokenize(m->ctx, *ct, b.context, B * T));
+    assert_ok(m->ctx, vqj_tokenize(m->ctx, *tt, b.targets, B));
+}
+
 /* The codes the diagnostics count: every context and every target token
  * of a step or an evaluation, except on the k-means++ seeding step. */
 static void test_codes_for_usage(void **state)
@@ -326,14 +338,8 @@ static void test_codes_for_usage(void **state)
     (void)state;
     model m;
     model_create(&m, (options){.accum = 1, .invariance = 0, .target = 1});
-    batch b = get_batch(&m, 0);
-    vqj_tokenizer_params tp;
-    vqj_tokenizer_params_default(&tp);
     vqj_tokens *ct = NULL, *tt = NULL;
-    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &ct));
-    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &tt));
-    assert_ok(m.ctx, vqj_tokenize(m.ctx, ct, b.context, B * T));
-    assert_ok(m.ctx, vqj_tokenize(m.ctx, tt, b.targets, B));
+    tokenize_batch(&m, 0, &ct, &tt);
     assert_true(ct->num_objects >= K); /* enough tokens for k-means++ to run */
     size_t nc = 99, nt = 99;
     assert_null(vqj_trainer_codes(m.trainer, &nc));
@@ -364,9 +370,8 @@ static void test_codes_for_usage(void **state)
     /* An evaluation gives its own batch's codes: the target tokens'
      * codes are those of quantizing the target encoder's output. */
     batch e = get_batch(&m, 3);
-    vqj_tokens *et = NULL;
-    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &et));
-    assert_ok(m.ctx, vqj_tokenize(m.ctx, et, e.targets, B));
+    vqj_tokens *ec = NULL, *et = NULL;
+    tokenize_batch(&m, 3, &ec, &et);
     vqj_train_metrics v = {.size = sizeof v};
     assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, e.context, e.targets, B, &v));
     t = vqj_trainer_target_codes(m.trainer, &nt);
@@ -383,7 +388,57 @@ static void test_codes_for_usage(void **state)
     vqj_tensor_destroy(q);
     vqj_tokens_destroy(ct);
     vqj_tokens_destroy(tt);
+    vqj_tokens_destroy(ec);
     vqj_tokens_destroy(et);
+    model_destroy(&m);
+}
+
+/* The codebook's EMA updates per micro-batch: one per online training
+ * pass with all_online (the main pass, and each invariance view's context
+ * and target passes), one with main. A skipped step takes them all back. */
+static void test_ema_update_passes(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1});
+    vqj_trainer_params tp;
+    vqj_trainer_params_default(&tp);
+    assert_int_equal(tp.ema_update_passes, VQJ_EMA_PASSES_ALL_ONLINE);
+    int64_t u0, u1, u2;
+    int init;
+    vqj_train_metrics r;
+    assert_ok(m.ctx, vqj_codebook_get_progress(m.codebook, &u0, &init));
+    assert_ok(m.ctx, step(&m, 0, &r));
+    assert_ok(m.ctx, vqj_codebook_get_progress(m.codebook, &u1, &init));
+    assert_int_equal(u1 - u0, 1 + 2 * 3); /* color, translation, symmetry views */
+
+    /* Tokens only: the translation view alone. */
+    vqj_tokens *ct = NULL, *tt = NULL;
+    tokenize_batch(&m, 1, &ct, &tt);
+    r.size = sizeof r;
+    assert_ok(m.ctx, vqj_trainer_step_tokens(m.trainer, ct, tt, &r));
+    assert_ok(m.ctx, vqj_codebook_get_progress(m.codebook, &u2, &init));
+    assert_int_equal(u2 - u1, 1 + 2);
+
+    /* main: one update a micro-batch. */
+    vqj_trainer_destroy(m.trainer);
+    m.trainer = NULL;
+    tp.ema_update_passes = VQJ_EMA_PASSES_MAIN;
+    assert_ok(m.ctx, vqj_trainer_create(m.ctx, &tp, NULL, m.encoder, m.codebook, m.predictor,
+                                        m.loss, m.optimizer, &m.trainer));
+    assert_ok(m.ctx, step(&m, 2, &r));
+    assert_ok(m.ctx, vqj_codebook_get_progress(m.codebook, &u1, &init));
+    assert_int_equal(u1 - u2, 1);
+
+    /* A value outside the enum is refused. */
+    vqj_trainer *bad = NULL;
+    tp.ema_update_passes = (vqj_ema_passes)2;
+    assert_status(m.ctx, vqj_trainer_create(m.ctx, &tp, NULL, m.encoder, m.codebook,
+                                            m.predictor, m.loss, m.optimizer, &bad),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_null(bad);
+    vqj_tokens_destroy(ct);
+    vqj_tokens_destroy(tt);
     model_destroy(&m);
 }
 
@@ -473,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_invariance_views),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_codes_for_usage),
+        cmocka_unit_test(test_ema_update_passes),
         cmocka_unit_test(test_without_target_network),
         cmocka_unit_test(test_errors),
     };

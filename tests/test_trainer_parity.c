@@ -224,6 +224,9 @@ static void rig_create(rig *r, const vqjt_file *f, int accum)
     trp.translation_max_delta = cfg_float(f, "translation_max_delta");
     trp.symmetry_modes = cfg_int(f, "symmetry_modes");
     trp.background = (uint16_t)cfg_int(f, "background");
+    char passes[64];
+    snprintf(passes, sizeof passes, "accum%d.ema_update_passes", accum);
+    trp.ema_update_passes = (vqj_ema_passes)vqjt_int(f, passes, -1);
     assert_ok(ctx, vqj_trainer_create(ctx, &trp, &tp, r->encoder, r->codebook, r->predictor,
                                       r->loss, r->optimizer, &r->trainer));
 

@@ -204,7 +204,7 @@ class vqj_trainer_params(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("grad_accum_steps", ctypes.c_int),
                 ("target_ema_decay", ctypes.c_float), ("use_target_encoder", ctypes.c_int),
                 ("translation_max_delta", ctypes.c_float), ("symmetry_modes", ctypes.c_int),
-                ("background", ctypes.c_uint16)]
+                ("background", ctypes.c_uint16), ("ema_update_passes", ctypes.c_int)]
 
 
 class vqj_train_metrics(_Struct):

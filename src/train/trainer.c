@@ -66,6 +66,7 @@ void vqj_trainer_params_default(vqj_trainer_params *params)
     params->translation_max_delta = 0.1f;
     params->symmetry_modes = 3;
     params->background = 1;
+    params->ema_update_passes = VQJ_EMA_PASSES_ALL_ONLINE;
 }
 
 static vqj_status check_params(const vqj_context *ctx, const vqj_trainer_params *p)
@@ -83,6 +84,12 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_trainer_params 
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: translation_max_delta is %g; it must be in [0, 1]", fn,
                          (double)p->translation_max_delta);
+    if (p->ema_update_passes != VQJ_EMA_PASSES_MAIN &&
+        p->ema_update_passes != VQJ_EMA_PASSES_ALL_ONLINE)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: ema_update_passes is %d; use VQJ_EMA_PASSES_MAIN (0) or "
+                         "VQJ_EMA_PASSES_ALL_ONLINE (1)",
+                         fn, (int)p->ema_update_passes);
     if (p->symmetry_modes < 0 || p->symmetry_modes > 3)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: symmetry_modes is %d; use bit 0 (horizontal) and bit 1 (vertical)",
@@ -378,16 +385,20 @@ static vqj_status make_translation_view(vqj_trainer *tr, uint64_t seed, const vq
     return st;
 }
 
-/* One view pass: online encoder (training) -> codebook (not updated) ->
- * predictor -> invariance against `original` -> backward. The codebook's
- * straight-through backward without commitment is dq itself, so the view's
- * dq goes to the encoder directly. */
+/* One view pass: online encoder (training) -> codebook (its EMA updated
+ * with ema_update_passes = all_online, as the original's every training
+ * pass did) -> predictor -> invariance against `original` -> backward. The
+ * codebook's straight-through backward without commitment is dq itself, so
+ * the view's dq goes to the encoder directly (the main pass's backward has
+ * run already, so the view's forward may replace its saved state). */
 static vqj_status view_pass(vqj_trainer *tr, vqj_invariance_kind kind, const vqj_tokens *tokens,
                             int context_path, const vqj_tensor *original)
 {
     vqj_status st = vqj_encoder_forward(tr->encoder, tokens, 1, tr->zv);
     if (!st)
-        st = vqj_codebook_forward(tr->codebook, tr->zv, 0, tr->qv, NULL, NULL);
+        st = vqj_codebook_forward(tr->codebook, tr->zv,
+                                  tr->p.ema_update_passes == VQJ_EMA_PASSES_ALL_ONLINE, tr->qv,
+                                  NULL, NULL);
     if (!st)
         st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, tr->qv, tr->pv)
                           : vqj_predictor_forward_grids(tr->predictor, tokens, tr->qv, tr->pv);

@@ -378,9 +378,11 @@ def trainable_names(cfg):
     return ref.encoder_param_names(cfg.model) + ref.head_param_names(cfg.model)
 
 
-def run(cfg, init, batches, accum, cond):
+def run(cfg, init, batches, accum, cond, ema_passes):
     """The trajectory of vqj_trainer_step over the batches. Returns the
-    per-step records and the final state."""
+    per-step records and the final state. ema_passes: 0 main (the codebook's
+    EMA updated by the main context pass only), 1 all_online (by every
+    training pass of the online encoder: the views' passes too)."""
     m = cfg.model
     B, T, K = m.B, m.T, m.K
     tp = ref.TokenizerParams(max_objects=cfg.max_objects)
@@ -427,20 +429,37 @@ def run(cfg, init, batches, accum, cond):
         q, idx, dist, commit = ref.quantize(z, e, m.commitment_cost)
         c = context_path(q, ctok, P, cfg, cond)
         perp, active = ref.vq_stats(idx, K)
-        cnt, sm, e = ref.ema_update(cnt, sm, z.detach(), idx, m.ema_decay)
-        updates += 1
-        refreshed = 0
-        if updates % cfg.refresh_interval == 0:
+
+        def update(zd, idx, dist):
+            """The codebook's training forward after its assignment: the EMA
+            update, then the refresh on every refresh_interval-th update.
+            Returns the number of codes refreshed."""
+            nonlocal cnt, sm, e, updates
+            cnt, sm, e = ref.ema_update(cnt, sm, zd, idx, m.ema_decay)
+            updates += 1
+            if updates % cfg.refresh_interval:
+                return 0
             share = cnt / cnt.sum()
             cond.refresh_share = min(cond.refresh_share,
                                      float((share - cfg.refresh_threshold).abs().min()))
-            e, cnt, sm, dead, done = ref.refresh(e, cnt, sm, z.detach(), dist,
-                                                 cfg.refresh_threshold)
-            refreshed = len(done)
-            srt = torch.sort(dist, descending=True).values[:refreshed + 1]
+            e, cnt, sm, dead, done = ref.refresh(e, cnt, sm, zd, dist, cfg.refresh_threshold)
+            srt = torch.sort(dist, descending=True).values[:len(done) + 1]
             if srt.numel() > 1:
                 cond.refresh_order = min(cond.refresh_order,
                                          float((srt[:-1] - srt[1:]).min() / srt[0]))
+            return len(done)
+
+        def view_quantize(zv):
+            """A view's pass through the codebook: straight-through with the
+            codes as they are, then (all_online) their update."""
+            if not ema_passes:
+                return straight_through(zv, e, cond)
+            idx_v, dist_v = assign(zv, e, cond)
+            qv = zv + (e[idx_v] - zv).detach()
+            update(zv.detach(), idx_v, dist_v)
+            return qv
+
+        refreshed = update(z.detach(), idx, dist)
 
         # 3. losses
         log_tau = P["loss.log_temperature"]
@@ -472,8 +491,8 @@ def run(cfg, init, batches, accum, cond):
                                    view_flip(gr, flip_horizontal(es, cfg.symmetry_modes)))
                     return Tokens(out, tp)
                 vc, vt = view(ctx_grids, T), view(tgt_grids, 1)
-            pc = context_path(straight_through(encode(vc, P, cfg), e, cond), vc, P, cfg, cond)
-            pt = grids_path(straight_through(encode(vt, P, cfg), e, cond), vt, P, cfg, cond)
+            pc = context_path(view_quantize(encode(vc, P, cfg)), vc, P, cfg, cond)
+            pt = grids_path(view_quantize(encode(vt, P, cfg)), vt, P, cfg, cond)
             terms[view_names[k]] = (view_w[k] * F.mse_loss(pc, c.detach())
                                     + view_w[k] * F.mse_loss(pt, t))
 
@@ -597,7 +616,10 @@ def main():
     for seed in range(100, 140):
         init = make_init(cfg, batches, seed)
         cond = Conditioning()
-        runs = [(accum, *run(cfg, init, batches, accum, cond)) for accum in (2, 1)]
+        # accum2 updates the codebook from every online pass (the library's
+        # default), accum1 from the main pass only.
+        runs = [(accum, passes, *run(cfg, init, batches, accum, cond, passes))
+                for accum, passes in ((2, 1), (1, 0))]
         try:
             cond.check()
             break
@@ -616,9 +638,10 @@ def main():
     w.add("grids.cells", np.concatenate([g.reshape(-1) for g in grids]).astype(np.uint8))
     for n, v in init.items():
         w.add("init." + n, v)
-    for accum, rec, final, final_target in runs:
+    for accum, passes, rec, final, final_target in runs:
         p = "accum%d." % accum
         w.add(p + "grad_accum_steps", np.int32(accum))
+        w.add(p + "ema_update_passes", np.int32(passes))
         for k, v in rec.items():
             dtype = np.int32 if k in ("optimizer_step", "refreshed", "active_codes") else None
             w.add(p + k, np.array(v), dtype)
