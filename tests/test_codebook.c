@@ -466,14 +466,19 @@ static void test_ema_update(void **state)
     vqj_context_destroy(ctx);
 }
 
-/* ema_count starts at 1, so a code no token picks stays where it is. */
-static void test_unused_code_stays(void **state)
+/* An unused code k keeps ema_count_k = γ^t and ema_sum_k = γ^t e_k(0), so
+ * Laplace smoothing gives e_k(t) = e_k(0) γ^t M / ((γ^t + ε) M') with
+ * M' = M + K ε: it stays where it is while γ^t >> ε and then shrinks to
+ * the origin (docs/model.md, "Codebook"). */
+static void test_unused_code_decays(void **state)
 {
     (void)state;
     vqj_context *ctx = test_context();
     vqj_codebook_params p = params(3, 2, 0.95f);
     vqj_codebook *cb = make(ctx, &p);
-    const float e[] = {0, 0, 4, 0, -7, 9};
+    /* Code 2 shrinks along (7, -9), away from every token, so no token
+     * ever picks it. */
+    const float e[] = {0, 0, 4, 0, 7, -9};
     set_codes(ctx, cb, e, 3, 2);
     const float z[] = {0.5f, 0.25f, -0.25f, 0.5f, 3.5f, 0.5f, 4.5f, -0.5f};
     vqj_tensor *zt = tensor(ctx, 4, 2, z), *qt = tensor(ctx, 0, 0, NULL);
@@ -481,8 +486,8 @@ static void test_unused_code_stays(void **state)
         assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
     float en[6], usage[3];
     read_w(ctx, cb, "codebook.embedding", en, 6);
-    assert_float_equal(en[4], -7.0f, 7e-3);
-    assert_float_equal(en[5], 9.0f, 9e-3);
+    assert_float_equal(en[4], 7.0f, 7e-3);
+    assert_float_equal(en[5], -9.0f, 9e-3);
     /* the used codes moved most of the way to their tokens' means (the
      * initial count of 1 at the old place still weighs 0.95^50 / 2) */
     assert_float_equal(en[0], 0.125f, 0.03);
@@ -490,6 +495,29 @@ static void test_unused_code_stays(void **state)
     assert_float_equal(en[2], 4.0f, 0.03);
     assert_ok(ctx, vqj_codebook_ema_usage(cb, usage, 3));
     assert_true(usage[2] < 0.05f);
+
+    /* On to 100, 300 and 400 updates against the formula: M is the EMA of
+     * the batch's 4 tokens from 3 (the initial counts of 1). */
+    const int checks[] = {100, 224, 300, 400};
+    double m = 3.0, g = 0.95;
+    for (int t = 1; t <= 50; t++)
+        m = g * m + (1 - g) * 4;
+    int t = 50;
+    for (size_t c = 0; c < sizeof checks / sizeof *checks; c++) {
+        for (; t < checks[c]; t++) {
+            assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+            m = g * m + (1 - g) * 4;
+        }
+        double gt = pow(g, t);
+        double factor = gt / ((gt + EPS_LAPLACE) / (m + 3 * EPS_LAPLACE) * m);
+        read_w(ctx, cb, "codebook.embedding", en, 6);
+        double norm = sqrt((double)en[4] * en[4] + (double)en[5] * en[5]);
+        double want = factor * sqrt(7.0 * 7.0 + 9.0 * 9.0);
+        if (fabs(norm - want) > 1e-3 * want)
+            fail_msg("after %d updates: |e_2| = %.9g, the formula says %.9g", t, norm, want);
+    }
+    /* γ^400 = 1.2e-9 << ε: the code sits at about 1e-4 of its old norm. */
+    assert_true(sqrt((double)en[4] * en[4] + (double)en[5] * en[5]) < 2e-3);
     vqj_tensor_destroy(zt);
     vqj_tensor_destroy(qt);
     vqj_codebook_destroy(cb);
@@ -968,7 +996,7 @@ int main(void)
         cmocka_unit_test(test_backward_dz),
         cmocka_unit_test(test_backward_codes),
         cmocka_unit_test(test_ema_update),
-        cmocka_unit_test(test_unused_code_stays),
+        cmocka_unit_test(test_unused_code_decays),
         cmocka_unit_test(test_refresh),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_kmeans),

@@ -171,7 +171,8 @@ void vqj_codebook_destroy(vqj_codebook *cb)
 }
 
 /* Codes uniform in [-1/K, 1/K) from the tensor's stream; ema_count = 1 and
- * ema_sum = e so that an unused code stays where it is (docs/model.md). */
+ * ema_sum = e so that an unused code stays where it is until γ^t nears the
+ * Laplace ε, then shrinks to the origin (docs/model.md). */
 static vqj_status init_codes(vqj_codebook *cb)
 {
     vqji_device *dev = cb->ctx->device;
