@@ -895,6 +895,7 @@ _ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "tanh": 3}
 _AGGREGATORS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}
 _OPT_KINDS = {"adam": 0, "adamw": 1}
 _SCHEDULES = {"constant": 0, "cosine": 1, "linear": 2}
+_QUANTIZERS = {"euclidean": 0, "cosine": 1}
 
 
 class _Model(_Handle):
@@ -934,12 +935,14 @@ class Encoder(_Model):
 
 
 class Codebook(_Model):
-    """The VQ codebook (num_embeddings, dim, commitment_cost, ema_decay, ...)."""
+    """The VQ codebook (num_embeddings, dim, commitment_cost, ema_decay,
+    dead_code_threshold, quantizer "euclidean"|"cosine", code_dim, ...)."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_codebook_weights(p))
 
     def __init__(self, ctx, **params):
-        self.params = _make_params(_lib.vqj_codebook_params, params, what="codebook")
+        self.params = _make_params(_lib.vqj_codebook_params, params,
+                                   {"quantizer": _QUANTIZERS}, what="codebook")
         ptr = _create(fn.vqj_codebook_create, ctx._ptr(), ctypes.byref(self.params))
         _child(self, ctx, ptr, fn.vqj_codebook_destroy)
 

@@ -108,6 +108,7 @@ _Static_assert(sizeof(vqj_optimizer_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_aggregator) == sizeof(int), "enum size");
+_Static_assert(sizeof(vqj_quantizer) == sizeof(int), "enum size");
 
 static const char *const opt_names[] = {"adam", "adamw", NULL};
 static const int opt_values[] = {VQJ_OPT_ADAM, VQJ_OPT_ADAMW};
@@ -117,6 +118,8 @@ static const char *const act_names[] = {"relu", "gelu", "tanh", "none", NULL};
 static const int act_values[] = {VQJ_ACT_RELU, VQJ_ACT_GELU, VQJ_ACT_TANH, VQJ_ACT_NONE};
 static const char *const agg_names[] = {"mean", "last", "attention", "gru", NULL};
 static const int agg_values[] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION, VQJ_AGG_GRU};
+static const char *const quant_names[] = {"euclidean", "cosine", NULL};
+static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
@@ -166,6 +169,12 @@ static const key_def keys[] = {
     KINT("object_encoder.relational_heads", enc.relational_heads, 1, 16384), /* and divides D */
     KFLT("object_encoder.relational_dropout", enc.relational_dropout, 0, 1, HI_OPEN),
     {.path = "object_encoder.vq_kmeans_init", .kind = K_BOOL, .offset = OFF(cb.kmeans_init), EXT},
+    {.path = "object_encoder.dead_code_threshold", .kind = K_FLOAT,
+     .offset = OFF(cb.dead_code_threshold), .flo = 0, .fhi = 0, .flags = HI_INF, EXT},
+    {.path = "object_encoder.quantizer", .kind = K_ENUM, .offset = OFF(cb.quantizer),
+     .names = quant_names, .values = quant_values, EXT},
+    {.path = "object_encoder.code_dim", .kind = K_INT, .offset = OFF(cb.code_dim), .ilo = 0,
+     .ihi = 65536, EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
