@@ -369,14 +369,20 @@ VQJ_API const vqj_grid *vqj_arc_task_output(const vqj_arc_task *task, vqj_arc_sp
 /** How the codebook picks a code (docs/model.md, "Quantizers"). */
 typedef enum vqj_quantizer {
     VQJ_QUANTIZER_EUCLIDEAN = 0, /**< nearest code by squared L2 distance */
-    VQJ_QUANTIZER_COSINE = 1     /**< tokens and codes l2-normalized: nearest by cosine;
+    VQJ_QUANTIZER_COSINE = 1,    /**< tokens and codes l2-normalized: nearest by cosine;
                                       needs ema_decay > 0 */
+    VQJ_QUANTIZER_FSQ = 2        /**< finite scalar quantization over fsq_levels: no codes
+                                      to learn; K = the product of the levels */
 } vqj_quantizer;
+
+/** Most dimensions of an FSQ code (vqj_codebook_params.fsq_levels). */
+#define VQJ_FSQ_MAX_LEVELS 8
 
 /** Parameters of vqj_codebook_create(). Fill with vqj_codebook_params_default(). */
 typedef struct vqj_codebook_params {
     size_t size;                   /**< sizeof(vqj_codebook_params); set by the default function */
-    int num_embeddings;            /**< K, number of codes; default 768; 1..65536 */
+    int num_embeddings;            /**< K, number of codes; default 768; 1..65536 (FSQ: K is
+                                        the product of fsq_levels instead) */
     int dim;                       /**< D, token and code width; default 384; 1..65536 */
     int enabled;                   /**< default 1; 0: q = z, no loss, no codes, no updates */
     float commitment_cost;         /**< beta; default 0.15; finite, >= 0 */
@@ -395,6 +401,10 @@ typedef struct vqj_codebook_params {
     int code_dim;                  /**< c: 0 (default) searches the D-dim tokens; 1..65536
                                         adds learned projections D -> c before the search
                                         and c -> D after it, and codes of width c */
+    int fsq_levels[VQJ_FSQ_MAX_LEVELS]; /**< FSQ: the levels L_j of each code dimension,
+                                        each 2..256, ended by 0 or the array's end; their
+                                        product (<= 65536) replaces num_embeddings; default
+                                        {8, 5, 5, 5} */
 } vqj_codebook_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */
@@ -1884,7 +1894,9 @@ VQJ_API vqj_status vqj_config_tokenizer_params(const vqj_config *cfg, vqj_tokeni
 /** The encoder's params (feature_dim and relational_layers derived as above).
  *  Errors as vqj_config_tokenizer_params(). */
 VQJ_API vqj_status vqj_config_encoder_params(const vqj_config *cfg, vqj_encoder_params *out);
-/** The codebook's params (dim = hidden_dim). Errors as vqj_config_tokenizer_params(). */
+/** The codebook's params (dim = hidden_dim; with the FSQ quantizer
+ *  num_embeddings = the product of fsq_levels, FSQ's number of codes).
+ *  Errors as vqj_config_tokenizer_params(). */
 VQJ_API vqj_status vqj_config_codebook_params(const vqj_config *cfg, vqj_codebook_params *out);
 /** The predictor's params (hidden_dim, context_window, the loss section's
  *  projection). Errors as vqj_config_tokenizer_params(). */

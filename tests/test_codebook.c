@@ -1102,11 +1102,25 @@ static void test_dead_code_recovers(void **state)
     vqj_context_destroy(ctx);
 }
 
-/* Host reference of the code space (docs/model.md, "Quantizers"):
- * u = W_in z + b_in with a projection, then u / ||u|| for cosine codes. */
-static void host_code_space(const float *z, const float *wi, const float *bi, int n, int d, int c,
-                            int proj, int cosine, float *u)
+/* The FSQ levels of the gradient test (c = 3 dimensions, K = 60). */
+static const int FSQ_TEST_LEVELS[3] = {5, 4, 3};
+enum { MODE_PLAIN, MODE_COSINE, MODE_FSQ };
+
+/* FSQ's bounded value of one dimension divided by its half width: the
+ * rounding's input, the identity of its straight-through gradient. */
+static double host_fsq_bound(double p, int levels)
 {
+    double half_l = (levels - 1) * (1.0 + 1e-3) / 2.0, offset = levels % 2 == 0 ? 0.5 : 0.0;
+    return (tanh(p + atanh(offset / half_l)) * half_l - offset) / (levels / 2);
+}
+
+/* Host reference of the code space (docs/model.md, "Quantizers"):
+ * u = W_in z + b_in with a projection, then u / ||u|| for cosine codes or
+ * FSQ's bound / half width (before the rounding) for FSQ. */
+static void host_code_space(const float *z, const float *wi, const float *bi, int n, int d, int c,
+                            int proj, int mode, float *u)
+{
+    const int cosine = mode == MODE_COSINE;
     for (int i = 0; i < n; i++) {
         float *ui = u + (size_t)i * c;
         for (int j = 0; j < c; j++) {
@@ -1123,12 +1137,15 @@ static void host_code_space(const float *z, const float *wi, const float *bi, in
             for (int j = 0; j < c; j++)
                 ui[j] = (float)(ui[j] / sqrt(nn));
         }
+        if (mode == MODE_FSQ)
+            for (int j = 0; j < c; j++)
+                ui[j] = (float)host_fsq_bound(ui[j], FSQ_TEST_LEVELS[j]);
     }
 }
 
 enum { PN = 6, PD = 5, PC = 3, PK = 4 };
 typedef struct proj_case {
-    int proj, cosine;
+    int proj, mode;
     float z[PN * PD], wi[PC * PD], bi[PC], wo[PD * PC], bo[PD];
     float r[PN * PD], s0[PN * PD]; /* dq, and the held sg(qc - u) */
 } proj_case;
@@ -1152,7 +1169,7 @@ static double proj_surrogate(vqj_context *ctx, vqj_codebook *cb, const proj_case
     vqj_tensor_destroy(zt);
     vqj_tensor_destroy(qt);
     float u[PN * PD];
-    host_code_space(pc->z, pc->wi, pc->bi, PN, PD, c, pc->proj, pc->cosine, u);
+    host_code_space(pc->z, pc->wi, pc->bi, PN, PD, c, pc->proj, pc->mode, u);
     double l = s.commitment_loss;
     for (int i = 0; i < PN; i++)
         for (int o = 0; o < PD; o++) {
@@ -1169,23 +1186,27 @@ static double proj_surrogate(vqj_context *ctx, vqj_codebook *cb, const proj_case
     return l;
 }
 
-/* Cosine codes and the factorized lookup: dz and the projections'
+/* Cosine codes, the factorized lookup and FSQ: dz and the projections'
  * gradients of the backward against central differences of the
- * straight-through surrogate, for each of projection, cosine, and both. */
+ * straight-through surrogate, for projection, cosine, both, and FSQ. */
 static void test_code_space_gradients(void **state)
 {
     (void)state;
     vqj_context *ctx = test_context();
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         static proj_case pc;
         memset(&pc, 0, sizeof pc);
         pc.proj = variant != 1;
-        pc.cosine = variant != 0;
+        pc.mode = variant == 3 ? MODE_FSQ : variant != 0 ? MODE_COSINE : MODE_PLAIN;
         const int c = pc.proj ? PC : PD;
         vqj_codebook_params p = params(PK, PD, 0.9f);
         p.commitment_cost = 0.3f;
         p.code_dim = pc.proj ? PC : 0;
-        p.quantizer = pc.cosine ? VQJ_QUANTIZER_COSINE : VQJ_QUANTIZER_EUCLIDEAN;
+        p.quantizer = pc.mode == MODE_FSQ      ? VQJ_QUANTIZER_FSQ
+                      : pc.mode == MODE_COSINE ? VQJ_QUANTIZER_COSINE
+                                               : VQJ_QUANTIZER_EUCLIDEAN;
+        memset(p.fsq_levels, 0, sizeof p.fsq_levels);
+        memcpy(p.fsq_levels, FSQ_TEST_LEVELS, sizeof FSQ_TEST_LEVELS);
         vqj_codebook *cb = make(ctx, &p);
         vqj_weights *w = vqj_codebook_weights(cb);
         test_fill(pc.z, PN * PD, 31 + variant, 1.0f);
@@ -1197,23 +1218,34 @@ static void test_code_space_gradients(void **state)
         /* Codes: the first PK tokens' code-space vectors, nudged (and
          * renormalized for cosine), so the assignment has a clear margin. */
         float u[PN * PD], e[PK * PD], nudge[PK * PD];
-        host_code_space(pc.z, pc.wi, pc.bi, PN, PD, c, pc.proj, pc.cosine, u);
+        host_code_space(pc.z, pc.wi, pc.bi, PN, PD, c, pc.proj, pc.mode, u);
         test_fill(nudge, PK * PD, 37, 0.05f);
         for (int k = 0; k < PK * c; k++)
             e[k] = u[k] + nudge[k];
-        if (pc.cosine)
-            host_code_space(e, NULL, NULL, PK, c, c, 0, 1, e);
-        assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, (size_t)PK * c));
-        assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", e, (size_t)PK * c));
+        if (pc.mode == MODE_COSINE)
+            host_code_space(e, NULL, NULL, PK, c, c, 0, MODE_COSINE, e);
+        if (pc.mode != MODE_FSQ) {
+            assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, (size_t)PK * c));
+            assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", e, (size_t)PK * c));
+        }
         /* s0 = qc - u at the base point (the call installs the weights) */
         proj_surrogate(ctx, cb, &pc);
         vqj_tensor *zt = tensor(ctx, PN, PD, pc.z), *qt = tensor(ctx, 0, 0, NULL);
         int32_t codes[PN];
         assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
         for (int i = 0; i < PN; i++)
-            for (int j = 0; j < c; j++)
-                pc.s0[i * c + j] = e[codes[i] * c + j] - u[i * c + j];
-        for (int i = 0; i < PK; i++)
+            for (int j = 0, basis = 1; j < c; j++) {
+                float qc = e[codes[i] * c + j];
+                if (pc.mode == MODE_FSQ) { /* the code's digits, by hand */
+                    int l = FSQ_TEST_LEVELS[j], wj = l / 2;
+                    int digit = codes[i] / basis % l;
+                    basis *= l;
+                    qc = (float)(digit - wj) / (float)wj;
+                    assert_float_equal(qc, rint(u[i * c + j] * wj) / wj, 1e-6);
+                }
+                pc.s0[i * c + j] = qc - u[i * c + j];
+            }
+        for (int i = 0; i < PK && pc.mode != MODE_FSQ; i++)
             assert_int_equal(codes[i], i);
 
         /* Central differences over z and the four projection tensors. */
@@ -1421,6 +1453,71 @@ static void test_checkpoint_round_trip(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* FSQ with levels {8, 5} and identity projections: the bounded, rounded
+ * values, the mixed-radix codes (first level least significant) and K = 40
+ * by hand; no EMA state, no commitment; bad levels get a clear error. */
+static void test_fsq(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(768, 2, 0.9f);
+    p.quantizer = VQJ_QUANTIZER_FSQ;
+    memset(p.fsq_levels, 0, sizeof p.fsq_levels);
+    p.fsq_levels[0] = 8;
+    p.fsq_levels[1] = 5;
+    vqj_codebook *cb = make(ctx, &p);
+    vqj_weights *w = vqj_codebook_weights(cb);
+    const float eye[] = {1, 0, 0, 1}, zero[] = {0, 0};
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_in.weight", eye, 4));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_in.bias", zero, 2));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_out.weight", eye, 4));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_out.bias", zero, 2));
+    float none[1];
+    assert_status(ctx, vqj_weights_read(w, "codebook.embedding", none, 1),
+                  VQJ_ERR_INVALID_ARGUMENT); /* FSQ has no codes to store */
+    /* L = 8: round(tanh(p + atanh(0.5 / 3.5035)) 3.5035 - 0.5) in -4..3, / 4;
+     * L = 5: round(tanh(p) 2.002) in -2..2, / 2. */
+    const float z[] = {0, 0, 10, 0.6f, -10, -10, -10, 10};
+    vqj_tensor *zt = tensor(ctx, 4, 2, z), *qt = tensor(ctx, 0, 0, NULL);
+    int32_t codes[4];
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &s));
+    const int32_t want_codes[] = {4 + 2 * 8, 7 + 3 * 8, 0, 4 * 8};
+    assert_memory_equal(codes, want_codes, sizeof codes);
+    float q[8];
+    assert_ok(ctx, vqj_tensor_read(qt, q, 8));
+    const float want_q[] = {0, 0, 0.75f, 0.5f, -1, -1, -1, 1};
+    for (int i = 0; i < 8; i++)
+        assert_float_equal(q[i], want_q[i], 1e-6);
+    assert_float_equal(s.commitment_loss, 0.0f, 0.0f);
+    assert_int_equal(s.active_codes, 4);
+    assert_float_equal(s.usage_ratio, 4.0f / 40.0f, 1e-7);
+    assert_int_equal(s.updates, 0);
+    float usage[40];
+    assert_status(ctx, vqj_codebook_ema_usage(cb, usage, 40), VQJ_ERR_UNSUPPORTED);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+
+    for (int c = 0; c < 5; c++) {
+        vqj_codebook_params b = p;
+        switch (c) {
+        case 0: b.fsq_levels[1] = 1; break;
+        case 1: b.fsq_levels[0] = 257; break;
+        case 2: b.fsq_levels[0] = 0; break;
+        case 3: for (int j = 0; j < VQJ_FSQ_MAX_LEVELS; j++) b.fsq_levels[j] = 5; break;
+        case 4: b.dead_code_threshold = 1.0f; break;
+        }
+        vqj_codebook *x = (vqj_codebook *)&x;
+        assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+        assert_null(x);
+        const char *name = c == 4 ? "dead_code_threshold" : "fsq_levels";
+        if (!strstr(vqj_context_last_error(ctx), name))
+            fail_msg("case %d: \"%s\" does not name %s", c, vqj_context_last_error(ctx), name);
+    }
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1446,6 +1543,7 @@ int main(void)
         cmocka_unit_test(test_code_space_gradients),
         cmocka_unit_test(test_cosine_and_code_dim),
         cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_fsq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

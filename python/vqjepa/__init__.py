@@ -204,6 +204,12 @@ def _make_params(struct_type, overrides, aliases=None, what="params"):
             value = table[value.lower()]
         if isinstance(value, bool):
             value = int(value)
+        field = getattr(params, key)
+        if isinstance(field, ctypes.Array) and isinstance(value, (list, tuple)):
+            if len(value) > len(field):  # e.g. fsq_levels: the rest stays 0
+                raise InvalidArgumentError(1, "%s: %s holds at most %d values, not %d"
+                                           % (what, key, len(field), len(value)))
+            value = type(field)(*value)
         try:
             setattr(params, key, value)
         except TypeError as e:
@@ -895,7 +901,7 @@ _ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "tanh": 3}
 _AGGREGATORS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}
 _OPT_KINDS = {"adam": 0, "adamw": 1}
 _SCHEDULES = {"constant": 0, "cosine": 1, "linear": 2}
-_QUANTIZERS = {"euclidean": 0, "cosine": 1}
+_QUANTIZERS = {"euclidean": 0, "cosine": 1, "fsq": 2}
 
 
 class _Model(_Handle):
@@ -936,7 +942,8 @@ class Encoder(_Model):
 
 class Codebook(_Model):
     """The VQ codebook (num_embeddings, dim, commitment_cost, ema_decay,
-    dead_code_threshold, quantizer "euclidean"|"cosine", code_dim, ...)."""
+    dead_code_threshold, quantizer "euclidean"|"cosine"|"fsq", code_dim,
+    fsq_levels, ...)."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_codebook_weights(p))
 

@@ -90,7 +90,8 @@ LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
 
 class _Struct(ctypes.Structure):
     def as_dict(self):
-        return {name: getattr(self, name) for name, _ in self._fields_ if name != "size"}
+        return {name: list(v) if isinstance(v, ctypes.Array) else v
+                for name, v in ((n, getattr(self, n)) for n, _ in self._fields_ if n != "size")}
 
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__,
@@ -125,7 +126,8 @@ class vqj_codebook_params(_Struct):
                 ("ema_decay", ctypes.c_float), ("refresh_enabled", ctypes.c_int),
                 ("refresh_interval", ctypes.c_int), ("refresh_usage_threshold", ctypes.c_float),
                 ("kmeans_init", ctypes.c_int), ("dead_code_threshold", ctypes.c_float),
-                ("quantizer", ctypes.c_int), ("code_dim", ctypes.c_int)]
+                ("quantizer", ctypes.c_int), ("code_dim", ctypes.c_int),
+                ("fsq_levels", ctypes.c_int * 8)]
 
 
 class vqj_codebook_stats(_Struct):

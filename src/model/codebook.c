@@ -59,6 +59,8 @@ struct vqj_codebook {
     int c;      /* code width: code_dim, or D */
     int proj;   /* learned projections D -> c -> D around the search */
     int cosine; /* tokens and codes l2-normalized */
+    int fsq;    /* finite scalar quantization: no codes, K = prod of the levels */
+    vqji_fsq_levels lv;
     vqj_weights w;
     size_t i_emb, i_count, i_sum;
     size_t i_pin_w, i_pin_b, i_pout_w, i_pout_b;
@@ -149,7 +151,19 @@ void vqj_codebook_params_default(vqj_codebook_params *params)
         .refresh_interval = 3000,
         .refresh_usage_threshold = 0.01f,
         .kmeans_init = 1,
+        .fsq_levels = {8, 5, 5, 5},
     };
+}
+
+/* The FSQ levels of the params: the entries before the first 0. */
+static vqji_fsq_levels fsq_levels_of(const vqj_codebook_params *p)
+{
+    vqji_fsq_levels lv = {.n = 0};
+    while (lv.n < VQJ_FSQ_MAX_LEVELS && p->fsq_levels[lv.n] != 0) {
+        lv.l[lv.n] = p->fsq_levels[lv.n];
+        lv.n++;
+    }
+    return lv;
 }
 
 static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
@@ -181,11 +195,38 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.dead_code_threshold is %g; must be finite and >= 0", s,
                          (double)p->dead_code_threshold);
-    if ((unsigned)p->quantizer > VQJ_QUANTIZER_COSINE)
+    if ((unsigned)p->quantizer > VQJ_QUANTIZER_FSQ)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.quantizer is %d; allowed: VQJ_QUANTIZER_EUCLIDEAN (0), "
-                         "VQJ_QUANTIZER_COSINE (1)",
+                         "VQJ_QUANTIZER_COSINE (1), VQJ_QUANTIZER_FSQ (2)",
                          s, (int)p->quantizer);
+    if (p->quantizer == VQJ_QUANTIZER_FSQ) {
+        vqji_fsq_levels lv = fsq_levels_of(p);
+        long long prod = 1;
+        for (int j = 0; j < lv.n; j++) {
+            if (lv.l[j] < 2 || lv.l[j] > 256)
+                return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                                 "%s.fsq_levels[%d] is %d; each level is 2..256 (0 ends the "
+                                 "list)",
+                                 s, j, lv.l[j]);
+            prod *= lv.l[j];
+        }
+        if (lv.n == 0 || prod > 65536)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.fsq_levels: %d levels with product %lld; FSQ needs 1..%d "
+                             "levels whose product (the number of codes) is <= 65536",
+                             s, lv.n, prod, VQJ_FSQ_MAX_LEVELS);
+        if (p->code_dim != 0 && p->code_dim != lv.n)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.code_dim is %d but FSQ has %d levels: leave code_dim 0 (FSQ "
+                             "always projects D -> one dimension per level)",
+                             s, p->code_dim, lv.n);
+        if (p->dead_code_threshold > 0.0f)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.dead_code_threshold is %g but FSQ has no codes to re-seed; "
+                             "set it to 0",
+                             s, (double)p->dead_code_threshold);
+    }
     if (p->code_dim < 0 || p->code_dim > 65536)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.code_dim is %d; allowed: 0 (no projection) or 1..65536", s,
@@ -316,9 +357,23 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     cb->proj = cb->p.enabled && p.code_dim > 0;
     cb->c = p.code_dim > 0 ? p.code_dim : p.dim;
     cb->cosine = p.quantizer == VQJ_QUANTIZER_COSINE;
+    cb->fsq = p.quantizer == VQJ_QUANTIZER_FSQ;
+    if (cb->fsq) {
+        /* One projected dimension per level, K = their product; nothing of
+         * the EMA codebook (k-means++, refresh) applies. */
+        cb->lv = fsq_levels_of(&p);
+        cb->c = cb->lv.n;
+        cb->proj = cb->p.enabled;
+        cb->p.num_embeddings = 1;
+        for (int j = 0; j < cb->lv.n; j++)
+            cb->p.num_embeddings *= cb->lv.l[j];
+        cb->p.kmeans_init = 0;
+        cb->p.refresh_enabled = 0;
+        cb->p.ema_decay = 0.0f;
+    }
     vqji_weights_init(&cb->w, ctx);
     vqji_device *dev = ctx->device;
-    int k = p.num_embeddings, d = p.dim, c = cb->c;
+    int k = cb->p.num_embeddings, d = p.dim, c = cb->c;
     size_t kd = (size_t)k * (size_t)c;
 
     /* Trainable tensors come first in a weights view. */
@@ -331,10 +386,11 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
         vqj_codebook_destroy(cb);
         return st;
     }
-    if ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, c, p.ema_decay == 0.0f,
-                               &cb->i_emb)) ||
-        (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
-        (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, c, 0, &cb->i_sum)) ||
+    if ((!cb->fsq &&
+         ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, c, p.ema_decay == 0.0f,
+                                 &cb->i_emb)) ||
+          (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
+          (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, c, 0, &cb->i_sum)))) ||
         (st = vqji_weights_finalize(&cb->w)) ||
         (cb->cosine &&
          (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->knorm))) ||
@@ -346,7 +402,7 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
                           (void **)&cb->h_ema)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(int32_t), "codebook refresh list",
                           (void **)&cb->h_dead)) ||
-        (st = init_codes(cb)) || (st = init_projections(cb))) {
+        (!cb->fsq && (st = init_codes(cb))) || (st = init_projections(cb))) {
         vqj_codebook_destroy(cb);
         return st;
     }
@@ -612,6 +668,8 @@ static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, i
                          "vqj_codebook_forward: %d x %d scores overflow", n, k);
     vqj_status st;
     size_t nc = (size_t)n * (size_t)cb->c * sizeof(float);
+    if (cb->fsq) /* no scores, no distances */
+        scratch = sizeof(float);
     if ((st = dev_reserve(dev, (void **)&ws->scratch, &ws->scratch_cap, scratch)) ||
         (st = dev_reserve(dev, (void **)&ws->idx, &ws->idx_cap, (size_t)n * sizeof(int32_t))) ||
         (st = dev_reserve(dev, (void **)&ws->err, &ws->err_cap, (size_t)n * sizeof(float))))
@@ -619,7 +677,7 @@ static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, i
     if (cb->proj && ((st = dev_reserve(dev, (void **)&ws->proj, &ws->proj_cap, nc)) ||
                      (st = dev_reserve(dev, (void **)&ws->qc, &ws->qc_cap, nc))))
         return st;
-    if (cb->cosine &&
+    if ((cb->cosine || cb->fsq) &&
         ((st = dev_reserve(dev, (void **)&ws->u, &ws->u_cap, nc)) ||
          (st = dev_reserve(dev, (void **)&ws->norm, &ws->norm_cap, (size_t)n * sizeof(float)))))
         return st;
@@ -644,6 +702,24 @@ static const float *to_code_space(const vqj_codebook *cb, vqji_codebook_ws *ws, 
         u = ws->u;
     }
     return u;
+}
+
+/* The code of each u_i [N x c]: its index into ws->idx and its vector into
+ * qc. Returns the mean squared quantization error per element, the
+ * commitment's mean (0 for FSQ, which has none). */
+static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *u, int n,
+                     float *qc)
+{
+    vqji_device *dev = cb->ctx->device;
+    const int k = cb->p.num_embeddings, c = cb->c;
+    if (cb->fsq) {
+        dev->ops->fsq_forward(dev, n, &cb->lv, u, ws->u, qc, ws->idx); /* t into ws->u */
+        return 0.0;
+    }
+    const float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    dev->ops->vq_assign(dev, n, c, k, u, e, ws->scratch, ws->idx, ws->err);
+    dev->ops->vq_gather(dev, n, c, u, e, ws->idx, qc, ws->err);
+    return n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)n * c) : 0.0;
 }
 
 /* The output of the codes qc [N x c]: q = qc, or P_out qc + b_out. */
@@ -690,20 +766,15 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
             write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, 0, stats);
         return dev->ops->sync(dev);
     }
-    const float *e = vqji_weights_data(&cb->w, cb->i_emb);
-    const int c = cb->c;
     const float *u = to_code_space(cb, ws, zd, n);
     float *qc = cb->proj ? ws->qc : q->data;
-    dev->ops->vq_assign(dev, n, c, k, u, e, ws->scratch, ws->idx, ws->err);
-    dev->ops->vq_gather(dev, n, c, u, e, ws->idx, qc, ws->err);
+    double mse = assign(cb, ws, u, n, qc);
     from_code_space(cb, qc, n, q->data);
-    double mse =
-        n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)n * (double)c) : 0.0;
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
     if (stats) {
         dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
-        dev->ops->vq_accumulate(dev, n, c, k, u, ws->idx, ws->counts, NULL);
+        dev->ops->vq_accumulate(dev, n, cb->c, k, u, ws->idx, ws->counts, NULL);
         if ((st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
             return st;
     }
@@ -775,7 +846,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
                               (size_t)n * sizeof(int32_t))))
             return st;
-        if (cb->cosine &&
+        if ((cb->cosine || cb->fsq) &&
             ((st = dev_reserve(dev, (void **)&cb->bw_u, &cb->bw_u_cap, nc * sizeof(float))) ||
              (st = dev_reserve(dev, (void **)&cb->bw_norm, &cb->bw_norm_cap,
                                (size_t)n * sizeof(float)))))
@@ -813,7 +884,6 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         return dev->ops->sync(dev);
     }
 
-    float *e = vqji_weights_data(&cb->w, cb->i_emb);
     /* Everything from here to the output projection is in the code space. */
     const float *u = to_code_space(cb, ws, zd, n);
     float *qc = cb->proj ? ws->qc : q->data;
@@ -822,10 +892,8 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         cb->initialized = 1;
     }
-    dev->ops->vq_assign(dev, n, c, k, u, e, ws->scratch, ws->idx, ws->err);
-    dev->ops->vq_gather(dev, n, c, u, e, ws->idx, qc, ws->err);
+    double mse = assign(cb, ws, u, n, qc);
     from_code_space(cb, qc, n, q->data);
-    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)nc) : 0.0;
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
 
@@ -846,7 +914,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     dev->ops->copy(dev, cb->bw_resid, u, nc * sizeof(float));
     dev->ops->axpy(dev, nc, -1.0f, qc, cb->bw_resid);
     dev->ops->copy(dev, cb->bw_idx, ws->idx, (size_t)n * sizeof(int32_t));
-    if (cb->cosine) {
+    if (cb->cosine || cb->fsq) { /* FSQ: its t = tanh(p + s) */
         dev->ops->copy(dev, cb->bw_u, ws->u, nc * sizeof(float));
         dev->ops->copy(dev, cb->bw_norm, ws->norm, (size_t)n * sizeof(float));
     }
@@ -859,6 +927,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     int refreshed = 0, replaced = 0;
     if (ema) {
         float g = cb->p.ema_decay;
+        float *e = vqji_weights_data(&cb->w, cb->i_emb);
         float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
         float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
         dev->ops->scale(dev, (size_t)k, g, ema_count);
@@ -941,7 +1010,14 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         } else {
             dev->ops->copy(dev, du, dq->data, nc * sizeof(float));
         }
-        dev->ops->axpy(dev, nc, commit, cb->bw_resid, du);
+        if (!cb->fsq)
+            dev->ops->axpy(dev, nc, commit, cb->bw_resid, du);
+        /* FSQ: straight through the rounding, back through the bound */
+        if (cb->fsq) {
+            dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
+            dev->ops->fsq_backward(dev, n, &cb->lv, cb->bw_u, du, cb->bw_t2);
+            du = cb->bw_t2;
+        }
         /* through the normalization u = p / ||p|| */
         if (cb->cosine) {
             dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
@@ -957,7 +1033,7 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         else
             dev->ops->axpy(dev, nd, 1.0f, du, dz->data);
     }
-    if (cb->p.ema_decay == 0.0f) {
+    if (cb->p.ema_decay == 0.0f && !cb->fsq) {
         /* de_k += 2 sum_{i->k} (e_k - u_i) / (N c) = -2/(N c) * sum_{i->k} r_i. */
         size_t kc = (size_t)k * (size_t)c;
         dev->ops->fill(dev, kc, 0.0f, cb->sums);
@@ -974,6 +1050,9 @@ vqj_status vqj_codebook_ema_usage(const vqj_codebook *cb, float *dst, size_t cou
         return vqji_fail(cb ? cb->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_ema_usage: NULL argument");
     vqji_clear_error(cb->ctx);
+    if (cb->fsq)
+        return vqji_fail(cb->ctx, VQJ_ERR_UNSUPPORTED,
+                         "vqj_codebook_ema_usage: an FSQ codebook keeps no EMA counts");
     size_t k = (size_t)cb->p.num_embeddings;
     if (count != k)
         return vqji_fail(cb->ctx, VQJ_ERR_INVALID_ARGUMENT,
