@@ -233,6 +233,88 @@ static void cuda_vq_min_sqdist(vqji_device *dev, int n, int d, const float *z, c
     cu_launched(cd, "vq_min_sqdist");
 }
 
+/* FSQ (device.h; cpu_vq.c's loops): one thread per (row, dimension) for
+ * t, qc and the gradient, one per row for the mixed-radix code. */
+typedef struct fsq_dim {
+    float half_l, offset, shift;
+    int w, levels;
+} fsq_dim;
+
+static __device__ __forceinline__ fsq_dim fsq_dim_of(const vqji_fsq_levels &lv, size_t o)
+{
+    fsq_dim f;
+    f.levels = lv.l[o % (size_t)lv.n];
+    f.half_l = (float)(f.levels - 1) * (1.0f + VQJI_FSQ_EPS) / 2.0f;
+    f.offset = f.levels % 2 == 0 ? 0.5f : 0.0f;
+    f.shift = atanhf(f.offset / f.half_l);
+    f.w = f.levels / 2;
+    return f;
+}
+
+static __global__ void k_fsq_forward(size_t all, vqji_fsq_levels lv, const float *p, float *t,
+                                     float *qc)
+{
+    CU_FOR(o, all)
+    {
+        fsq_dim f = fsq_dim_of(lv, o);
+        float tj = tanhf(p[o] + f.shift);
+        t[o] = tj;
+        float r = rintf(tj * f.half_l - f.offset);
+        r = fminf(fmaxf(r, (float)-f.w), (float)(f.levels - 1 - f.w));
+        qc[o] = r / (float)f.w;
+    }
+}
+
+static __global__ void k_fsq_codes(int n, vqji_fsq_levels lv, const float *qc, int32_t *idx)
+{
+    CU_FOR(i, (size_t)n)
+    {
+        int32_t code = 0, basis = 1;
+        for (int j = 0; j < lv.n; j++) {
+            int w = lv.l[j] / 2;
+            code += ((int32_t)rintf(qc[i * lv.n + j] * (float)w) + w) * basis;
+            basis *= lv.l[j];
+        }
+        idx[i] = code;
+    }
+}
+
+static __global__ void k_fsq_backward(size_t all, vqji_fsq_levels lv, const float *t,
+                                      const float *dqc, float *dp)
+{
+    CU_FOR(o, all)
+    {
+        fsq_dim f = fsq_dim_of(lv, o);
+        dp[o] += dqc[o] * (f.half_l / (float)f.w) * (1.0f - t[o] * t[o]);
+    }
+}
+
+static void cuda_fsq_forward(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *p,
+                             float *t, float *qc, int32_t *idx)
+{
+    cuda_device *cd = cu_dev(dev);
+    size_t all = (size_t)(n > 0 ? n : 0) * (size_t)lv->n;
+    if (!all || !cu_enter(cd))
+        return;
+    unsigned blocks = cu_blocks(cd, all, CU_THREADS);
+    k_fsq_forward<<<blocks, CU_THREADS, 0, cd->stream>>>(all, *lv, p, t, qc);
+    blocks = cu_blocks(cd, (size_t)n, CU_THREADS);
+    k_fsq_codes<<<blocks, CU_THREADS, 0, cd->stream>>>(n, *lv, qc, idx);
+    cu_launched(cd, "fsq_forward");
+}
+
+static void cuda_fsq_backward(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *t,
+                              const float *dqc, float *dp)
+{
+    cuda_device *cd = cu_dev(dev);
+    size_t all = (size_t)(n > 0 ? n : 0) * (size_t)lv->n;
+    if (!all || !cu_enter(cd))
+        return;
+    unsigned blocks = cu_blocks(cd, all, CU_THREADS);
+    k_fsq_backward<<<blocks, CU_THREADS, 0, cd->stream>>>(all, *lv, t, dqc, dp);
+    cu_launched(cd, "fsq_backward");
+}
+
 void vqji_cuda_register_vq(vqji_device_ops *ops)
 {
     ops->vq_assign = cuda_vq_assign;
@@ -240,4 +322,6 @@ void vqji_cuda_register_vq(vqji_device_ops *ops)
     ops->vq_gather = cuda_vq_gather;
     ops->vq_ema_normalize = cuda_vq_ema_normalize;
     ops->vq_min_sqdist = cuda_vq_min_sqdist;
+    ops->fsq_forward = cuda_fsq_forward;
+    ops->fsq_backward = cuda_fsq_backward;
 }

@@ -366,10 +366,23 @@ VQJ_API const vqj_grid *vqj_arc_task_output(const vqj_arc_task *task, vqj_arc_sp
  *  to quantize from many threads, share it through a vqj_model.
  *  @{ */
 
+/** How the codebook picks a code (docs/model.md, "Quantizers"). */
+typedef enum vqj_quantizer {
+    VQJ_QUANTIZER_EUCLIDEAN = 0, /**< nearest code by squared L2 distance */
+    VQJ_QUANTIZER_COSINE = 1,    /**< tokens and codes l2-normalized: nearest by cosine;
+                                      needs ema_decay > 0 */
+    VQJ_QUANTIZER_FSQ = 2        /**< finite scalar quantization over fsq_levels: no codes
+                                      to learn; K = the product of the levels */
+} vqj_quantizer;
+
+/** Most dimensions of an FSQ code (vqj_codebook_params.fsq_levels). */
+#define VQJ_FSQ_MAX_LEVELS 8
+
 /** Parameters of vqj_codebook_create(). Fill with vqj_codebook_params_default(). */
 typedef struct vqj_codebook_params {
     size_t size;                   /**< sizeof(vqj_codebook_params); set by the default function */
-    int num_embeddings;            /**< K, number of codes; default 768; 1..65536 */
+    int num_embeddings;            /**< K, number of codes; default 768; 1..65536 (FSQ: K is
+                                        the product of fsq_levels instead) */
     int dim;                       /**< D, token and code width; default 384; 1..65536 */
     int enabled;                   /**< default 1; 0: q = z, no loss, no codes, no updates */
     float commitment_cost;         /**< beta; default 0.15; finite, >= 0 */
@@ -380,6 +393,18 @@ typedef struct vqj_codebook_params {
     float refresh_usage_threshold; /**< codes with EMA share <= this are dead; default 0.01; [0, 1] */
     int kmeans_init;               /**< k-means++ on the first training batch with >= K
                                         tokens; default 1 */
+    float dead_code_threshold;     /**< dead-code replacement: after every EMA update, a code
+                                        whose ema_count is below this is re-seeded from a
+                                        random token of the batch; default 0 (off); finite,
+                                        >= 0; needs ema_decay > 0 */
+    vqj_quantizer quantizer;       /**< default VQJ_QUANTIZER_EUCLIDEAN */
+    int code_dim;                  /**< c: 0 (default) searches the D-dim tokens; 1..65536
+                                        adds learned projections D -> c before the search
+                                        and c -> D after it, and codes of width c */
+    int fsq_levels[VQJ_FSQ_MAX_LEVELS]; /**< FSQ: the levels L_j of each code dimension,
+                                        each 2..256, ended by 0 or the array's end; their
+                                        product (<= 65536) replaces num_embeddings; default
+                                        {8, 5, 5, 5} */
 } vqj_codebook_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */
@@ -389,10 +414,14 @@ VQJ_API void vqj_codebook_params_default(vqj_codebook_params *params);
 typedef struct vqj_codebook vqj_codebook;
 
 /** Create a codebook. Tensors (see vqj_codebook_weights()):
- *  "codebook.embedding" [K x D] (trainable only when ema_decay is 0), state
- *  "codebook.ema_count" [K] and "codebook.ema_sum" [K x D]. The codes start
- *  uniform in (-1/K, 1/K), drawn from the context seed; ema_count starts at 1
- *  and ema_sum at the codes. On success *out holds a codebook the caller
+ *  "codebook.embedding" [K x c] (trainable only when ema_decay is 0), state
+ *  "codebook.ema_count" [K] and "codebook.ema_sum" [K x c], with c = code_dim
+ *  or D; with a code_dim (and VQ enabled) also the trainable
+ *  "codebook.project_in.weight" [c x D], "codebook.project_in.bias" [c],
+ *  "codebook.project_out.weight" [D x c] and "codebook.project_out.bias" [D]
+ *  (PyTorch Linear layout and initialization). The codes start uniform in
+ *  (-1/K, 1/K) (cosine: then l2-normalized), drawn from the context seed;
+ *  ema_count starts at 1 and ema_sum at the codes. On success *out holds a codebook the caller
  *  destroys with vqj_codebook_destroy() before the context; on failure *out
  *  is NULL. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of
  *  range: the message names it and its range, a size smaller than the first
@@ -422,6 +451,7 @@ typedef struct vqj_codebook_stats {
     int refreshed;         /**< codes re-seeded by this call */
     float usage_ratio;     /**< active_codes / K */
     int64_t updates;       /**< EMA updates made so far, this call included */
+    int dead_replaced;     /**< codes re-seeded by dead-code replacement in this call */
 } vqj_codebook_stats;
 
 /** Quantize z [N x D] (N real tokens, N may be 0) with the current codes:
@@ -435,7 +465,12 @@ typedef struct vqj_codebook_stats {
  *  assigned; an EMA update folds the batch into the codes (ema_decay > 0 and
  *  N > 0); every refresh_interval-th update re-seeds the dead codes from the
  *  tokens with the largest quantization error (measured against the codes
- *  the batch was assigned with). The residual z - q and the assignment are
+ *  the batch was assigned with); with dead_code_threshold > 0, every update
+ *  then re-seeds each code whose ema_count is below the threshold from a
+ *  token of the batch drawn at random (distinct tokens while the batch has
+ *  enough; the draw depends only on the context seed and the update number),
+ *  setting e_k = z_i, ema_count_k = threshold, ema_sum_k = threshold z_i.
+ *  The residual z - q and the assignment are
  *  kept for vqj_codebook_backward(). A training forward refuses non-finite z
  *  (VQJ_ERR_NUMERIC) before changing anything, so one bad batch cannot
  *  poison the EMA state.
@@ -454,7 +489,11 @@ VQJ_API vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, i
  *  dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment); when
  *  ema_decay is 0 also accumulates the code term's gradient
  *  2 sum_{i->k} (e_k - z_i) / (N D) into the gradient of
- *  "codebook.embedding" (read it with vqj_weights_read_grad()). May be
+ *  "codebook.embedding" (read it with vqj_weights_read_grad()). With cosine
+ *  codes or a code_dim the same terms are taken in the code space (u = the
+ *  projected, normalized token; N c instead of N D) and carried back through
+ *  the normalization and the projections, whose gradients accumulate into
+ *  "codebook.project_*" (docs/model.md, "Quantizers"). May be
  *  repeated; each call accumulates again.
  *  Errors: VQJ_ERR_STATE (no training forward yet), VQJ_ERR_INVALID_ARGUMENT
  *  (NULL pointers, a tensor of another context, dq or dz not N x D). */
@@ -1328,6 +1367,7 @@ typedef struct vqj_train_metrics {
     int active_codes;
     int refreshed;
     float usage_ratio;
+    int dead_replaced;       /**< codes re-seeded by dead-code replacement this call */
 } vqj_train_metrics;
 
 typedef struct vqj_trainer vqj_trainer;
@@ -1893,7 +1933,9 @@ VQJ_API vqj_status vqj_config_tokenizer_params(const vqj_config *cfg, vqj_tokeni
 /** The encoder's params (feature_dim and relational_layers derived as above).
  *  Errors as vqj_config_tokenizer_params(). */
 VQJ_API vqj_status vqj_config_encoder_params(const vqj_config *cfg, vqj_encoder_params *out);
-/** The codebook's params (dim = hidden_dim). Errors as vqj_config_tokenizer_params(). */
+/** The codebook's params (dim = hidden_dim; with the FSQ quantizer
+ *  num_embeddings = the product of fsq_levels, FSQ's number of codes).
+ *  Errors as vqj_config_tokenizer_params(). */
 VQJ_API vqj_status vqj_config_codebook_params(const vqj_config *cfg, vqj_codebook_params *out);
 /** The predictor's params (hidden_dim, context_window, the loss section's
  *  projection). Errors as vqj_config_tokenizer_params(). */

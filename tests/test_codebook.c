@@ -3,6 +3,8 @@
  * statistics, errors, and a collapse scenario. */
 #include "testutil.h"
 
+#include <unistd.h>
+
 #define EPS_LAPLACE 1e-5
 
 /* Defaults with the data-dependent features off; tests turn on what they test. */
@@ -591,6 +593,89 @@ static void test_refresh(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* Dead-code replacement: decay 0.5, threshold 0.6, six tokens all nearest
+ * code 0. After the update the counts are (3.5, .5, .5, .5): codes 1..3 are
+ * dead and each takes a distinct batch token, with ema_count = 0.6 and
+ * ema_sum = 0.6 e. The draw is the same for the same seed and update. */
+static void test_dead_code(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { N = 6, K = 4, D = 3 };
+    vqj_codebook_params p = params(K, D, 0.5f);
+    p.dead_code_threshold = 0.6f;
+    const float e[K * D] = {0, 0, 0, 50, 0, 0, 0, 50, 0, 0, 0, 50};
+    float z[N * D];
+    test_fill(z, N * D, 21, 1.0f);
+    float en[2][K * D];
+    for (int run = 0; run < 2; run++) {
+        vqj_codebook *cb = make(ctx, &p);
+        set_codes(ctx, cb, e, K, D);
+        vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+        vqj_codebook_stats s = new_stats();
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+        assert_int_equal(s.dead_replaced, 3);
+        assert_int_equal(s.refreshed, 0);
+        float c[K], sm[K * D];
+        read_w(ctx, cb, "codebook.embedding", en[run], K * D);
+        read_w(ctx, cb, "codebook.ema_count", c, K);
+        read_w(ctx, cb, "codebook.ema_sum", sm, K * D);
+        assert_float_equal(c[0], 3.5f, 1e-6); /* the live code keeps its state */
+        int used[N] = {0};
+        for (int k = 1; k < K; k++) {
+            int tok = -1;
+            for (int i = 0; i < N; i++)
+                if (!memcmp(en[run] + k * D, z + i * D, D * sizeof(float)))
+                    tok = i;
+            if (tok < 0)
+                fail_msg("code %d is not a batch token", k);
+            assert_int_equal(used[tok], 0); /* distinct tokens */
+            used[tok] = 1;
+            assert_float_equal(c[k], 0.6f, 0.0f);
+            for (int j = 0; j < D; j++)
+                assert_float_equal(sm[k * D + j], 0.6f * z[tok * D + j], 1e-6);
+        }
+        /* Past warm-up nothing is below the threshold: codes 1..3 now hold
+         * tokens, so each gets at least its own token's count. */
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    assert_memory_equal(en[0], en[1], sizeof en[0]);
+
+    /* More dead codes than tokens: draws with replacement, every dead code
+     * still re-seeded. */
+    vqj_codebook_params p2 = params(8, D, 0.5f);
+    p2.dead_code_threshold = 0.6f;
+    vqj_codebook *cb = make(ctx, &p2);
+    vqj_tensor *zt = tensor(ctx, 2, D, z), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_true(s.dead_replaced >= 6);
+    float e8[8 * D];
+    read_w(ctx, cb, "codebook.embedding", e8, 8 * D);
+    int seeded = 0;
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < 2; i++)
+            seeded += !memcmp(e8 + k * D, z + i * D, D * sizeof(float));
+    assert_true(seeded >= s.dead_replaced);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+
+    /* The threshold needs EMA counts, and must be finite and >= 0. */
+    const float bad[] = {-1.0f, NAN, INFINITY};
+    for (int c = 0; c < 4; c++) {
+        vqj_codebook_params b = params(K, D, c == 3 ? 0.0f : 0.9f);
+        b.dead_code_threshold = c == 3 ? 1.0f : bad[c];
+        vqj_codebook *x = (vqj_codebook *)&x;
+        assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+        assert_null(x);
+        assert_non_null(strstr(vqj_context_last_error(ctx), "dead_code_threshold"));
+    }
+    vqj_context_destroy(ctx);
+}
+
 static void test_stats(void **state)
 {
     (void)state;
@@ -985,6 +1070,482 @@ static void test_collapse(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* A deliberately collapsing start: 64 codes see 40 batches of one identical
+ * token, so a single code takes everything and the other 63 decay towards
+ * the origin; then the tokens come from 32 clusters. Without help the codes
+ * stay collapsed (ties at the origin go to one code); dead-code replacement
+ * re-seeds the starved codes from the batch until usage recovers. */
+static void dead_code_run(vqj_context *ctx, float threshold, float *usage_out, float *err_out,
+                          int *replaced_last)
+{
+    enum { K = 64, D = 16, C = 32, B = 256, SAME = 40, STEPS = 200 };
+    vqj_codebook_params p = params(K, D, 0.95f);
+    p.dead_code_threshold = threshold;
+    vqj_codebook *cb = make(ctx, &p);
+    static float centers[C * D], z[B * D];
+    uint32_t s = 777;
+    /* clusters away from the origin, where the starved codes end up */
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < D; j++)
+            centers[c * D + j] = (float)(lcg(&s) % 2001) / 1000.0f + 2.0f;
+    vqj_tensor *zt = tensor(ctx, B, D, NULL), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats st = new_stats();
+    int replaced = 0;
+    for (int t = 0; t <= SAME + STEPS; t++) {
+        for (int i = 0; i < B; i++) {
+            int c = t < SAME ? 0 : (int)(lcg(&s) % C);
+            for (int j = 0; j < D; j++)
+                z[i * D + j] = centers[c * D + j] +
+                               (t < SAME ? 0.0f
+                                         : 0.02f * ((float)(lcg(&s) % 2001) / 1000.0f - 1.0f));
+        }
+        assert_ok(ctx, vqj_tensor_write(zt, z, B * D));
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, t < SAME + STEPS, qt, NULL, &st));
+        if (t == SAME - 1 && threshold == 0.0f)
+            assert_int_equal(st.active_codes, 1); /* the start did collapse */
+        if (t < SAME + STEPS)
+            replaced = st.dead_replaced;
+    }
+    *usage_out = st.usage_ratio;
+    *err_out = st.commitment_loss / p.commitment_cost;
+    *replaced_last = replaced;
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+}
+
+static void test_dead_code_recovers(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    float usage_on, err_on, usage_off, err_off;
+    int rep_on, rep_off;
+    dead_code_run(ctx, 1.0f, &usage_on, &err_on, &rep_on);
+    dead_code_run(ctx, 0.0f, &usage_off, &err_off, &rep_off);
+    assert_int_equal(rep_off, 0);
+    if (!(usage_on >= 0.5f && err_on < 1e-3f && usage_off < 0.1f && err_off > 10.0f * err_on))
+        fail_msg("dead-code on: usage %.3f, mse %.2e, re-seeded last step %d; off: usage %.3f, "
+                 "mse %.2e",
+                 usage_on, err_on, rep_on, usage_off, err_off);
+    vqj_context_destroy(ctx);
+}
+
+/* The FSQ levels of the gradient test (c = 3 dimensions, K = 60). */
+static const int FSQ_TEST_LEVELS[3] = {5, 4, 3};
+enum { MODE_PLAIN, MODE_COSINE, MODE_FSQ };
+
+/* FSQ's bounded value of one dimension divided by its half width: the
+ * rounding's input, the identity of its straight-through gradient. */
+static double host_fsq_bound(double p, int levels)
+{
+    double half_l = (levels - 1) * (1.0 + 1e-3) / 2.0, offset = levels % 2 == 0 ? 0.5 : 0.0;
+    return (tanh(p + atanh(offset / half_l)) * half_l - offset) / (levels / 2);
+}
+
+/* Host reference of the code space (docs/model.md, "Quantizers"):
+ * u = W_in z + b_in with a projection, then u / ||u|| for cosine codes or
+ * FSQ's bound / half width (before the rounding) for FSQ. */
+static void host_code_space(const float *z, const float *wi, const float *bi, int n, int d, int c,
+                            int proj, int mode, float *u)
+{
+    const int cosine = mode == MODE_COSINE;
+    for (int i = 0; i < n; i++) {
+        float *ui = u + (size_t)i * c;
+        for (int j = 0; j < c; j++) {
+            double a = proj ? bi[j] : z[i * d + j];
+            if (proj)
+                for (int l = 0; l < d; l++)
+                    a += (double)wi[j * d + l] * z[i * d + l];
+            ui[j] = (float)a;
+        }
+        if (cosine) {
+            double nn = 0.0;
+            for (int j = 0; j < c; j++)
+                nn += (double)ui[j] * ui[j];
+            for (int j = 0; j < c; j++)
+                ui[j] = (float)(ui[j] / sqrt(nn));
+        }
+        if (mode == MODE_FSQ)
+            for (int j = 0; j < c; j++)
+                ui[j] = (float)host_fsq_bound(ui[j], FSQ_TEST_LEVELS[j]);
+    }
+}
+
+enum { PN = 6, PD = 5, PC = 3, PK = 4 };
+typedef struct proj_case {
+    int proj, mode;
+    float z[PN * PD], wi[PC * PD], bi[PC], wo[PD * PC], bo[PD];
+    float r[PN * PD], s0[PN * PD]; /* dq, and the held sg(qc - u) */
+} proj_case;
+
+/* The surrogate whose gradient the backward computes: sum_i R_i . out_i +
+ * commitment, out_i = P_out(u_i + s0_i) (or u_i + s0_i), with the
+ * commitment from the library at the current weights. */
+static double proj_surrogate(vqj_context *ctx, vqj_codebook *cb, const proj_case *pc)
+{
+    int c = pc->proj ? PC : PD;
+    vqj_weights *w = vqj_codebook_weights(cb);
+    if (pc->proj) {
+        assert_ok(ctx, vqj_weights_write(w, "codebook.project_in.weight", pc->wi, PC * PD));
+        assert_ok(ctx, vqj_weights_write(w, "codebook.project_in.bias", pc->bi, PC));
+        assert_ok(ctx, vqj_weights_write(w, "codebook.project_out.weight", pc->wo, PD * PC));
+        assert_ok(ctx, vqj_weights_write(w, "codebook.project_out.bias", pc->bo, PD));
+    }
+    vqj_tensor *zt = tensor(ctx, PN, PD, pc->z), *qt = tensor(ctx, 0, 0, NULL);
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, NULL, &s));
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    float u[PN * PD];
+    host_code_space(pc->z, pc->wi, pc->bi, PN, PD, c, pc->proj, pc->mode, u);
+    double l = s.commitment_loss;
+    for (int i = 0; i < PN; i++)
+        for (int o = 0; o < PD; o++) {
+            double out;
+            if (pc->proj) {
+                out = pc->bo[o];
+                for (int j = 0; j < c; j++)
+                    out += (double)pc->wo[o * c + j] * (u[i * c + j] + pc->s0[i * c + j]);
+            } else {
+                out = u[i * c + o] + pc->s0[i * c + o];
+            }
+            l += pc->r[i * PD + o] * out;
+        }
+    return l;
+}
+
+/* Cosine codes, the factorized lookup and FSQ: dz and the projections'
+ * gradients of the backward against central differences of the
+ * straight-through surrogate, for projection, cosine, both, and FSQ. */
+static void test_code_space_gradients(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    for (int variant = 0; variant < 4; variant++) {
+        static proj_case pc;
+        memset(&pc, 0, sizeof pc);
+        pc.proj = variant != 1;
+        pc.mode = variant == 3 ? MODE_FSQ : variant != 0 ? MODE_COSINE : MODE_PLAIN;
+        const int c = pc.proj ? PC : PD;
+        vqj_codebook_params p = params(PK, PD, 0.9f);
+        p.commitment_cost = 0.3f;
+        p.code_dim = pc.proj ? PC : 0;
+        p.quantizer = pc.mode == MODE_FSQ      ? VQJ_QUANTIZER_FSQ
+                      : pc.mode == MODE_COSINE ? VQJ_QUANTIZER_COSINE
+                                               : VQJ_QUANTIZER_EUCLIDEAN;
+        memset(p.fsq_levels, 0, sizeof p.fsq_levels);
+        memcpy(p.fsq_levels, FSQ_TEST_LEVELS, sizeof FSQ_TEST_LEVELS);
+        vqj_codebook *cb = make(ctx, &p);
+        vqj_weights *w = vqj_codebook_weights(cb);
+        test_fill(pc.z, PN * PD, 31 + variant, 1.0f);
+        test_fill(pc.wi, PC * PD, 32, 0.6f);
+        test_fill(pc.bi, PC, 33, 0.2f);
+        test_fill(pc.wo, PD * PC, 34, 0.6f);
+        test_fill(pc.bo, PD, 35, 0.2f);
+        test_fill(pc.r, PN * PD, 36, 1.0f);
+        /* Codes: the first PK tokens' code-space vectors, nudged (and
+         * renormalized for cosine), so the assignment has a clear margin. */
+        float u[PN * PD], e[PK * PD], nudge[PK * PD];
+        host_code_space(pc.z, pc.wi, pc.bi, PN, PD, c, pc.proj, pc.mode, u);
+        test_fill(nudge, PK * PD, 37, 0.05f);
+        for (int k = 0; k < PK * c; k++)
+            e[k] = u[k] + nudge[k];
+        if (pc.mode == MODE_COSINE)
+            host_code_space(e, NULL, NULL, PK, c, c, 0, MODE_COSINE, e);
+        if (pc.mode != MODE_FSQ) {
+            assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, (size_t)PK * c));
+            assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", e, (size_t)PK * c));
+        }
+        /* s0 = qc - u at the base point (the call installs the weights) */
+        proj_surrogate(ctx, cb, &pc);
+        vqj_tensor *zt = tensor(ctx, PN, PD, pc.z), *qt = tensor(ctx, 0, 0, NULL);
+        int32_t codes[PN];
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
+        for (int i = 0; i < PN; i++)
+            for (int j = 0, basis = 1; j < c; j++) {
+                float qc = e[codes[i] * c + j];
+                if (pc.mode == MODE_FSQ) { /* the code's digits, by hand */
+                    int l = FSQ_TEST_LEVELS[j], wj = l / 2;
+                    int digit = codes[i] / basis % l;
+                    basis *= l;
+                    qc = (float)(digit - wj) / (float)wj;
+                    assert_float_equal(qc, rint(u[i * c + j] * wj) / wj, 1e-6);
+                }
+                pc.s0[i * c + j] = qc - u[i * c + j];
+            }
+        for (int i = 0; i < PK && pc.mode != MODE_FSQ; i++)
+            assert_int_equal(codes[i], i);
+
+        /* Central differences over z and the four projection tensors. */
+        struct {
+            float *x;
+            int n;
+            const char *name;
+        } slots[] = {{pc.z, PN * PD, NULL},
+                     {pc.wi, PC * PD, "codebook.project_in.weight"},
+                     {pc.bi, PC, "codebook.project_in.bias"},
+                     {pc.wo, PD * PC, "codebook.project_out.weight"},
+                     {pc.bo, PD, "codebook.project_out.bias"}};
+        int nslots = pc.proj ? 5 : 1;
+        static float fd[5][PN * PD], got[5][PN * PD];
+        const float h = 1e-3f;
+        for (int sl = 0; sl < nslots; sl++)
+            for (int i = 0; i < slots[sl].n; i++) {
+                float x0 = slots[sl].x[i];
+                slots[sl].x[i] = x0 + h;
+                double lp = proj_surrogate(ctx, cb, &pc);
+                slots[sl].x[i] = x0 - h;
+                double lm = proj_surrogate(ctx, cb, &pc);
+                slots[sl].x[i] = x0;
+                fd[sl][i] = (float)((lp - lm) / (2.0 * h));
+            }
+        proj_surrogate(ctx, cb, &pc); /* the base weights back in the library */
+
+        vqj_weights_zero_grad(w);
+        assert_ok(ctx, vqj_tensor_write(zt, pc.z, PN * PD));
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+        vqj_tensor *dqt = tensor(ctx, PN, PD, pc.r), *dzt = tensor(ctx, PN, PD, NULL);
+        assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+        assert_ok(ctx, vqj_tensor_read(dzt, got[0], PN * PD));
+        for (int sl = 1; sl < nslots; sl++)
+            assert_ok(ctx, vqj_weights_read_grad(w, slots[sl].name, got[sl], slots[sl].n));
+        for (int sl = 0; sl < nslots; sl++) {
+            double err = test_rel_err(got[sl], fd[sl], slots[sl].n, 1e-2);
+            if (!(err < 3e-3))
+                fail_msg("variant %d, %s: relative error %.2e", variant,
+                         slots[sl].name ? slots[sl].name : "dz", err);
+        }
+        vqj_tensor_destroy(dqt);
+        vqj_tensor_destroy(dzt);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    vqj_context_destroy(ctx);
+}
+
+/* Cosine codes: the search is by angle, not length; the output is the unit
+ * code; the EMA update keeps the codes on the unit sphere. With a code_dim
+ * the codebook holds c-wide codes and the output is D wide. */
+static void test_cosine_and_code_dim(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(2, 2, 0.5f);
+    p.quantizer = VQJ_QUANTIZER_COSINE;
+    vqj_codebook *cb = make(ctx, &p);
+    const float e[] = {1, 0, 0, 1};
+    set_codes(ctx, cb, e, 2, 2);
+    /* (10, 1) is nearer (0, 1)... no: by angle it is (1, 0); (0.1, 0.3) is
+     * (0, 1) although (1, 0) is nearer in L2 to neither */
+    const float z[] = {10, 1, 0.1f, 0.3f, 3, 2.9f};
+    vqj_tensor *zt = tensor(ctx, 3, 2, z), *qt = tensor(ctx, 0, 0, NULL);
+    int32_t codes[3];
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
+    assert_int_equal(codes[0], 0);
+    assert_int_equal(codes[1], 1);
+    assert_int_equal(codes[2], 0);
+    float q[6];
+    assert_ok(ctx, vqj_tensor_read(qt, q, 6));
+    assert_memory_equal(q, ((float[]){1, 0, 0, 1, 1, 0}), sizeof q);
+    for (int t = 0; t < 5; t++)
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, NULL));
+    float en[4];
+    read_w(ctx, cb, "codebook.embedding", en, 4);
+    for (int k = 0; k < 2; k++)
+        assert_float_equal(en[2 * k] * en[2 * k] + en[2 * k + 1] * en[2 * k + 1], 1.0f, 1e-5);
+    assert_true(en[1] > 0.05f); /* code 0 turned towards its tokens (10, 1), (3, 2.9) */
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+
+    vqj_codebook_params p2 = params(16, 12, 0.9f);
+    p2.code_dim = 4;
+    cb = make(ctx, &p2);
+    vqj_weights *w = vqj_codebook_weights(cb);
+    const char *names[] = {"codebook.project_in.weight", "codebook.project_in.bias",
+                           "codebook.project_out.weight", "codebook.project_out.bias",
+                           "codebook.embedding", "codebook.ema_sum"};
+    const size_t counts[] = {4 * 12, 4, 12 * 4, 12, 16 * 4, 16 * 4};
+    float buf[64];
+    for (int i = 0; i < 6; i++)
+        assert_ok(ctx, vqj_weights_read(w, names[i], buf, counts[i]));
+    static float zz[10 * 12], qq[10 * 12];
+    test_fill(zz, 10 * 12, 41, 1.0f);
+    zt = tensor(ctx, 10, 12, zz);
+    qt = tensor(ctx, 0, 0, NULL);
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, NULL));
+    assert_int_equal(vqj_tensor_rows(qt), 10);
+    assert_int_equal(vqj_tensor_cols(qt), 12);
+    assert_ok(ctx, vqj_tensor_read(qt, qq, 10 * 12));
+    for (int i = 0; i < 10 * 12; i++)
+        assert_true(isfinite(qq[i]));
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+
+    /* Bad combinations get a clear error. */
+    vqj_codebook_params b = params(4, 3, 0.0f);
+    b.quantizer = VQJ_QUANTIZER_COSINE;
+    vqj_codebook *x = NULL;
+    assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "ema_decay"));
+    b = params(4, 3, 0.9f);
+    b.quantizer = (vqj_quantizer)7;
+    assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "quantizer"));
+    b = params(4, 3, 0.9f);
+    b.code_dim = -1;
+    assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "code_dim"));
+    vqj_context_destroy(ctx);
+}
+
+/* Checkpoints: a cosine codebook with a code_dim round-trips (same codes
+ * and outputs after loading into a codebook of another seed); today's
+ * Euclidean codebook of example.safetensors still loads; a file without the
+ * projections is refused by a codebook that has them, naming the tensor. */
+static void test_checkpoint_round_trip(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_context_params cp;
+    vqj_context_params_default(&cp);
+    cp.seed = 999;
+    vqj_context *ctx2 = NULL;
+    assert_int_equal(vqj_context_create(&cp, &ctx2), VQJ_OK);
+    char path[] = "/tmp/vqj_cb_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+
+    vqj_codebook_params p = params(8, 6, 0.9f);
+    p.quantizer = VQJ_QUANTIZER_COSINE;
+    p.code_dim = 3;
+    p.dead_code_threshold = 0.5f;
+    vqj_codebook *a = make(ctx, &p), *b = make(ctx2, &p);
+    static float z[20 * 6], qa[20 * 6], qb[20 * 6];
+    test_fill(z, 20 * 6, 51, 1.0f);
+    vqj_tensor *zt = tensor(ctx, 20, 6, z), *qt = tensor(ctx, 0, 0, NULL);
+    for (int t = 0; t < 3; t++)
+        assert_ok(ctx, vqj_codebook_forward(a, zt, 1, qt, NULL, NULL));
+    int32_t ca[20], cb2[20];
+    assert_ok(ctx, vqj_codebook_forward(a, zt, 0, qt, ca, NULL));
+    assert_ok(ctx, vqj_tensor_read(qt, qa, 20 * 6));
+    vqj_checkpoint_entry ea = {"", vqj_codebook_weights(a)};
+    assert_ok(ctx, vqj_checkpoint_save(ctx, path, &ea, 1, NULL));
+    vqj_checkpoint_entry eb = {"", vqj_codebook_weights(b)};
+    assert_ok(ctx2, vqj_checkpoint_load(ctx2, path, &eb, 1, 0));
+    vqj_tensor *zt2 = tensor(ctx2, 20, 6, z), *qt2 = tensor(ctx2, 0, 0, NULL);
+    assert_ok(ctx2, vqj_codebook_forward(b, zt2, 0, qt2, cb2, NULL));
+    assert_ok(ctx2, vqj_tensor_read(qt2, qb, 20 * 6));
+    assert_memory_equal(ca, cb2, sizeof ca);
+    assert_memory_equal(qa, qb, sizeof qa);
+
+    /* A Euclidean codebook's file lacks the projections. */
+    vqj_codebook_params pe = params(8, 6, 0.9f);
+    vqj_codebook *plain = make(ctx, &pe);
+    vqj_checkpoint_entry ep = {"", vqj_codebook_weights(plain)};
+    assert_ok(ctx, vqj_checkpoint_save(ctx, path, &ep, 1, NULL));
+    assert_status(ctx, vqj_checkpoint_load(ctx, path, &ea, 1, 0), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "codebook."));
+    unlink(path);
+
+    /* Today's Euclidean codebook from the shipped example checkpoint. */
+    if (access("example.safetensors", R_OK) == 0) {
+        vqj_codebook_params po = params(64, 64, 0.95f);
+        vqj_codebook *old = make(ctx, &po);
+        vqj_checkpoint_entry eo = {"", vqj_codebook_weights(old)};
+        assert_ok(ctx, vqj_checkpoint_load(ctx, "example.safetensors", &eo, 1,
+                                           VQJ_CHECKPOINT_ALLOW_EXTRA));
+        static float zo[5 * 64];
+        test_fill(zo, 5 * 64, 52, 1.0f);
+        vqj_tensor *zot = tensor(ctx, 5, 64, zo);
+        int32_t co[5];
+        assert_ok(ctx, vqj_codebook_forward(old, zot, 0, qt, co, NULL));
+        for (int i = 0; i < 5; i++)
+            assert_true(co[i] >= 0 && co[i] < 64);
+        vqj_tensor_destroy(zot);
+        vqj_codebook_destroy(old);
+    } else {
+        print_message("skipped: example.safetensors not found (run from the repository root)\n");
+    }
+    vqj_codebook_destroy(plain);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_tensor_destroy(zt2);
+    vqj_tensor_destroy(qt2);
+    vqj_codebook_destroy(a);
+    vqj_codebook_destroy(b);
+    vqj_context_destroy(ctx2);
+    vqj_context_destroy(ctx);
+}
+
+/* FSQ with levels {8, 5} and identity projections: the bounded, rounded
+ * values, the mixed-radix codes (first level least significant) and K = 40
+ * by hand; no EMA state, no commitment; bad levels get a clear error. */
+static void test_fsq(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_codebook_params p = params(768, 2, 0.9f);
+    p.quantizer = VQJ_QUANTIZER_FSQ;
+    memset(p.fsq_levels, 0, sizeof p.fsq_levels);
+    p.fsq_levels[0] = 8;
+    p.fsq_levels[1] = 5;
+    vqj_codebook *cb = make(ctx, &p);
+    vqj_weights *w = vqj_codebook_weights(cb);
+    const float eye[] = {1, 0, 0, 1}, zero[] = {0, 0};
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_in.weight", eye, 4));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_in.bias", zero, 2));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_out.weight", eye, 4));
+    assert_ok(ctx, vqj_weights_write(w, "codebook.project_out.bias", zero, 2));
+    float none[1];
+    assert_status(ctx, vqj_weights_read(w, "codebook.embedding", none, 1),
+                  VQJ_ERR_INVALID_ARGUMENT); /* FSQ has no codes to store */
+    /* L = 8: round(tanh(p + atanh(0.5 / 3.5035)) 3.5035 - 0.5) in -4..3, / 4;
+     * L = 5: round(tanh(p) 2.002) in -2..2, / 2. */
+    const float z[] = {0, 0, 10, 0.6f, -10, -10, -10, 10};
+    vqj_tensor *zt = tensor(ctx, 4, 2, z), *qt = tensor(ctx, 0, 0, NULL);
+    int32_t codes[4];
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &s));
+    const int32_t want_codes[] = {4 + 2 * 8, 7 + 3 * 8, 0, 4 * 8};
+    assert_memory_equal(codes, want_codes, sizeof codes);
+    float q[8];
+    assert_ok(ctx, vqj_tensor_read(qt, q, 8));
+    const float want_q[] = {0, 0, 0.75f, 0.5f, -1, -1, -1, 1};
+    for (int i = 0; i < 8; i++)
+        assert_float_equal(q[i], want_q[i], 1e-6);
+    assert_float_equal(s.commitment_loss, 0.0f, 0.0f);
+    assert_int_equal(s.active_codes, 4);
+    assert_float_equal(s.usage_ratio, 4.0f / 40.0f, 1e-7);
+    assert_int_equal(s.updates, 0);
+    float usage[40];
+    assert_status(ctx, vqj_codebook_ema_usage(cb, usage, 40), VQJ_ERR_UNSUPPORTED);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+
+    for (int c = 0; c < 5; c++) {
+        vqj_codebook_params b = p;
+        switch (c) {
+        case 0: b.fsq_levels[1] = 1; break;
+        case 1: b.fsq_levels[0] = 257; break;
+        case 2: b.fsq_levels[0] = 0; break;
+        case 3: for (int j = 0; j < VQJ_FSQ_MAX_LEVELS; j++) b.fsq_levels[j] = 5; break;
+        case 4: b.dead_code_threshold = 1.0f; break;
+        }
+        vqj_codebook *x = (vqj_codebook *)&x;
+        assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+        assert_null(x);
+        const char *name = c == 4 ? "dead_code_threshold" : "fsq_levels";
+        if (!strstr(vqj_context_last_error(ctx), name))
+            fail_msg("case %d: \"%s\" does not name %s", c, vqj_context_last_error(ctx), name);
+    }
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1005,6 +1566,12 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_collapse),
+        cmocka_unit_test(test_dead_code),
+        cmocka_unit_test(test_dead_code_recovers),
+        cmocka_unit_test(test_code_space_gradients),
+        cmocka_unit_test(test_cosine_and_code_dim),
+        cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_fsq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

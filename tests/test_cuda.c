@@ -765,6 +765,30 @@ static void test_gru(void **state)
 
 /* ---- Vector quantization ---- */
 
+/* FSQ: the same t, codes and gradients as the CPU (t and qc within
+ * rounding of tanhf; the codes exact away from rounding ties). */
+static void test_fsq(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    int n = 1001;
+    vqji_fsq_levels lv = {.n = 4, .l = {8, 5, 5, 5}};
+    size_t nl = (size_t)n * lv.n;
+    float *p = hrand(nl, 91, 3.0f), *t = hfloats(nl), *qc = hfloats(nl);
+    int32_t *idx = hmem((size_t)n * sizeof(int32_t)), *gidx = dmem((size_t)n * sizeof(int32_t));
+    float *gp = dfloats(p, nl), *gt = dpoison(nl), *gq = dpoison(nl);
+    OPS_GPU->fsq_forward(env.gpu, n, &lv, gp, gt, gq, gidx);
+    OPS_CPU->fsq_forward(env.cpu, n, &lv, p, t, qc, idx);
+    expect_close("fsq_forward t", dget(gt, nl), t, nl, RED_TOL);
+    expect_close("fsq_forward qc", dget(gq, nl), qc, nl, EXACT_TOL);
+    int32_t *hidx = from_gpu(gidx, (size_t)n * sizeof(int32_t));
+    assert_memory_equal(hidx, idx, (size_t)n * sizeof(int32_t));
+    float *dq = hrand(nl, 92, 1.0f), *dp = hrand(nl, 93, 1.0f), *gdp = dfloats(dp, nl);
+    OPS_GPU->fsq_backward(env.gpu, n, &lv, dfloats(t, nl), dfloats(dq, nl), gdp);
+    OPS_CPU->fsq_backward(env.cpu, n, &lv, t, dq, dp);
+    expect_close("fsq_backward", dget(gdp, nl), dp, nl, RED_TOL);
+}
+
 static void test_vq(void **state)
 {
     (void)state;
@@ -1587,6 +1611,7 @@ int main(void)
         cmocka_unit_test_teardown(test_aggregators, test_teardown),
         cmocka_unit_test_teardown(test_gru, test_teardown),
         cmocka_unit_test_teardown(test_vq, test_teardown),
+        cmocka_unit_test_teardown(test_fsq, test_teardown),
         cmocka_unit_test_teardown(test_optimizer, test_teardown),
         cmocka_unit_test_teardown(test_infonce, test_teardown),
         cmocka_unit_test_teardown(test_sigreg, test_teardown),

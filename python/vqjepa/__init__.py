@@ -204,6 +204,12 @@ def _make_params(struct_type, overrides, aliases=None, what="params"):
             value = table[value.lower()]
         if isinstance(value, bool):
             value = int(value)
+        field = getattr(params, key)
+        if isinstance(field, ctypes.Array) and isinstance(value, (list, tuple)):
+            if len(value) > len(field):  # e.g. fsq_levels: the rest stays 0
+                raise InvalidArgumentError(1, "%s: %s holds at most %d values, not %d"
+                                           % (what, key, len(field), len(value)))
+            value = type(field)(*value)
         try:
             setattr(params, key, value)
         except TypeError as e:
@@ -895,6 +901,7 @@ _ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "tanh": 3}
 _AGGREGATORS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}
 _OPT_KINDS = {"adam": 0, "adamw": 1}
 _SCHEDULES = {"constant": 0, "cosine": 1, "linear": 2}
+_QUANTIZERS = {"euclidean": 0, "cosine": 1, "fsq": 2}
 
 
 class _Model(_Handle):
@@ -934,12 +941,15 @@ class Encoder(_Model):
 
 
 class Codebook(_Model):
-    """The VQ codebook (num_embeddings, dim, commitment_cost, ema_decay, ...)."""
+    """The VQ codebook (num_embeddings, dim, commitment_cost, ema_decay,
+    dead_code_threshold, quantizer "euclidean"|"cosine"|"fsq", code_dim,
+    fsq_levels, ...)."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_codebook_weights(p))
 
     def __init__(self, ctx, **params):
-        self.params = _make_params(_lib.vqj_codebook_params, params, what="codebook")
+        self.params = _make_params(_lib.vqj_codebook_params, params,
+                                   {"quantizer": _QUANTIZERS}, what="codebook")
         ptr = _create(fn.vqj_codebook_create, ctx._ptr(), ctypes.byref(self.params))
         _child(self, ctx, ptr, fn.vqj_codebook_destroy)
 

@@ -90,7 +90,8 @@ LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
 
 class _Struct(ctypes.Structure):
     def as_dict(self):
-        return {name: getattr(self, name) for name, _ in self._fields_ if name != "size"}
+        return {name: list(v) if isinstance(v, ctypes.Array) else v
+                for name, v in ((n, getattr(self, n)) for n, _ in self._fields_ if n != "size")}
 
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__,
@@ -124,14 +125,17 @@ class vqj_codebook_params(_Struct):
                 ("enabled", ctypes.c_int), ("commitment_cost", ctypes.c_float),
                 ("ema_decay", ctypes.c_float), ("refresh_enabled", ctypes.c_int),
                 ("refresh_interval", ctypes.c_int), ("refresh_usage_threshold", ctypes.c_float),
-                ("kmeans_init", ctypes.c_int)]
+                ("kmeans_init", ctypes.c_int), ("dead_code_threshold", ctypes.c_float),
+                ("quantizer", ctypes.c_int), ("code_dim", ctypes.c_int),
+                ("fsq_levels", ctypes.c_int * 8)]
 
 
 class vqj_codebook_stats(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("commitment_loss", ctypes.c_float),
                 ("codebook_loss", ctypes.c_float), ("perplexity", ctypes.c_float),
                 ("active_codes", ctypes.c_int), ("refreshed", ctypes.c_int),
-                ("usage_ratio", ctypes.c_float), ("updates", ctypes.c_int64)]
+                ("usage_ratio", ctypes.c_float), ("updates", ctypes.c_int64),
+                ("dead_replaced", ctypes.c_int)]
 
 
 class vqj_optimizer_params(_Struct):
@@ -217,7 +221,7 @@ class vqj_train_metrics(_Struct):
                 ("invariance_symmetry", ctypes.c_float), ("temperature", ctypes.c_float),
                 ("grad_norm", ctypes.c_float), ("lr", ctypes.c_float), ("perplexity", ctypes.c_float),
                 ("active_codes", ctypes.c_int), ("refreshed", ctypes.c_int),
-                ("usage_ratio", ctypes.c_float)]
+                ("usage_ratio", ctypes.c_float), ("dead_replaced", ctypes.c_int)]
 
 
 class vqj_embedding_metrics(_Struct):

@@ -75,6 +75,7 @@ typedef enum key_kind {
     K_BACKGROUND, /* uint16_t mask from a color or a list of colors */
     K_SYMMETRY,   /* int bits from a list of "horizontal", "vertical" */
     K_BETAS,      /* optimizer beta1, beta2 from [b1, b2] */
+    K_LEVELS,     /* int[VQJ_FSQ_MAX_LEVELS] from a list of integers in [ilo, ihi], 0-ended */
     K_NORM_TYPE   /* must be 2 */
 } key_kind;
 
@@ -109,6 +110,7 @@ _Static_assert(sizeof(vqj_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_aggregator) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_ema_passes) == sizeof(int), "enum size");
+_Static_assert(sizeof(vqj_quantizer) == sizeof(int), "enum size");
 
 static const char *const opt_names[] = {"adam", "adamw", NULL};
 static const int opt_values[] = {VQJ_OPT_ADAM, VQJ_OPT_ADAMW};
@@ -120,6 +122,9 @@ static const char *const agg_names[] = {"mean", "last", "attention", "gru", NULL
 static const int agg_values[] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION, VQJ_AGG_GRU};
 static const char *const ema_passes_names[] = {"main", "all_online", NULL};
 static const int ema_passes_values[] = {VQJ_EMA_PASSES_MAIN, VQJ_EMA_PASSES_ALL_ONLINE};
+static const char *const quant_names[] = {"euclidean", "cosine", "fsq", NULL};
+static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE,
+                                   VQJ_QUANTIZER_FSQ};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
@@ -172,6 +177,14 @@ static const key_def keys[] = {
     {.path = "object_encoder.ema_update_passes", .kind = K_ENUM,
      .offset = OFF(tr.ema_update_passes), .names = ema_passes_names, .values = ema_passes_values,
      EXT},
+    {.path = "object_encoder.dead_code_threshold", .kind = K_FLOAT,
+     .offset = OFF(cb.dead_code_threshold), .flo = 0, .fhi = 0, .flags = HI_INF, EXT},
+    {.path = "object_encoder.quantizer", .kind = K_ENUM, .offset = OFF(cb.quantizer),
+     .names = quant_names, .values = quant_values, EXT},
+    {.path = "object_encoder.code_dim", .kind = K_INT, .offset = OFF(cb.code_dim), .ilo = 0,
+     .ihi = 65536, EXT},
+    {.path = "object_encoder.fsq_levels", .kind = K_LEVELS, .offset = OFF(cb.fsq_levels),
+     .ilo = 2, .ihi = 256, EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
@@ -725,6 +738,30 @@ static vqj_status parse_betas(const parser *p, const key_def *k, const yaml_node
     return VQJ_OK;
 }
 
+/* A list of 1..VQJ_FSQ_MAX_LEVELS integers in [ilo, ihi]; the rest 0. */
+static vqj_status parse_levels(const parser *p, const key_def *k, const yaml_node_t *n,
+                               const char *path, int *out)
+{
+    const char *want = "a list of 1 to 8 integers in [2, 256]";
+    _Static_assert(VQJ_FSQ_MAX_LEVELS == 8, "the message above");
+    if (n->type != YAML_SEQUENCE_NODE)
+        return bad_value(p, n, path, "%s", want);
+    long count = (long)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count < 1 || count > VQJ_FSQ_MAX_LEVELS)
+        return bad_value(p, n, path, "%s", want);
+    int levels[VQJ_FSQ_MAX_LEVELS] = {0};
+    for (long i = 0; i < count; i++) {
+        const yaml_node_t *it = yaml_document_get_node(p->doc, n->data.sequence.items.start[i]);
+        long long v;
+        vqj_status st = parse_int(p, k, it, path, &v);
+        if (st)
+            return st;
+        levels[i] = (int)v;
+    }
+    memcpy(out, levels, sizeof levels);
+    return VQJ_OK;
+}
+
 /* Parse the value of key k and store it. */
 static vqj_status set_key(parser *p, size_t ki, const yaml_node_t *n)
 {
@@ -780,6 +817,9 @@ static vqj_status set_key(parser *p, size_t ki, const yaml_node_t *n)
         break;
     case K_BETAS:
         st = parse_betas(p, k, n, k->path, &c->opt.beta1, &c->opt.beta2);
+        break;
+    case K_LEVELS:
+        st = parse_levels(p, k, n, k->path, (int *)f);
         break;
     case K_NORM_TYPE: {
         double d;
@@ -1126,6 +1166,12 @@ vqj_status vqj_config_codebook_params(const vqj_config *cfg, vqj_codebook_params
     GETTER_START("vqj_config_codebook_params");
     vqj_codebook_params p = cfg->cb;
     p.dim = cfg->enc.hidden_dim;
+    if (p.quantizer == VQJ_QUANTIZER_FSQ) { /* FSQ's K is the product of its levels */
+        long long k = 1;
+        for (int j = 0; j < VQJ_FSQ_MAX_LEVELS && p.fsq_levels[j] && k <= 65536; j++)
+            k *= p.fsq_levels[j];
+        p.num_embeddings = (int)(k <= 65536 ? k : 65537);
+    }
     return copy_out(cfg, out, &p, sizeof p, "vqj_config_codebook_params");
 }
 
@@ -1357,6 +1403,14 @@ static void put_value(sbuf *b, const vqj_config *c, const key_def *k)
         put_float(b, c->opt.beta2);
         put(b, "]");
         break;
+    case K_LEVELS: {
+        const int *lv = (const int *)f;
+        put(b, "[");
+        for (int j = 0; j < VQJ_FSQ_MAX_LEVELS && lv[j]; j++)
+            put(b, "%s%d", j ? ", " : "", lv[j]);
+        put(b, "]");
+        break;
+    }
     case K_NORM_TYPE: put(b, "2.0"); break;
     }
 }

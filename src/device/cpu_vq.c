@@ -202,6 +202,59 @@ static void cpu_vq_min_sqdist(vqji_device *dev, int n, int d, const float *z, co
     }
 }
 
+/* One FSQ dimension's constants (device.h). */
+static void fsq_consts(int levels, float *half_l, float *offset, float *shift, int *w)
+{
+    *half_l = (float)(levels - 1) * (1.0f + VQJI_FSQ_EPS) / 2.0f;
+    *offset = levels % 2 == 0 ? 0.5f : 0.0f;
+    *shift = atanhf(*offset / *half_l);
+    *w = levels / 2;
+}
+
+static void cpu_fsq_forward(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *p,
+                            float *t, float *qc, int32_t *idx)
+{
+    (void)dev;
+    const int l = lv->n;
+    for (int i = 0; i < n; i++) {
+        int32_t code = 0, basis = 1;
+        for (int j = 0; j < l; j++) {
+            float half_l, offset, shift;
+            int w;
+            fsq_consts(lv->l[j], &half_l, &offset, &shift, &w);
+            size_t o = (size_t)i * l + j;
+            float tj = tanhf(p[o] + shift);
+            t[o] = tj;
+            float r = rintf(tj * half_l - offset); /* round half to even, as torch.round */
+            if (r < (float)-w)
+                r = (float)-w;
+            if (r > (float)(lv->l[j] - 1 - w))
+                r = (float)(lv->l[j] - 1 - w);
+            qc[o] = r / (float)w;
+            code += ((int32_t)r + w) * basis;
+            basis *= lv->l[j];
+        }
+        idx[i] = code;
+    }
+}
+
+static void cpu_fsq_backward(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *t,
+                             const float *dqc, float *dp)
+{
+    (void)dev;
+    const int l = lv->n;
+    for (int j = 0; j < l; j++) {
+        float half_l, offset, shift;
+        int w;
+        fsq_consts(lv->l[j], &half_l, &offset, &shift, &w);
+        float a = half_l / (float)w;
+        for (int i = 0; i < n; i++) {
+            size_t o = (size_t)i * l + j;
+            dp[o] += dqc[o] * a * (1.0f - t[o] * t[o]);
+        }
+    }
+}
+
 void vqji_cpu_register_vq(vqji_device_ops *ops)
 {
     ops->vq_assign = cpu_vq_assign;
@@ -209,4 +262,6 @@ void vqji_cpu_register_vq(vqji_device_ops *ops)
     ops->vq_gather = cpu_vq_gather;
     ops->vq_ema_normalize = cpu_vq_ema_normalize;
     ops->vq_min_sqdist = cpu_vq_min_sqdist;
+    ops->fsq_forward = cpu_fsq_forward;
+    ops->fsq_backward = cpu_fsq_backward;
 }

@@ -13,6 +13,18 @@
 
 typedef struct vqji_device_ops vqji_device_ops;
 
+/* The levels of an FSQ code (docs/model.md, "Quantizers"), passed by value
+ * to a kernel: l[0..n). */
+typedef struct vqji_fsq_levels {
+    int n;
+    int l[VQJ_FSQ_MAX_LEVELS];
+} vqji_fsq_levels;
+
+/* FSQ's bound: half_l = (L - 1)(1 + eps) / 2 with this eps (as
+ * vector-quantize-pytorch), so that tanh's open range still rounds to the
+ * outermost levels. */
+#define VQJI_FSQ_EPS 1e-3f
+
 /* Most quadrature points the sigreg_epps_pulley op accepts (its per-slice
  * sums live on the stack). */
 #define VQJI_SIGREG_MAX_POINTS 256
@@ -153,6 +165,17 @@ struct vqji_device_ops {
      * c [d], by differences so that a chosen token's distance is exactly 0. */
     void (*vq_min_sqdist)(vqji_device *dev, int n, int d, const float *z, const float *c,
                           float *mind);
+    /* FSQ over p [n x lv.n], per dimension j with L = lv.l[j], w = L div 2,
+     * half_l = (L - 1)(1 + VQJI_FSQ_EPS) / 2, o = 0.5 for even L (else 0),
+     * s = atanh(o / half_l): t = tanh(p + s) (saved for the backward),
+     * r = round-half-even(t half_l - o) in [-w, L - 1 - w], qc = r / w;
+     * idx_i = sum_j (r_j + w_j) prod_{j' < j} L_j' (mixed radix, first
+     * dimension least significant). */
+    void (*fsq_forward)(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *p,
+                        float *t, float *qc, int32_t *idx);
+    /* Straight-through round: dp += dqc half_l (1 - t^2) / w (ACCUMULATES). */
+    void (*fsq_backward)(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *t,
+                         const float *dqc, float *dp);
 
     /* ---- Optimizer (cpu_optim.c; math in docs/optimizer.md) ---- */
     /* Σ x_i² accumulated in double (the caller needs the exact sum across

@@ -8,11 +8,22 @@
 #include "core/params.h"
 #include "core/tensor.h"
 #include "device/device.h"
+#include "model/encoder.h"
+#include "model/layers.h"
 #include "model/workspace.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The sizes of the first published params and stats structs: a caller
+ * built against that header still works. */
+#define PARAMS_FIRST_SIZE offsetof(vqj_codebook_params, dead_code_threshold)
+#define STATS_FIRST_SIZE offsetof(vqj_codebook_stats, dead_replaced)
+
+/* The eps of the cosine quantizer's l2 normalization. */
+#define NORM_EPS 1e-6f
 
 typedef struct order_item {
     float err;
@@ -31,13 +42,28 @@ struct vqji_codebook_ws {
     size_t err_cap;
     float *counts;   /* [K] device, for the stats */
     float *h_counts; /* [K] host */
+    /* The code space (docs/model.md, "Quantizers"), when it is not z. */
+    float *proj; /* [N x c] P_in z + b_in */
+    size_t proj_cap;
+    float *u; /* [N x c] cosine: the normalized tokens */
+    size_t u_cap;
+    float *norm; /* [N] cosine: the norms before normalization */
+    size_t norm_cap;
+    float *qc; /* [N x c] the codes, before P_out */
+    size_t qc_cap;
 };
 
 struct vqj_codebook {
     vqj_context *ctx;
     vqj_codebook_params p;
+    int c;      /* code width: code_dim, or D */
+    int proj;   /* learned projections D -> c -> D around the search */
+    int cosine; /* tokens and codes l2-normalized */
+    int fsq;    /* finite scalar quantization: no codes, K = prod of the levels */
+    vqji_fsq_levels lv;
     vqj_weights w;
     size_t i_emb, i_count, i_sum;
+    size_t i_pin_w, i_pin_b, i_pout_w, i_pout_b;
     vqji_rng kmeans_rng;
     int initialized; /* k-means++ has run, or is not wanted */
     int64_t updates;
@@ -49,7 +75,8 @@ struct vqj_codebook {
     /* Training-only device buffers. */
     float *mind;
     size_t mind_cap;
-    float *sums;   /* [K x D] */
+    float *sums;   /* [K x c] */
+    float *knorm;  /* [K] cosine: code norms before normalization */
 
     /* What the last training forward leaves for the backward pass. The
      * residual z - q rather than q: the EMA update moves the codes after the
@@ -60,6 +87,16 @@ struct vqj_codebook {
     size_t bw_resid_cap;
     int32_t *bw_idx;
     size_t bw_idx_cap;
+    float *bw_u; /* cosine: [N x c] normalized tokens, [N] their norms */
+    size_t bw_u_cap;
+    float *bw_norm;
+    size_t bw_norm_cap;
+    float *bw_z; /* projection: [N x D] input, [N x c] codes */
+    size_t bw_z_cap;
+    float *bw_qc;
+    size_t bw_qc_cap;
+    float *bw_t1, *bw_t2; /* [N x c] backward scratch */
+    size_t bw_t1_cap, bw_t2_cap;
 
     /* Host buffers. */
     float *h_ema;    /* [K] */
@@ -68,6 +105,8 @@ struct vqj_codebook {
     size_t h_vals_cap;
     order_item *h_order; /* [N] */
     size_t h_order_cap;
+    int32_t *h_perm; /* [N] dead-code replacement's token draw */
+    size_t h_perm_cap;
 };
 
 /* FNV-1a of a name: the vqji_rng stream of what it names, so each tensor and
@@ -112,7 +151,19 @@ void vqj_codebook_params_default(vqj_codebook_params *params)
         .refresh_interval = 3000,
         .refresh_usage_threshold = 0.01f,
         .kmeans_init = 1,
+        .fsq_levels = {8, 5, 5, 5},
     };
+}
+
+/* The FSQ levels of the params: the entries before the first 0. */
+static vqji_fsq_levels fsq_levels_of(const vqj_codebook_params *p)
+{
+    vqji_fsq_levels lv = {.n = 0};
+    while (lv.n < VQJ_FSQ_MAX_LEVELS && p->fsq_levels[lv.n] != 0) {
+        lv.l[lv.n] = p->fsq_levels[lv.n];
+        lv.n++;
+    }
+    return lv;
 }
 
 static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
@@ -140,11 +191,65 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.refresh_usage_threshold is %g; allowed range [0, 1]", s,
                          (double)p->refresh_usage_threshold);
+    if (!isfinite(p->dead_code_threshold) || p->dead_code_threshold < 0.0f)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.dead_code_threshold is %g; must be finite and >= 0", s,
+                         (double)p->dead_code_threshold);
+    if ((unsigned)p->quantizer > VQJ_QUANTIZER_FSQ)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.quantizer is %d; allowed: VQJ_QUANTIZER_EUCLIDEAN (0), "
+                         "VQJ_QUANTIZER_COSINE (1), VQJ_QUANTIZER_FSQ (2)",
+                         s, (int)p->quantizer);
+    if (p->quantizer == VQJ_QUANTIZER_FSQ) {
+        vqji_fsq_levels lv = fsq_levels_of(p);
+        long long prod = 1;
+        for (int j = 0; j < lv.n; j++) {
+            if (lv.l[j] < 2 || lv.l[j] > 256)
+                return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                                 "%s.fsq_levels[%d] is %d; each level is 2..256 (0 ends the "
+                                 "list)",
+                                 s, j, lv.l[j]);
+            prod *= lv.l[j];
+        }
+        if (lv.n == 0 || prod > 65536)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.fsq_levels: %d levels with product %lld; FSQ needs 1..%d "
+                             "levels whose product (the number of codes) is <= 65536",
+                             s, lv.n, prod, VQJ_FSQ_MAX_LEVELS);
+        if (p->code_dim != 0 && p->code_dim != lv.n)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.code_dim is %d but FSQ has %d levels: leave code_dim 0 (FSQ "
+                             "always projects D -> one dimension per level)",
+                             s, p->code_dim, lv.n);
+        if (p->dead_code_threshold > 0.0f)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.dead_code_threshold is %g but FSQ has no codes to re-seed; "
+                             "set it to 0",
+                             s, (double)p->dead_code_threshold);
+    }
+    if (p->code_dim < 0 || p->code_dim > 65536)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.code_dim is %d; allowed: 0 (no projection) or 1..65536", s,
+                         p->code_dim);
+    if (p->quantizer == VQJ_QUANTIZER_COSINE && p->ema_decay == 0.0f)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.quantizer is cosine but ema_decay is 0: cosine codes are kept on "
+                         "the unit sphere by the EMA update; use ema_decay > 0",
+                         s);
+    if (p->dead_code_threshold > 0.0f && p->ema_decay == 0.0f)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.dead_code_threshold is %g but ema_decay is 0: dead-code "
+                         "replacement reads the EMA counts, which only EMA codes keep",
+                         s, (double)p->dead_code_threshold);
     return VQJ_OK;
 }
 
 static void ws_release(vqji_device *dev, vqji_codebook_ws *ws)
 {
+    dev->ops->free(dev, ws->proj);
+    dev->ops->free(dev, ws->u);
+    dev->ops->free(dev, ws->norm);
+    dev->ops->free(dev, ws->qc);
     dev->ops->free(dev, ws->scratch);
     dev->ops->free(dev, ws->idx);
     dev->ops->free(dev, ws->err);
@@ -162,11 +267,16 @@ void vqj_codebook_destroy(vqj_codebook *cb)
     dev->ops->free(dev, cb->sums);
     dev->ops->free(dev, cb->bw_resid);
     dev->ops->free(dev, cb->bw_idx);
+    dev->ops->free(dev, cb->knorm);
+    float *bw[] = {cb->bw_u, cb->bw_norm, cb->bw_z, cb->bw_qc, cb->bw_t1, cb->bw_t2};
+    for (size_t i = 0; i < sizeof bw / sizeof *bw; i++)
+        dev->ops->free(dev, bw[i]);
     vqji_weights_release(&cb->w);
     free(cb->h_ema);
     free(cb->h_dead);
     free(cb->h_vals);
     free(cb->h_order);
+    free(cb->h_perm);
     free(cb);
 }
 
@@ -176,7 +286,7 @@ void vqj_codebook_destroy(vqj_codebook *cb)
 static vqj_status init_codes(vqj_codebook *cb)
 {
     vqji_device *dev = cb->ctx->device;
-    size_t kd = (size_t)cb->p.num_embeddings * (size_t)cb->p.dim;
+    size_t kd = (size_t)cb->p.num_embeddings * (size_t)cb->c;
     float *host;
     vqj_status st = vqji_malloc(cb->ctx, kd * sizeof(float), "the initial codes", (void **)&host);
     if (st)
@@ -191,10 +301,30 @@ static vqj_status init_codes(vqj_codebook *cb)
     free(host);
     if (st)
         return st;
+    if (cb->cosine) {
+        dev->ops->copy(dev, cb->sums, e, kd * sizeof(float));
+        dev->ops->l2norm_forward(dev, cb->p.num_embeddings, cb->c, cb->sums, NORM_EPS, e,
+                                 cb->knorm);
+    }
     dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_sum), e, kd * sizeof(float));
     dev->ops->fill(dev, (size_t)cb->p.num_embeddings, 1.0f,
                    vqji_weights_data(&cb->w, cb->i_count));
     return dev->ops->sync(dev);
+}
+
+/* PyTorch's Linear default: weight and bias uniform(-1/sqrt(in), 1/sqrt(in)). */
+static vqj_status init_projections(vqj_codebook *cb)
+{
+    if (!cb->proj)
+        return VQJ_OK;
+    float bin = 1.0f / sqrtf((float)cb->p.dim), bout = 1.0f / sqrtf((float)cb->c);
+    vqj_status st;
+    if ((st = vqji_model_init_uniform(&cb->w, cb->i_pin_w, bin)) ||
+        (st = vqji_model_init_uniform(&cb->w, cb->i_pin_b, bin)) ||
+        (st = vqji_model_init_uniform(&cb->w, cb->i_pout_w, bout)) ||
+        (st = vqji_model_init_uniform(&cb->w, cb->i_pout_b, bout)))
+        return st;
+    return cb->ctx->device->ops->sync(cb->ctx->device);
 }
 
 vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *params,
@@ -207,7 +337,8 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     vqji_clear_error(ctx);
     vqj_codebook_params p;
     vqj_codebook_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_codebook_params");
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, PARAMS_FIRST_SIZE,
+                                     "vqj_codebook_params");
     if (st)
         return st;
     st = validate(ctx, &p);
@@ -224,16 +355,46 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     cb->p.enabled = p.enabled != 0;
     cb->p.refresh_enabled = p.refresh_enabled != 0;
     cb->p.kmeans_init = p.kmeans_init != 0;
+    cb->proj = cb->p.enabled && p.code_dim > 0;
+    cb->c = p.code_dim > 0 ? p.code_dim : p.dim;
+    cb->cosine = p.quantizer == VQJ_QUANTIZER_COSINE;
+    cb->fsq = p.quantizer == VQJ_QUANTIZER_FSQ;
+    if (cb->fsq) {
+        /* One projected dimension per level, K = their product; nothing of
+         * the EMA codebook (k-means++, refresh) applies. */
+        cb->lv = fsq_levels_of(&p);
+        cb->c = cb->lv.n;
+        cb->proj = cb->p.enabled;
+        cb->p.num_embeddings = 1;
+        for (int j = 0; j < cb->lv.n; j++)
+            cb->p.num_embeddings *= cb->lv.l[j];
+        cb->p.kmeans_init = 0;
+        cb->p.refresh_enabled = 0;
+        cb->p.ema_decay = 0.0f;
+    }
     vqji_weights_init(&cb->w, ctx);
     vqji_device *dev = ctx->device;
-    int k = p.num_embeddings, d = p.dim;
-    size_t kd = (size_t)k * (size_t)d;
+    int k = cb->p.num_embeddings, d = p.dim, c = cb->c;
+    size_t kd = (size_t)k * (size_t)c;
 
-    if ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, d, p.ema_decay == 0.0f,
-                               &cb->i_emb)) ||
-        (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
-        (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, d, 0, &cb->i_sum)) ||
+    /* Trainable tensors come first in a weights view. */
+    if (cb->proj &&
+        ((st = vqji_weights_add(&cb->w, "codebook.project_in.weight", c, d, 1, &cb->i_pin_w)) ||
+         (st = vqji_weights_add(&cb->w, "codebook.project_in.bias", c, 1, 1, &cb->i_pin_b)) ||
+         (st = vqji_weights_add(&cb->w, "codebook.project_out.weight", d, c, 1,
+                                &cb->i_pout_w)) ||
+         (st = vqji_weights_add(&cb->w, "codebook.project_out.bias", d, 1, 1, &cb->i_pout_b)))) {
+        vqj_codebook_destroy(cb);
+        return st;
+    }
+    if ((!cb->fsq &&
+         ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, c, p.ema_decay == 0.0f,
+                                 &cb->i_emb)) ||
+          (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
+          (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, c, 0, &cb->i_sum)))) ||
         (st = vqji_weights_finalize(&cb->w)) ||
+        (cb->cosine &&
+         (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->knorm))) ||
         (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->ws.counts)) ||
         (st = dev->ops->alloc(dev, kd * sizeof(float), (void **)&cb->sums)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(float), "codebook counts",
@@ -242,7 +403,7 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
                           (void **)&cb->h_ema)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(int32_t), "codebook refresh list",
                           (void **)&cb->h_dead)) ||
-        (st = init_codes(cb))) {
+        (!cb->fsq && (st = init_codes(cb))) || (st = init_projections(cb))) {
         vqj_codebook_destroy(cb);
         return st;
     }
@@ -293,7 +454,7 @@ const float *vqji_codebook_embedding(const vqj_codebook *cb)
 static vqj_status kmeans_seed(vqj_codebook *cb, const float *z, int n)
 {
     vqji_device *dev = cb->ctx->device;
-    int k = cb->p.num_embeddings, d = cb->p.dim;
+    int k = cb->p.num_embeddings, d = cb->c;
     size_t row = (size_t)d * sizeof(float);
     float *e = vqji_weights_data(&cb->w, cb->i_emb);
     float *h = cb->h_vals;
@@ -339,18 +500,36 @@ static int order_cmp(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 
+/* Re-seed code k with the token x [c]: e_k = x, ema_count_k = count,
+ * ema_sum_k = count x (so that ema_sum / ema_count is the new code). */
+static void reseed(vqj_codebook *cb, size_t k, const float *x, float count)
+{
+    vqji_device *dev = cb->ctx->device;
+    const size_t c = (size_t)cb->c;
+    float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum) + k * c;
+    dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_emb) + k * c, x, c * sizeof(float));
+    dev->ops->fill(dev, 1, count, vqji_weights_data(&cb->w, cb->i_count) + k);
+    dev->ops->copy(dev, ema_sum, x, c * sizeof(float));
+    dev->ops->scale(dev, c, count, ema_sum);
+}
+
+/* The EMA counts into cb->h_ema [K]. */
+static vqj_status download_counts(vqj_codebook *cb)
+{
+    vqji_device *dev = cb->ctx->device;
+    return dev->ops->download(dev, cb->h_ema, vqji_weights_data(&cb->w, cb->i_count),
+                              (size_t)cb->p.num_embeddings * sizeof(float));
+}
+
 /* Re-seed the codes whose EMA share is <= the threshold, in ascending k,
  * from the batch's tokens in descending quantization error (ties: lower i),
  * one token per code: e_k = z_i, ema_count_k = M/K, ema_sum_k = e_k M/K. */
 static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *refreshed)
 {
     vqji_device *dev = cb->ctx->device;
-    int k = cb->p.num_embeddings, d = cb->p.dim;
-    float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
-    float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
-    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    int k = cb->p.num_embeddings, d = cb->c;
     *refreshed = 0;
-    vqj_status st = dev->ops->download(dev, cb->h_ema, ema_count, (size_t)k * sizeof(float));
+    vqj_status st = download_counts(cb);
     if (st)
         return st;
     double m = 0.0;
@@ -372,28 +551,65 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *ref
         cb->h_order[i] = (order_item){cb->h_vals[i], i};
     qsort(cb->h_order, (size_t)n, sizeof *cb->h_order, order_cmp);
     float share = (float)(m / k);
-    size_t row = (size_t)d * sizeof(float);
-    for (int j = 0; j < count; j++) {
-        size_t c = (size_t)cb->h_dead[j];
-        const float *src = z + (size_t)cb->h_order[j].i * d;
-        dev->ops->copy(dev, e + c * d, src, row);
-        dev->ops->fill(dev, 1, share, ema_count + c);
-        dev->ops->copy(dev, ema_sum + c * d, src, row);
-        dev->ops->scale(dev, (size_t)d, share, ema_sum + c * d);
-    }
+    for (int j = 0; j < count; j++)
+        reseed(cb, (size_t)cb->h_dead[j], z + (size_t)cb->h_order[j].i * d, share);
     *refreshed = count;
+    return VQJ_OK;
+}
+
+/* Dead-code replacement by count (docs/model.md): every code whose EMA
+ * count is below the threshold t gets a token of the batch, drawn uniformly
+ * (without replacement while the batch has at least as many tokens as there
+ * are dead codes, with replacement past that): e_k = z_i, ema_count_k = t,
+ * ema_sum_k = t z_i, so that ema_sum / ema_count is the new code. The draw is
+ * a function of the context seed and the update number alone, so a resumed
+ * run draws the same tokens. */
+static vqj_status replace_dead(vqj_codebook *cb, const float *z, int n, int *replaced)
+{
+    const int k = cb->p.num_embeddings, d = cb->c;
+    const float t = cb->p.dead_code_threshold;
+    *replaced = 0;
+    vqj_status st = download_counts(cb);
+    if (st)
+        return st;
+    int ndead = 0;
+    for (int c = 0; c < k; c++)
+        if (cb->h_ema[c] < t)
+            cb->h_dead[ndead++] = c;
+    if (ndead == 0)
+        return VQJ_OK;
+    vqji_rng rng;
+    vqji_rng_seed(&rng, cb->ctx->params.seed,
+                  stream_of("codebook.dead_code") ^ (uint64_t)cb->updates);
+    for (int i = 0; i < n; i++)
+        cb->h_perm[i] = i;
+    for (int j = 0; j < ndead; j++) {
+        int pick;
+        if (ndead <= n) { /* partial Fisher-Yates: distinct tokens */
+            int r = j + (int)vqji_rng_below(&rng, (uint64_t)(n - j));
+            int32_t tmp = cb->h_perm[j];
+            cb->h_perm[j] = cb->h_perm[r];
+            cb->h_perm[r] = tmp;
+            pick = cb->h_perm[j];
+        } else {
+            pick = (int)vqji_rng_below(&rng, (uint64_t)n);
+        }
+        reseed(cb, (size_t)cb->h_dead[j], z + (size_t)pick * d, t);
+    }
+    *replaced = ndead;
     return VQJ_OK;
 }
 
 static void write_stats(const vqj_codebook *cb, const float *h_counts, int n, int have_counts,
                         float commitment, float codebook_loss, int refreshed,
-                        vqj_codebook_stats *out)
+                        int dead_replaced, vqj_codebook_stats *out)
 {
     vqj_codebook_stats s;
     memset(&s, 0, sizeof s);
     s.size = out->size;
     s.commitment_loss = commitment;
     s.codebook_loss = codebook_loss;
+    s.dead_replaced = dead_replaced;
     s.refreshed = refreshed;
     s.updates = cb->updates;
     if (have_counts && n > 0) {
@@ -409,7 +625,8 @@ static void write_stats(const vqj_codebook *cb, const float *h_counts, int n, in
         s.perplexity = (float)exp(h);
     }
     s.usage_ratio = (float)s.active_codes / (float)cb->p.num_embeddings;
-    memcpy(out, &s, sizeof s);
+    /* a caller built against an older header gets the fields it knows */
+    memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
 }
 
 /* The checks shared by the public forward and the workspace one. */
@@ -433,11 +650,11 @@ static vqj_status check_forward(const vqj_codebook *cb, const vqj_tensor *z, con
                          "vqj_codebook_forward: z is %d x %d; expected N x %d (the codebook's "
                          "dim)",
                          z->rows, z->cols, d);
-    if (stats && stats->size < sizeof *stats)
+    if (stats && stats->size < STATS_FIRST_SIZE)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_forward: stats->size is %zu, expected at least %zu; set "
                          "it to sizeof(vqj_codebook_stats)",
-                         stats->size, sizeof *stats);
+                         stats->size, (size_t)STATS_FIRST_SIZE);
     return VQJ_OK;
 }
 
@@ -451,11 +668,68 @@ static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, i
         return vqji_fail(cb->ctx, VQJ_ERR_OUT_OF_MEMORY,
                          "vqj_codebook_forward: %d x %d scores overflow", n, k);
     vqj_status st;
+    size_t nc = (size_t)n * (size_t)cb->c * sizeof(float);
+    if (cb->fsq) /* no scores, no distances */
+        scratch = sizeof(float);
     if ((st = dev_reserve(dev, (void **)&ws->scratch, &ws->scratch_cap, scratch)) ||
         (st = dev_reserve(dev, (void **)&ws->idx, &ws->idx_cap, (size_t)n * sizeof(int32_t))) ||
         (st = dev_reserve(dev, (void **)&ws->err, &ws->err_cap, (size_t)n * sizeof(float))))
         return st;
+    if (cb->proj && ((st = dev_reserve(dev, (void **)&ws->proj, &ws->proj_cap, nc)) ||
+                     (st = dev_reserve(dev, (void **)&ws->qc, &ws->qc_cap, nc))))
+        return st;
+    if ((cb->cosine || cb->fsq) &&
+        ((st = dev_reserve(dev, (void **)&ws->u, &ws->u_cap, nc)) ||
+         (st = dev_reserve(dev, (void **)&ws->norm, &ws->norm_cap, (size_t)n * sizeof(float)))))
+        return st;
     return VQJ_OK;
+}
+
+/* The tokens in the code space (docs/model.md, "Quantizers"): u = z, or
+ * P_in z + b_in with a code_dim, then u / max(||u||, eps) for cosine codes.
+ * Returns z itself when there is nothing to do. */
+static const float *to_code_space(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *z,
+                                  int n)
+{
+    vqji_device *dev = cb->ctx->device;
+    const float *u = z;
+    if (cb->proj) {
+        vqji_linear_forward(dev, n, cb->p.dim, cb->c, z, vqji_weights_data(&cb->w, cb->i_pin_w),
+                            vqji_weights_data(&cb->w, cb->i_pin_b), ws->proj);
+        u = ws->proj;
+    }
+    if (cb->cosine) {
+        dev->ops->l2norm_forward(dev, n, cb->c, u, NORM_EPS, ws->u, ws->norm);
+        u = ws->u;
+    }
+    return u;
+}
+
+/* The code of each u_i [N x c]: its index into ws->idx and its vector into
+ * qc. Returns the mean squared quantization error per element, the
+ * commitment's mean (0 for FSQ, which has none). */
+static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *u, int n,
+                     float *qc)
+{
+    vqji_device *dev = cb->ctx->device;
+    const int k = cb->p.num_embeddings, c = cb->c;
+    if (cb->fsq) {
+        dev->ops->fsq_forward(dev, n, &cb->lv, u, ws->u, qc, ws->idx); /* t into ws->u */
+        return 0.0;
+    }
+    const float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    dev->ops->vq_assign(dev, n, c, k, u, e, ws->scratch, ws->idx, ws->err);
+    dev->ops->vq_gather(dev, n, c, u, e, ws->idx, qc, ws->err);
+    return n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)n * c) : 0.0;
+}
+
+/* The output of the codes qc [N x c]: q = qc, or P_out qc + b_out. */
+static void from_code_space(const vqj_codebook *cb, const float *qc, int n, float *q)
+{
+    if (cb->proj)
+        vqji_linear_forward(cb->ctx->device, n, cb->c, cb->p.dim, qc,
+                            vqji_weights_data(&cb->w, cb->i_pout_w),
+                            vqji_weights_data(&cb->w, cb->i_pout_b), q);
 }
 
 /* Quantization without training: reads the codes, writes only `ws`, q,
@@ -490,18 +764,18 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
             for (int i = 0; i < n; i++)
                 codes[i] = -1;
         if (stats)
-            write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, stats);
+            write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, 0, stats);
         return dev->ops->sync(dev);
     }
-    const float *e = vqji_weights_data(&cb->w, cb->i_emb);
-    dev->ops->vq_assign(dev, n, d, k, zd, e, ws->scratch, ws->idx, ws->err);
-    dev->ops->vq_gather(dev, n, d, zd, e, ws->idx, q->data, ws->err);
-    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)nd) : 0.0;
+    const float *u = to_code_space(cb, ws, zd, n);
+    float *qc = cb->proj ? ws->qc : q->data;
+    double mse = assign(cb, ws, u, n, qc);
+    from_code_space(cb, qc, n, q->data);
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
     if (stats) {
         dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
-        dev->ops->vq_accumulate(dev, n, d, k, zd, ws->idx, ws->counts, NULL);
+        dev->ops->vq_accumulate(dev, n, cb->c, k, u, ws->idx, ws->counts, NULL);
         if ((st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
             return st;
     }
@@ -511,7 +785,7 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
     if ((st = dev->ops->sync(dev)))
         return st;
     if (stats)
-        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, 0, stats);
+        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, 0, 0, stats);
     return VQJ_OK;
 }
 
@@ -546,9 +820,10 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
 
     vqj_context *ctx = cb->ctx;
     vqji_codebook_ws *ws = &cb->ws;
-    const int k = cb->p.num_embeddings, d = cb->p.dim, n = z->rows;
+    const int k = cb->p.num_embeddings, d = cb->p.dim, c = cb->c, n = z->rows;
     vqji_device *dev = ctx->device;
-    const size_t nd = (size_t)n * (size_t)d, kd = (size_t)k * (size_t)d;
+    const size_t nd = (size_t)n * (size_t)d, nc = (size_t)n * (size_t)c;
+    const size_t kc = (size_t)k * (size_t)c;
     const float *zd = z->data;
     if (n > 0 && !dev->ops->all_finite(dev, nd, zd))
         return vqji_fail(ctx, VQJ_ERR_NUMERIC,
@@ -561,15 +836,25 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     /* This call's update is number updates + 1 (written so it cannot overflow). */
     const int refresh = ema && cb->p.refresh_enabled &&
                         cb->updates % cb->p.refresh_interval == cb->p.refresh_interval - 1;
+    const int dead = ema && cb->p.dead_code_threshold > 0.0f;
 
     /* Every allocation comes first, so a failure leaves everything as it was. */
     if (enabled) {
         if ((st = reserve_assign(cb, ws, n)))
             return st;
         if ((st = dev_reserve(dev, (void **)&cb->bw_resid, &cb->bw_resid_cap,
-                              nd * sizeof(float))) ||
+                              nc * sizeof(float))) ||
             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
                               (size_t)n * sizeof(int32_t))))
+            return st;
+        if ((cb->cosine || cb->fsq) &&
+            ((st = dev_reserve(dev, (void **)&cb->bw_u, &cb->bw_u_cap, nc * sizeof(float))) ||
+             (st = dev_reserve(dev, (void **)&cb->bw_norm, &cb->bw_norm_cap,
+                               (size_t)n * sizeof(float)))))
+            return st;
+        if (cb->proj &&
+            ((st = dev_reserve(dev, (void **)&cb->bw_z, &cb->bw_z_cap, nd * sizeof(float))) ||
+             (st = dev_reserve(dev, (void **)&cb->bw_qc, &cb->bw_qc_cap, nc * sizeof(float)))))
             return st;
         if ((kmeans || refresh) &&
             (st = vqji_reserve(ctx, (void **)&cb->h_vals, &cb->h_vals_cap,
@@ -580,6 +865,9 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         if (refresh && (st = vqji_reserve(ctx, (void **)&cb->h_order, &cb->h_order_cap,
                                           (size_t)n * sizeof(order_item), "codebook refresh")))
+            return st;
+        if (dead && (st = vqji_reserve(ctx, (void **)&cb->h_perm, &cb->h_perm_cap,
+                                       (size_t)n * sizeof(int32_t), "codebook dead codes")))
             return st;
     }
     if ((st = vqj_tensor_reshape(q, n, d)))
@@ -593,27 +881,28 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         cb->bw_valid = 1;
         cb->bw_n = n;
         if (stats)
-            write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, stats);
+            write_stats(cb, NULL, n, 0, 0.0f, 0.0f, 0, 0, stats);
         return dev->ops->sync(dev);
     }
 
-    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    /* Everything from here to the output projection is in the code space. */
+    const float *u = to_code_space(cb, ws, zd, n);
+    float *qc = cb->proj ? ws->qc : q->data;
     if (kmeans) {
-        if ((st = kmeans_seed(cb, zd, n)))
+        if ((st = kmeans_seed(cb, u, n)))
             return st;
         cb->initialized = 1;
     }
-    dev->ops->vq_assign(dev, n, d, k, zd, e, ws->scratch, ws->idx, ws->err);
-    dev->ops->vq_gather(dev, n, d, zd, e, ws->idx, q->data, ws->err);
-    double mse = n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)nd) : 0.0;
+    double mse = assign(cb, ws, u, n, qc);
+    from_code_space(cb, qc, n, q->data);
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
 
     if (stats || ema) {
         dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
         if (ema)
-            dev->ops->fill(dev, kd, 0.0f, cb->sums);
-        dev->ops->vq_accumulate(dev, n, d, k, zd, ws->idx, ws->counts, ema ? cb->sums : NULL);
+            dev->ops->fill(dev, kc, 0.0f, cb->sums);
+        dev->ops->vq_accumulate(dev, n, c, k, u, ws->idx, ws->counts, ema ? cb->sums : NULL);
     }
     if (stats &&
         (st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
@@ -621,30 +910,52 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     if (codes && n > 0 &&
         (st = dev->ops->download(dev, codes, ws->idx, (size_t)n * sizeof(int32_t))))
         return st;
-    dev->ops->copy(dev, cb->bw_resid, zd, nd * sizeof(float));
-    dev->ops->axpy(dev, nd, -1.0f, q->data, cb->bw_resid);
+    /* What the backward pass needs: r = u - qc, the assignment, and the
+     * inputs of the normalization and the projections. */
+    dev->ops->copy(dev, cb->bw_resid, u, nc * sizeof(float));
+    dev->ops->axpy(dev, nc, -1.0f, qc, cb->bw_resid);
     dev->ops->copy(dev, cb->bw_idx, ws->idx, (size_t)n * sizeof(int32_t));
+    if (cb->cosine || cb->fsq) { /* FSQ: its t = tanh(p + s) */
+        dev->ops->copy(dev, cb->bw_u, ws->u, nc * sizeof(float));
+        dev->ops->copy(dev, cb->bw_norm, ws->norm, (size_t)n * sizeof(float));
+    }
+    if (cb->proj) {
+        dev->ops->copy(dev, cb->bw_z, zd, nd * sizeof(float));
+        dev->ops->copy(dev, cb->bw_qc, qc, nc * sizeof(float));
+    }
     cb->bw_n = n;
     cb->bw_valid = 1;
-    int refreshed = 0;
+    int refreshed = 0, replaced = 0;
     if (ema) {
         float g = cb->p.ema_decay;
+        float *e = vqji_weights_data(&cb->w, cb->i_emb);
         float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
         float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
         dev->ops->scale(dev, (size_t)k, g, ema_count);
         dev->ops->axpy(dev, (size_t)k, 1.0f - g, ws->counts, ema_count);
-        dev->ops->scale(dev, kd, g, ema_sum);
-        dev->ops->axpy(dev, kd, 1.0f - g, cb->sums, ema_sum);
+        dev->ops->scale(dev, kc, g, ema_sum);
+        dev->ops->axpy(dev, kc, 1.0f - g, cb->sums, ema_sum);
         float total = dev->ops->sum(dev, (size_t)k, ema_count);
-        dev->ops->vq_ema_normalize(dev, k, d, VQJI_CODEBOOK_EPS, total, ema_count, ema_sum, e);
+        if (cb->cosine) {
+            /* the smoothed means, then back onto the unit sphere */
+            dev->ops->vq_ema_normalize(dev, k, c, VQJI_CODEBOOK_EPS, total, ema_count, ema_sum,
+                                       cb->sums);
+            if (total > 0.0f)
+                dev->ops->l2norm_forward(dev, k, c, cb->sums, NORM_EPS, e, cb->knorm);
+        } else {
+            dev->ops->vq_ema_normalize(dev, k, c, VQJI_CODEBOOK_EPS, total, ema_count, ema_sum,
+                                       e);
+        }
         cb->updates++;
-        if (refresh && (st = refresh_dead(cb, zd, n, &refreshed)))
+        if (refresh && (st = refresh_dead(cb, u, n, &refreshed)))
+            return st;
+        if (dead && (st = replace_dead(cb, u, n, &replaced)))
             return st;
     }
     if ((st = dev->ops->sync(dev)))
         return st;
     if (stats)
-        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, refreshed, stats);
+        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, refreshed, replaced, stats);
     return VQJ_OK;
 }
 
@@ -664,7 +975,7 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
     if (dq->ctx != ctx || dz->ctx != ctx)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_backward: a tensor belongs to another context");
-    const int n = cb->bw_n, d = cb->p.dim, k = cb->p.num_embeddings;
+    const int n = cb->bw_n, d = cb->p.dim, k = cb->p.num_embeddings, c = cb->c;
     const vqj_tensor *check[2] = {dq, dz};
     for (int t = 0; t < 2; t++)
         if (check[t]->rows != n || check[t]->cols != d)
@@ -675,19 +986,61 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
     if (n == 0)
         return VQJ_OK;
     vqji_device *dev = ctx->device;
-    const size_t nd = (size_t)n * (size_t)d;
-    dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
-    if (cb->p.enabled) {
-        dev->ops->axpy(dev, nd, (float)(2.0 * cb->p.commitment_cost / (double)nd), cb->bw_resid,
-                       dz->data);
-        if (cb->p.ema_decay == 0.0f) {
-            /* de_k += 2 sum_{i->k} (e_k - z_i) / (N D) = -2/(N D) * sum_{i->k} r_i. */
-            size_t kd = (size_t)k * (size_t)d;
-            dev->ops->fill(dev, kd, 0.0f, cb->sums);
-            dev->ops->vq_accumulate(dev, n, d, k, cb->bw_resid, cb->bw_idx, NULL, cb->sums);
-            dev->ops->axpy(dev, kd, (float)(-2.0 / (double)nd), cb->sums,
-                           vqji_weights_grad(&cb->w, cb->i_emb));
+    const size_t nd = (size_t)n * (size_t)d, nc = (size_t)n * (size_t)c;
+    if (!cb->p.enabled) {
+        dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
+        return dev->ops->sync(dev);
+    }
+    const float commit = (float)(2.0 * cb->p.commitment_cost / (double)nc);
+    if (!cb->proj && !cb->cosine) {
+        /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment) */
+        dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
+        dev->ops->axpy(dev, nd, commit, cb->bw_resid, dz->data);
+    } else {
+        vqj_status st;
+        if ((st = dev_reserve(dev, (void **)&cb->bw_t1, &cb->bw_t1_cap, nc * sizeof(float))) ||
+            (st = dev_reserve(dev, (void **)&cb->bw_t2, &cb->bw_t2_cap, nc * sizeof(float))))
+            return st;
+        /* du = dqc (through P_out, or dq itself) + 2 beta (u - qc) / (N c) */
+        float *du = cb->bw_t1;
+        if (cb->proj) {
+            dev->ops->fill(dev, nc, 0.0f, du);
+            vqji_linear_backward(dev, n, c, d, cb->bw_qc, vqji_weights_data(&cb->w, cb->i_pout_w),
+                                 dq->data, du, vqji_weights_grad(&cb->w, cb->i_pout_w),
+                                 vqji_weights_grad(&cb->w, cb->i_pout_b));
+        } else {
+            dev->ops->copy(dev, du, dq->data, nc * sizeof(float));
         }
+        if (!cb->fsq)
+            dev->ops->axpy(dev, nc, commit, cb->bw_resid, du);
+        /* FSQ: straight through the rounding, back through the bound */
+        if (cb->fsq) {
+            dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
+            dev->ops->fsq_backward(dev, n, &cb->lv, cb->bw_u, du, cb->bw_t2);
+            du = cb->bw_t2;
+        }
+        /* through the normalization u = p / ||p|| */
+        if (cb->cosine) {
+            dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
+            dev->ops->l2norm_backward(dev, n, c, cb->bw_u, cb->bw_u, cb->bw_norm, NORM_EPS, du,
+                                      cb->bw_t2);
+            du = cb->bw_t2;
+        }
+        /* through p = P_in z + b_in */
+        if (cb->proj)
+            vqji_linear_backward(dev, n, d, c, cb->bw_z, vqji_weights_data(&cb->w, cb->i_pin_w),
+                                 du, dz->data, vqji_weights_grad(&cb->w, cb->i_pin_w),
+                                 vqji_weights_grad(&cb->w, cb->i_pin_b));
+        else
+            dev->ops->axpy(dev, nd, 1.0f, du, dz->data);
+    }
+    if (cb->p.ema_decay == 0.0f && !cb->fsq) {
+        /* de_k += 2 sum_{i->k} (e_k - u_i) / (N c) = -2/(N c) * sum_{i->k} r_i. */
+        size_t kc = (size_t)k * (size_t)c;
+        dev->ops->fill(dev, kc, 0.0f, cb->sums);
+        dev->ops->vq_accumulate(dev, n, c, k, cb->bw_resid, cb->bw_idx, NULL, cb->sums);
+        dev->ops->axpy(dev, kc, (float)(-2.0 / (double)nc), cb->sums,
+                       vqji_weights_grad(&cb->w, cb->i_emb));
     }
     return dev->ops->sync(dev);
 }
@@ -698,6 +1051,9 @@ vqj_status vqj_codebook_ema_usage(const vqj_codebook *cb, float *dst, size_t cou
         return vqji_fail(cb ? cb->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_ema_usage: NULL argument");
     vqji_clear_error(cb->ctx);
+    if (cb->fsq)
+        return vqji_fail(cb->ctx, VQJ_ERR_UNSUPPORTED,
+                         "vqj_codebook_ema_usage: an FSQ codebook keeps no EMA counts");
     size_t k = (size_t)cb->p.num_embeddings;
     if (count != k)
         return vqji_fail(cb->ctx, VQJ_ERR_INVALID_ARGUMENT,

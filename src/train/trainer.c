@@ -480,6 +480,9 @@ static void fill_metrics(vqj_trainer *tr, const vqj_codebook_stats *cs, vqj_trai
         m->active_codes = cs->active_codes;
         m->refreshed = cs->refreshed;
         m->usage_ratio = cs->usage_ratio;
+        /* a field newer than the first release: only where the caller has it */
+        if (m->size >= offsetof(vqj_train_metrics, dead_replaced) + sizeof m->dead_replaced)
+            m->dead_replaced = cs->dead_replaced;
     }
     m->micro_step = tr->micro_step;
     m->step = vqj_optimizer_steps(tr->optimizer);

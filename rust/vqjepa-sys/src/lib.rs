@@ -74,6 +74,7 @@ c_enum!(vqj_lr_schedule { VQJ_LR_CONSTANT = 0, VQJ_LR_COSINE = 1, VQJ_LR_LINEAR 
 c_enum!(vqj_activation { VQJ_ACT_NONE = 0, VQJ_ACT_RELU = 1, VQJ_ACT_GELU = 2, VQJ_ACT_TANH = 3 });
 c_enum!(vqj_ema_passes { VQJ_EMA_PASSES_MAIN = 0, VQJ_EMA_PASSES_ALL_ONLINE = 1 });
 c_enum!(vqj_aggregator { VQJ_AGG_MEAN = 0, VQJ_AGG_LAST = 1, VQJ_AGG_ATTENTION = 2, VQJ_AGG_GRU = 3 });
+c_enum!(vqj_quantizer { VQJ_QUANTIZER_EUCLIDEAN = 0, VQJ_QUANTIZER_COSINE = 1, VQJ_QUANTIZER_FSQ = 2 });
 c_enum!(vqj_invariance_kind {
     VQJ_INVARIANCE_COLOR = 0, VQJ_INVARIANCE_TRANSLATION = 1, VQJ_INVARIANCE_SYMMETRY = 2,
 });
@@ -144,6 +145,10 @@ pub struct vqj_codebook_params {
     pub refresh_interval: c_int,
     pub refresh_usage_threshold: f32,
     pub kmeans_init: c_int,
+    pub dead_code_threshold: f32,
+    pub quantizer: vqj_quantizer,
+    pub code_dim: c_int,
+    pub fsq_levels: [c_int; 8],
 }
 
 #[repr(C)]
@@ -157,6 +162,7 @@ pub struct vqj_codebook_stats {
     pub refreshed: c_int,
     pub usage_ratio: f32,
     pub updates: i64,
+    pub dead_replaced: c_int,
 }
 
 #[repr(C)]
@@ -322,6 +328,7 @@ pub struct vqj_train_metrics {
     pub active_codes: c_int,
     pub refreshed: c_int,
     pub usage_ratio: f32,
+    pub dead_replaced: c_int,
 }
 
 #[repr(C)]
@@ -946,8 +953,8 @@ mod tests {
             vqj_weight_info { name, ndim, shape, count, trainable }
             vqj_grid { height, width, cells }
             vqj_tokenizer_params { size, max_objects, max_color_features, background, connectivity, normalize, respect_colors }
-            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init }
-            vqj_codebook_stats { size, commitment_loss, codebook_loss, perplexity, active_codes, refreshed, usage_ratio, updates }
+            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels }
+            vqj_codebook_stats { size, commitment_loss, codebook_loss, perplexity, active_codes, refreshed, usage_ratio, updates, dead_replaced }
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
             vqj_encoder_params { size, feature_dim, hidden_dim, relational_layers, relational_heads, relational_dropout }
@@ -958,7 +965,7 @@ mod tests {
             vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight }
             vqj_loss_values { size, total, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature }
             vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background, ema_update_passes }
-            vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio }
+            vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio, dead_replaced }
             vqj_embedding_metrics { size, samples, variance, isotropy, effective_rank, gaussian_score }
             vqj_window_metrics { size, context, target, active_codes, num_codes, usage_ratio, active_context, active_target, usage_context, usage_target, perplexity, dead_codes, assignments }
             vqj_health_input { size, val_loss, epochs, epoch, have_vq, vq_usage, have_embedding, context_rank, target_rank, min_delta }
