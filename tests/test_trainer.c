@@ -17,6 +17,7 @@ typedef struct options {
     int accum;
     int invariance;
     int target;
+    vqj_vq_path vq_path;
 } options;
 
 static void model_create(model *m, options o)
@@ -28,6 +29,7 @@ static void model_create(model *m, options o)
     s.accum = o.accum;
     s.invariance = o.invariance;
     s.target = o.target;
+    s.vq_path = o.vq_path;
     s.examples = 400 * B;
     test_model_create(m, &s);
 }
@@ -319,6 +321,49 @@ static void test_evaluate(void **state)
     model_destroy(&m);
 }
 
+/* Codes beside the forward path: the trainer still assigns one code per
+ * context token and reports the commitment, but the projections (and so
+ * the InfoNCE, SIGReg and relational terms) do not depend on the
+ * codebook's contents; with straight-through they do. */
+static void test_vq_beside(void **state)
+{
+    (void)state;
+    for (int bs = 0; bs <= 1; bs++) {
+        model m;
+        model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1,
+                                   .vq_path = bs ? VQJ_VQ_BESIDE : VQJ_VQ_STRAIGHT_THROUGH});
+        vqj_train_metrics r;
+        for (int i = 0; i < 4; i++) {
+            assert_ok(m.ctx, step(&m, i, &r));
+            assert_true(isfinite(r.loss) && r.commitment > 0.0f);
+        }
+        size_t n = 0;
+        const int32_t *codes = vqj_trainer_codes(m.trainer, &n);
+        assert_true(codes && n == (size_t)r.context_tokens);
+        for (size_t i = 0; i < n; i++)
+            assert_true(codes[i] >= 0 && codes[i] < K);
+        batch b = get_batch(&m, 7);
+        vqj_train_metrics e0 = {.size = sizeof e0}, e1 = {.size = sizeof e1};
+        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e0));
+        /* Move every code. */
+        vqj_weights *cw = vqj_codebook_weights(m.codebook);
+        float emb[K * D];
+        assert_ok(m.ctx, vqj_weights_read(cw, "codebook.embedding", emb, K * D));
+        for (int i = 0; i < K * D; i++)
+            emb[i] += 0.5f * (float)((i * 7) % 5 - 2);
+        assert_ok(m.ctx, vqj_weights_write(cw, "codebook.embedding", emb, K * D));
+        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e1));
+        if (bs) {
+            assert_true(e0.infonce == e1.infonce && e0.sigreg == e1.sigreg &&
+                        e0.relational == e1.relational);
+            assert_true(e0.commitment != e1.commitment);
+        } else {
+            assert_true(e0.infonce != e1.infonce);
+        }
+        model_destroy(&m);
+    }
+}
+
 /* Without a target network the online one encodes the targets. */
 static void test_without_target_network(void **state)
 {
@@ -399,6 +444,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accumulation),
+        cmocka_unit_test(test_vq_beside),
         cmocka_unit_test(test_nonfinite_loss_skipped),
         cmocka_unit_test(test_nonfinite_gradient_skipped),
         cmocka_unit_test(test_determinism),

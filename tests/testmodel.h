@@ -21,6 +21,8 @@ typedef struct test_model_spec {
     int warmup, total_steps, accum;
     int target; /* use_target_encoder */
     int examples, data_seed, max_side;
+    vqj_vq_path vq_path; /* 0: straight-through */
+    int grid_features;
 } test_model_spec;
 
 static inline test_model_spec test_model_spec_default(void)
@@ -89,6 +91,8 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
     pp.hidden_dim = s->hidden;
     pp.projection_dim = s->projection;
     pp.aggregator = s->aggregator;
+    pp.vq_path = s->vq_path;
+    pp.grid_features = s->grid_features;
     assert_ok(ctx, vqj_predictor_create(ctx, &pp, &m->predictor));
     vqj_loss_params lp;
     vqj_loss_params_default(&lp);

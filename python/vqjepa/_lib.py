@@ -157,7 +157,9 @@ class vqj_predictor_params(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("hidden_dim", ctypes.c_int),
                 ("projection_dim", ctypes.c_int), ("projection_layers", ctypes.c_int),
                 ("projection_activation", ctypes.c_int), ("aggregator", ctypes.c_int),
-                ("context_window", ctypes.c_int)]
+                ("context_window", ctypes.c_int), ("final_activation", ctypes.c_int),
+                ("slot_embedding", ctypes.c_int), ("grid_features", ctypes.c_int),
+                ("vq_path", ctypes.c_int)]
 
 
 class vqj_dataset_params(_Struct):
@@ -189,7 +191,8 @@ class vqj_loss_params(_Struct):
                 ("sigreg_weight", ctypes.c_float), ("sigreg_num_slices", ctypes.c_int),
                 ("sigreg_num_points", ctypes.c_int), ("color_weight", ctypes.c_float),
                 ("translation_weight", ctypes.c_float), ("symmetry_weight", ctypes.c_float),
-                ("infonce_weight", ctypes.c_float)]
+                ("infonce_weight", ctypes.c_float),
+                ("mask_duplicate_negatives", ctypes.c_int)]
 
 
 class vqj_loss_values(_Struct):
@@ -319,6 +322,7 @@ _PROTOTYPES = {
     "vqj_tokens_num_objects": (SZ, [P]),
     "vqj_tokens_feature_dim": (I, [P]),
     "vqj_tokens_offsets": (c_int32_p, [P]),
+    "vqj_tokens_grid_ids": (ctypes.POINTER(ctypes.c_uint64), [P]),
     "vqj_tokens_features": (c_float_p, [P]),
     "vqj_tokens_adjacency": (c_uint8_p, [P, SZ]),
     "vqj_tokens_padded": (S, [P, P, SZ, P, P, P]),
@@ -387,6 +391,8 @@ _PROTOTYPES = {
     "vqj_loss_queue_fill": (S, [P, ctypes.POINTER(I)]),
     "vqj_loss_infonce": (S, [P, P, P, P, ctypes.POINTER(F)]),
     "vqj_loss_queue_push": (S, [P, P]),
+    "vqj_loss_infonce_ids": (S, [P, P, P, P, P, ctypes.POINTER(F)]),
+    "vqj_loss_queue_push_ids": (S, [P, P, P]),
     "vqj_loss_sigreg": (S, [P, P, U64, P, ctypes.POINTER(F)]),
     "vqj_loss_relational": (S, [P, P, P, P, P, P, P, ctypes.POINTER(F)]),
     "vqj_loss_invariance": (S, [P, I, P, P, P, ctypes.POINTER(F)]),

@@ -117,6 +117,9 @@ static const char *const act_names[] = {"relu", "gelu", "tanh", "none", NULL};
 static const int act_values[] = {VQJ_ACT_RELU, VQJ_ACT_GELU, VQJ_ACT_TANH, VQJ_ACT_NONE};
 static const char *const agg_names[] = {"mean", "last", "attention", "gru", NULL};
 static const int agg_values[] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION, VQJ_AGG_GRU};
+static const char *const vq_path_names[] = {"straight_through", "beside", NULL};
+static const int vq_path_values[] = {VQJ_VQ_STRAIGHT_THROUGH, VQJ_VQ_BESIDE};
+_Static_assert(sizeof(vqj_vq_path) == sizeof(int), "enum size");
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
@@ -166,11 +169,18 @@ static const key_def keys[] = {
     KINT("object_encoder.relational_heads", enc.relational_heads, 1, 16384), /* and divides D */
     KFLT("object_encoder.relational_dropout", enc.relational_dropout, 0, 1, HI_OPEN),
     {.path = "object_encoder.vq_kmeans_init", .kind = K_BOOL, .offset = OFF(cb.kmeans_init), EXT},
+    {.path = "object_encoder.vq_path", .kind = K_ENUM, .offset = OFF(pred.vq_path),
+     .names = vq_path_names, .values = vq_path_values, EXT},
+    {.path = "object_encoder.grid_features", .kind = K_BOOL, .offset = OFF(pred.grid_features),
+     EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
     {.path = "model.aggregator", .kind = K_ENUM, .offset = OFF(pred.aggregator),
      .names = agg_names, .values = agg_values, EXT},
+    {.path = "model.slot_embedding", .kind = K_BOOL, .offset = OFF(pred.slot_embedding), EXT},
+    {.path = "model.final_activation", .kind = K_BOOL, .offset = OFF(pred.final_activation),
+     EXT},
 
     KENUM("optimizer.name", opt.kind, opt_names, opt_values),
     KFLT("optimizer.lr", opt.lr, 0, 0, HI_INF),
@@ -217,6 +227,8 @@ static const key_def keys[] = {
     KFLT("loss.target_ema_decay", tr.target_ema_decay, 0, 1, 0),
     {.path = "loss.infonce_weight", .kind = K_FLOAT, .offset = OFF(loss.infonce_weight),
      .flags = HI_INF, EXT},
+    {.path = "loss.mask_duplicate_negatives", .kind = K_BOOL,
+     .offset = OFF(loss.mask_duplicate_negatives), EXT},
 
     KFLT("sigreg.weight", loss.sigreg_weight, 0, 0, HI_INF),
     KINT("sigreg.num_slices", loss.sigreg_num_slices, 1, 65536),

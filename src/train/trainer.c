@@ -44,6 +44,8 @@ struct vqj_trainer {
     vqj_tensor *zt, *qt, *t;
     vqj_tensor *zv, *qv, *pv, *dpv, *dqv; /* a view's pass */
     vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
+    uint64_t *pending_ids; /* host: their target grids' ids (InfoNCE's duplicate mask) */
+    size_t pending_ids_cap;
 
     float *codebook_copy; /* device copy of the codebook's tensors */
     int32_t *codes;       /* host: the online context tokens' codes of the last step */
@@ -108,6 +110,7 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     free(tr->cells);
     free(tr->grids);
     free(tr->codes);
+    free(tr->pending_ids);
     free(tr);
 }
 
@@ -225,6 +228,13 @@ static vqj_status zero_like(vqj_tensor *t, const vqj_tensor *like)
     return VQJ_OK;
 }
 
+/* With codes beside the forward path (vqj_vq_path), the predictor and the
+ * relational loss read z, not q. */
+static int beside(const vqj_trainer *tr)
+{
+    return vqji_predictor_params(tr->predictor)->vq_path == VQJ_VQ_BESIDE;
+}
+
 /* The target projections t [B x P]: no gradient, no dropout, codebook not
  * updated. Without a target network the online handles do it, which is why
  * this runs before the online forward (whose activations it would
@@ -243,7 +253,7 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->zt, 0, tr->qt, NULL, NULL);
     if (!st)
-        st = vqj_predictor_forward_grids(pred, targets, tr->qt, tr->t);
+        st = vqj_predictor_forward_grids(pred, targets, beside(tr) ? tr->zt : tr->qt, tr->t);
     return st;
 }
 
@@ -377,9 +387,10 @@ static vqj_status view_pass(vqj_trainer *tr, vqj_invariance_kind kind, const vqj
     vqj_status st = vqj_encoder_forward(tr->encoder, tokens, 1, tr->zv);
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->zv, 0, tr->qv, NULL, NULL);
+    const vqj_tensor *vin = beside(tr) ? tr->zv : tr->qv;
     if (!st)
-        st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, tr->qv, tr->pv)
-                          : vqj_predictor_forward_grids(tr->predictor, tokens, tr->qv, tr->pv);
+        st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, vin, tr->pv)
+                          : vqj_predictor_forward_grids(tr->predictor, tokens, vin, tr->pv);
     if (!st)
         st = zero_like(tr->dpv, tr->pv);
     if (!st)
@@ -530,26 +541,33 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->z, 1, tr->q, tr->codes, &cs);
     tr->num_codes = st ? 0 : context->num_objects;
+    /* Beside: the predictor and the relational loss read z and send their
+     * gradient straight to dz; the codebook's backward then adds only its
+     * commitment term (its dq stays zero). */
+    const int bs = beside(tr);
+    vqj_tensor *tv = bs ? tr->z : tr->q, *dtv = bs ? tr->dz : tr->dq;
     if (!st)
-        st = vqj_predictor_forward_context(tr->predictor, context, tr->q, tr->c);
+        st = vqj_predictor_forward_context(tr->predictor, context, tv, tr->c);
     /* Losses, each with its gradient. */
     if (!st)
         st = zero_like(tr->dc, tr->c);
     if (!st)
         st = zero_like(tr->dq, tr->q);
     if (!st)
-        st = vqj_loss_infonce(tr->loss, tr->c, tr->t, tr->dc, NULL);
+        st = zero_like(tr->dz, tr->z);
+    if (!st)
+        st = vqj_loss_infonce_ids(tr->loss, tr->c, tr->t, vqj_tokens_grid_ids(targets), tr->dc,
+                                   NULL);
     if (!st)
         st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, tr->dc, NULL);
     if (!st)
-        st = vqj_loss_relational(tr->loss, context, tr->q, tr->dq, targets, tr->qt, NULL, NULL);
+        st = vqj_loss_relational(tr->loss, context, tv, dtv, targets, bs ? tr->zt : tr->qt,
+                                 NULL, NULL);
     if (!st)
         st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
     /* Backward. */
     if (!st)
-        st = vqj_predictor_backward_context(tr->predictor, tr->dc, tr->dq);
-    if (!st)
-        st = zero_like(tr->dz, tr->z);
+        st = vqj_predictor_backward_context(tr->predictor, tr->dc, dtv);
     if (!st)
         st = vqj_codebook_backward(tr->codebook, tr->dq, tr->dz);
     if (!st)
@@ -559,10 +577,16 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     if (st)
         return skip_or_fail(tr, st, updates, initialized, dropout_step, m);
 
-    /* Keep t for the queue: the push waits for the optimizer step. */
-    st = append_rows(tr->pending, tr->t);
+    /* Keep t and its grid ids for the queue: the push waits for the
+     * optimizer step. */
+    size_t have = (size_t)tr->pending->rows, add = targets->num_grids;
+    st = vqji_reserve(tr->ctx, (void **)&tr->pending_ids, &tr->pending_ids_cap,
+                      (have + add) * sizeof *tr->pending_ids, "queue grid ids");
+    if (!st)
+        st = append_rows(tr->pending, tr->t);
     if (st)
         return st;
+    memcpy(tr->pending_ids + have, vqj_tokens_grid_ids(targets), add * sizeof *tr->pending_ids);
     tr->micro_step++;
     int boundary = (tr->micro_step - tr->cycle_start) >= tr->p.grad_accum_steps;
     vqj_step_info info = {.size = sizeof info};
@@ -583,7 +607,7 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
                                      tr->p.target_ema_decay);
         }
         if (!st)
-            st = vqj_loss_queue_push(tr->loss, tr->pending);
+            st = vqj_loss_queue_push_ids(tr->loss, tr->pending, tr->pending_ids);
         if (!st)
             st = vqj_tensor_reshape(tr->pending, 0, tr->pending->cols);
         if (!st)
@@ -669,14 +693,17 @@ vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
         st = vqj_encoder_forward(tr->encoder, ctok, 0, tr->z);
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->z, 0, tr->q, NULL, &cs);
+    const int bs = beside(tr);
     if (!st)
-        st = vqj_predictor_forward_context(tr->predictor, ctok, tr->q, tr->c);
+        st = vqj_predictor_forward_context(tr->predictor, ctok, bs ? tr->z : tr->q, tr->c);
     if (!st)
-        st = vqj_loss_infonce(tr->loss, tr->c, tr->t, NULL, NULL);
+        st = vqj_loss_infonce_ids(tr->loss, tr->c, tr->t, vqj_tokens_grid_ids(ttok), NULL,
+                                   NULL);
     if (!st)
         st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, NULL, NULL);
     if (!st)
-        st = vqj_loss_relational(tr->loss, ctok, tr->q, NULL, ttok, tr->qt, NULL, NULL);
+        st = vqj_loss_relational(tr->loss, ctok, bs ? tr->z : tr->q, NULL, ttok,
+                                 bs ? tr->zt : tr->qt, NULL, NULL);
     if (!st)
         st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
     if (lw->num_params)

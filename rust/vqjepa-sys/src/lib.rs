@@ -73,6 +73,7 @@ c_enum!(vqj_optimizer_kind { VQJ_OPT_ADAM = 0, VQJ_OPT_ADAMW = 1 });
 c_enum!(vqj_lr_schedule { VQJ_LR_CONSTANT = 0, VQJ_LR_COSINE = 1, VQJ_LR_LINEAR = 2 });
 c_enum!(vqj_activation { VQJ_ACT_NONE = 0, VQJ_ACT_RELU = 1, VQJ_ACT_GELU = 2, VQJ_ACT_TANH = 3 });
 c_enum!(vqj_aggregator { VQJ_AGG_MEAN = 0, VQJ_AGG_LAST = 1, VQJ_AGG_ATTENTION = 2, VQJ_AGG_GRU = 3 });
+c_enum!(vqj_vq_path { VQJ_VQ_STRAIGHT_THROUGH = 0, VQJ_VQ_BESIDE = 1 });
 c_enum!(vqj_invariance_kind {
     VQJ_INVARIANCE_COLOR = 0, VQJ_INVARIANCE_TRANSLATION = 1, VQJ_INVARIANCE_SYMMETRY = 2,
 });
@@ -206,6 +207,10 @@ pub struct vqj_predictor_params {
     pub projection_activation: vqj_activation,
     pub aggregator: vqj_aggregator,
     pub context_window: c_int,
+    pub final_activation: c_int,
+    pub slot_embedding: c_int,
+    pub grid_features: c_int,
+    pub vq_path: vqj_vq_path,
 }
 
 #[repr(C)]
@@ -265,6 +270,7 @@ pub struct vqj_loss_params {
     pub translation_weight: f32,
     pub symmetry_weight: f32,
     pub infonce_weight: f32,
+    pub mask_duplicate_negatives: c_int,
 }
 
 #[repr(C)]
@@ -478,6 +484,7 @@ extern "C" {
     pub fn vqj_tokens_num_objects(tokens: *const vqj_tokens) -> usize;
     pub fn vqj_tokens_feature_dim(tokens: *const vqj_tokens) -> c_int;
     pub fn vqj_tokens_offsets(tokens: *const vqj_tokens) -> *const i32;
+    pub fn vqj_tokens_grid_ids(tokens: *const vqj_tokens) -> *const u64;
     pub fn vqj_tokens_features(tokens: *const vqj_tokens) -> *const f32;
     pub fn vqj_tokens_adjacency(tokens: *const vqj_tokens, grid: usize) -> *const u8;
     pub fn vqj_tokens_padded(
@@ -685,6 +692,19 @@ extern "C" {
         value: *mut f32,
     ) -> vqj_status;
     pub fn vqj_loss_queue_push(loss: *mut vqj_loss, t: *const vqj_tensor) -> vqj_status;
+    pub fn vqj_loss_infonce_ids(
+        loss: *mut vqj_loss,
+        c: *const vqj_tensor,
+        t: *const vqj_tensor,
+        target_ids: *const u64,
+        dc: *mut vqj_tensor,
+        value: *mut f32,
+    ) -> vqj_status;
+    pub fn vqj_loss_queue_push_ids(
+        loss: *mut vqj_loss,
+        t: *const vqj_tensor,
+        ids: *const u64,
+    ) -> vqj_status;
     pub fn vqj_loss_sigreg(
         loss: *mut vqj_loss,
         c: *const vqj_tensor,
@@ -940,11 +960,11 @@ mod tests {
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
             vqj_encoder_params { size, feature_dim, hidden_dim, relational_layers, relational_heads, relational_dropout }
-            vqj_predictor_params { size, hidden_dim, projection_dim, projection_layers, projection_activation, aggregator, context_window }
+            vqj_predictor_params { size, hidden_dim, projection_dim, projection_layers, projection_activation, aggregator, context_window, final_activation, slot_embedding, grid_features, vq_path }
             vqj_dataset_params { size, context_window, target_offset, validation_split, validation_seed, skip_bad, max_examples_per_task }
             vqj_synthetic_params { size, num_examples, seed, min_side, max_side, min_colors, max_colors, max_primitives }
             vqj_augment_params { size, mask_ratio, random_crop_radius, min_grid_size_for_crop, palette_permutation, gaussian_noise_std, background }
-            vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight }
+            vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight, mask_duplicate_negatives }
             vqj_loss_values { size, total, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature }
             vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background }
             vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio }
