@@ -1113,6 +1113,14 @@ VQJ_API vqj_status vqj_view_translate_features(vqj_context *ctx, float *features
  *  A handle is not safe to use from two threads at once.
  *  @{ */
 
+/** The prediction term of the objective (docs/losses.md). */
+typedef enum vqj_objective {
+    VQJ_OBJECTIVE_INFONCE = 0, /**< InfoNCE against the batch and the queue (the seed's) */
+    VQJ_OBJECTIVE_SIGREG = 1   /**< LeJEPA-style: infonce_weight * mean_i ||c_i - t_i||^2, the L2
+                                    prediction of the target projection; SIGReg (sigreg_weight)
+                                    keeps the projections from collapsing */
+} vqj_objective;
+
 /** Parameters of vqj_loss_create(). Fill with vqj_loss_params_default(). */
 typedef struct vqj_loss_params {
     size_t size;                 /**< sizeof(vqj_loss_params); set by the default function */
@@ -1136,6 +1144,7 @@ typedef struct vqj_loss_params {
                                        grid is identical to the row's own target grid is left
                                        out of the softmax, when the caller gives grid ids (the
                                        trainer does); default 1 */
+    vqj_objective objective;     /**< the prediction term; default VQJ_OBJECTIVE_INFONCE */
 } vqj_loss_params;
 
 /** Fill `params` with the defaults documented on each field (the seed's
@@ -1339,6 +1348,8 @@ typedef struct vqj_trainer_params {
     int symmetry_modes;          /**< flips of the symmetry view: bit 0 horizontal, bit 1
                                       vertical; default 3 (both, one drawn per step) */
     uint16_t background;         /**< colors the palette view keeps; default 1 (color 0) */
+    float object_dropout;        /**< each context object (token) is dropped from a training
+                                      step with this probability, seeded; default 0; [0, 1) */
 } vqj_trainer_params;
 
 /** Fill `params` with the defaults. NULL is ignored. */

@@ -584,6 +584,49 @@ static void test_infonce_duplicate_negatives(void **state)
     assert_int_equal(vqji_loss_masked(l), 2); /* the in-batch pair only */
 }
 
+/* objective sigreg: the prediction term is w (1/B) sum_i ||c_i - t_i||^2,
+ * by finite differences too; the temperature gets no gradient; c = t
+ * gives 0. */
+static void test_objective_sigreg(void **state)
+{
+    (void)state;
+    enum { B = 4, P = 6, Q = 8 };
+    vqj_loss_params p = small_params(P, Q);
+    p.objective = VQJ_OBJECTIVE_SIGREG;
+    p.infonce_weight = 0.7f;
+    vqj_loss *l = make_loss(&p);
+    float *c = tunit(B, P, 51), *t = tunit(B, P, 52);
+    infonce_fd f = {ttensor(B, P, c), ttensor(B, P, t)};
+    vqj_tensor *dc = ttensor(B, P, NULL);
+    float zero[B * P] = {0};
+    tput(dc, zero);
+    vqj_weights_zero_grad(vqj_loss_weights(l));
+    float v;
+    assert_ok(fx->ctx, vqj_loss_infonce(l, f.c, f.t, dc, &v));
+    double ref = 0.0;
+    float want[B * P];
+    for (int i = 0; i < B * P; i++) {
+        ref += ((double)c[i] - t[i]) * ((double)c[i] - t[i]);
+        want[i] = (float)(2.0 * 0.7 / B * ((double)c[i] - t[i]));
+    }
+    ref *= 0.7 / B;
+    assert_float_equal(v, ref, 1e-5 * ref);
+    float *got = tget(dc);
+    assert_true(test_rel_err(got, want, B * P, 1e-6) < 1e-5);
+    assert_true(logtau_grad() == 0.0f);
+    fd_check("prediction dc", c, B * P, f.c, infonce_value, &f, got);
+    assert_ok(fx->ctx, vqj_loss_infonce(l, f.t, f.t, NULL, &v));
+    assert_true(v == 0.0f);
+    vqj_loss_reset(l);
+    assert_ok(fx->ctx, vqj_loss_infonce(l, f.c, f.t, NULL, &v));
+    vqj_loss_values r = {.size = sizeof r};
+    assert_ok(fx->ctx, vqj_loss_get_values(l, &r));
+    assert_float_equal(r.infonce, ref, 1e-5 * ref); /* reported in the InfoNCE slot */
+    p.objective = (vqj_objective)2;
+    vqj_loss *bad = NULL;
+    assert_status(fx->ctx, vqj_loss_create(fx->ctx, &p, &bad), VQJ_ERR_INVALID_ARGUMENT);
+}
+
 /* ---- the queue ---- */
 
 static void test_queue_ring(void **state)
@@ -1247,6 +1290,7 @@ int main(void)
         T(test_infonce_gradients),
         T(test_infonce_clamped_value),
         T(test_infonce_duplicate_negatives),
+        T(test_objective_sigreg),
         T(test_queue_ring),
         T(test_queue_negatives_after_wrap),
         T(test_sigreg_gradient),

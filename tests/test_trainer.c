@@ -364,6 +364,105 @@ static void test_vq_beside(void **state)
     }
 }
 
+/* objective sigreg trains: the prediction term (in the infonce slot) is an
+ * L2 distance of unit vectors, so in [0, 4]. (Its lack of a temperature
+ * gradient is tests/test_loss.c's.) */
+static void test_objective_sigreg(void **state)
+{
+    (void)state;
+    test_model_spec s = test_model_spec_default();
+    s.hidden = D;
+    s.codes = K;
+    s.projection = P;
+    s.objective = VQJ_OBJECTIVE_SIGREG;
+    model m;
+    test_model_create(&m, &s);
+    vqj_train_metrics r;
+    for (int i = 0; i < 4; i++) {
+        assert_ok(m.ctx, step(&m, i, &r));
+        assert_true(!r.skipped && isfinite(r.loss));
+        assert_true(r.infonce >= 0.0f && r.infonce <= 4.0f);
+        assert_true(r.sigreg > 0.0f);
+    }
+    model_destroy(&m);
+}
+
+/* Object dropout on tokens: p = 0 copies; p = 0.5 keeps a seeded subset
+ * of each grid's rows in order, with their adjacency and the object count
+ * feature updated; the trainer's step sees fewer context tokens. */
+static void test_object_dropout(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 0, .target = 1});
+    batch b = get_batch(&m, 3);
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *in, *out;
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &in));
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &out));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, in, b.context, B * T));
+    const size_t F = (size_t)vqj_tokens_feature_dim(in), G = vqj_tokens_num_grids(in);
+    assert_ok(m.ctx, vqji_tokens_drop_objects(out, in, 0.0f, 1));
+    assert_int_equal(vqj_tokens_num_objects(out), vqj_tokens_num_objects(in));
+    assert_memory_equal(vqj_tokens_features(out), vqj_tokens_features(in),
+                        vqj_tokens_num_objects(in) * F * sizeof(float));
+    assert_ok(m.ctx, vqji_tokens_drop_objects(out, in, 0.5f, 1));
+    size_t n_in = vqj_tokens_num_objects(in), n_out = vqj_tokens_num_objects(out);
+    assert_true(n_out > 0 && n_out < n_in);
+    assert_int_equal(vqj_tokens_num_grids(out), G);
+    for (size_t g = 0; g < G; g++) {
+        const int32_t *oi = vqj_tokens_offsets(in), *oo = vqj_tokens_offsets(out);
+        int ni = oi[g + 1] - oi[g], no = oo[g + 1] - oo[g];
+        /* Each kept row is an original row, in order: match greedily. */
+        int kept[64], k = 0;
+        for (int i = 0; i < ni && k < no; i++)
+            if (!memcmp(vqj_tokens_features(in) + (size_t)(oi[g] + i) * F,
+                        vqj_tokens_features(out) + (size_t)(oo[g] + k) * F, F * sizeof(float)))
+                kept[k++] = i;
+        assert_int_equal(k, no);
+        const uint8_t *ai = vqj_tokens_adjacency(in, g), *ao = vqj_tokens_adjacency(out, g);
+        for (int r = 0; r < no; r++)
+            for (int c = 0; c < no; c++)
+                assert_int_equal(ao[r * no + c], ai[kept[r] * ni + kept[c]]);
+        assert_float_equal(vqji_tokens_grid_features(out)[g * VQJI_GRID_FEATURES + 12],
+                           (float)no / (float)tp.max_objects, 1e-7f);
+        assert_true(vqj_tokens_grid_ids(out)[g] == vqj_tokens_grid_ids(in)[g]);
+    }
+    vqj_tokens_destroy(in);
+    vqj_tokens_destroy(out);
+    model_destroy(&m);
+
+    /* The trainer: the same batch with and without dropout. */
+    size_t seen[2];
+    for (int d = 0; d < 2; d++) {
+        test_model_spec s = test_model_spec_default();
+        s.hidden = D;
+        s.codes = K;
+        s.projection = P;
+        s.examples = 400 * B;
+        test_model_create(&m, &s);
+        vqj_trainer_destroy(m.trainer);
+        vqj_trainer_params trp;
+        vqj_trainer_params_default(&trp);
+        trp.grad_accum_steps = 1;
+        trp.object_dropout = d ? 0.5f : 0.0f;
+        assert_ok(m.ctx, vqj_trainer_create(m.ctx, &trp, NULL, m.encoder, m.codebook, m.predictor,
+                                            m.loss, m.optimizer, &m.trainer));
+        vqj_train_metrics r;
+        assert_ok(m.ctx, step(&m, 3, &r));
+        assert_true(!r.skipped && isfinite(r.loss));
+        seen[d] = (size_t)r.context_tokens;
+        vqj_trainer *bad = NULL;
+        trp.object_dropout = 1.0f;
+        assert_status(m.ctx, vqj_trainer_create(m.ctx, &trp, NULL, m.encoder, m.codebook,
+                                                m.predictor, m.loss, m.optimizer, &bad),
+                      VQJ_ERR_INVALID_ARGUMENT);
+        model_destroy(&m);
+    }
+    assert_true(seen[1] < seen[0]);
+}
+
 /* Without a target network the online one encodes the targets. */
 static void test_without_target_network(void **state)
 {
@@ -445,6 +544,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accumulation),
         cmocka_unit_test(test_vq_beside),
+        cmocka_unit_test(test_object_dropout),
+        cmocka_unit_test(test_objective_sigreg),
         cmocka_unit_test(test_nonfinite_loss_skipped),
         cmocka_unit_test(test_nonfinite_gradient_skipped),
         cmocka_unit_test(test_determinism),

@@ -22,6 +22,7 @@ typedef struct test_model_spec {
     int target; /* use_target_encoder */
     int examples, data_seed, max_side;
     vqj_vq_path vq_path; /* 0: straight-through */
+    vqj_objective objective;
     int grid_features;
 } test_model_spec;
 
@@ -99,6 +100,7 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
     lp.projection_dim = s->projection;
     lp.queue_size = s->queue;
     lp.sigreg_num_slices = s->slices;
+    lp.objective = s->objective;
     if (!s->invariance)
         lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
     assert_ok(ctx, vqj_loss_create(ctx, &lp, &m->loss));

@@ -1006,12 +1006,14 @@ class Predictor(_Model):
 
 class Loss(_Model):
     """Every loss term but the commitment (projection_dim, queue_size,
-    temperature, sigreg_num_slices, color_weight, ... as keywords)."""
+    temperature, sigreg_num_slices, color_weight, ..., mask_duplicate_negatives,
+    objective "infonce"|"sigreg" as keywords)."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_loss_weights(p))
 
     def __init__(self, ctx, **params):
-        self.params = _make_params(_lib.vqj_loss_params, params, what="loss")
+        self.params = _make_params(_lib.vqj_loss_params, params,
+                                   {"objective": {"infonce": 0, "sigreg": 1}}, what="loss")
         ptr = _create(fn.vqj_loss_create, ctx._ptr(), ctypes.byref(self.params))
         _child(self, ctx, ptr, fn.vqj_loss_destroy)
 

@@ -192,7 +192,7 @@ class vqj_loss_params(_Struct):
                 ("sigreg_num_points", ctypes.c_int), ("color_weight", ctypes.c_float),
                 ("translation_weight", ctypes.c_float), ("symmetry_weight", ctypes.c_float),
                 ("infonce_weight", ctypes.c_float),
-                ("mask_duplicate_negatives", ctypes.c_int)]
+                ("mask_duplicate_negatives", ctypes.c_int), ("objective", ctypes.c_int)]
 
 
 class vqj_loss_values(_Struct):
@@ -207,7 +207,7 @@ class vqj_trainer_params(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("grad_accum_steps", ctypes.c_int),
                 ("target_ema_decay", ctypes.c_float), ("use_target_encoder", ctypes.c_int),
                 ("translation_max_delta", ctypes.c_float), ("symmetry_modes", ctypes.c_int),
-                ("background", ctypes.c_uint16)]
+                ("background", ctypes.c_uint16), ("object_dropout", ctypes.c_float)]
 
 
 class vqj_train_metrics(_Struct):

@@ -56,7 +56,7 @@ struct vqj_config {
     /* Keys without a params field of their own. */
     int relational;                                    /* 0: the encoder gets 0 layers */
     int model_projection_dim, model_projection_layers; /* model.* duplicates of loss.* */
-    int activation, objective;                         /* single-valued enums */
+    int activation;                                    /* a single-valued enum */
     float norm_type;                                   /* always 2 */
 
     int lines[MAX_KEYS]; /* 1-based line that set key i; 0: the default */
@@ -126,9 +126,11 @@ static const char *const mode_names[] = {"min", "max", NULL};
 static const int mode_values[] = {VQJ_EARLY_STOPPING_MIN, VQJ_EARLY_STOPPING_MAX};
 static const char *const conn_names[] = {"4", "8", NULL};
 static const int conn_values[] = {4, 8};
-/* The encoder's activation is GELU (DESIGN.md 3.1-3.2); the only objective InfoNCE. */
+/* The encoder's activation is GELU (DESIGN.md 3.1-3.2). */
 static const char *const gelu_names[] = {"gelu", NULL};
-static const char *const infonce_names[] = {"infonce", NULL};
+static const char *const objective_names[] = {"infonce", "sigreg", NULL};
+static const int objective_values[] = {VQJ_OBJECTIVE_INFONCE, VQJ_OBJECTIVE_SIGREG};
+_Static_assert(sizeof(vqj_objective) == sizeof(int), "enum size");
 static const int zero_values[] = {0};
 
 /* Ranges: the modules' documented ranges (include/vqjepa.h), intersected
@@ -212,8 +214,10 @@ static const key_def keys[] = {
     KBOOL("augmentations.palette_permutation", aug.palette_permutation),
     KFLT("augmentations.gaussian_noise_std", aug.gaussian_noise_std, 0, 0, HI_INF),
     KINT("augmentations.min_grid_size_for_crop", aug.min_grid_size_for_crop, 0, INT_MAX),
+    {.path = "augmentations.object_dropout", .kind = K_FLOAT, .offset = OFF(tr.object_dropout),
+     .flo = 0, .fhi = 1, .flags = HI_OPEN, EXT},
 
-    KENUM("loss.objective", objective, infonce_names, zero_values),
+    KENUM("loss.objective", loss.objective, objective_names, objective_values),
     /* temperature is also checked against [temperature_min, temperature_max] */
     KFLT("loss.temperature", loss.temperature, 0, 0, LO_OPEN | HI_INF),
     KFLT("loss.temperature_min", loss.temperature_min, 0, 0, LO_OPEN | HI_INF),

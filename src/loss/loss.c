@@ -214,7 +214,9 @@ static vqj_status validate(const vqj_context *ctx, const vqj_loss_params *p)
         (st = check_weight(ctx, "color_weight", p->color_weight)) ||
         (st = check_weight(ctx, "translation_weight", p->translation_weight)) ||
         (st = check_weight(ctx, "symmetry_weight", p->symmetry_weight)) ||
-        (st = check_int(ctx, "mask_duplicate_negatives", p->mask_duplicate_negatives, 0, 1)))
+        (st = check_int(ctx, "mask_duplicate_negatives", p->mask_duplicate_negatives, 0, 1)) ||
+        (st = check_int(ctx, "objective", (int)p->objective, VQJ_OBJECTIVE_INFONCE,
+                        VQJ_OBJECTIVE_SIGREG)))
         return st;
     if (!(isfinite(p->temperature_min) && p->temperature_min > 0.0f))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
@@ -470,6 +472,36 @@ vqj_status vqj_loss_infonce(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *
     return vqj_loss_infonce_ids(l, c, t, NULL, dc, value);
 }
 
+/* objective sigreg: L = w (1/B) sum_i ||c_i - t_i||^2, dc += 2 w / B (c - t).
+ * The temperature, the queue and the ids play no part. */
+static vqj_status prediction_l2(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *t,
+                                vqj_tensor *dc, float *value)
+{
+    static const char fn[] = "vqj_loss_infonce";
+    int B = c->rows, P = l->p.projection_dim;
+    size_t n = (size_t)B * P, off = 0;
+    float w = l->p.infonce_weight;
+    vqj_status st;
+    if ((st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap, span(n))))
+        return st;
+    vqji_device *dev = devof(l);
+    float *diff = carve(l, &off, n);
+    dev->ops->copy(dev, diff, c->data, n * sizeof(float));
+    dev->ops->axpy(dev, n, -1.0f, t->data, diff);
+    float v = w * dev->ops->dot(dev, n, diff, diff) / (float)B;
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    if (!isfinite(v))
+        return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the loss is not finite", fn);
+    if (dc)
+        dev->ops->axpy(dev, n, 2.0f * w / (float)B, diff, dc->data);
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    l->acc.infonce += v;
+    set_value(value, v);
+    return VQJ_OK;
+}
+
 vqj_status vqj_loss_infonce_ids(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *t,
                                  const uint64_t *ids, vqj_tensor *dc, float *value)
 {
@@ -493,6 +525,9 @@ vqj_status vqj_loss_infonce_ids(vqj_loss *l, const vqj_tensor *c, const vqj_tens
     if ((st = check_finite(l, c->data, (size_t)B * P, fn, "c")) ||
         (st = check_finite(l, t->data, (size_t)B * P, fn, "t")))
         return st;
+    l->masked = 0;
+    if (l->p.objective == VQJ_OBJECTIVE_SIGREG)
+        return prediction_l2(l, c, t, dc, value);
     float tau, raw;
     int fill, head;
     if ((st = read_temperature(l, fn, &tau, &raw)) || (st = read_queue(l, fn, &fill, &head)))

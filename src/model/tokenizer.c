@@ -644,11 +644,11 @@ const int64_t *vqji_tokens_adjacency_offsets(const vqj_tokens *t)
     return t ? t->out.adjacency_offsets : NULL;
 }
 
-vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src)
+vqj_status vqji_tokens_reserve_like(vqj_tokens *dst, const vqj_tokens *src, const char *what)
 {
     if (dst->feature_dim != src->feature_dim)
         return vqji_fail(dst->ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "token copy: feature dimensions differ (%d and %d)", dst->feature_dim,
+                         "%s: feature dimensions differ (%d and %d)", what, dst->feature_dim,
                          src->feature_dim);
     const size_t G = src->num_grids, N = src->num_objects, F = (size_t)src->feature_dim;
     const size_t A = (size_t)src->out.adjacency_offsets[G];
@@ -670,8 +670,17 @@ vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src)
     if (!st)
         st = vqji_reserve(dst->ctx, (void **)&b->grid_ids, &b->grid_ids_cap,
                           (G ? G : 1) * sizeof(uint64_t), "grid ids");
+    return st;
+}
+
+vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src)
+{
+    vqj_status st = vqji_tokens_reserve_like(dst, src, "token copy");
     if (st)
         return st;
+    const size_t G = src->num_grids, N = src->num_objects, F = (size_t)src->feature_dim;
+    const size_t A = (size_t)src->out.adjacency_offsets[G];
+    vqji_token_buffers *b = &dst->out;
     if (G) {
         memcpy(b->grid_features, src->out.grid_features,
                G * VQJI_GRID_FEATURES * sizeof(float));

@@ -64,6 +64,17 @@ static inline const float *vqji_tokens_grid_features(const vqj_tokens *tokens)
     return tokens->out.grid_features;
 }
 
+/* Grow dst's buffers (same feature dimension as src, else an error naming
+ * `what`) to hold a copy of src's contents. */
+vqj_status vqji_tokens_reserve_like(vqj_tokens *dst, const vqj_tokens *src, const char *what);
+
+/* Object dropout: make dst (same feature dimension) a copy of src without
+ * the objects whose uniform draw (stream of `seed`, one per object in
+ * order) is below p; each grid keeps its kept objects' rows in order, their
+ * adjacency, its grid features (the object count updated) and its id. */
+vqj_status vqji_tokens_drop_objects(vqj_tokens *dst, const vqj_tokens *src, float p,
+                                    uint64_t seed);
+
 /* Make dst (same tokenizer feature dimension) an exact copy of src's
  * contents; dst's buffers grow as needed. */
 vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src);

@@ -12,6 +12,7 @@
 #include "train/trainer.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct vqj_trainer {
     int window;                      /* T */
 
     vqj_tokens *context_tokens, *target_tokens; /* from grids */
+    vqj_tokens *dropped; /* the context after object dropout */
     view_buffers view;
     uint8_t *cells; /* view grids' cells */
     size_t cells_cap;
@@ -83,6 +85,10 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_trainer_params 
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: translation_max_delta is %g; it must be in [0, 1]", fn,
                          (double)p->translation_max_delta);
+    if (!(p->object_dropout >= 0.0f && p->object_dropout < 1.0f))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: object_dropout is %g; it must be in [0, 1)", fn,
+                         (double)p->object_dropout);
     if (p->symmetry_modes < 0 || p->symmetry_modes > 3)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: symmetry_modes is %d; use bit 0 (horizontal) and bit 1 (vertical)",
@@ -98,6 +104,7 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     vqj_predictor_destroy(tr->target_predictor);
     vqj_tokens_destroy(tr->context_tokens);
     vqj_tokens_destroy(tr->target_tokens);
+    vqj_tokens_destroy(tr->dropped);
     vqj_tokens_destroy(tr->view.context);
     vqj_tokens_destroy(tr->view.target);
     vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc,  tr->dq,  tr->dz,
@@ -144,7 +151,10 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
     vqji_clear_error(ctx);
     vqj_trainer_params p;
     vqj_trainer_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_trainer_params");
+    /* The first published struct ended before object_dropout. */
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params,
+                                     offsetof(vqj_trainer_params, object_dropout),
+                                     "vqj_trainer_params");
     if (st)
         return st;
     if ((st = check_params(ctx, &p)))
@@ -193,7 +203,7 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
     tr->window = pp->context_window;
 
     vqj_tokens **tokens[] = {&tr->context_tokens, &tr->target_tokens, &tr->view.context,
-                             &tr->view.target};
+                             &tr->view.target, &tr->dropped};
     for (size_t i = 0; !st && i < sizeof tokens / sizeof *tokens; i++)
         st = vqj_tokens_create(ctx, &tp, tokens[i]);
     vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc,  &tr->dq,  &tr->dz,
@@ -518,6 +528,14 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     vqj_status st = check_tokens(tr, context, targets);
     if (st)
         return st;
+    /* Object dropout: this step's context without some of its objects
+     * (the invariance views are still made from the whole grids). */
+    if (tr->p.object_dropout > 0.0f) {
+        uint64_t seed = tr->ctx->params.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(tr->micro_step + 1));
+        if ((st = vqji_tokens_drop_objects(tr->dropped, context, tr->p.object_dropout, seed)))
+            return st;
+        context = tr->dropped;
+    }
     if (m) {
         size_t size = m->size;
         memset(m, 0, size < sizeof *m ? size : sizeof *m);

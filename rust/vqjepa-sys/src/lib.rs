@@ -73,6 +73,7 @@ c_enum!(vqj_optimizer_kind { VQJ_OPT_ADAM = 0, VQJ_OPT_ADAMW = 1 });
 c_enum!(vqj_lr_schedule { VQJ_LR_CONSTANT = 0, VQJ_LR_COSINE = 1, VQJ_LR_LINEAR = 2 });
 c_enum!(vqj_activation { VQJ_ACT_NONE = 0, VQJ_ACT_RELU = 1, VQJ_ACT_GELU = 2, VQJ_ACT_TANH = 3 });
 c_enum!(vqj_aggregator { VQJ_AGG_MEAN = 0, VQJ_AGG_LAST = 1, VQJ_AGG_ATTENTION = 2, VQJ_AGG_GRU = 3 });
+c_enum!(vqj_objective { VQJ_OBJECTIVE_INFONCE = 0, VQJ_OBJECTIVE_SIGREG = 1 });
 c_enum!(vqj_vq_path { VQJ_VQ_STRAIGHT_THROUGH = 0, VQJ_VQ_BESIDE = 1 });
 c_enum!(vqj_invariance_kind {
     VQJ_INVARIANCE_COLOR = 0, VQJ_INVARIANCE_TRANSLATION = 1, VQJ_INVARIANCE_SYMMETRY = 2,
@@ -271,6 +272,7 @@ pub struct vqj_loss_params {
     pub symmetry_weight: f32,
     pub infonce_weight: f32,
     pub mask_duplicate_negatives: c_int,
+    pub objective: vqj_objective,
 }
 
 #[repr(C)]
@@ -298,6 +300,7 @@ pub struct vqj_trainer_params {
     pub translation_max_delta: f32,
     pub symmetry_modes: c_int,
     pub background: u16,
+    pub object_dropout: f32,
 }
 
 #[repr(C)]
@@ -964,9 +967,9 @@ mod tests {
             vqj_dataset_params { size, context_window, target_offset, validation_split, validation_seed, skip_bad, max_examples_per_task }
             vqj_synthetic_params { size, num_examples, seed, min_side, max_side, min_colors, max_colors, max_primitives }
             vqj_augment_params { size, mask_ratio, random_crop_radius, min_grid_size_for_crop, palette_permutation, gaussian_noise_std, background }
-            vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight, mask_duplicate_negatives }
+            vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight, mask_duplicate_negatives, objective }
             vqj_loss_values { size, total, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature }
-            vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background }
+            vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background, object_dropout }
             vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio }
             vqj_embedding_metrics { size, samples, variance, isotropy, effective_rank, gaussian_score }
             vqj_window_metrics { size, context, target, active_codes, num_codes, usage_ratio }
