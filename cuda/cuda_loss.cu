@@ -63,6 +63,22 @@ static void cuda_infonce_xent(vqji_device *dev, int rows, int cols, int ld, floa
     cu_launched(cd, "infonce_xent");
 }
 
+static __global__ void k_fill_at(size_t n, const int64_t *index, float value, float *x)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        x[index[i]] = value;
+}
+
+static void cuda_fill_at(vqji_device *dev, size_t n, const int64_t *index, float value, float *x)
+{
+    cuda_device *cd = cu_dev(dev);
+    if (n == 0 || !cu_enter(cd))
+        return;
+    k_fill_at<<<(unsigned)((n + 255) / 256), 256, 0, cd->stream>>>(n, index, value, x);
+    cu_launched(cd, "fill_at");
+}
+
 /* ---- SIGReg: a block per slice ----
  * cos(kθ), sin(kθ) by the same double rotation as the CPU. The per-point
  * means are formed SIG_CHUNK points at a time in registers (compile-time
@@ -298,6 +314,7 @@ static void cuda_relational_consistency(vqji_device *dev, int batch, int t, int 
 void vqji_cuda_register_loss(vqji_device_ops *ops)
 {
     ops->infonce_xent = cuda_infonce_xent;
+    ops->fill_at = cuda_fill_at;
     ops->sigreg_epps_pulley = cuda_sigreg_epps_pulley;
     ops->relational_distances_forward = cuda_relational_distances_forward;
     ops->relational_distances_backward = cuda_relational_distances_backward;

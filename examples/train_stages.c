@@ -97,6 +97,7 @@ typedef struct stages {
     vqj_tensor *z, *q, *c, *dc, *dq, *dz, *zt, *qt, *t;
     vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
     float *pending_host;
+    uint64_t *pending_ids; /* their target grids' ids, for the duplicate mask */
     int pending_rows;
     int micro_step;
 } stages;
@@ -129,7 +130,8 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
     /* 4. losses with their gradients */
     zeros_like(s->dc, s->c);
     zeros_like(s->dq, s->q);
-    CHECK(vqj_loss_infonce(m->loss, s->c, s->t, s->dc, NULL));
+    CHECK(vqj_loss_infonce_ids(m->loss, s->c, s->t, vqj_tokens_grid_ids(s->target_tokens), s->dc,
+                               NULL));
     CHECK(vqj_loss_sigreg(m->loss, s->c, (uint64_t)s->micro_step, s->dc, NULL));
     CHECK(vqj_loss_relational(m->loss, s->context_tokens, s->q, s->dq, s->target_tokens, s->qt,
                               NULL, NULL));
@@ -146,6 +148,9 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
                               (size_t)(s->pending_rows + rows) * (size_t)cols * sizeof(float));
     CHECK(vqj_tensor_read(s->t, s->pending_host + (size_t)s->pending_rows * (size_t)cols,
                           (size_t)rows * (size_t)cols));
+    s->pending_ids = realloc(s->pending_ids, (size_t)(s->pending_rows + rows) * sizeof(uint64_t));
+    memcpy(s->pending_ids + s->pending_rows, vqj_tokens_grid_ids(s->target_tokens),
+           (size_t)rows * sizeof(uint64_t));
     s->pending_rows += rows;
     s->micro_step++;
     if (s->micro_step % ACCUM == 0) {
@@ -159,7 +164,7 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
             CHECK(vqj_tensor_reshape(s->pending, s->pending_rows, cols));
             CHECK(vqj_tensor_write(s->pending, s->pending_host,
                                    (size_t)s->pending_rows * (size_t)cols));
-            CHECK(vqj_loss_queue_push(m->loss, s->pending));
+            CHECK(vqj_loss_queue_push_ids(m->loss, s->pending, s->pending_ids));
         }
         CHECK(vqj_optimizer_zero_grad(m->optimizer));
         s->pending_rows = 0;
@@ -271,6 +276,7 @@ int main(int argc, char **argv)
 
     vqj_dataset_destroy(data);
     free(s.pending_host);
+    free(s.pending_ids);
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
         vqj_tensor_destroy(*tensors[i]);
     vqj_tokens_destroy(s.context_tokens);

@@ -286,6 +286,11 @@ VQJ_API int vqj_tokens_feature_dim(const vqj_tokens *tokens);
 VQJ_API const int32_t *vqj_tokens_offsets(const vqj_tokens *tokens);
 /** The num_objects x feature_dim feature matrix, row-major; same lifetime. */
 VQJ_API const float *vqj_tokens_features(const vqj_tokens *tokens);
+/** One 64-bit content id per grid (num_grids values): FNV-1a of the grid's
+ *  height, width and cells, so identical grids have equal ids; never 0.
+ *  vqj_loss_infonce_ids() masks duplicate negatives with them. NULL for a
+ *  NULL `tokens`; same lifetime as the offsets. */
+VQJ_API const uint64_t *vqj_tokens_grid_ids(const vqj_tokens *tokens);
 /** The adjacency of grid `grid`: n x n bytes (n its object count), row-major,
  *  1 where two distinct objects are adjacent, 0 on the diagonal. NULL when
  *  `grid` is out of range; same lifetime. */
@@ -750,6 +755,14 @@ typedef enum vqj_aggregator {
     VQJ_AGG_GRU = 3        /**< PyTorch's GRU over t = 1..T from h = 0; the last state */
 } vqj_aggregator;
 
+/** Which token vectors the trainer and vqj_model feed the predictor and the
+ *  relational loss (docs/model.md, "Codes beside the forward path"). */
+typedef enum vqj_vq_path {
+    VQJ_VQ_STRAIGHT_THROUGH = 0, /**< the quantized vectors q = z + stopgrad(e_k - z) */
+    VQJ_VQ_BESIDE = 1            /**< the continuous z; the codebook still assigns one code per
+                                      token, follows z (EMA) and adds its commitment term */
+} vqj_vq_path;
+
 /** Parameters of vqj_predictor_create(). Fill with vqj_predictor_params_default(). */
 typedef struct vqj_predictor_params {
     size_t size;                         /**< sizeof(vqj_predictor_params) */
@@ -759,6 +772,18 @@ typedef struct vqj_predictor_params {
     vqj_activation projection_activation; /**< default VQJ_ACT_RELU */
     vqj_aggregator aggregator;           /**< default VQJ_AGG_MEAN */
     int context_window;                  /**< T, grids per example; default 3; 1..1024 */
+    int final_activation;                /**< 1: projection_activation after the last head
+                                              layer too, as the original (default 1); 0: the
+                                              last layer is linear */
+    int slot_embedding;                  /**< 1: a learned vector per context slot t added to
+                                              grid vector t before aggregation (tensor
+                                              "aggregator.slot_embedding" [T x D]); default 0 */
+    int grid_features;                   /**< 1: r_g = mean of the tokens + W f_g + b with f_g
+                                              the grid's height, width, color shares and object
+                                              count (tensors "grid_features.weight" [D x 13],
+                                              "grid_features.bias" [D]); default 0 */
+    vqj_vq_path vq_path;                 /**< default VQJ_VQ_STRAIGHT_THROUGH; read by the
+                                              trainer and vqj_model, not by the predictor */
 } vqj_predictor_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */
@@ -770,7 +795,10 @@ typedef struct vqj_predictor vqj_predictor;
 /** Create a predictor. Tensors: "head.<i>.weight" / "head.<i>.bias" for
  *  each projection layer, plus "aggregator.query" [D] (attention) or
  *  "aggregator.gru.weight_ih", "aggregator.gru.weight_hh" [3D x D],
- *  "aggregator.gru.bias_ih", "aggregator.gru.bias_hh" [3D] (GRU); all
+ *  "aggregator.gru.bias_ih", "aggregator.gru.bias_hh" [3D] (GRU), plus
+ *  "aggregator.slot_embedding" [T x D] with slot_embedding and
+ *  "grid_features.weight" [D x 13], "grid_features.bias" [D] with
+ *  grid_features (the grid features come with the tokens); all
  *  trainable, initialised from the context seed as docs/model.md says.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, a field out of range,
  *  an unknown enum value), VQJ_ERR_UNSUPPORTED, VQJ_ERR_OUT_OF_MEMORY. On
@@ -1124,6 +1152,14 @@ VQJ_API vqj_status vqj_view_translate_features(vqj_context *ctx, float *features
  *  A handle is not safe to use from two threads at once.
  *  @{ */
 
+/** The prediction term of the objective (docs/losses.md). */
+typedef enum vqj_objective {
+    VQJ_OBJECTIVE_INFONCE = 0, /**< InfoNCE against the batch and the queue (the seed's) */
+    VQJ_OBJECTIVE_SIGREG = 1   /**< LeJEPA-style: infonce_weight * mean_i ||c_i - t_i||^2, the L2
+                                    prediction of the target projection; SIGReg (sigreg_weight)
+                                    keeps the projections from collapsing */
+} vqj_objective;
+
 /** Parameters of vqj_loss_create(). Fill with vqj_loss_params_default(). */
 typedef struct vqj_loss_params {
     size_t size;                 /**< sizeof(vqj_loss_params); set by the default function */
@@ -1143,6 +1179,11 @@ typedef struct vqj_loss_params {
     float translation_weight;    /**< invariance to translation; default 0.05; >= 0 */
     float symmetry_weight;       /**< invariance to flips; default 0.05; >= 0 */
     float infonce_weight;        /**< default 1; finite, >= 0 */
+    int mask_duplicate_negatives; /**< 1: a negative (in the batch or the queue) whose target
+                                       grid is identical to the row's own target grid is left
+                                       out of the softmax, when the caller gives grid ids (the
+                                       trainer does); default 1 */
+    vqj_objective objective;     /**< the prediction term; default VQJ_OBJECTIVE_INFONCE */
 } vqj_loss_params;
 
 /** Fill `params` with the defaults documented on each field (the seed's
@@ -1241,6 +1282,22 @@ VQJ_API vqj_status vqj_loss_infonce(vqj_loss *loss, const vqj_tensor *c, const v
  *  VQJ_ERR_NUMERIC (a non-finite value; the queue is unchanged),
  *  VQJ_ERR_STATE (bad queue counters), VQJ_ERR_DEVICE. */
 VQJ_API vqj_status vqj_loss_queue_push(vqj_loss *loss, const vqj_tensor *t);
+
+/** vqj_loss_infonce() with one grid id per row (target_ids [B], host
+ *  memory, e.g. vqj_tokens_grid_ids() of the target tokens; 0 = unknown).
+ *  With mask_duplicate_negatives, a negative of row i (another row of the
+ *  batch or a queue row) whose id equals target_ids[i] is left out of row
+ *  i's softmax (docs/losses.md, "Duplicate negatives"). NULL target_ids
+ *  masks nothing. Errors as vqj_loss_infonce(). */
+VQJ_API vqj_status vqj_loss_infonce_ids(vqj_loss *loss, const vqj_tensor *c, const vqj_tensor *t,
+                                        const uint64_t *target_ids, vqj_tensor *dc, float *value);
+
+/** vqj_loss_queue_push() keeping one grid id per pushed row (ids [n], host
+ *  memory; NULL: unknown) beside the row, in the state tensor
+ *  "loss.queue_ids" [queue_size x 4] (the id in four 16-bit pieces).
+ *  Errors as vqj_loss_queue_push(). */
+VQJ_API vqj_status vqj_loss_queue_push_ids(vqj_loss *loss, const vqj_tensor *t,
+                                           const uint64_t *ids);
 
 /** SIGReg of context projections c [B x P]: sigreg_num_slices random unit
  *  directions, drawn fresh from the context seed and `step` (the same step
@@ -1342,6 +1399,8 @@ typedef struct vqj_trainer_params {
     vqj_ema_passes ema_update_passes; /**< passes that update the codebook's EMA; default
                                            VQJ_EMA_PASSES_ALL_ONLINE (1 + 2 per invariance
                                            view kind a micro-batch) */
+    float object_dropout;        /**< each context object (token) is dropped from a training
+                                      step with this probability, seeded; default 0; [0, 1) */
 } vqj_trainer_params;
 
 /** Fill `params` with the defaults. NULL is ignored. */

@@ -736,7 +736,7 @@ static void test_invalid_values(void **state)
          "object_encoder.hidden_dim (384)"},
         {"object_encoder:\n  hidden_dim: 100\n",
          "t.yaml:2: object_encoder.relational_heads is 8; it must divide"},
-        {"loss:\n  objective: byol\n", "it must be infonce (the only one implemented)"},
+        {"loss:\n  objective: byol\n", "it must be one of infonce or sigreg"},
         {"loss:\n  temperature: 0.3\n",
          "t.yaml:2: loss.temperature is 0.3; it must be in [loss.temperature_min, "
          "loss.temperature_max] = [0.05, 0.2]"},

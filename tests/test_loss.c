@@ -218,12 +218,13 @@ static void test_params_default(void **state)
     assert_float_equal(p.translation_weight, 0.05f, 0.0f);
     assert_float_equal(p.symmetry_weight, 0.05f, 0.0f);
     assert_float_equal(p.infonce_weight, 1.0f, 0.0f);
+    assert_int_equal(p.mask_duplicate_negatives, 1);
     vqj_loss_params_default(NULL); /* ignored */
 
     /* The defaults create a handle with the documented tensors. */
     vqj_loss *l = make_loss(&p);
     vqj_weights *w = vqj_loss_weights(l);
-    assert_int_equal(vqj_weights_num_tensors(w), 4);
+    assert_int_equal(vqj_weights_num_tensors(w), 5); /* + loss.queue_ids */
     assert_int_equal(vqj_weights_num_params(w), 1);
     vqj_weight_info info;
     assert_ok(fx->ctx, vqj_weights_info(w, 0, &info));
@@ -317,8 +318,11 @@ static void test_params_validation(void **state)
 
 /* The cross-entropy with the positive at index 0 and the logits of the
  * spec, in double: value, dc and d value / d log tau. */
-static double ref_infonce(int B, int P, const float *c, const float *t, const float *q, int nq,
-                          double tau, double *dc, double *dlogtau)
+/* With grid ids (ids [B], qids [nq]; NULL: none), a negative whose id
+ * equals the row's (non-zero) id is left out. */
+static double ref_infonce_ids(int B, int P, const float *c, const float *t, const float *q,
+                              int nq, double tau, const uint64_t *ids, const uint64_t *qids,
+                              double *dc, double *dlogtau)
 {
     int n = B + nq;
     double *z = calloc((size_t)n, sizeof *z), *p = calloc((size_t)n, sizeof *p);
@@ -331,10 +335,12 @@ static double ref_infonce(int B, int P, const float *c, const float *t, const fl
         int k = 0;
         vec[k++] = t + (size_t)i * P;
         for (int j = 0; j < B; j++)
-            if (j != i)
+            if (j != i && !(ids && ids[i] && ids[j] == ids[i]))
                 vec[k++] = t + (size_t)j * P;
         for (int m = 0; m < nq; m++)
-            vec[k++] = q + (size_t)m * P;
+            if (!(ids && ids[i] && qids[m] == ids[i]))
+                vec[k++] = q + (size_t)m * P;
+        n = k;
         double zmax = -INFINITY;
         for (k = 0; k < n; k++) {
             double s = 0.0;
@@ -362,6 +368,12 @@ static double ref_infonce(int B, int P, const float *c, const float *t, const fl
     free(p);
     free(vec);
     return L;
+}
+
+static double ref_infonce(int B, int P, const float *c, const float *t, const float *q, int nq,
+                          double tau, double *dc, double *dlogtau)
+{
+    return ref_infonce_ids(B, P, c, t, q, nq, tau, NULL, NULL, dc, dlogtau);
 }
 
 static vqj_loss_params small_params(int P, int Q)
@@ -497,6 +509,122 @@ static void test_infonce_clamped_value(void **state)
     double rdc[B * P], rdlt;
     double L = ref_infonce(B, P, c, t, NULL, 0, 0.2f, rdc, &rdlt);
     assert_float_equal(v, L, 1e-5 * fabs(L));
+}
+
+/* Duplicate negatives (docs/losses.md): a hand-built batch whose rows 0
+ * and 2 share a target grid, and a queue holding copies of rows 0 and 1's
+ * grids. The masked loss equals InfoNCE over the remaining negatives, its
+ * gradient matches finite differences, and the mask can be turned off. */
+typedef struct masked_fd {
+    vqj_tensor *c, *t;
+    const uint64_t *ids;
+} masked_fd;
+
+static double masked_value(void *u)
+{
+    masked_fd *f = u;
+    float v;
+    assert_ok(fx->ctx, vqj_loss_infonce_ids(fx->loss, f->c, f->t, f->ids, NULL, &v));
+    return v;
+}
+
+static void test_infonce_duplicate_negatives(void **state)
+{
+    (void)state;
+    enum { B = 4, P = 6, Q = 8, NQ = 3 };
+    const uint64_t ids[B] = {7, 9, 7, 0}, qids[NQ] = {9, 7, 5};
+    vqj_loss_params p = small_params(P, Q);
+    vqj_loss *l = make_loss(&p);
+    float *c = tunit(B, P, 41), *t = tunit(B, P, 42), *q = tunit(NQ, P, 43);
+    /* The same grid, the same projection. */
+    memcpy(t + 2 * P, t, P * sizeof *t);
+    memcpy(q, t + P, P * sizeof *q);
+    memcpy(q + P, t, P * sizeof *q);
+    masked_fd f = {ttensor(B, P, c), ttensor(B, P, t), ids};
+    assert_ok(fx->ctx, vqj_loss_queue_push_ids(l, ttensor(NQ, P, q), qids));
+    /* The ids ride beside the rows, 16 bits a float. */
+    float pieces[Q * 4];
+    assert_ok(fx->ctx, vqj_weights_read(vqj_loss_weights(l), "loss.queue_ids", pieces, Q * 4));
+    for (int m = 0; m < NQ; m++) {
+        uint64_t id = 0;
+        for (int k = 0; k < 4; k++)
+            id |= (uint64_t)pieces[m * 4 + k] << (16 * k);
+        assert_true(id == qids[m]);
+    }
+    vqj_tensor *dc = ttensor(B, P, NULL);
+    vqj_weights_zero_grad(vqj_loss_weights(l));
+    float v;
+    assert_ok(fx->ctx, vqj_loss_infonce_ids(l, f.c, f.t, ids, dc, &v));
+    /* Row 0: batch row 2 and queue row 1; row 1: queue row 0; row 2: batch
+     * row 0 and queue row 1; row 3 (id 0, unknown): nothing. */
+    assert_int_equal(vqji_loss_masked(l), 5);
+    double rdc[B * P], rdlt;
+    double L = ref_infonce_ids(B, P, c, t, q, NQ, 0.07f, ids, qids, rdc, &rdlt);
+    assert_float_equal(v, L, 1e-5 * fabs(L));
+    float *got = tget(dc), want[B * P];
+    for (int i = 0; i < B * P; i++)
+        want[i] = (float)rdc[i];
+    assert_true(test_rel_err(got, want, B * P, 1e-6) < 1e-5);
+    assert_float_equal(logtau_grad(), rdlt, 1e-5 * fabs(rdlt) + 1e-7);
+    fd_check("infonce dc (masked)", c, B * P, f.c, masked_value, &f, got);
+    /* Unmasked it differs, and equals the plain reference. */
+    double L0 = ref_infonce(B, P, c, t, q, NQ, 0.07f, rdc, &rdlt);
+    assert_true(fabs(L0 - L) > 1e-3);
+    p.mask_duplicate_negatives = 0;
+    l = make_loss(&p);
+    assert_ok(fx->ctx, vqj_loss_queue_push_ids(l, ttensor(NQ, P, q), qids));
+    assert_ok(fx->ctx, vqj_loss_infonce_ids(l, f.c, f.t, ids, NULL, &v));
+    assert_int_equal(vqji_loss_masked(l), 0);
+    assert_float_equal(v, L0, 1e-5 * fabs(L0));
+    /* The public call and pushes without ids mask nothing. */
+    p.mask_duplicate_negatives = 1;
+    l = make_loss(&p);
+    assert_ok(fx->ctx, vqj_loss_queue_push(l, ttensor(NQ, P, q)));
+    assert_ok(fx->ctx, vqj_loss_infonce_ids(l, f.c, f.t, ids, NULL, &v));
+    assert_int_equal(vqji_loss_masked(l), 2); /* the in-batch pair only */
+}
+
+/* objective sigreg: the prediction term is w (1/B) sum_i ||c_i - t_i||^2,
+ * by finite differences too; the temperature gets no gradient; c = t
+ * gives 0. */
+static void test_objective_sigreg(void **state)
+{
+    (void)state;
+    enum { B = 4, P = 6, Q = 8 };
+    vqj_loss_params p = small_params(P, Q);
+    p.objective = VQJ_OBJECTIVE_SIGREG;
+    p.infonce_weight = 0.7f;
+    vqj_loss *l = make_loss(&p);
+    float *c = tunit(B, P, 51), *t = tunit(B, P, 52);
+    infonce_fd f = {ttensor(B, P, c), ttensor(B, P, t)};
+    vqj_tensor *dc = ttensor(B, P, NULL);
+    float zero[B * P] = {0};
+    tput(dc, zero);
+    vqj_weights_zero_grad(vqj_loss_weights(l));
+    float v;
+    assert_ok(fx->ctx, vqj_loss_infonce(l, f.c, f.t, dc, &v));
+    double ref = 0.0;
+    float want[B * P];
+    for (int i = 0; i < B * P; i++) {
+        ref += ((double)c[i] - t[i]) * ((double)c[i] - t[i]);
+        want[i] = (float)(2.0 * 0.7 / B * ((double)c[i] - t[i]));
+    }
+    ref *= 0.7 / B;
+    assert_float_equal(v, ref, 1e-5 * ref);
+    float *got = tget(dc);
+    assert_true(test_rel_err(got, want, B * P, 1e-6) < 1e-5);
+    assert_true(logtau_grad() == 0.0f);
+    fd_check("prediction dc", c, B * P, f.c, infonce_value, &f, got);
+    assert_ok(fx->ctx, vqj_loss_infonce(l, f.t, f.t, NULL, &v));
+    assert_true(v == 0.0f);
+    vqj_loss_reset(l);
+    assert_ok(fx->ctx, vqj_loss_infonce(l, f.c, f.t, NULL, &v));
+    vqj_loss_values r = {.size = sizeof r};
+    assert_ok(fx->ctx, vqj_loss_get_values(l, &r));
+    assert_float_equal(r.infonce, ref, 1e-5 * ref); /* reported in the InfoNCE slot */
+    p.objective = (vqj_objective)2;
+    vqj_loss *bad = NULL;
+    assert_status(fx->ctx, vqj_loss_create(fx->ctx, &p, &bad), VQJ_ERR_INVALID_ARGUMENT);
 }
 
 /* ---- the queue ---- */
@@ -1161,6 +1289,8 @@ int main(void)
         T(test_infonce_reference),
         T(test_infonce_gradients),
         T(test_infonce_clamped_value),
+        T(test_infonce_duplicate_negatives),
+        T(test_objective_sigreg),
         T(test_queue_ring),
         T(test_queue_negatives_after_wrap),
         T(test_sigreg_gradient),

@@ -113,14 +113,21 @@ typedef struct stack {
     vqj_predictor *pred;
     vqj_tensor *z, *q, *qin, *out, *dout, *dq, *dz, *dfeat, *qtmp;
     int N, F;
+    int beside;
     float R[S_B * S_P];
     /* The base point of the last analytic pass. */
     float *z0, *q0;
     int32_t *codes0;
 } stack;
 
-static void stack_init(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activation act,
-                       float dropout)
+/* The predictor's optional parts (vqj_predictor_params). */
+typedef struct stack_opts {
+    int final_activation, slot_embedding, grid_features;
+    int beside; /* VQJ_VQ_BESIDE: the predictor reads z, not q */
+} stack_opts;
+
+static void stack_init_opts(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activation act,
+                            float dropout, stack_opts o)
 {
     memset(s, 0, sizeof *s);
     vqj_context_params cp;
@@ -167,6 +174,11 @@ static void stack_init(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activati
     pp.projection_activation = act;
     pp.aggregator = agg;
     pp.context_window = S_T;
+    pp.final_activation = o.final_activation;
+    pp.slot_embedding = o.slot_embedding;
+    pp.grid_features = o.grid_features;
+    pp.vq_path = o.beside ? VQJ_VQ_BESIDE : VQJ_VQ_STRAIGHT_THROUGH;
+    s->beside = o.beside;
     assert_ok(ctx, vqj_predictor_create(ctx, &pp, &s->pred));
 
     vqj_tensor **ts[] = {&s->z, &s->q, &s->qin, &s->out, &s->dout, &s->dq, &s->dz, &s->dfeat,
@@ -174,6 +186,12 @@ static void stack_init(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activati
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         *ts[i] = new_tensor(ctx);
     test_fill(s->R, S_B * S_P, 99, 1.0f);
+}
+
+static void stack_init(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activation act,
+                       float dropout)
+{
+    stack_init_opts(s, seed, agg, act, dropout, (stack_opts){1, 0, 0, 0});
 }
 
 /* Put the codes near the encoder's outputs (as a trained codebook would be)
@@ -221,11 +239,14 @@ static void stack_analytic(stack *s)
     free(s->codes0);
     s->codes0 = malloc((size_t)s->N * sizeof *s->codes0);
     assert_ok(ctx, vqj_codebook_forward(s->cb, s->z, 1, s->q, s->codes0, NULL));
-    assert_ok(ctx, vqj_predictor_forward_context(s->pred, s->tokens, s->q, s->out));
+    /* Beside (as the trainer does it): the predictor reads z and its
+     * gradient goes to dz; the codebook adds its commitment term only. */
+    assert_ok(ctx, vqj_predictor_forward_context(s->pred, s->tokens, s->beside ? s->z : s->q,
+                                                 s->out));
     set_tensor(ctx, s->dout, S_B, S_P, s->R);
     set_tensor(ctx, s->dq, s->N, S_D, NULL);
-    assert_ok(ctx, vqj_predictor_backward_context(s->pred, s->dout, s->dq));
     set_tensor(ctx, s->dz, s->N, S_D, NULL);
+    assert_ok(ctx, vqj_predictor_backward_context(s->pred, s->dout, s->beside ? s->dz : s->dq));
     assert_ok(ctx, vqj_codebook_backward(s->cb, s->dq, s->dz));
     set_tensor(ctx, s->dfeat, s->N, s->F, NULL);
     assert_ok(ctx, vqj_encoder_backward(s->enc, s->dz, s->dfeat));
@@ -253,7 +274,7 @@ static void stack_eval(stack *s, double *main_loss, double *code_loss)
             fail_msg("token %d changed code (%d -> %d) under the finite-difference step", i,
                      s->codes0[i], codes[i]);
     float *z = read_tensor(ctx, s->z);
-    for (size_t i = 0; i < (size_t)s->N * S_D; i++)
+    for (size_t i = 0; i < (size_t)s->N * S_D && !s->beside; i++)
         z[i] += s->q0[i] - s->z0[i];
     set_tensor(ctx, s->qin, s->N, S_D, z);
     free(z);
@@ -372,10 +393,10 @@ static void fd_check_features(stack *s)
     free(grad);
 }
 
-static void run_stack_gradcheck(vqj_aggregator agg, vqj_activation act)
+static void run_stack_gradcheck_opts(vqj_aggregator agg, vqj_activation act, stack_opts o)
 {
     stack s;
-    stack_init(&s, 42, agg, act, 0.1f);
+    stack_init_opts(&s, 42, agg, act, 0.1f, o);
     stack_place_codes(&s);
     stack_analytic(&s);
     int checked = 0;
@@ -385,10 +406,122 @@ static void run_stack_gradcheck(vqj_aggregator agg, vqj_activation act)
     /* 4 feature-MLP + 12 per block, the embedding, 4 head tensors, and the
      * aggregator's own. */
     int expected = 4 + 12 * S_LAYERS + 1 + 4 + (agg == VQJ_AGG_GRU ? 4 : 0) +
-                   (agg == VQJ_AGG_ATTENTION ? 1 : 0);
+                   (agg == VQJ_AGG_ATTENTION ? 1 : 0) + o.slot_embedding + 2 * o.grid_features;
     assert_int_equal(checked, expected);
     fd_check_features(&s);
     stack_free(&s);
+}
+
+static void run_stack_gradcheck(vqj_aggregator agg, vqj_activation act)
+{
+    run_stack_gradcheck_opts(agg, act, (stack_opts){1, 0, 0, 0});
+}
+
+/* The optional parts, each on its own and all together, through the
+ * aggregators they matter for: the slot embedding (mean and attention
+ * cannot tell the slots apart without it), grid features, and a linear
+ * last head layer. */
+static void test_gradcheck_predictor_options(void **state)
+{
+    (void)state;
+    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_GELU, (stack_opts){1, 1, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_ATTENTION, VQJ_ACT_TANH, (stack_opts){1, 1, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_GELU, (stack_opts){1, 0, 1, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_RELU, (stack_opts){0, 0, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_ATTENTION, VQJ_ACT_GELU, (stack_opts){0, 1, 1, 0});
+}
+
+/* Codes beside the forward path: L = Σ head(c(z)) ⊙ R + commitment(z, e),
+ * no straight-through residual; the codebook's gradient is the code term's
+ * as before. */
+static void test_gradcheck_beside(void **state)
+{
+    (void)state;
+    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_GELU, (stack_opts){1, 0, 0, 1});
+    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_TANH, (stack_opts){1, 1, 1, 1});
+}
+
+/* The two rows of the stack's last output differ (by more than 1e-3 in L1)
+ * or agree (within 1e-5). */
+static void expect_rows_differ(stack *s, int differ)
+{
+    float out[2 * S_P];
+    assert_ok(s->ctx, vqj_tensor_read(s->out, out, 2 * S_P));
+    double diff = 0.0;
+    for (int i = 0; i < S_P; i++)
+        diff += fabs((double)out[i] - out[S_P + i]);
+    if (differ)
+        assert_true(diff > 1e-3);
+    else
+        assert_true(diff < 1e-5);
+}
+
+/* final_activation on (the original): with ReLU every projection lies in
+ * the positive orthant; off: the last layer is linear and some entries are
+ * negative. The slot embedding makes attention pooling depend on the order
+ * of the context grids; without it a permutation of the slots changes
+ * nothing. (Under mean pooling it only adds the constant mean of the slot
+ * vectors: docs/model.md.) Grid features make two grids with the same objects but
+ * different sizes differ. */
+static void test_predictor_options_behaviour(void **state)
+{
+    (void)state;
+    for (int fa = 0; fa <= 1; fa++) {
+        stack s;
+        stack_init_opts(&s, 42, VQJ_AGG_MEAN, VQJ_ACT_RELU, 0.0f, (stack_opts){fa, 0, 0, 0});
+        assert_ok(s.ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z));
+        assert_ok(s.ctx, vqj_predictor_forward_context(s.pred, s.tokens, s.z, s.out));
+        float out[S_B * S_P];
+        assert_ok(s.ctx, vqj_tensor_read(s.out, out, S_B * S_P));
+        int negative = 0;
+        for (int i = 0; i < S_B * S_P; i++)
+            negative += out[i] < 0.0f;
+        if (fa)
+            assert_int_equal(negative, 0);
+        else
+            assert_true(negative > 0);
+        stack_free(&s);
+    }
+    for (int se = 0; se <= 1; se++) {
+        stack s;
+        stack_init_opts(&s, 42, VQJ_AGG_ATTENTION, VQJ_ACT_GELU, 0.0f, (stack_opts){1, se, 0, 0});
+        vqj_context *ctx = s.ctx;
+        /* Example 0's slots in order 0 1 2 and 2 1 0, as two examples. */
+        vqj_grid g[6];
+        const int order[6] = {0, 1, 2, 2, 1, 0};
+        for (int i = 0; i < 6; i++)
+            g[i] = (vqj_grid){s.grids[order[i]].h, s.grids[order[i]].w,
+                              s.grids[order[i]].cells};
+        assert_ok(ctx, vqj_tokenize(ctx, s.tokens, g, 6));
+        assert_ok(ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z));
+        assert_ok(ctx, vqj_predictor_forward_context(s.pred, s.tokens, s.z, s.out));
+        expect_rows_differ(&s, se);
+        stack_free(&s);
+    }
+    for (int gf = 0; gf <= 1; gf++) {
+        stack s;
+        stack_init_opts(&s, 42, VQJ_AGG_MEAN, VQJ_ACT_GELU, 0.0f, (stack_opts){1, 0, gf, 0});
+        vqj_context *ctx = s.ctx;
+        /* The same kept object in two 6 x 6 grids; the second also holds a
+         * one-cell object that max_objects = 1 drops: only the whole-grid
+         * color shares tell the grids apart. */
+        uint8_t a[36] = {0}, b[36] = {0};
+        a[7] = a[8] = a[13] = a[14] = b[7] = b[8] = b[13] = b[14] = 3;
+        b[35] = 5;
+        vqj_grid g[2] = {{6, 6, a}, {6, 6, b}};
+        vqj_tokenizer_params tp;
+        vqj_tokenizer_params_default(&tp);
+        tp.max_objects = 1;
+        vqj_tokens *one;
+        assert_ok(ctx, vqj_tokens_create(ctx, &tp, &one));
+        assert_ok(ctx, vqj_tokenize(ctx, one, g, 2));
+        vqj_tokens_destroy(s.tokens);
+        s.tokens = one;
+        assert_ok(ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z));
+        assert_ok(ctx, vqj_predictor_forward_grids(s.pred, s.tokens, s.z, s.out));
+        expect_rows_differ(&s, gf);
+        stack_free(&s);
+    }
 }
 
 static void test_gradcheck_mean(void **state)
@@ -851,6 +984,10 @@ static void test_predictor_params(void **state)
     assert_int_equal(p.projection_activation, VQJ_ACT_RELU);
     assert_int_equal(p.aggregator, VQJ_AGG_MEAN);
     assert_int_equal(p.context_window, 3);
+    assert_int_equal(p.final_activation, 1);
+    assert_int_equal(p.slot_embedding, 0);
+    assert_int_equal(p.grid_features, 0);
+    assert_int_equal(p.vq_path, VQJ_VQ_STRAIGHT_THROUGH);
     vqj_predictor *pr = NULL;
 #define EXPECT_BAD(field, value, needle)                                                       \
     do {                                                                                       \
@@ -867,7 +1004,19 @@ static void test_predictor_params(void **state)
     EXPECT_BAD(projection_activation, (vqj_activation)9, "projection_activation");
     EXPECT_BAD(aggregator, (vqj_aggregator)-1, "aggregator");
     EXPECT_BAD(context_window, 0, "context_window");
+    EXPECT_BAD(final_activation, 2, "final_activation");
+    EXPECT_BAD(slot_embedding, -1, "slot_embedding");
+    EXPECT_BAD(vq_path, (vqj_vq_path)2, "vq_path");
 #undef EXPECT_BAD
+    /* A caller built before final_activation existed: the defaults of the
+     * newer fields (final activation on). */
+    vqj_predictor_params_default(&p);
+    p.size = offsetof(vqj_predictor_params, final_activation);
+    p.final_activation = 0;
+    assert_ok(ctx, vqj_predictor_create(ctx, &p, &pr));
+    assert_int_equal(vqji_predictor_params(pr)->final_activation, 1);
+    vqj_predictor_destroy(pr);
+    pr = NULL;
 
     /* Tensors per aggregator. */
     const vqj_aggregator aggs[4] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION, VQJ_AGG_GRU};
@@ -1222,6 +1371,9 @@ int main(void)
         cmocka_unit_test(test_encoder_params),
         cmocka_unit_test(test_predictor_params),
         cmocka_unit_test(test_gradcheck_mean),
+        cmocka_unit_test(test_gradcheck_predictor_options),
+        cmocka_unit_test(test_gradcheck_beside),
+        cmocka_unit_test(test_predictor_options_behaviour),
         cmocka_unit_test(test_gradcheck_gru),
         cmocka_unit_test(test_gradcheck_attention),
         cmocka_unit_test(test_gradcheck_grids_path),

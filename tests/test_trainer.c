@@ -17,6 +17,7 @@ typedef struct options {
     int accum;
     int invariance;
     int target;
+    vqj_vq_path vq_path;
 } options;
 
 static void model_create(model *m, options o)
@@ -28,6 +29,7 @@ static void model_create(model *m, options o)
     s.accum = o.accum;
     s.invariance = o.invariance;
     s.target = o.target;
+    s.vq_path = o.vq_path;
     s.examples = 400 * B;
     test_model_create(m, &s);
 }
@@ -334,6 +336,76 @@ static void tokenize_batch(const model *m, int i, vqj_tokens **ct, vqj_tokens **
 /* The codes the diagnostics count: every context and every target token
  * of a step or an evaluation, except on the k-means++ seeding step. */
 static void test_codes_for_usage(void **state)
+/* Codes beside the forward path: the trainer still assigns one code per
+ * context token and reports the commitment, but the projections (and so
+ * the InfoNCE, SIGReg and relational terms) do not depend on the
+ * codebook's contents; with straight-through they do. */
+static void test_vq_beside(void **state)
+{
+    (void)state;
+    for (int bs = 0; bs <= 1; bs++) {
+        model m;
+        model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1,
+                                   .vq_path = bs ? VQJ_VQ_BESIDE : VQJ_VQ_STRAIGHT_THROUGH});
+        vqj_train_metrics r;
+        for (int i = 0; i < 4; i++) {
+            assert_ok(m.ctx, step(&m, i, &r));
+            assert_true(isfinite(r.loss) && r.commitment > 0.0f);
+        }
+        size_t n = 0;
+        const int32_t *codes = vqj_trainer_codes(m.trainer, &n);
+        assert_true(codes && n == (size_t)r.context_tokens);
+        for (size_t i = 0; i < n; i++)
+            assert_true(codes[i] >= 0 && codes[i] < K);
+        batch b = get_batch(&m, 7);
+        vqj_train_metrics e0 = {.size = sizeof e0}, e1 = {.size = sizeof e1};
+        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e0));
+        /* Move every code. */
+        vqj_weights *cw = vqj_codebook_weights(m.codebook);
+        float emb[K * D];
+        assert_ok(m.ctx, vqj_weights_read(cw, "codebook.embedding", emb, K * D));
+        for (int i = 0; i < K * D; i++)
+            emb[i] += 0.5f * (float)((i * 7) % 5 - 2);
+        assert_ok(m.ctx, vqj_weights_write(cw, "codebook.embedding", emb, K * D));
+        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e1));
+        if (bs) {
+            assert_true(e0.infonce == e1.infonce && e0.sigreg == e1.sigreg &&
+                        e0.relational == e1.relational);
+            assert_true(e0.commitment != e1.commitment);
+        } else {
+            assert_true(e0.infonce != e1.infonce);
+        }
+        model_destroy(&m);
+    }
+}
+
+/* objective sigreg trains: the prediction term (in the infonce slot) is an
+ * L2 distance of unit vectors, so in [0, 4]. (Its lack of a temperature
+ * gradient is tests/test_loss.c's.) */
+static void test_objective_sigreg(void **state)
+{
+    (void)state;
+    test_model_spec s = test_model_spec_default();
+    s.hidden = D;
+    s.codes = K;
+    s.projection = P;
+    s.objective = VQJ_OBJECTIVE_SIGREG;
+    model m;
+    test_model_create(&m, &s);
+    vqj_train_metrics r;
+    for (int i = 0; i < 4; i++) {
+        assert_ok(m.ctx, step(&m, i, &r));
+        assert_true(!r.skipped && isfinite(r.loss));
+        assert_true(r.infonce >= 0.0f && r.infonce <= 4.0f);
+        assert_true(r.sigreg > 0.0f);
+    }
+    model_destroy(&m);
+}
+
+/* Object dropout on tokens: p = 0 copies; p = 0.5 keeps a seeded subset
+ * of each grid's rows in order, with their adjacency and the object count
+ * feature updated; the trainer's step sees fewer context tokens. */
+static void test_object_dropout(void **state)
 {
     (void)state;
     model m;
@@ -440,6 +512,72 @@ static void test_ema_update_passes(void **state)
     vqj_tokens_destroy(ct);
     vqj_tokens_destroy(tt);
     model_destroy(&m);
+    batch b = get_batch(&m, 3);
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *in, *out;
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &in));
+    assert_ok(m.ctx, vqj_tokens_create(m.ctx, &tp, &out));
+    assert_ok(m.ctx, vqj_tokenize(m.ctx, in, b.context, B * T));
+    const size_t F = (size_t)vqj_tokens_feature_dim(in), G = vqj_tokens_num_grids(in);
+    assert_ok(m.ctx, vqji_tokens_drop_objects(out, in, 0.0f, 1));
+    assert_int_equal(vqj_tokens_num_objects(out), vqj_tokens_num_objects(in));
+    assert_memory_equal(vqj_tokens_features(out), vqj_tokens_features(in),
+                        vqj_tokens_num_objects(in) * F * sizeof(float));
+    assert_ok(m.ctx, vqji_tokens_drop_objects(out, in, 0.5f, 1));
+    size_t n_in = vqj_tokens_num_objects(in), n_out = vqj_tokens_num_objects(out);
+    assert_true(n_out > 0 && n_out < n_in);
+    assert_int_equal(vqj_tokens_num_grids(out), G);
+    for (size_t g = 0; g < G; g++) {
+        const int32_t *oi = vqj_tokens_offsets(in), *oo = vqj_tokens_offsets(out);
+        int ni = oi[g + 1] - oi[g], no = oo[g + 1] - oo[g];
+        /* Each kept row is an original row, in order: match greedily. */
+        int kept[64], k = 0;
+        for (int i = 0; i < ni && k < no; i++)
+            if (!memcmp(vqj_tokens_features(in) + (size_t)(oi[g] + i) * F,
+                        vqj_tokens_features(out) + (size_t)(oo[g] + k) * F, F * sizeof(float)))
+                kept[k++] = i;
+        assert_int_equal(k, no);
+        const uint8_t *ai = vqj_tokens_adjacency(in, g), *ao = vqj_tokens_adjacency(out, g);
+        for (int r = 0; r < no; r++)
+            for (int c = 0; c < no; c++)
+                assert_int_equal(ao[r * no + c], ai[kept[r] * ni + kept[c]]);
+        assert_float_equal(vqji_tokens_grid_features(out)[g * VQJI_GRID_FEATURES + 12],
+                           (float)no / (float)tp.max_objects, 1e-7f);
+        assert_true(vqj_tokens_grid_ids(out)[g] == vqj_tokens_grid_ids(in)[g]);
+    }
+    vqj_tokens_destroy(in);
+    vqj_tokens_destroy(out);
+    model_destroy(&m);
+
+    /* The trainer: the same batch with and without dropout. */
+    size_t seen[2];
+    for (int d = 0; d < 2; d++) {
+        test_model_spec s = test_model_spec_default();
+        s.hidden = D;
+        s.codes = K;
+        s.projection = P;
+        s.examples = 400 * B;
+        test_model_create(&m, &s);
+        vqj_trainer_destroy(m.trainer);
+        vqj_trainer_params trp;
+        vqj_trainer_params_default(&trp);
+        trp.grad_accum_steps = 1;
+        trp.object_dropout = d ? 0.5f : 0.0f;
+        assert_ok(m.ctx, vqj_trainer_create(m.ctx, &trp, NULL, m.encoder, m.codebook, m.predictor,
+                                            m.loss, m.optimizer, &m.trainer));
+        vqj_train_metrics r;
+        assert_ok(m.ctx, step(&m, 3, &r));
+        assert_true(!r.skipped && isfinite(r.loss));
+        seen[d] = (size_t)r.context_tokens;
+        vqj_trainer *bad = NULL;
+        trp.object_dropout = 1.0f;
+        assert_status(m.ctx, vqj_trainer_create(m.ctx, &trp, NULL, m.encoder, m.codebook,
+                                                m.predictor, m.loss, m.optimizer, &bad),
+                      VQJ_ERR_INVALID_ARGUMENT);
+        model_destroy(&m);
+    }
+    assert_true(seen[1] < seen[0]);
 }
 
 /* Without a target network the online one encodes the targets. */
@@ -522,6 +660,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accumulation),
+        cmocka_unit_test(test_vq_beside),
+        cmocka_unit_test(test_object_dropout),
+        cmocka_unit_test(test_objective_sigreg),
         cmocka_unit_test(test_nonfinite_loss_skipped),
         cmocka_unit_test(test_nonfinite_gradient_skipped),
         cmocka_unit_test(test_determinism),

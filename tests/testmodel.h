@@ -21,6 +21,9 @@ typedef struct test_model_spec {
     int warmup, total_steps, accum;
     int target; /* use_target_encoder */
     int examples, data_seed, max_side;
+    vqj_vq_path vq_path; /* 0: straight-through */
+    vqj_objective objective;
+    int grid_features;
 } test_model_spec;
 
 static inline test_model_spec test_model_spec_default(void)
@@ -89,12 +92,15 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
     pp.hidden_dim = s->hidden;
     pp.projection_dim = s->projection;
     pp.aggregator = s->aggregator;
+    pp.vq_path = s->vq_path;
+    pp.grid_features = s->grid_features;
     assert_ok(ctx, vqj_predictor_create(ctx, &pp, &m->predictor));
     vqj_loss_params lp;
     vqj_loss_params_default(&lp);
     lp.projection_dim = s->projection;
     lp.queue_size = s->queue;
     lp.sigreg_num_slices = s->slices;
+    lp.objective = s->objective;
     if (!s->invariance)
         lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
     assert_ok(ctx, vqj_loss_create(ctx, &lp, &m->loss));

@@ -293,6 +293,8 @@ static json_t *loss_object(const vqj_train_metrics *m, double scale)
     json_object_set_new(o, "relational", real(m->relational * scale));
     json_object_set_new(o, "commitment", real(m->commitment * scale));
     json_object_set_new(o, "sigreg", real(m->sigreg * scale));
+    /* SIGReg's share of the total (issue 18: it can dominate it). */
+    json_object_set_new(o, "sigreg_share", real(m->loss != 0.0f ? m->sigreg / m->loss : NAN));
     json_object_set_new(o, "invariance_color", real(m->invariance_color * scale));
     json_object_set_new(o, "invariance_translation", real(m->invariance_translation * scale));
     json_object_set_new(o, "invariance_symmetry", real(m->invariance_symmetry * scale));

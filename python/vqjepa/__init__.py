@@ -899,6 +899,7 @@ class Dataset(_Handle):
 
 _ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "tanh": 3}
 _AGGREGATORS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}
+_VQ_PATHS = {"straight_through": 0, "beside": 1}
 _OPT_KINDS = {"adam": 0, "adamw": 1}
 _SCHEDULES = {"constant": 0, "cosine": 1, "linear": 2}
 _QUANTIZERS = {"euclidean": 0, "cosine": 1, "fsq": 2}
@@ -987,13 +988,15 @@ class Codebook(_Model):
 class Predictor(_Model):
     """Grid pooling, context aggregation, projection head (hidden_dim,
     projection_dim, projection_layers, projection_activation "relu"|...,
-    aggregator "mean"|"last"|"attention"|"gru", context_window)."""
+    aggregator "mean"|"last"|"attention"|"gru", context_window, final_activation,
+    slot_embedding, grid_features, vq_path "straight_through"|"beside")."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_predictor_weights(p))
 
     def __init__(self, ctx, **params):
         self.params = _make_params(_lib.vqj_predictor_params, params,
-                                   {"projection_activation": _ACTIVATIONS, "aggregator": _AGGREGATORS},
+                                   {"projection_activation": _ACTIVATIONS, "aggregator": _AGGREGATORS,
+                                    "vq_path": _VQ_PATHS},
                                    what="predictor")
         ptr = _create(fn.vqj_predictor_create, ctx._ptr(), ctypes.byref(self.params))
         _child(self, ctx, ptr, fn.vqj_predictor_destroy)
@@ -1013,12 +1016,14 @@ class Predictor(_Model):
 
 class Loss(_Model):
     """Every loss term but the commitment (projection_dim, queue_size,
-    temperature, sigreg_num_slices, color_weight, ... as keywords)."""
+    temperature, sigreg_num_slices, color_weight, ..., mask_duplicate_negatives,
+    objective "infonce"|"sigreg" as keywords)."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_loss_weights(p))
 
     def __init__(self, ctx, **params):
-        self.params = _make_params(_lib.vqj_loss_params, params, what="loss")
+        self.params = _make_params(_lib.vqj_loss_params, params,
+                                   {"objective": {"infonce": 0, "sigreg": 1}}, what="loss")
         ptr = _create(fn.vqj_loss_create, ctx._ptr(), ctypes.byref(self.params))
         _child(self, ctx, ptr, fn.vqj_loss_destroy)
 

@@ -161,7 +161,9 @@ class vqj_predictor_params(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("hidden_dim", ctypes.c_int),
                 ("projection_dim", ctypes.c_int), ("projection_layers", ctypes.c_int),
                 ("projection_activation", ctypes.c_int), ("aggregator", ctypes.c_int),
-                ("context_window", ctypes.c_int)]
+                ("context_window", ctypes.c_int), ("final_activation", ctypes.c_int),
+                ("slot_embedding", ctypes.c_int), ("grid_features", ctypes.c_int),
+                ("vq_path", ctypes.c_int)]
 
 
 class vqj_dataset_params(_Struct):
@@ -193,7 +195,8 @@ class vqj_loss_params(_Struct):
                 ("sigreg_weight", ctypes.c_float), ("sigreg_num_slices", ctypes.c_int),
                 ("sigreg_num_points", ctypes.c_int), ("color_weight", ctypes.c_float),
                 ("translation_weight", ctypes.c_float), ("symmetry_weight", ctypes.c_float),
-                ("infonce_weight", ctypes.c_float)]
+                ("infonce_weight", ctypes.c_float),
+                ("mask_duplicate_negatives", ctypes.c_int), ("objective", ctypes.c_int)]
 
 
 class vqj_loss_values(_Struct):
@@ -208,7 +211,8 @@ class vqj_trainer_params(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("grad_accum_steps", ctypes.c_int),
                 ("target_ema_decay", ctypes.c_float), ("use_target_encoder", ctypes.c_int),
                 ("translation_max_delta", ctypes.c_float), ("symmetry_modes", ctypes.c_int),
-                ("background", ctypes.c_uint16), ("ema_update_passes", ctypes.c_int)]
+                ("background", ctypes.c_uint16), ("ema_update_passes", ctypes.c_int),
+                ("object_dropout", ctypes.c_float)]
 
 
 class vqj_train_metrics(_Struct):
@@ -327,6 +331,7 @@ _PROTOTYPES = {
     "vqj_tokens_num_objects": (SZ, [P]),
     "vqj_tokens_feature_dim": (I, [P]),
     "vqj_tokens_offsets": (c_int32_p, [P]),
+    "vqj_tokens_grid_ids": (ctypes.POINTER(ctypes.c_uint64), [P]),
     "vqj_tokens_features": (c_float_p, [P]),
     "vqj_tokens_adjacency": (c_uint8_p, [P, SZ]),
     "vqj_tokens_padded": (S, [P, P, SZ, P, P, P]),
@@ -395,6 +400,8 @@ _PROTOTYPES = {
     "vqj_loss_queue_fill": (S, [P, ctypes.POINTER(I)]),
     "vqj_loss_infonce": (S, [P, P, P, P, ctypes.POINTER(F)]),
     "vqj_loss_queue_push": (S, [P, P]),
+    "vqj_loss_infonce_ids": (S, [P, P, P, P, P, ctypes.POINTER(F)]),
+    "vqj_loss_queue_push_ids": (S, [P, P, P]),
     "vqj_loss_sigreg": (S, [P, P, U64, P, ctypes.POINTER(F)]),
     "vqj_loss_relational": (S, [P, P, P, P, P, P, P, ctypes.POINTER(F)]),
     "vqj_loss_invariance": (S, [P, I, P, P, P, ctypes.POINTER(F)]),

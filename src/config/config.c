@@ -56,7 +56,7 @@ struct vqj_config {
     /* Keys without a params field of their own. */
     int relational;                                    /* 0: the encoder gets 0 layers */
     int model_projection_dim, model_projection_layers; /* model.* duplicates of loss.* */
-    int activation, objective;                         /* single-valued enums */
+    int activation;                                    /* a single-valued enum */
     float norm_type;                                   /* always 2 */
 
     int lines[MAX_KEYS]; /* 1-based line that set key i; 0: the default */
@@ -125,15 +125,20 @@ static const int ema_passes_values[] = {VQJ_EMA_PASSES_MAIN, VQJ_EMA_PASSES_ALL_
 static const char *const quant_names[] = {"euclidean", "cosine", "fsq", NULL};
 static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE,
                                    VQJ_QUANTIZER_FSQ};
+static const char *const vq_path_names[] = {"straight_through", "beside", NULL};
+static const int vq_path_values[] = {VQJ_VQ_STRAIGHT_THROUGH, VQJ_VQ_BESIDE};
+_Static_assert(sizeof(vqj_vq_path) == sizeof(int), "enum size");
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
 static const int mode_values[] = {VQJ_EARLY_STOPPING_MIN, VQJ_EARLY_STOPPING_MAX};
 static const char *const conn_names[] = {"4", "8", NULL};
 static const int conn_values[] = {4, 8};
-/* The encoder's activation is GELU (DESIGN.md 3.1-3.2); the only objective InfoNCE. */
+/* The encoder's activation is GELU (DESIGN.md 3.1-3.2). */
 static const char *const gelu_names[] = {"gelu", NULL};
-static const char *const infonce_names[] = {"infonce", NULL};
+static const char *const objective_names[] = {"infonce", "sigreg", NULL};
+static const int objective_values[] = {VQJ_OBJECTIVE_INFONCE, VQJ_OBJECTIVE_SIGREG};
+_Static_assert(sizeof(vqj_objective) == sizeof(int), "enum size");
 static const int zero_values[] = {0};
 
 /* Ranges: the modules' documented ranges (include/vqjepa.h), intersected
@@ -185,11 +190,18 @@ static const key_def keys[] = {
      .ihi = 65536, EXT},
     {.path = "object_encoder.fsq_levels", .kind = K_LEVELS, .offset = OFF(cb.fsq_levels),
      .ilo = 2, .ihi = 256, EXT},
+    {.path = "object_encoder.vq_path", .kind = K_ENUM, .offset = OFF(pred.vq_path),
+     .names = vq_path_names, .values = vq_path_values, EXT},
+    {.path = "object_encoder.grid_features", .kind = K_BOOL, .offset = OFF(pred.grid_features),
+     EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
     {.path = "model.aggregator", .kind = K_ENUM, .offset = OFF(pred.aggregator),
      .names = agg_names, .values = agg_values, EXT},
+    {.path = "model.slot_embedding", .kind = K_BOOL, .offset = OFF(pred.slot_embedding), EXT},
+    {.path = "model.final_activation", .kind = K_BOOL, .offset = OFF(pred.final_activation),
+     EXT},
 
     KENUM("optimizer.name", opt.kind, opt_names, opt_values),
     KFLT("optimizer.lr", opt.lr, 0, 0, HI_INF),
@@ -221,8 +233,10 @@ static const key_def keys[] = {
     KBOOL("augmentations.palette_permutation", aug.palette_permutation),
     KFLT("augmentations.gaussian_noise_std", aug.gaussian_noise_std, 0, 0, HI_INF),
     KINT("augmentations.min_grid_size_for_crop", aug.min_grid_size_for_crop, 0, INT_MAX),
+    {.path = "augmentations.object_dropout", .kind = K_FLOAT, .offset = OFF(tr.object_dropout),
+     .flo = 0, .fhi = 1, .flags = HI_OPEN, EXT},
 
-    KENUM("loss.objective", objective, infonce_names, zero_values),
+    KENUM("loss.objective", loss.objective, objective_names, objective_values),
     /* temperature is also checked against [temperature_min, temperature_max] */
     KFLT("loss.temperature", loss.temperature, 0, 0, LO_OPEN | HI_INF),
     KFLT("loss.temperature_min", loss.temperature_min, 0, 0, LO_OPEN | HI_INF),
@@ -236,6 +250,8 @@ static const key_def keys[] = {
     KFLT("loss.target_ema_decay", tr.target_ema_decay, 0, 1, 0),
     {.path = "loss.infonce_weight", .kind = K_FLOAT, .offset = OFF(loss.infonce_weight),
      .flags = HI_INF, EXT},
+    {.path = "loss.mask_duplicate_negatives", .kind = K_BOOL,
+     .offset = OFF(loss.mask_duplicate_negatives), EXT},
 
     KFLT("sigreg.weight", loss.sigreg_weight, 0, 0, HI_INF),
     KINT("sigreg.num_slices", loss.sigreg_num_slices, 1, 65536),

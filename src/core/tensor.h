@@ -25,6 +25,7 @@ typedef struct vqji_weight {
     size_t count;
     size_t offset; /* floats from the start of data */
     int trainable;
+    int optional; /* a checkpoint without it still loads; it keeps its value */
 } vqji_weight;
 
 struct vqj_weights {

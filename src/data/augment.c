@@ -5,6 +5,7 @@
  * after normalization unless objects move relative to the frame. */
 #include "data/data.h"
 #include "core/params.h"
+#include "model/tokens.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 /* RNG streams: the palette view, and per example the shared draws (0) and
  * grid g's own draws (g + 1). */
 #define VIEW_PALETTE_STREAM 0x50414c45ull
+/* The object dropout's draws. */
+#define OBJECT_DROPOUT_STREAM 0x4f424a44524f50ull /* "OBJDROP" */
 
 void vqj_augment_params_default(vqj_augment_params *params)
 {
@@ -240,6 +243,58 @@ vqj_status vqj_view_flip(vqj_context *ctx, const vqj_grid *in, int horizontal,
     const vqji_prim flip = {horizontal ? VQJI_PRIM_MIRROR_H : VQJI_PRIM_MIRROR_V, 0, 0};
     int h, w;
     vqji_prim_apply(&flip, in->height, in->width, in->cells, &h, &w, out_cells, NULL);
+    return VQJ_OK;
+}
+
+vqj_status vqji_tokens_drop_objects(vqj_tokens *dst, const vqj_tokens *src, float p,
+                                    uint64_t seed)
+{
+    const size_t G = src->num_grids, F = (size_t)src->feature_dim;
+    vqji_token_buffers *b = &dst->out;
+    int32_t most = 0; /* the largest grid: the kept indices' scratch */
+    for (size_t g = 0; g < G; g++)
+        if (src->out.offsets[g + 1] - src->out.offsets[g] > most)
+            most = src->out.offsets[g + 1] - src->out.offsets[g];
+    vqj_status st = vqji_tokens_reserve_like(dst, src, "object dropout");
+    if (!st)
+        st = vqji_reserve(dst->ctx, (void **)&dst->parent, &dst->parent_cap,
+                          (most ? (size_t)most : 1) * sizeof *dst->parent, "object dropout");
+    if (st)
+        return st;
+    b->offsets[0] = 0;
+    b->adjacency_offsets[0] = 0;
+    vqji_rng rng;
+    vqji_rng_seed(&rng, seed, OBJECT_DROPOUT_STREAM);
+    int32_t *keep = dst->parent;
+    size_t total = 0;
+    int64_t adj_total = 0;
+    for (size_t g = 0; g < G; g++) {
+        const int32_t first = src->out.offsets[g], n = src->out.offsets[g + 1] - first;
+        int32_t k = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (vqji_rng_uniform(&rng) >= p)
+                keep[k++] = i;
+        const uint8_t *in_adj = src->out.adjacency + src->out.adjacency_offsets[g];
+        uint8_t *out_adj = b->adjacency + adj_total;
+        for (int32_t r = 0; r < k; r++) {
+            memcpy(b->features + (total + (size_t)r) * F,
+                   src->out.features + ((size_t)first + (size_t)keep[r]) * F, F * sizeof(float));
+            for (int32_t c = 0; c < k; c++)
+                out_adj[(size_t)r * (size_t)k + (size_t)c] =
+                    in_adj[(size_t)keep[r] * (size_t)n + (size_t)keep[c]];
+        }
+        float *gf = b->grid_features + g * VQJI_GRID_FEATURES;
+        memcpy(gf, src->out.grid_features + g * VQJI_GRID_FEATURES,
+               VQJI_GRID_FEATURES * sizeof(float));
+        gf[VQJI_GRID_FEATURES - 1] = (float)((double)k / (double)src->params.max_objects);
+        b->grid_ids[g] = src->out.grid_ids[g];
+        total += (size_t)k;
+        adj_total += (int64_t)k * k;
+        b->offsets[g + 1] = (int32_t)total;
+        b->adjacency_offsets[g + 1] = adj_total;
+    }
+    dst->num_grids = G;
+    dst->num_objects = total;
     return VQJ_OK;
 }
 

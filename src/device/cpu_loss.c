@@ -39,6 +39,13 @@ static void cpu_infonce_xent(vqji_device *dev, int rows, int cols, int ld, float
     }
 }
 
+static void cpu_fill_at(vqji_device *dev, size_t n, const int64_t *index, float value, float *x)
+{
+    (void)dev;
+    for (size_t i = 0; i < n; i++)
+        x[index[i]] = value;
+}
+
 /* ---- SIGReg: Epps-Pulley statistic per slice ----
  * cos(k θ) and sin(k θ) for k = 0..points-1 come from the rotation
  * e^{i(k+1)θ} = e^{ikθ} e^{iθ} in double: one cos/sin pair per sample
@@ -193,6 +200,7 @@ static void cpu_relational_consistency(vqji_device *dev, int batch, int t, int m
 void vqji_cpu_register_loss(vqji_device_ops *ops)
 {
     ops->infonce_xent = cpu_infonce_xent;
+    ops->fill_at = cpu_fill_at;
     ops->sigreg_epps_pulley = cpu_sigreg_epps_pulley;
     ops->relational_distances_forward = cpu_relational_distances_forward;
     ops->relational_distances_backward = cpu_relational_distances_backward;

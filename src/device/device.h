@@ -208,6 +208,9 @@ struct vqji_device_ops {
      * s_ij) / tau; s is overwritten with scale * (p_ij - [j = i]) / tau. */
     void (*infonce_xent)(vqji_device *dev, int rows, int cols, int ld, float inv_tau,
                          float scale, float *s, float *loss, float *dlogtau);
+    /* x[index[i]] = value for i < n (index: device memory, distinct
+     * entries): InfoNCE's masked negatives. */
+    void (*fill_at)(vqji_device *dev, size_t n, const int64_t *index, float value, float *x);
     /* Epps-Pulley statistic per slice of x [slices x n] (a slice is a row):
      * t_k = k * dt (k < points <= VQJI_SIGREG_MAX_POINTS), weights w [points];
      * stat[s] = n Σ_k w_k ((mean_b cos(t_k x_sb) - exp(-t_k²/2))² +

@@ -10,11 +10,12 @@
 #include "model/tokens.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* sizeof of the first published structs (this release). */
-#define LOSS_PARAMS_V1_SIZE sizeof(vqj_loss_params)
+/* sizeof of the first published structs. */
+#define LOSS_PARAMS_V1_SIZE offsetof(vqj_loss_params, mask_duplicate_negatives)
 #define LOSS_VALUES_V1_SIZE sizeof(vqj_loss_values)
 
 /* SIGReg's quadrature interval [0, 3] (DESIGN.md §4). */
@@ -25,6 +26,7 @@ struct vqj_loss {
     vqj_loss_params p;
     vqj_weights w;
     size_t i_logtau, i_queue, i_fill, i_head; /* tensor indices (queue: when queue_size > 0) */
+    size_t i_qids;     /* "loss.queue_ids" [Q x 4]: each row's grid id, 16 bits a float */
     vqj_loss_values acc;                      /* the running report (total unused) */
 
     float *sig_w;      /* device [num_points]: quadrature weights w_k */
@@ -36,6 +38,15 @@ struct vqj_loss {
     size_t ws_cap;     /* bytes */
     void *idx;         /* device copies of token offsets / adjacency */
     size_t idx_cap;
+
+    /* Duplicate-negative masking: host scratch and the masked entries. */
+    float *qid_pieces;   /* host [fill x 4] */
+    uint64_t *qid_host;  /* host [fill] */
+    int64_t *mask_host;  /* host, entries of s to mask */
+    size_t qid_pieces_cap, qid_host_cap, mask_host_cap; /* bytes */
+    int64_t *mask_dev;   /* device copy of mask_host */
+    size_t mask_dev_cap; /* bytes */
+    int64_t masked;      /* entries masked by the last InfoNCE call */
 };
 
 /* ---- helpers ---- */
@@ -167,6 +178,7 @@ void vqj_loss_params_default(vqj_loss_params *params)
         .translation_weight = 0.05f,
         .symmetry_weight = 0.05f,
         .infonce_weight = 1.0f,
+        .mask_duplicate_negatives = 1,
     };
 }
 
@@ -201,7 +213,10 @@ static vqj_status validate(const vqj_context *ctx, const vqj_loss_params *p)
         (st = check_weight(ctx, "sigreg_weight", p->sigreg_weight)) ||
         (st = check_weight(ctx, "color_weight", p->color_weight)) ||
         (st = check_weight(ctx, "translation_weight", p->translation_weight)) ||
-        (st = check_weight(ctx, "symmetry_weight", p->symmetry_weight)))
+        (st = check_weight(ctx, "symmetry_weight", p->symmetry_weight)) ||
+        (st = check_int(ctx, "mask_duplicate_negatives", p->mask_duplicate_negatives, 0, 1)) ||
+        (st = check_int(ctx, "objective", (int)p->objective, VQJ_OBJECTIVE_INFONCE,
+                        VQJ_OBJECTIVE_SIGREG)))
         return st;
     if (!(isfinite(p->temperature_min) && p->temperature_min > 0.0f))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
@@ -237,6 +252,10 @@ void vqj_loss_destroy(vqj_loss *l)
     dev->ops->free(dev, l->dir);
     dev->ops->free(dev, l->ws);
     dev->ops->free(dev, l->idx);
+    dev->ops->free(dev, l->mask_dev);
+    free(l->qid_pieces);
+    free(l->qid_host);
+    free(l->mask_host);
     free(l->dir_host);
     vqji_weights_release(&l->w);
     free(l);
@@ -271,6 +290,12 @@ vqj_status vqj_loss_create(vqj_context *ctx, const vqj_loss_params *params, vqj_
             st = vqji_weights_add(&l->w, "loss.queue_fill", 1, 1, 0, &l->i_fill);
         if (!st)
             st = vqji_weights_add(&l->w, "loss.queue_head", 1, 1, 0, &l->i_head);
+        /* Zeros: "unknown", never masked; so a checkpoint written before
+         * the ids existed loads with no masking of its old rows. */
+        if (!st)
+            st = vqji_weights_add(&l->w, "loss.queue_ids", p.queue_size, 4, 0, &l->i_qids);
+        if (!st)
+            l->w.items[l->i_qids].optional = 1;
     }
     if (!st)
         st = vqji_weights_finalize(&l->w);
@@ -378,8 +403,107 @@ vqj_status vqj_loss_queue_fill(const vqj_loss *l, int *fill)
  * (the order of the negatives does not change a cross-entropy). The kernel
  * turns S into dL/dS in place; dc = dS_t t + dS_q Q. */
 
+/* A masked similarity: far enough below any cosine that exp(s / tau) is 0
+ * in double, so the entry drops out of the softmax and gets no gradient;
+ * finite, so 0 * s stays 0 in the kernel's sums. */
+#define MASKED_SIMILARITY -1.0e4f
+
+/* The queue's grid ids, rows 0..fill-1, into l->qid_host. */
+static vqj_status read_queue_ids(vqj_loss *l, int fill)
+{
+    size_t n = (size_t)fill;
+    vqj_status st = vqji_reserve(l->ctx, (void **)&l->qid_pieces, &l->qid_pieces_cap,
+                                 (n ? n : 1) * 4 * sizeof(float), "queue ids");
+    if (!st)
+        st = vqji_reserve(l->ctx, (void **)&l->qid_host, &l->qid_host_cap,
+                          (n ? n : 1) * sizeof(uint64_t), "queue ids");
+    if (!st && n)
+        st = devof(l)->ops->download(devof(l), l->qid_pieces, vqji_weights_data(&l->w, l->i_qids),
+                                     n * 4 * sizeof(float));
+    for (size_t m = 0; !st && m < n; m++) {
+        uint64_t id = 0;
+        for (int k = 0; k < 4; k++)
+            id |= (uint64_t)l->qid_pieces[m * 4 + (size_t)k] << (16 * k);
+        l->qid_host[m] = id;
+    }
+    return st;
+}
+
+/* Set s_ij to MASKED_SIMILARITY for every negative j of row i whose grid id
+ * equals ids[i] (0: unknown, never masked): batch columns j != i, then the
+ * queue's rows at columns B + m. */
+static vqj_status mask_duplicates(vqj_loss *l, int B, int fill, const uint64_t *ids, float *s,
+                                  int cols)
+{
+    vqj_status st = read_queue_ids(l, fill);
+    size_t n = 0, cap = 0;
+    for (int i = 0; !st && i < B; i++) {
+        if (!ids[i])
+            continue;
+        for (int j = 0; j < cols; j++) {
+            uint64_t other = j < B ? (j == i ? 0 : ids[j]) : l->qid_host[j - B];
+            if (other != ids[i])
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 256;
+                st = vqji_reserve(l->ctx, (void **)&l->mask_host, &l->mask_host_cap,
+                                  cap * sizeof(int64_t), "masked negatives");
+                if (st)
+                    break;
+            }
+            l->mask_host[n++] = (int64_t)i * cols + j;
+        }
+    }
+    l->masked = (int64_t)n;
+    if (st || n == 0)
+        return st;
+    vqji_device *dev = devof(l);
+    if ((st = vqji_device_reserve(dev, (void **)&l->mask_dev, &l->mask_dev_cap,
+                                  n * sizeof(int64_t))) ||
+        (st = dev->ops->upload(dev, l->mask_dev, l->mask_host, n * sizeof(int64_t))))
+        return st;
+    dev->ops->fill_at(dev, n, l->mask_dev, MASKED_SIMILARITY, s);
+    return VQJ_OK;
+}
+
 vqj_status vqj_loss_infonce(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *t,
                             vqj_tensor *dc, float *value)
+{
+    return vqj_loss_infonce_ids(l, c, t, NULL, dc, value);
+}
+
+/* objective sigreg: L = w (1/B) sum_i ||c_i - t_i||^2, dc += 2 w / B (c - t).
+ * The temperature, the queue and the ids play no part. */
+static vqj_status prediction_l2(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *t,
+                                vqj_tensor *dc, float *value)
+{
+    static const char fn[] = "vqj_loss_infonce";
+    int B = c->rows, P = l->p.projection_dim;
+    size_t n = (size_t)B * P, off = 0;
+    float w = l->p.infonce_weight;
+    vqj_status st;
+    if ((st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap, span(n))))
+        return st;
+    vqji_device *dev = devof(l);
+    float *diff = carve(l, &off, n);
+    dev->ops->copy(dev, diff, c->data, n * sizeof(float));
+    dev->ops->axpy(dev, n, -1.0f, t->data, diff);
+    float v = w * dev->ops->dot(dev, n, diff, diff) / (float)B;
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    if (!isfinite(v))
+        return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the loss is not finite", fn);
+    if (dc)
+        dev->ops->axpy(dev, n, 2.0f * w / (float)B, diff, dc->data);
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    l->acc.infonce += v;
+    set_value(value, v);
+    return VQJ_OK;
+}
+
+vqj_status vqj_loss_infonce_ids(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *t,
+                                 const uint64_t *ids, vqj_tensor *dc, float *value)
 {
     static const char fn[] = "vqj_loss_infonce";
     if (!l)
@@ -401,6 +525,9 @@ vqj_status vqj_loss_infonce(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *
     if ((st = check_finite(l, c->data, (size_t)B * P, fn, "c")) ||
         (st = check_finite(l, t->data, (size_t)B * P, fn, "t")))
         return st;
+    l->masked = 0;
+    if (l->p.objective == VQJ_OBJECTIVE_SIGREG)
+        return prediction_l2(l, c, t, dc, value);
     float tau, raw;
     int fill, head;
     if ((st = read_temperature(l, fn, &tau, &raw)) || (st = read_queue(l, fn, &fill, &head)))
@@ -421,6 +548,9 @@ vqj_status vqj_loss_infonce(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *
     op->gemm(dev, false, true, B, B, P, 1.0f, c->data, P, t->data, P, 0.0f, s, cols);
     if (fill)
         op->gemm(dev, false, true, B, fill, P, 1.0f, c->data, P, q, P, 0.0f, s + B, cols);
+    l->masked = 0;
+    if (ids && l->p.mask_duplicate_negatives && (st = mask_duplicates(l, B, fill, ids, s, cols)))
+        return st;
     float scale = w / (float)B;
     op->infonce_xent(dev, B, cols, cols, 1.0f / tau, scale, s, row_loss, row_dlt);
     float v = w * op->sum(dev, (size_t)B, row_loss) / (float)B;
@@ -455,6 +585,36 @@ vqj_status vqj_loss_infonce(vqj_loss *l, const vqj_tensor *c, const vqj_tensor *
 
 vqj_status vqj_loss_queue_push(vqj_loss *l, const vqj_tensor *t)
 {
+    return vqj_loss_queue_push_ids(l, t, NULL);
+}
+
+/* The grid ids of rows first .. first+m-1 (0 without ids) into the queue's
+ * id rows pos .. (wrapping at Q), 16 bits a float. */
+static vqj_status write_queue_ids(vqj_loss *l, const uint64_t *ids, int first, int m, int pos)
+{
+    size_t n = (size_t)m;
+    vqj_status st = vqji_reserve(l->ctx, (void **)&l->qid_pieces, &l->qid_pieces_cap,
+                                 n * 4 * sizeof(float), "queue ids");
+    if (st)
+        return st;
+    for (size_t r = 0; r < n; r++) {
+        uint64_t id = ids ? ids[(size_t)first + r] : 0;
+        for (int k = 0; k < 4; k++)
+            l->qid_pieces[r * 4 + (size_t)k] = (float)((id >> (16 * k)) & 0xFFFFu);
+    }
+    vqji_device *dev = devof(l);
+    float *qids = vqji_weights_data(&l->w, l->i_qids);
+    int Q = l->p.queue_size, run1 = m < Q - pos ? m : Q - pos;
+    st = dev->ops->upload(dev, qids + (size_t)pos * 4, l->qid_pieces,
+                          (size_t)run1 * 4 * sizeof(float));
+    if (!st && m > run1)
+        st = dev->ops->upload(dev, qids, l->qid_pieces + (size_t)run1 * 4,
+                              (size_t)(m - run1) * 4 * sizeof(float));
+    return st;
+}
+
+vqj_status vqj_loss_queue_push_ids(vqj_loss *l, const vqj_tensor *t, const uint64_t *ids)
+{
     static const char fn[] = "vqj_loss_queue_push";
     if (!l)
         return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: loss is NULL", fn);
@@ -486,6 +646,8 @@ vqj_status vqj_loss_queue_push(vqj_loss *l, const vqj_tensor *t)
     if (m > run1)
         dev->ops->copy(dev, queue, t->data + (size_t)(first + run1) * P,
                        (size_t)(m - run1) * row);
+    if ((st = write_queue_ids(l, ids, first, m, pos)))
+        return st;
     int new_head = (int)(((int64_t)head + n) % Q);
     int new_fill = (int64_t)fill + n < Q ? fill + n : Q;
     if ((st = write_scalar(l, vqji_weights_data(&l->w, l->i_fill), (float)new_fill)) ||
@@ -806,3 +968,5 @@ vqj_status vqj_loss_invariance(vqj_loss *l, vqj_invariance_kind kind, const vqj_
 }
 
 const vqj_loss_params *vqji_loss_params(const vqj_loss *loss) { return &loss->p; }
+
+int64_t vqji_loss_masked(const vqj_loss *loss) { return loss->masked; }

@@ -35,6 +35,9 @@ vqj_status vqji_loss_relational_packed(vqj_loss *loss, int batch, int t, int d,
                                        const int64_t *tgt_adj_offsets, size_t n_tgt,
                                        const float *h_tgt, float *dh_tgt, float *value);
 
+/* The negatives masked by the last InfoNCE call (tests). */
+int64_t vqji_loss_masked(const vqj_loss *loss);
+
 /* The loss's parameters as created (a full, current-size copy). */
 const vqj_loss_params *vqji_loss_params(const vqj_loss *loss);
 

@@ -286,6 +286,12 @@ static vqj_status online(const vqj_model *m, model_ws *ws, int codes)
     return st;
 }
 
+/* What the predictor reads: q, or z with codes beside the forward path. */
+static const vqj_tensor *token_vectors(const vqj_model *m, const model_ws *ws)
+{
+    return vqji_predictor_params(m->pred)->vq_path == VQJ_VQ_BESIDE ? ws->z : ws->q;
+}
+
 /* The rows of ws->y into ws->emb. */
 static vqj_status download(const vqj_model *m, model_ws *ws)
 {
@@ -313,9 +319,10 @@ static vqj_status encode(const vqj_model *m, model_ws *ws, const vqj_grid *grids
             if (st)
                 return st;
         }
-        st = m->tpred ? vqji_predictor_forward_grids_ws(m->tpred, ws->tpred, ws->tokens, ws->q,
+        const vqj_tensor *tv = token_vectors(m, ws);
+        st = m->tpred ? vqji_predictor_forward_grids_ws(m->tpred, ws->tpred, ws->tokens, tv,
                                                         ws->y)
-                      : vqji_predictor_forward_grids_ws(m->pred, ws->pred, ws->tokens, ws->q,
+                      : vqji_predictor_forward_grids_ws(m->pred, ws->pred, ws->tokens, tv,
                                                         ws->y);
         if (!st)
             st = download(m, ws);
@@ -348,7 +355,8 @@ static vqj_status predict(const vqj_model *m, model_ws *ws, const vqj_grid *cont
     if (!st)
         st = online(m, ws, 0);
     if (!st)
-        st = vqji_predictor_forward_context_ws(m->pred, ws->pred, ws->tokens, ws->q, ws->y);
+        st = vqji_predictor_forward_context_ws(m->pred, ws->pred, ws->tokens,
+                                               token_vectors(m, ws), ws->y);
     if (!st)
         st = download(m, ws);
     if (st)

@@ -14,6 +14,7 @@
 #include "model/workspace.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@
 #define MAX_HEAD_LAYERS 16
 #define MAX_WINDOW 1024
 #define L2_EPS 1e-12f
+/* sizeof of the first published vqj_predictor_params: a caller built before
+ * final_activation existed gets the defaults of the fields after it. */
+#define PREDICTOR_PARAMS_V1_SIZE offsetof(vqj_predictor_params, final_activation)
 
 enum { PATH_NONE, PATH_CONTEXT, PATH_GRIDS };
 
@@ -48,6 +52,7 @@ struct vqji_predictor_ws {
     float *gi, *gh; /* GRU step pre-activations [B x 3D] */
     float *pre[MAX_HEAD_LAYERS], *act[MAX_HEAD_LAYERS]; /* [rows x P] */
     float *y, *norm; /* normalized output [rows x P] and norms [rows] */
+    float *gf;       /* grid features [G x VQJI_GRID_FEATURES] (grid_features only) */
     /* Backward scratch (NULL without with_backward). */
     float *dr, *dc, *da, *db; /* [G x D], [B x D], 2 x [rows x max(D, P)] */
     float *dh, *dh2;          /* GRU [B x D] */
@@ -59,6 +64,7 @@ struct vqj_predictor {
     vqj_weights w;
     size_t head_w[MAX_HEAD_LAYERS], head_b[MAX_HEAD_LAYERS];
     size_t query, wih, whh, bih, bhh;
+    size_t slot, gf_w, gf_b; /* slot_embedding, grid_features */
 
     /* The workspace of the public forward and backward calls. */
     vqji_predictor_ws ws;
@@ -76,6 +82,7 @@ void vqj_predictor_params_default(vqj_predictor_params *params)
     params->projection_activation = VQJ_ACT_RELU;
     params->aggregator = VQJ_AGG_MEAN;
     params->context_window = 3;
+    params->final_activation = 1;
 }
 
 static vqj_status check_params(const vqj_context *ctx, const vqj_predictor_params *p)
@@ -103,6 +110,15 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_predictor_param
                          "%s: aggregator %d is not a vqj_aggregator (MEAN 0, LAST 1, ATTENTION 2, "
                          "GRU 3)",
                          fn, (int)p->aggregator);
+    if ((p->final_activation | p->slot_embedding | p->grid_features) & ~1)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: final_activation (%d), slot_embedding (%d) and grid_features (%d) "
+                         "must be 0 or 1",
+                         fn, p->final_activation, p->slot_embedding, p->grid_features);
+    if ((int)p->vq_path < VQJ_VQ_STRAIGHT_THROUGH || (int)p->vq_path > VQJ_VQ_BESIDE)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: vq_path %d is not a vqj_vq_path (STRAIGHT_THROUGH 0, BESIDE 1)", fn,
+                         (int)p->vq_path);
     if (p->context_window < 1 || p->context_window > MAX_WINDOW)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: context_window is %d; it must be in 1..%d", fn, p->context_window,
@@ -134,6 +150,13 @@ static vqj_status build_weights(vqj_predictor *pr)
         if (!st)
             st = vqji_weights_add(w, "aggregator.gru.bias_hh", 3 * D, 1, 1, &pr->bhh);
     }
+    if (!st && pr->p.slot_embedding)
+        st = vqji_weights_add(w, "aggregator.slot_embedding", pr->p.context_window, D, 1,
+                              &pr->slot);
+    if (!st && pr->p.grid_features)
+        st = vqji_weights_add(w, "grid_features.weight", D, VQJI_GRID_FEATURES, 1, &pr->gf_w);
+    if (!st && pr->p.grid_features)
+        st = vqji_weights_add(w, "grid_features.bias", D, 1, 1, &pr->gf_b);
     if (!st)
         st = vqji_weights_finalize(w);
     for (int i = 0; !st && i < pr->p.projection_layers; i++) {
@@ -144,6 +167,15 @@ static vqj_status build_weights(vqj_predictor *pr)
     }
     if (!st && pr->p.aggregator == VQJ_AGG_ATTENTION)
         st = vqji_model_init_normal(w, pr->query, 1.0f / sqrtf((float)D));
+    if (!st && pr->p.slot_embedding)
+        st = vqji_model_init_normal(w, pr->slot, 1.0f / sqrtf((float)D));
+    if (!st && pr->p.grid_features) {
+        /* PyTorch's Linear default, as every linear layer here. */
+        float bound = 1.0f / sqrtf((float)VQJI_GRID_FEATURES);
+        st = vqji_model_init_uniform(w, pr->gf_w, bound);
+        if (!st)
+            st = vqji_model_init_uniform(w, pr->gf_b, bound);
+    }
     if (!st && pr->p.aggregator == VQJ_AGG_GRU) {
         float bound = 1.0f / sqrtf((float)D);
         size_t idx[4] = {pr->wih, pr->whh, pr->bih, pr->bhh};
@@ -162,7 +194,8 @@ vqj_status vqj_predictor_create(vqj_context *ctx, const vqj_predictor_params *pa
     vqj_predictor_params p;
     vqj_predictor_params_default(&p);
     vqj_status st =
-        vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_predictor_params");
+        vqji_params_copy(ctx, &p, sizeof p, params, PREDICTOR_PARAMS_V1_SIZE,
+                         "vqj_predictor_params");
     if (st)
         return st;
     st = check_params(ctx, &p);
@@ -228,6 +261,15 @@ const vqj_predictor_params *vqji_predictor_params(const vqj_predictor *pr) { ret
 const float *vqji_predictor_grid_vectors(const vqj_predictor *pr) { return pr->ws.r; }
 const float *vqji_predictor_context_vectors(const vqj_predictor *pr) { return pr->ws.c; }
 
+/* The activation after head layer i: none after the last one without
+ * final_activation. */
+static vqj_activation layer_activation(const vqj_predictor *pr, int i)
+{
+    if (i == pr->p.projection_layers - 1 && !pr->p.final_activation)
+        return VQJ_ACT_NONE;
+    return pr->p.projection_activation;
+}
+
 static float *carve(char *base, size_t *off, size_t n)
 {
     float *p = base ? (float *)(base + *off) : NULL;
@@ -254,11 +296,12 @@ static size_t layout(const vqj_predictor *pr, vqji_predictor_ws *ws, char *base,
     ws->gh = gru ? carve(base, &off, bcap * 3 * D) : NULL;
     for (int i = 0; i < pr->p.projection_layers; i++) {
         ws->pre[i] = carve(base, &off, cap * P);
-        ws->act[i] = pr->p.projection_activation == VQJ_ACT_NONE ? ws->pre[i]
-                                                                 : carve(base, &off, cap * P);
+        ws->act[i] = layer_activation(pr, i) == VQJ_ACT_NONE ? ws->pre[i]
+                                                             : carve(base, &off, cap * P);
     }
     ws->y = carve(base, &off, cap * P);
     ws->norm = carve(base, &off, cap);
+    ws->gf = pr->p.grid_features ? carve(base, &off, cap * VQJI_GRID_FEATURES) : NULL;
     if (!ws->with_backward) {
         ws->dr = ws->dc = ws->da = ws->db = ws->dh = ws->dh2 = NULL;
         return off;
@@ -331,6 +374,17 @@ static vqj_status pool(const vqj_predictor *pr, vqji_predictor_ws *ws, const vqj
         return st;
     dev->ops->segment_mean_forward(dev, (int)G, ws->offsets, pr->p.hidden_dim,
                                    vqji_tensor_data((vqj_tensor *)tv), ws->r);
+    if (!pr->p.grid_features || G == 0)
+        return VQJ_OK;
+    /* r += f W^T + b: the grid features' linear map added to the mean. */
+    const int D = pr->p.hidden_dim, F = VQJI_GRID_FEATURES;
+    st = dev->ops->upload(dev, ws->gf, vqji_tokens_grid_features(tokens),
+                          G * (size_t)F * sizeof(float));
+    if (st)
+        return st;
+    dev->ops->gemm(dev, false, true, (int)G, D, F, 1.0f, ws->gf, F,
+                   vqji_weights_data(&pr->w, pr->gf_w), F, 1.0f, ws->r, D);
+    dev->ops->bias_forward(dev, (int)G, D, vqji_weights_data(&pr->w, pr->gf_b), ws->r);
     return VQJ_OK;
 }
 
@@ -347,7 +401,7 @@ static void head_forward(const vqj_predictor *pr, vqji_predictor_ws *ws, int row
         vqji_linear_forward(dev, rows, i == 0 ? D : P, P, in,
                             vqji_weights_data(&pr->w, pr->head_w[i]),
                             vqji_weights_data(&pr->w, pr->head_b[i]), ws->pre[i]);
-        switch (pr->p.projection_activation) {
+        switch (layer_activation(pr, i)) {
         case VQJ_ACT_RELU: op->relu_forward(dev, n, ws->pre[i], ws->act[i]); break;
         case VQJ_ACT_GELU: op->gelu_forward(dev, n, ws->pre[i], ws->act[i]); break;
         case VQJ_ACT_TANH: op->tanh_forward(dev, n, ws->pre[i], ws->act[i]); break;
@@ -375,9 +429,9 @@ static void head_backward(vqj_predictor *pr, int rows, const float *x, const flo
     op->l2norm_backward(dev, rows, P, ws->act[L - 1], ws->y, ws->norm, L2_EPS, dout, cur);
     for (int i = L - 1; i >= 0; i--) {
         const float *dpre = cur;
-        if (pr->p.projection_activation != VQJ_ACT_NONE) {
+        if (layer_activation(pr, i) != VQJ_ACT_NONE) {
             op->fill(dev, n, 0.0f, other);
-            switch (pr->p.projection_activation) {
+            switch (layer_activation(pr, i)) {
             case VQJ_ACT_RELU: op->relu_backward(dev, n, ws->pre[i], cur, other); break;
             case VQJ_ACT_GELU: op->gelu_backward(dev, n, ws->pre[i], cur, other); break;
             case VQJ_ACT_TANH: op->tanh_backward(dev, n, ws->act[i], cur, other); break;
@@ -497,6 +551,10 @@ static vqj_status forward_context(const vqj_predictor *pr, vqji_predictor_ws *ws
         return st;
     vqji_device *dev = pr->ctx->device;
     const vqji_device_ops *op = dev->ops;
+    /* Slot embedding: example b's grid t gets s_t, i.e. a bias of T*D over
+     * the B rows of r seen as [B x T*D]. */
+    if (pr->p.slot_embedding)
+        op->bias_forward(dev, B, T * D, vqji_weights_data(&pr->w, pr->slot), ws->r);
     switch (pr->p.aggregator) {
     case VQJ_AGG_MEAN: op->aggregate_mean_forward(dev, B, T, D, ws->r, ws->c); break;
     case VQJ_AGG_LAST:
@@ -596,6 +654,11 @@ static vqj_status check_backward(vqj_predictor *pr, const vqj_tensor *dout, vqj_
 static vqj_status unpool(vqj_predictor *pr, vqj_tensor *dtv)
 {
     vqji_device *dev = pr->ctx->device;
+    if (pr->p.grid_features && pr->ws.num_grids > 0)
+        vqji_linear_backward(dev, pr->ws.num_grids, VQJI_GRID_FEATURES, pr->p.hidden_dim,
+                             pr->ws.gf, vqji_weights_data(&pr->w, pr->gf_w), pr->ws.dr, NULL,
+                             vqji_weights_grad(&pr->w, pr->gf_w),
+                             vqji_weights_grad(&pr->w, pr->gf_b));
     dev->ops->segment_mean_backward(dev, pr->ws.num_grids, pr->ws.offsets, pr->p.hidden_dim,
                                     pr->ws.dr, vqji_tensor_data(dtv));
     return dev->ops->sync(dev);
@@ -632,6 +695,8 @@ vqj_status vqj_predictor_backward_context(vqj_predictor *pr, const vqj_tensor *d
         break;
     case VQJ_AGG_GRU: gru_backward(pr, B); break;
     }
+    if (pr->p.slot_embedding)
+        op->bias_backward(dev, B, T * D, ws->dr, vqji_weights_grad(&pr->w, pr->slot));
     return unpool(pr, dtv);
 }
 

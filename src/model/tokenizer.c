@@ -68,6 +68,8 @@ static void free_buffers(vqji_token_buffers *b)
     free(b->features);
     free(b->adjacency);
     free(b->adjacency_offsets);
+    free(b->grid_features);
+    free(b->grid_ids);
 }
 
 void vqj_tokens_destroy(vqj_tokens *t)
@@ -426,6 +428,28 @@ static void write_features(const vqj_tokens *t, const vqj_grid *g, int32_t id, f
     f[6] = (float)dominant;
 }
 
+/* The grid's own features (tokens.h) and its content hash: FNV-1a over the
+ * height, the width and the cells. */
+static void write_grid_features(const vqj_grid *g, int32_t kept, int32_t max_objects, float *f,
+                                uint64_t *id)
+{
+    const size_t cells = (size_t)g->height * (size_t)g->width;
+    size_t count[VQJ_NUM_COLORS] = {0};
+    uint64_t h = 0xCBF29CE484222325ull;
+    h = (h ^ (uint64_t)g->height) * 0x100000001B3ull;
+    h = (h ^ (uint64_t)g->width) * 0x100000001B3ull;
+    for (size_t i = 0; i < cells; i++) {
+        count[g->cells[i]]++;
+        h = (h ^ g->cells[i]) * 0x100000001B3ull;
+    }
+    *id = h ? h : 1;
+    f[0] = (float)((double)g->height / 30.0);
+    f[1] = (float)((double)g->width / 30.0);
+    for (int c = 0; c < VQJ_NUM_COLORS; c++)
+        f[2 + c] = (float)((double)count[c] / (double)cells);
+    f[2 + VQJ_NUM_COLORS] = (float)((double)kept / (double)max_objects);
+}
+
 /* ---- the batch --------------------------------------------------------- */
 
 static vqj_status validate_grids(const vqj_context *ctx, const vqj_grid *grids, size_t num_grids,
@@ -484,6 +508,13 @@ static vqj_status reserve_scratch(const vqj_context *ctx, vqj_tokens *t, size_t 
         st = vqji_reserve(ctx, (void **)&b->features, &b->features_cap, 0, "token features");
     if (!st)
         st = vqji_reserve(ctx, (void **)&b->adjacency, &b->adjacency_cap, 0, "token adjacency");
+    if (!st)
+        st = vqji_reserve(ctx, (void **)&b->grid_features, &b->grid_features_cap,
+                          (num_grids ? num_grids : 1) * VQJI_GRID_FEATURES * sizeof(float),
+                          "grid features");
+    if (!st)
+        st = vqji_reserve(ctx, (void **)&b->grid_ids, &b->grid_ids_cap,
+                          (num_grids ? num_grids : 1) * sizeof(uint64_t), "grid ids");
     if (!st)
         st = vqji_reserve(ctx, (void **)&t->labels, &t->labels_cap, row * sizeof *t->labels,
                           "tokenizer labels");
@@ -576,6 +607,8 @@ vqj_status vqj_tokenize(vqj_context *ctx, vqj_tokens *t, const vqj_grid *grids, 
                 adj[(size_t)j * (size_t)n + (size_t)i] = v;
             }
         }
+        write_grid_features(g, n, K, b->grid_features + gi * VQJI_GRID_FEATURES,
+                            &b->grid_ids[gi]);
         total += (size_t)n;
         adj_total += (int64_t)n * n;
         b->offsets[gi + 1] = (int32_t)total;
@@ -597,6 +630,7 @@ size_t vqj_tokens_num_objects(const vqj_tokens *t) { return t ? t->num_objects :
 int vqj_tokens_feature_dim(const vqj_tokens *t) { return t ? t->feature_dim : 0; }
 const int32_t *vqj_tokens_offsets(const vqj_tokens *t) { return t ? t->out.offsets : NULL; }
 const float *vqj_tokens_features(const vqj_tokens *t) { return t ? t->out.features : NULL; }
+const uint64_t *vqj_tokens_grid_ids(const vqj_tokens *t) { return t ? t->out.grid_ids : NULL; }
 
 const uint8_t *vqj_tokens_adjacency(const vqj_tokens *t, size_t grid)
 {
@@ -610,11 +644,11 @@ const int64_t *vqji_tokens_adjacency_offsets(const vqj_tokens *t)
     return t ? t->out.adjacency_offsets : NULL;
 }
 
-vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src)
+vqj_status vqji_tokens_reserve_like(vqj_tokens *dst, const vqj_tokens *src, const char *what)
 {
     if (dst->feature_dim != src->feature_dim)
         return vqji_fail(dst->ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "token copy: feature dimensions differ (%d and %d)", dst->feature_dim,
+                         "%s: feature dimensions differ (%d and %d)", what, dst->feature_dim,
                          src->feature_dim);
     const size_t G = src->num_grids, N = src->num_objects, F = (size_t)src->feature_dim;
     const size_t A = (size_t)src->out.adjacency_offsets[G];
@@ -630,8 +664,28 @@ vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src)
     if (!st)
         st = vqji_reserve(dst->ctx, (void **)&b->adjacency, &b->adjacency_cap, A ? A : 1,
                           "token adjacency");
+    if (!st)
+        st = vqji_reserve(dst->ctx, (void **)&b->grid_features, &b->grid_features_cap,
+                          (G ? G : 1) * VQJI_GRID_FEATURES * sizeof(float), "grid features");
+    if (!st)
+        st = vqji_reserve(dst->ctx, (void **)&b->grid_ids, &b->grid_ids_cap,
+                          (G ? G : 1) * sizeof(uint64_t), "grid ids");
+    return st;
+}
+
+vqj_status vqji_tokens_copy(vqj_tokens *dst, const vqj_tokens *src)
+{
+    vqj_status st = vqji_tokens_reserve_like(dst, src, "token copy");
     if (st)
         return st;
+    const size_t G = src->num_grids, N = src->num_objects, F = (size_t)src->feature_dim;
+    const size_t A = (size_t)src->out.adjacency_offsets[G];
+    vqji_token_buffers *b = &dst->out;
+    if (G) {
+        memcpy(b->grid_features, src->out.grid_features,
+               G * VQJI_GRID_FEATURES * sizeof(float));
+        memcpy(b->grid_ids, src->out.grid_ids, G * sizeof(uint64_t));
+    }
     memcpy(b->offsets, src->out.offsets, (G + 1) * sizeof *b->offsets);
     memcpy(b->adjacency_offsets, src->out.adjacency_offsets, (G + 1) * sizeof *b->adjacency_offsets);
     if (N)

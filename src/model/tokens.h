@@ -12,7 +12,15 @@ typedef struct vqji_token_buffers {
     uint8_t *adjacency;         /* grid g: n_g x n_g bytes at adjacency_offsets[g] */
     int64_t *adjacency_offsets; /* num_grids + 1; adjacency_offsets[g] = sum_{h<g} n_h^2 */
     size_t offsets_cap, features_cap, adjacency_cap, adjacency_offsets_cap;
+    float *grid_features; /* num_grids x VQJI_GRID_FEATURES (grid_features() below) */
+    uint64_t *grid_ids;   /* num_grids content hashes, never 0 */
+    size_t grid_features_cap, grid_ids_cap;
 } vqji_token_buffers;
+
+/* Whole-grid features per grid (docs/model.md, "Grid features"): height / 30,
+ * width / 30, the share of the grid's cells of each color 0..9, and the
+ * number of objects kept / max_objects. */
+#define VQJI_GRID_FEATURES (2 + VQJ_NUM_COLORS + 1)
 
 /* Per-label statistics of the labeling pass (see tokenizer.c). */
 typedef struct vqji_component {
@@ -48,6 +56,24 @@ struct vqj_tokens {
 /* num_grids + 1 offsets (in bytes, from vqj_tokens_adjacency(tokens, 0)) of
  * each grid's n x n adjacency block. Valid as long as the other arrays. */
 const int64_t *vqji_tokens_adjacency_offsets(const vqj_tokens *tokens);
+
+/* The grid features [num_grids x VQJI_GRID_FEATURES] (the grids' content
+ * ids are public: vqj_tokens_grid_ids()). */
+static inline const float *vqji_tokens_grid_features(const vqj_tokens *tokens)
+{
+    return tokens->out.grid_features;
+}
+
+/* Grow dst's buffers (same feature dimension as src, else an error naming
+ * `what`) to hold a copy of src's contents. */
+vqj_status vqji_tokens_reserve_like(vqj_tokens *dst, const vqj_tokens *src, const char *what);
+
+/* Object dropout: make dst (same feature dimension) a copy of src without
+ * the objects whose uniform draw (stream of `seed`, one per object in
+ * order) is below p; each grid keeps its kept objects' rows in order, their
+ * adjacency, its grid features (the object count updated) and its id. */
+vqj_status vqji_tokens_drop_objects(vqj_tokens *dst, const vqj_tokens *src, float p,
+                                    uint64_t seed);
 
 /* Make dst (same tokenizer feature dimension) an exact copy of src's
  * contents; dst's buffers grow as needed. */

@@ -785,6 +785,10 @@ static vqj_status reader_match(reader *r, const vqj_checkpoint_entry *entries, s
             if (!(it->name = join(entries[e].prefix, wi->name)))
                 return oom(r->ctx, fn, "tensor names");
             file_tensor *t = reader_find(r, it->name);
+            if (!t && wi->optional) {
+                it->begin = it->end = 0; /* nothing to read: keeps its value */
+                continue;
+            }
             if (!t)
                 return vqji_fail(r->ctx, VQJ_ERR_INVALID_ARGUMENT,
                                  "%s: %s: tensor \"%s\" is missing from the file", fn, path,

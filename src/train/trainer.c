@@ -12,6 +12,7 @@
 #include "train/trainer.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct vqj_trainer {
     int window;                      /* T */
 
     vqj_tokens *context_tokens, *target_tokens; /* from grids */
+    vqj_tokens *dropped; /* the context after object dropout */
     view_buffers view;
     uint8_t *cells; /* view grids' cells */
     size_t cells_cap;
@@ -44,6 +46,8 @@ struct vqj_trainer {
     vqj_tensor *zt, *qt, *t;
     vqj_tensor *zv, *qv, *pv, *dpv, *dqv; /* a view's pass */
     vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
+    uint64_t *pending_ids; /* host: their target grids' ids (InfoNCE's duplicate mask) */
+    size_t pending_ids_cap;
 
     float *codebook_copy; /* device copy of the codebook's tensors */
     int32_t *codes;       /* host: the online context tokens' codes of the last step */
@@ -90,6 +94,10 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_trainer_params 
                          "%s: ema_update_passes is %d; use VQJ_EMA_PASSES_MAIN (0) or "
                          "VQJ_EMA_PASSES_ALL_ONLINE (1)",
                          fn, (int)p->ema_update_passes);
+    if (!(p->object_dropout >= 0.0f && p->object_dropout < 1.0f))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: object_dropout is %g; it must be in [0, 1)", fn,
+                         (double)p->object_dropout);
     if (p->symmetry_modes < 0 || p->symmetry_modes > 3)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: symmetry_modes is %d; use bit 0 (horizontal) and bit 1 (vertical)",
@@ -105,6 +113,7 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     vqj_predictor_destroy(tr->target_predictor);
     vqj_tokens_destroy(tr->context_tokens);
     vqj_tokens_destroy(tr->target_tokens);
+    vqj_tokens_destroy(tr->dropped);
     vqj_tokens_destroy(tr->view.context);
     vqj_tokens_destroy(tr->view.target);
     vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc,  tr->dq,  tr->dz,
@@ -118,6 +127,7 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     free(tr->grids);
     free(tr->codes);
     free(tr->target_codes);
+    free(tr->pending_ids);
     free(tr);
 }
 
@@ -151,7 +161,10 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
     vqji_clear_error(ctx);
     vqj_trainer_params p;
     vqj_trainer_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_trainer_params");
+    /* The first published struct ended before ema_update_passes. */
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params,
+                                     offsetof(vqj_trainer_params, ema_update_passes),
+                                     "vqj_trainer_params");
     if (st)
         return st;
     if ((st = check_params(ctx, &p)))
@@ -200,7 +213,7 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
     tr->window = pp->context_window;
 
     vqj_tokens **tokens[] = {&tr->context_tokens, &tr->target_tokens, &tr->view.context,
-                             &tr->view.target};
+                             &tr->view.target, &tr->dropped};
     for (size_t i = 0; !st && i < sizeof tokens / sizeof *tokens; i++)
         st = vqj_tokens_create(ctx, &tp, tokens[i]);
     vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc,  &tr->dq,  &tr->dz,
@@ -235,6 +248,13 @@ static vqj_status zero_like(vqj_tensor *t, const vqj_tensor *like)
     return VQJ_OK;
 }
 
+/* With codes beside the forward path (vqj_vq_path), the predictor and the
+ * relational loss read z, not q. */
+static int beside(const vqj_trainer *tr)
+{
+    return vqji_predictor_params(tr->predictor)->vq_path == VQJ_VQ_BESIDE;
+}
+
 /* The target projections t [B x P]: no gradient, no dropout, codebook not
  * updated. Without a target network the online handles do it, which is why
  * this runs before the online forward (whose activations it would
@@ -261,7 +281,7 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     if (!st)
         tr->num_target_codes = targets->num_objects;
     if (!st)
-        st = vqj_predictor_forward_grids(pred, targets, tr->qt, tr->t);
+        st = vqj_predictor_forward_grids(pred, targets, beside(tr) ? tr->zt : tr->qt, tr->t);
     return st;
 }
 
@@ -399,9 +419,10 @@ static vqj_status view_pass(vqj_trainer *tr, vqj_invariance_kind kind, const vqj
         st = vqj_codebook_forward(tr->codebook, tr->zv,
                                   tr->p.ema_update_passes == VQJ_EMA_PASSES_ALL_ONLINE, tr->qv,
                                   NULL, NULL);
+    const vqj_tensor *vin = beside(tr) ? tr->zv : tr->qv;
     if (!st)
-        st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, tr->qv, tr->pv)
-                          : vqj_predictor_forward_grids(tr->predictor, tokens, tr->qv, tr->pv);
+        st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, vin, tr->pv)
+                          : vqj_predictor_forward_grids(tr->predictor, tokens, vin, tr->pv);
     if (!st)
         st = zero_like(tr->dpv, tr->pv);
     if (!st)
@@ -533,6 +554,14 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     vqj_status st = check_tokens(tr, context, targets);
     if (st)
         return st;
+    /* Object dropout: this step's context without some of its objects
+     * (the invariance views are still made from the whole grids). */
+    if (tr->p.object_dropout > 0.0f) {
+        uint64_t seed = tr->ctx->params.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(tr->micro_step + 1));
+        if ((st = vqji_tokens_drop_objects(tr->dropped, context, tr->p.object_dropout, seed)))
+            return st;
+        context = tr->dropped;
+    }
     if (m) {
         size_t size = m->size;
         memset(m, 0, size < sizeof *m ? size : sizeof *m);
@@ -564,26 +593,33 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
         if (seeded)
             tr->num_codes = tr->num_target_codes = 0;
     }
+    /* Beside: the predictor and the relational loss read z and send their
+     * gradient straight to dz; the codebook's backward then adds only its
+     * commitment term (its dq stays zero). */
+    const int bs = beside(tr);
+    vqj_tensor *tv = bs ? tr->z : tr->q, *dtv = bs ? tr->dz : tr->dq;
     if (!st)
-        st = vqj_predictor_forward_context(tr->predictor, context, tr->q, tr->c);
+        st = vqj_predictor_forward_context(tr->predictor, context, tv, tr->c);
     /* Losses, each with its gradient. */
     if (!st)
         st = zero_like(tr->dc, tr->c);
     if (!st)
         st = zero_like(tr->dq, tr->q);
     if (!st)
-        st = vqj_loss_infonce(tr->loss, tr->c, tr->t, tr->dc, NULL);
+        st = zero_like(tr->dz, tr->z);
+    if (!st)
+        st = vqj_loss_infonce_ids(tr->loss, tr->c, tr->t, vqj_tokens_grid_ids(targets), tr->dc,
+                                   NULL);
     if (!st)
         st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, tr->dc, NULL);
     if (!st)
-        st = vqj_loss_relational(tr->loss, context, tr->q, tr->dq, targets, tr->qt, NULL, NULL);
+        st = vqj_loss_relational(tr->loss, context, tv, dtv, targets, bs ? tr->zt : tr->qt,
+                                 NULL, NULL);
     if (!st)
         st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
     /* Backward. */
     if (!st)
-        st = vqj_predictor_backward_context(tr->predictor, tr->dc, tr->dq);
-    if (!st)
-        st = zero_like(tr->dz, tr->z);
+        st = vqj_predictor_backward_context(tr->predictor, tr->dc, dtv);
     if (!st)
         st = vqj_codebook_backward(tr->codebook, tr->dq, tr->dz);
     if (!st)
@@ -593,10 +629,16 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     if (st)
         return skip_or_fail(tr, st, updates, initialized, dropout_step, m);
 
-    /* Keep t for the queue: the push waits for the optimizer step. */
-    st = append_rows(tr->pending, tr->t);
+    /* Keep t and its grid ids for the queue: the push waits for the
+     * optimizer step. */
+    size_t have = (size_t)tr->pending->rows, add = targets->num_grids;
+    st = vqji_reserve(tr->ctx, (void **)&tr->pending_ids, &tr->pending_ids_cap,
+                      (have + add) * sizeof *tr->pending_ids, "queue grid ids");
+    if (!st)
+        st = append_rows(tr->pending, tr->t);
     if (st)
         return st;
+    memcpy(tr->pending_ids + have, vqj_tokens_grid_ids(targets), add * sizeof *tr->pending_ids);
     tr->micro_step++;
     int boundary = (tr->micro_step - tr->cycle_start) >= tr->p.grad_accum_steps;
     vqj_step_info info = {.size = sizeof info};
@@ -617,7 +659,7 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
                                      tr->p.target_ema_decay);
         }
         if (!st)
-            st = vqj_loss_queue_push(tr->loss, tr->pending);
+            st = vqj_loss_queue_push_ids(tr->loss, tr->pending, tr->pending_ids);
         if (!st)
             st = vqj_tensor_reshape(tr->pending, 0, tr->pending->cols);
         if (!st)
@@ -709,14 +751,17 @@ vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
         st = vqj_codebook_forward(tr->codebook, tr->z, 0, tr->q, tr->codes, &cs);
     if (!st)
         tr->num_codes = ctok->num_objects;
+    const int bs = beside(tr);
     if (!st)
-        st = vqj_predictor_forward_context(tr->predictor, ctok, tr->q, tr->c);
+        st = vqj_predictor_forward_context(tr->predictor, ctok, bs ? tr->z : tr->q, tr->c);
     if (!st)
-        st = vqj_loss_infonce(tr->loss, tr->c, tr->t, NULL, NULL);
+        st = vqj_loss_infonce_ids(tr->loss, tr->c, tr->t, vqj_tokens_grid_ids(ttok), NULL,
+                                   NULL);
     if (!st)
         st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, NULL, NULL);
     if (!st)
-        st = vqj_loss_relational(tr->loss, ctok, tr->q, NULL, ttok, tr->qt, NULL, NULL);
+        st = vqj_loss_relational(tr->loss, ctok, bs ? tr->z : tr->q, NULL, ttok,
+                                 bs ? tr->zt : tr->qt, NULL, NULL);
     if (!st)
         st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
     if (lw->num_params)

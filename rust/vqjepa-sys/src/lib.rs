@@ -75,6 +75,8 @@ c_enum!(vqj_activation { VQJ_ACT_NONE = 0, VQJ_ACT_RELU = 1, VQJ_ACT_GELU = 2, V
 c_enum!(vqj_ema_passes { VQJ_EMA_PASSES_MAIN = 0, VQJ_EMA_PASSES_ALL_ONLINE = 1 });
 c_enum!(vqj_aggregator { VQJ_AGG_MEAN = 0, VQJ_AGG_LAST = 1, VQJ_AGG_ATTENTION = 2, VQJ_AGG_GRU = 3 });
 c_enum!(vqj_quantizer { VQJ_QUANTIZER_EUCLIDEAN = 0, VQJ_QUANTIZER_COSINE = 1, VQJ_QUANTIZER_FSQ = 2 });
+c_enum!(vqj_objective { VQJ_OBJECTIVE_INFONCE = 0, VQJ_OBJECTIVE_SIGREG = 1 });
+c_enum!(vqj_vq_path { VQJ_VQ_STRAIGHT_THROUGH = 0, VQJ_VQ_BESIDE = 1 });
 c_enum!(vqj_invariance_kind {
     VQJ_INVARIANCE_COLOR = 0, VQJ_INVARIANCE_TRANSLATION = 1, VQJ_INVARIANCE_SYMMETRY = 2,
 });
@@ -213,6 +215,10 @@ pub struct vqj_predictor_params {
     pub projection_activation: vqj_activation,
     pub aggregator: vqj_aggregator,
     pub context_window: c_int,
+    pub final_activation: c_int,
+    pub slot_embedding: c_int,
+    pub grid_features: c_int,
+    pub vq_path: vqj_vq_path,
 }
 
 #[repr(C)]
@@ -272,6 +278,8 @@ pub struct vqj_loss_params {
     pub translation_weight: f32,
     pub symmetry_weight: f32,
     pub infonce_weight: f32,
+    pub mask_duplicate_negatives: c_int,
+    pub objective: vqj_objective,
 }
 
 #[repr(C)]
@@ -300,6 +308,7 @@ pub struct vqj_trainer_params {
     pub symmetry_modes: c_int,
     pub background: u16,
     pub ema_update_passes: vqj_ema_passes,
+    pub object_dropout: f32,
 }
 
 #[repr(C)]
@@ -494,6 +503,7 @@ extern "C" {
     pub fn vqj_tokens_num_objects(tokens: *const vqj_tokens) -> usize;
     pub fn vqj_tokens_feature_dim(tokens: *const vqj_tokens) -> c_int;
     pub fn vqj_tokens_offsets(tokens: *const vqj_tokens) -> *const i32;
+    pub fn vqj_tokens_grid_ids(tokens: *const vqj_tokens) -> *const u64;
     pub fn vqj_tokens_features(tokens: *const vqj_tokens) -> *const f32;
     pub fn vqj_tokens_adjacency(tokens: *const vqj_tokens, grid: usize) -> *const u8;
     pub fn vqj_tokens_padded(
@@ -701,6 +711,19 @@ extern "C" {
         value: *mut f32,
     ) -> vqj_status;
     pub fn vqj_loss_queue_push(loss: *mut vqj_loss, t: *const vqj_tensor) -> vqj_status;
+    pub fn vqj_loss_infonce_ids(
+        loss: *mut vqj_loss,
+        c: *const vqj_tensor,
+        t: *const vqj_tensor,
+        target_ids: *const u64,
+        dc: *mut vqj_tensor,
+        value: *mut f32,
+    ) -> vqj_status;
+    pub fn vqj_loss_queue_push_ids(
+        loss: *mut vqj_loss,
+        t: *const vqj_tensor,
+        ids: *const u64,
+    ) -> vqj_status;
     pub fn vqj_loss_sigreg(
         loss: *mut vqj_loss,
         c: *const vqj_tensor,
@@ -958,13 +981,13 @@ mod tests {
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
             vqj_encoder_params { size, feature_dim, hidden_dim, relational_layers, relational_heads, relational_dropout }
-            vqj_predictor_params { size, hidden_dim, projection_dim, projection_layers, projection_activation, aggregator, context_window }
+            vqj_predictor_params { size, hidden_dim, projection_dim, projection_layers, projection_activation, aggregator, context_window, final_activation, slot_embedding, grid_features, vq_path }
             vqj_dataset_params { size, context_window, target_offset, validation_split, validation_seed, skip_bad, max_examples_per_task }
             vqj_synthetic_params { size, num_examples, seed, min_side, max_side, min_colors, max_colors, max_primitives }
             vqj_augment_params { size, mask_ratio, random_crop_radius, min_grid_size_for_crop, palette_permutation, gaussian_noise_std, background }
-            vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight }
+            vqj_loss_params { size, projection_dim, queue_size, temperature, temperature_min, temperature_max, learnable_temperature, relational_weight, context_self_weight, max_objects, sigreg_weight, sigreg_num_slices, sigreg_num_points, color_weight, translation_weight, symmetry_weight, infonce_weight, mask_duplicate_negatives, objective }
             vqj_loss_values { size, total, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature }
-            vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background, ema_update_passes }
+            vqj_trainer_params { size, grad_accum_steps, target_ema_decay, use_target_encoder, translation_max_delta, symmetry_modes, background, ema_update_passes, object_dropout }
             vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio, dead_replaced }
             vqj_embedding_metrics { size, samples, variance, isotropy, effective_rank, gaussian_score }
             vqj_window_metrics { size, context, target, active_codes, num_codes, usage_ratio, active_context, active_target, usage_context, usage_target, perplexity, dead_codes, assignments }
