@@ -336,76 +336,6 @@ static void tokenize_batch(const model *m, int i, vqj_tokens **ct, vqj_tokens **
 /* The codes the diagnostics count: every context and every target token
  * of a step or an evaluation, except on the k-means++ seeding step. */
 static void test_codes_for_usage(void **state)
-/* Codes beside the forward path: the trainer still assigns one code per
- * context token and reports the commitment, but the projections (and so
- * the InfoNCE, SIGReg and relational terms) do not depend on the
- * codebook's contents; with straight-through they do. */
-static void test_vq_beside(void **state)
-{
-    (void)state;
-    for (int bs = 0; bs <= 1; bs++) {
-        model m;
-        model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1,
-                                   .vq_path = bs ? VQJ_VQ_BESIDE : VQJ_VQ_STRAIGHT_THROUGH});
-        vqj_train_metrics r;
-        for (int i = 0; i < 4; i++) {
-            assert_ok(m.ctx, step(&m, i, &r));
-            assert_true(isfinite(r.loss) && r.commitment > 0.0f);
-        }
-        size_t n = 0;
-        const int32_t *codes = vqj_trainer_codes(m.trainer, &n);
-        assert_true(codes && n == (size_t)r.context_tokens);
-        for (size_t i = 0; i < n; i++)
-            assert_true(codes[i] >= 0 && codes[i] < K);
-        batch b = get_batch(&m, 7);
-        vqj_train_metrics e0 = {.size = sizeof e0}, e1 = {.size = sizeof e1};
-        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e0));
-        /* Move every code. */
-        vqj_weights *cw = vqj_codebook_weights(m.codebook);
-        float emb[K * D];
-        assert_ok(m.ctx, vqj_weights_read(cw, "codebook.embedding", emb, K * D));
-        for (int i = 0; i < K * D; i++)
-            emb[i] += 0.5f * (float)((i * 7) % 5 - 2);
-        assert_ok(m.ctx, vqj_weights_write(cw, "codebook.embedding", emb, K * D));
-        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e1));
-        if (bs) {
-            assert_true(e0.infonce == e1.infonce && e0.sigreg == e1.sigreg &&
-                        e0.relational == e1.relational);
-            assert_true(e0.commitment != e1.commitment);
-        } else {
-            assert_true(e0.infonce != e1.infonce);
-        }
-        model_destroy(&m);
-    }
-}
-
-/* objective sigreg trains: the prediction term (in the infonce slot) is an
- * L2 distance of unit vectors, so in [0, 4]. (Its lack of a temperature
- * gradient is tests/test_loss.c's.) */
-static void test_objective_sigreg(void **state)
-{
-    (void)state;
-    test_model_spec s = test_model_spec_default();
-    s.hidden = D;
-    s.codes = K;
-    s.projection = P;
-    s.objective = VQJ_OBJECTIVE_SIGREG;
-    model m;
-    test_model_create(&m, &s);
-    vqj_train_metrics r;
-    for (int i = 0; i < 4; i++) {
-        assert_ok(m.ctx, step(&m, i, &r));
-        assert_true(!r.skipped && isfinite(r.loss));
-        assert_true(r.infonce >= 0.0f && r.infonce <= 4.0f);
-        assert_true(r.sigreg > 0.0f);
-    }
-    model_destroy(&m);
-}
-
-/* Object dropout on tokens: p = 0 copies; p = 0.5 keeps a seeded subset
- * of each grid's rows in order, with their adjacency and the object count
- * feature updated; the trainer's step sees fewer context tokens. */
-static void test_object_dropout(void **state)
 {
     (void)state;
     model m;
@@ -512,6 +442,82 @@ static void test_ema_update_passes(void **state)
     vqj_tokens_destroy(ct);
     vqj_tokens_destroy(tt);
     model_destroy(&m);
+}
+
+/* Codes beside the forward path: the trainer still assigns one code per
+ * context token and reports the commitment, but the projections (and so
+ * the InfoNCE, SIGReg and relational terms) do not depend on the
+ * codebook's contents; with straight-through they do. */
+static void test_vq_beside(void **state)
+{
+    (void)state;
+    for (int bs = 0; bs <= 1; bs++) {
+        model m;
+        model_create(&m, (options){.accum = 1, .invariance = 1, .target = 1,
+                                   .vq_path = bs ? VQJ_VQ_BESIDE : VQJ_VQ_STRAIGHT_THROUGH});
+        vqj_train_metrics r;
+        for (int i = 0; i < 4; i++) {
+            assert_ok(m.ctx, step(&m, i, &r));
+            assert_true(isfinite(r.loss) && r.commitment > 0.0f);
+        }
+        size_t n = 0;
+        const int32_t *codes = vqj_trainer_codes(m.trainer, &n);
+        assert_true(codes && n == (size_t)r.context_tokens);
+        for (size_t i = 0; i < n; i++)
+            assert_true(codes[i] >= 0 && codes[i] < K);
+        batch b = get_batch(&m, 7);
+        vqj_train_metrics e0 = {.size = sizeof e0}, e1 = {.size = sizeof e1};
+        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e0));
+        /* Move every code. */
+        vqj_weights *cw = vqj_codebook_weights(m.codebook);
+        float emb[K * D];
+        assert_ok(m.ctx, vqj_weights_read(cw, "codebook.embedding", emb, K * D));
+        for (int i = 0; i < K * D; i++)
+            emb[i] += 0.5f * (float)((i * 7) % 5 - 2);
+        assert_ok(m.ctx, vqj_weights_write(cw, "codebook.embedding", emb, K * D));
+        assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e1));
+        if (bs) {
+            assert_true(e0.infonce == e1.infonce && e0.sigreg == e1.sigreg &&
+                        e0.relational == e1.relational);
+            assert_true(e0.commitment != e1.commitment);
+        } else {
+            assert_true(e0.infonce != e1.infonce);
+        }
+        model_destroy(&m);
+    }
+}
+
+/* objective sigreg trains: the prediction term (in the infonce slot) is an
+ * L2 distance of unit vectors, so in [0, 4]. (Its lack of a temperature
+ * gradient is tests/test_loss.c's.) */
+static void test_objective_sigreg(void **state)
+{
+    (void)state;
+    test_model_spec s = test_model_spec_default();
+    s.hidden = D;
+    s.codes = K;
+    s.projection = P;
+    s.objective = VQJ_OBJECTIVE_SIGREG;
+    model m;
+    test_model_create(&m, &s);
+    vqj_train_metrics r;
+    for (int i = 0; i < 4; i++) {
+        assert_ok(m.ctx, step(&m, i, &r));
+        assert_true(!r.skipped && isfinite(r.loss));
+        assert_true(r.infonce >= 0.0f && r.infonce <= 4.0f);
+        assert_true(r.sigreg > 0.0f);
+    }
+    model_destroy(&m);
+}
+
+/* Object dropout on tokens: p = 0 copies; p = 0.5 keeps a seeded subset
+ * of each grid's rows in order, with their adjacency and the object count
+ * feature updated; the trainer's step sees fewer context tokens. */
+static void test_object_dropout(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, (options){.accum = 1, .invariance = 0, .target = 1});
     batch b = get_batch(&m, 3);
     vqj_tokenizer_params tp;
     vqj_tokenizer_params_default(&tp);
