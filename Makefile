@@ -16,7 +16,7 @@ CC ?= cc
 CXX ?= c++
 PKG_CONFIG ?= pkg-config
 OPT ?= -O2
-DEPS := openblas jansson yaml-0.1
+DEPS := openblas jansson yaml-0.1 zlib
 DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS))
 DEPS_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS)) -lm -lpthread
 WARN := -Wall -Wextra -Werror
@@ -67,6 +67,12 @@ build/%.o: %.c $(wildcard include/*.h src/*/*.h) build/.flavor
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The built-in ARC-AGI-1 tasks are assembled into the library (.incbin in
+# src/data/builtin.c, paths relative to this folder); tools/make_arc_data.py
+# regenerates them from the task folders.
+ARC_BUILTIN := data/arc-agi-1/training.jsonl.gz data/arc-agi-1/evaluation.jsonl.gz
+build/src/data/builtin.o: $(ARC_BUILTIN)
 
 # --fmad=false: elementwise kernels round like their C twins (docs/perf-cuda.md).
 build/cuda/%.o: cuda/%.cu $(wildcard include/*.h src/*/*.h cuda/*.h) build/.flavor
@@ -163,7 +169,7 @@ check-cuda-emu:
 # Part of `make check` (about 10 s to build, 3 s to run); tests/tsan_test.sh
 # says why no suppressions file is needed.
 TSAN_CFLAGS := -std=c11 $(WARN) -fsanitize=thread -O1 -g $(DEPS_CFLAGS)
-bin/tsan_test_inference: tests/test_inference.c tests/testutil.h $(LIB_SRC) \
+bin/tsan_test_inference: tests/test_inference.c tests/testutil.h $(LIB_SRC) $(ARC_BUILTIN) \
     $(wildcard include/*.h src/*/*.h)
 	@mkdir -p bin
 	@echo "LD $@ (ThreadSanitizer)"
@@ -200,6 +206,8 @@ bench: all
 	  done; \
 	else echo "bench: $(TORCH_PYTHON) cannot import torch; skipping the PyTorch reference"; fi
 	@python3 tools/bench_table.py build/bench/*.jsonl
+	@echo "bench: the core step again with tokenizer.max_objects 64 (the default above is 16):"
+	./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant core --max-objects 64 $(BENCH_TRAIN)
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)

@@ -890,7 +890,9 @@ VQJ_API void vqj_dataset_params_default(vqj_dataset_params *params);
 
 /** Build a dataset from ARC-AGI task files: `path` is one task file or a
  *  folder whose `*.json` files (not its subfolders) are read in byte order
- *  of their names.
+ *  of their names; or VQJ_ARC_BUILTIN_TRAINING / VQJ_ARC_BUILTIN_EVALUATION;
+ *  or a `.jsonl` / `.jsonl.gz` file, read by vqj_dataset_from_jsonl() (one
+ *  task a line, or manifest records).
  *
  *  Examples pair a demonstration with a query of the same task, the way ARC
  *  is meant to be read: for T = 3 the context is [demo input, demo output,
@@ -922,9 +924,25 @@ VQJ_API void vqj_dataset_params_default(vqj_dataset_params *params);
 VQJ_API vqj_status vqj_dataset_from_arc(vqj_context *ctx, const vqj_dataset_params *params,
                                         const char *path, vqj_dataset **out);
 
+/** The ARC-AGI-1 training tasks (400) built into the library, as a `path`
+ *  for vqj_dataset_from_arc(), vqj_dataset_from_jsonl() and
+ *  vqj_eval_set_load(): the public tasks of github.com/fchollet/ARC-AGI
+ *  (Apache-2.0), stored gzip-compressed in the library itself, so they need
+ *  no file at run time. The default training data of `vqjepa train`. */
+#define VQJ_ARC_BUILTIN_TRAINING "builtin:arc-agi-1/training"
+/** The ARC-AGI-1 evaluation tasks (400) built into the library; the default
+ *  data of `vqjepa eval`. */
+#define VQJ_ARC_BUILTIN_EVALUATION "builtin:arc-agi-1/evaluation"
+
 /** Build a dataset from a JSONL manifest: one JSON object a line (blank
  *  lines are ignored; other keys than those below are ignored), in one of
- *  three forms, where G is a grid as in ARC files:
+ *  four forms, where G is a grid as in ARC files. A path ending in ".gz" is
+ *  gzip data, inflated in memory (a corrupt or truncated file is
+ *  VQJ_ERR_PARSE: "PATH: not valid gzip data at byte N: reason", "PATH:
+ *  gzip data ends early ..."); VQJ_ARC_BUILTIN_TRAINING and
+ *  VQJ_ARC_BUILTIN_EVALUATION name the built-in tasks.
+ *  - `{"train": [...], "test": [...], ...}`: an ARC task (with an optional
+ *    "id"), its examples formed as vqj_dataset_from_arc() forms them.
  *  - `{"context": [G, ...], "target": G}`: the context needs at least T
  *    grids; a longer one keeps its last T.
  *  - `{"input": G, "output": G}`: context = the input repeated T times,
@@ -2185,6 +2203,131 @@ VQJ_API vqj_status vqj_model_predict_batch(const vqj_model *model, const vqj_gri
  *  pointer, dim < 1), VQJ_ERR_NUMERIC (a NaN or infinite element, named);
  *  *out is unchanged on failure. */
 VQJ_API vqj_status vqj_latent_distance(const float *a, const float *b, int dim, float *out);
+/** @} */
+
+/** @name Evaluation (docs/evaluation.md)
+ *  How well the embeddings retrieve the right output grid, how many codes
+ *  are in use, and the same retrieval by untrained and hand-made baselines.
+ *
+ *  An evaluation set holds queries: each has a context of T grids, ending
+ *  with the query's input, and a target (the query's output). From ARC
+ *  tasks, every pair with an output (train pairs, then test pairs, in file
+ *  order) is a query once; its demonstration is the next pair of the same
+ *  task, cyclically (a task of one pair is its own demonstration), and the
+ *  context is the last T grids of [..., in(a2), out(a2), in(a), out(a),
+ *  in(b)] as in vqj_dataset_from_arc(), a = the next pair, a2 the one
+ *  after, skipping the query b. The candidates are the distinct output grids
+ *  of the whole set: grids are compared by content (size and cells), so an
+ *  output that appears twice is one candidate, and a duplicate of the right
+ *  output counts as right.
+ *
+ *  A query's rank is 1 + the number of candidates other than its target
+ *  that score at least as well (ties count against the query). Hard
+ *  retrieval adds the query's input grid to its candidates (when it is not
+ *  already one; when it equals the target it is the target).
+ *  @{ */
+
+/** An opaque evaluation set: owns copies of its grids. */
+typedef struct vqj_eval_set vqj_eval_set;
+
+/** An evaluation set from `num_tasks` ARC tasks (only read; they may be
+ *  destroyed afterwards), with contexts of `context_window` grids (the
+ *  model's T). On success *out holds a set the caller destroys with
+ *  vqj_eval_set_destroy(); on failure *out is unchanged.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, context_window outside
+ *  1..64, no pair with an output in any task), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_eval_set_from_tasks(vqj_context *ctx, const vqj_arc_task *const *tasks,
+                                           size_t num_tasks, int context_window,
+                                           vqj_eval_set **out);
+
+/** An evaluation set from a dataset (for instance a validation split):
+ *  every example is a query whose context is the example's context (its
+ *  last grid is the query input), target its target; the demonstration of
+ *  the analogy baseline is context grids T-3 and T-2 (none when T < 3: the
+ *  analogy baseline is then the features baseline). Ownership as
+ *  vqj_eval_set_from_tasks(). Errors: VQJ_ERR_INVALID_ARGUMENT (NULL
+ *  pointers, an empty dataset), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_eval_set_from_dataset(vqj_context *ctx, const vqj_dataset *dataset,
+                                             vqj_eval_set **out);
+
+/** An evaluation set from the ARC task file or folder of task files at
+ *  `path` (the *.json files, in byte order of their names), or the tasks of
+ *  a `.jsonl` / `.jsonl.gz` file (one task a line, named by its "id"), or
+ *  built-in data (VQJ_ARC_BUILTIN_EVALUATION), as
+ *  vqj_eval_set_from_tasks(). A JSONL file whose first record is not a task
+ *  (manifest records, vqj_dataset_from_jsonl()) gives the examples of that
+ *  dataset, as vqj_eval_set_from_dataset(). Ownership as vqj_eval_set_from_tasks().
+ *  Errors: those of vqj_arc_task_load() and vqj_eval_set_from_tasks(). */
+VQJ_API vqj_status vqj_eval_set_load(vqj_context *ctx, const char *path, int context_window,
+                                     vqj_eval_set **out);
+
+/** Destroy a set. NULL is ignored. */
+VQJ_API void vqj_eval_set_destroy(vqj_eval_set *set);
+
+/** Number of queries (0 for NULL). */
+VQJ_API size_t vqj_eval_set_num_queries(const vqj_eval_set *set);
+
+/** Number of candidates: distinct output grids (0 for NULL). */
+VQJ_API size_t vqj_eval_set_num_candidates(const vqj_eval_set *set);
+
+/** T, the context grids of a query (0 for NULL). */
+VQJ_API int vqj_eval_set_context_window(const vqj_eval_set *set);
+
+/** What scores the candidates. */
+typedef enum vqj_eval_method {
+    VQJ_EVAL_MODEL = 0,    /**< a model's prediction against its grid embeddings */
+    VQJ_EVAL_FEATURES = 1, /**< no network: the query input's feature vector */
+    VQJ_EVAL_ANALOGY = 2   /**< feature vectors: input + (demo output - demo input) */
+} vqj_eval_method;
+
+/** What an evaluation measured. Set `size` to sizeof(vqj_eval_result)
+ *  before the call. Rates are in [0, 1]. */
+typedef struct vqj_eval_result {
+    size_t size;            /**< set by the caller */
+    size_t queries;         /**< queries ranked (the JSON's "pairs") */
+    size_t candidates;      /**< distinct output grids */
+    double chance;          /**< 1 / candidates: top-1 of a random ranking */
+    double top1;            /**< share of queries ranked 1 */
+    double top5;            /**< share of queries ranked 1..5 */
+    double mean_rank;       /**< mean rank, 1 = always first */
+    double hard_top1;       /**< top-1 with the query's input among the candidates */
+    double hard_top5;       /**< top-5 of the same */
+    size_t grids;           /**< distinct grids of the set (inputs and outputs) */
+    size_t objects;         /**< objects of those grids as the model's tokenizer keeps them
+                                 (0 for the feature baselines) */
+    int num_codes;          /**< K (0 for the feature baselines) */
+    int distinct_codes;     /**< codes given to at least one object */
+    double code_usage;      /**< distinct_codes / K */
+    double code_perplexity; /**< exp(entropy of the codes' shares of the objects), in
+                                 [1, distinct_codes]; 0 with no object */
+    double identical_pairs; /**< pairs of objects with identical feature vectors */
+    double code_same_identical; /**< share of those pairs given one code (1 when none) */
+    double code_shared_different; /**< share of pairs of objects whose features differ
+                                       that share a code (0 when none) */
+} vqj_eval_result;
+
+/** Rank every query of `set` by `model`: the prediction is
+ *  vqj_model_predict() of the query's context, a candidate's score its
+ *  vqj_model_encode_grids() embedding's cosine with the prediction; and
+ *  measure the codes of every object of the set's distinct grids
+ *  (vqj_model_encode_grids() codes, with vqj_tokenize() features under the
+ *  model's tokenizer params for the consistency rates). Thread-safety as
+ *  vqj_model_encode_grids(). Errors: VQJ_ERR_INVALID_ARGUMENT (NULL
+ *  pointers, out->size too small, the set's T not the model's), and those
+ *  of vqj_model_encode_grids(); *out is unchanged on failure. */
+VQJ_API vqj_status vqj_eval_model(const vqj_model *model, const vqj_eval_set *set,
+                                  vqj_eval_result *out);
+
+/** Rank every query of `set` by a baseline without network: each grid is a
+ *  vector (docs/evaluation.md: color shares, height and width, object
+ *  count, the largest objects' areas), the prediction is the query input's
+ *  vector (VQJ_EVAL_FEATURES) or input + demo output - demo input
+ *  (VQJ_EVAL_ANALOGY), and a candidate's score is minus its Euclidean
+ *  distance to the prediction. The code fields of `out` are 0.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, out->size too small, an
+ *  unknown method or VQJ_EVAL_MODEL), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_eval_baseline(vqj_context *ctx, const vqj_eval_set *set,
+                                     vqj_eval_method method, vqj_eval_result *out);
 /** @} */
 
 #ifdef __cplusplus

@@ -49,6 +49,20 @@ assert lines[4]["features"][0][0] == 0.75
 PY
 ok
 
+# Tokenizer options: the cap, connectivity and color slots; a bad value is
+# refused with status 2.
+"$VQJEPA" tokenize --max-objects 1 --max-color-features 0 --connectivity 8 "$tmp/small.json" \
+    > "$tmp/opt.jsonl" || fail "tokenize with options failed"
+python3 - "$tmp/opt.jsonl" <<'PY' || fail "tokenize options were not applied"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert all(len(l["mask"]) == 1 and len(l["features"][0]) == 13 for l in lines)
+assert [sum(l["mask"]) for l in lines] == [1, 1, 0, 1, 1], [l["mask"] for l in lines]
+PY
+set +e; "$VQJEPA" tokenize --max-objects 0 "$tmp/small.json" > /dev/null 2> "$tmp/opt.err"; rc=$?; set -e
+[ "$rc" -eq 2 ] && grep -q "max-objects 0" "$tmp/opt.err" || fail "--max-objects 0 gave $rc"
+ok
+
 # A malformed file: status 2, a message with the file and line:column, and
 # the other files are still processed.
 printf '{"train": [\n  {"input": [[1]] "output": [[2]]}\n]}\n' > "$tmp/bad.json"

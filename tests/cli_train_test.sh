@@ -169,6 +169,38 @@ set +e; "$VQJEPA" encode --checkpoint "$tmp/nope.safetensors" "$tmp/task.json" 2
 [ "$rc" -eq 2 ] || fail "encode with a missing checkpoint gave $rc, expected 2"
 ok
 
+# 7b. eval: retrieval, codes and baselines as one JSON line, or a table.
+mkdir -p "$tmp/tasks"
+cp "$tmp/task.json" "$tmp/tasks/a.json"
+cat > "$tmp/tasks/b.json" <<'J'
+{"train": [{"input": [[1, 0], [0, 1]], "output": [[1, 1], [1, 1]]},
+           {"input": [[2, 0, 0]], "output": [[2, 2, 2]]}],
+ "test": [{"input": [[3]], "output": [[3]]}]}
+J
+"$VQJEPA" eval --checkpoint "$tmp/a/last.safetensors" --data "$tmp/tasks" --json --threads 1 \
+    > "$tmp/eval.json" || fail "eval failed"
+python3 - "$tmp/eval.json" <<'PY' || fail "eval JSON is wrong"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+r = json.loads(lines[0])
+for k in ("retrieval_top1", "retrieval_top5", "retrieval_chance", "retrieval_hard_top1",
+          "baseline_init_top1", "baseline_features_top1", "baseline_analogy_top1",
+          "baseline_init_hard_top1", "baseline_features_hard_top1",
+          "baseline_analogy_hard_top1", "code_usage", "code_perplexity", "pairs", "objects",
+          "seconds"):
+    assert k in r, k
+assert r["pairs"] == 4 and r["candidates"] == 4 and abs(r["retrieval_chance"] - 0.25) < 1e-9, r
+assert r["objects"] > 0 and 0 < r["code_usage"] <= 1, r
+PY
+"$VQJEPA" eval --checkpoint "$tmp/a/last.safetensors" --data "$tmp/tasks" --threads 1 \
+    > "$tmp/eval.txt" || fail "eval (table) failed"
+grep -q "^analogy " "$tmp/eval.txt" || fail "eval table has no analogy row"
+set +e; "$VQJEPA" eval --checkpoint "$tmp/a/last.safetensors" --data "$tmp/none" 2>/dev/null
+rc=$?; set -e
+[ "$rc" -eq 2 ] || fail "eval of missing data gave $rc, expected 2"
+ok
+
 # 8. ablate: the seed's table, one column per variant, a report each.
 # shellcheck disable=SC2086
 "$VQJEPA" ablate --steps 1 $small --out "$tmp/abl" > "$tmp/abl.out" || fail "ablate failed"

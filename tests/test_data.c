@@ -7,6 +7,7 @@
 #include "data/data.h"
 
 #include <dirent.h>
+#include <zlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1344,6 +1345,91 @@ static void test_view_translate_features(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* The built-in ARC-AGI-1 tasks: 400 + 400, the same examples as the
+ * source folder when it is at hand; a corrupted or truncated copy of the
+ * gzip data and a .jsonl.gz of manifest records. */
+static void write_bytes(char *path, const char *name, const uint8_t *b, size_t n)
+{
+    snprintf(path, 128, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_builtin_arc(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_arc_task **tasks = NULL;
+    size_t n = 0;
+    assert_ok(ctx, vqji_arc_tasks_load(ctx, VQJ_ARC_BUILTIN_TRAINING, &tasks, &n));
+    assert_int_equal(n, 400);
+    assert_string_equal(vqj_arc_task_name(tasks[0]), "007bbfb7");
+    vqji_arc_tasks_destroy(tasks, n);
+    assert_ok(ctx, vqji_arc_tasks_load(ctx, VQJ_ARC_BUILTIN_EVALUATION, &tasks, &n));
+    assert_int_equal(n, 400);
+    vqji_arc_tasks_destroy(tasks, n);
+    vqj_dataset_params p;
+    vqj_dataset_params_default(&p);
+    vqj_dataset *ds = NULL;
+    assert_ok(ctx, vqj_dataset_from_arc(ctx, &p, VQJ_ARC_BUILTIN_TRAINING, &ds));
+    assert_int_equal(vqj_dataset_num_examples(ds), 4431); /* as the header says */
+    vqj_dataset_destroy(ds);
+    const char *folder = getenv("VQJ_ARC_DATA");
+    struct stat sb;
+    if (folder && *folder && stat(folder, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        size_t files = 0;
+        DIR *d = opendir(folder);
+        assert_non_null(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            files += strlen(e->d_name) > 5 && strstr(e->d_name, ".json") != NULL;
+        closedir(d);
+        assert_int_equal(files, 400);
+        assert_ok(ctx, vqj_dataset_from_arc(ctx, &p, folder, &ds));
+        assert_int_equal(vqj_dataset_num_examples(ds), 4431);
+        vqj_dataset_destroy(ds);
+    } else {
+        printf("test_builtin_arc: no source folder (VQJ_ARC_DATA): its count not compared\n");
+    }
+
+    /* Corrupted and truncated copies. */
+    const uint8_t *gz = NULL;
+    size_t size = 0;
+    assert_true(vqji_builtin_arc(VQJ_ARC_BUILTIN_TRAINING, &gz, &size));
+    assert_true(size > 1000);
+    uint8_t *copy = malloc(size);
+    assert_non_null(copy);
+    memcpy(copy, gz, size);
+    for (size_t i = size / 2; i < size / 2 + 64; i++)
+        copy[i] ^= 0x5a;
+    char path[128];
+    write_bytes(path, "bad.jsonl.gz", copy, size);
+    assert_status(ctx, vqj_dataset_from_arc(ctx, &p, path, &ds), VQJ_ERR_PARSE);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "bad.jsonl.gz"));
+    assert_non_null(strstr(vqj_context_last_error(ctx), "gzip"));
+    unlink(path);
+    write_bytes(path, "short.jsonl.gz", gz, size / 3);
+    assert_status(ctx, vqj_dataset_from_arc(ctx, &p, path, &ds), VQJ_ERR_PARSE);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "ends early"));
+    unlink(path);
+    free(copy);
+
+    /* A .jsonl.gz of manifest records. */
+    snprintf(path, sizeof path, "%s/m.jsonl.gz", dir);
+    gzFile g = gzopen(path, "wb");
+    assert_non_null(g);
+    const char *rec = "{\"context\":[[[1]],[[2]],[[3]]],\"target\":[[4]]}\n";
+    assert_int_equal(gzwrite(g, rec, (unsigned)strlen(rec)), (int)strlen(rec));
+    assert_int_equal(gzclose(g), Z_OK);
+    assert_ok(ctx, vqj_dataset_from_jsonl(ctx, &p, path, &ds));
+    assert_int_equal(vqj_dataset_num_examples(ds), 1);
+    vqj_dataset_destroy(ds);
+    unlink(path);
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1359,6 +1445,7 @@ int main(void)
         cmocka_unit_test(test_arc_examples),
         cmocka_unit_test(test_arc_folder),
         cmocka_unit_test(test_arc_real_data),
+        cmocka_unit_test(test_builtin_arc),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_split_keeps_groups),
         cmocka_unit_test(test_shuffle),

@@ -188,6 +188,36 @@ static void test_max_objects_drops_smallest(void **state)
 /*   1 0 0
  *   0 1 0
  *   0 0 2   */
+/* A grid of 40 single-cell objects (every other cell of every other row of
+ * a 10 x 16 grid): a cap of 64 (the configuration's default) keeps all 40,
+ * the struct default of 16 keeps 16. */
+static void test_cap_64_keeps_40(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    uint8_t cells[10 * 16] = {0};
+    for (int y = 0; y < 10; y += 2)
+        for (int x = 0; x < 16; x += 2)
+            cells[y * 16 + x] = (uint8_t)(1 + (y + x) % 9);
+    vqj_grid g = {10, 16, cells};
+    vqj_tokenizer_params p;
+    vqj_tokenizer_params_default(&p);
+    p.max_objects = 64;
+    vqj_tokens *t = tokenize(ctx, &p, &g, 1);
+    assert_int_equal(vqj_tokens_num_objects(t), 40);
+    vqj_tokens_destroy(t);
+    p.max_objects = 16;
+    t = tokenize(ctx, &p, &g, 1);
+    assert_int_equal(vqj_tokens_num_objects(t), 16);
+    vqj_tokens_destroy(t);
+    vqj_config *cfg = NULL;
+    assert_int_equal(vqj_config_default(ctx, &cfg), VQJ_OK);
+    assert_int_equal(vqj_config_tokenizer_params(cfg, &p), VQJ_OK);
+    assert_int_equal(p.max_objects, 64);
+    vqj_config_destroy(cfg);
+    vqj_context_destroy(ctx);
+}
+
 static void test_connectivity(void **state)
 {
     (void)state;
@@ -850,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_components_and_features),
         cmocka_unit_test(test_normalize_off),
         cmocka_unit_test(test_max_objects_drops_smallest),
+        cmocka_unit_test(test_cap_64_keeps_40),
         cmocka_unit_test(test_connectivity),
         cmocka_unit_test(test_u_shape),
         cmocka_unit_test(test_mixed_colors),

@@ -34,6 +34,10 @@
 int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int steps, int warmup,
                 const char *variant, int threads, int json);
 
+/* `bench --max-objects N` (cmd_bench.c): the tokenizer's and loss's cap;
+ * 0 keeps the library default (16). */
+int bench_max_objects;
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -60,6 +64,8 @@ static vqj_status model_create(vqj_context *ctx, int core, run_model *m)
         p.loss.sigreg_weight = p.loss.color_weight = p.loss.translation_weight =
             p.loss.symmetry_weight = 0.0f;
     p.trainer.grad_accum_steps = 1;
+    if (bench_max_objects > 0)
+        p.tokenizer.max_objects = p.loss.max_objects = bench_max_objects;
     vqj_status st = run_model_create(ctx, &p, m) ? VQJ_ERR_INVALID_ARGUMENT : VQJ_OK;
     /* Steady state of the queue: full, as after queue_size / B steps. */
     vqj_tensor *rows = NULL;
@@ -158,12 +164,12 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     if (json)
         printf("{\"what\":\"train_step\",\"impl\":\"c\",\"variant\":\"%s\",\"batch\":%d,"
                "\"threads\":%d,\"ms_per_step\":%.2f,\"samples_per_s\":%.2f,"
-               "\"max_rss_mib\":%.1f}\n",
-               variant, batch, threads, ms, sps, rss);
+               "\"max_rss_mib\":%.1f,\"max_objects\":%d}\n",
+               variant, batch, threads, ms, sps, rss, bench_max_objects ? bench_max_objects : 16);
     else
-        printf("train_step %s: batch %d, %d threads, %.1f ms/step, %.1f samples/s, "
-               "max RSS %.0f MiB\n",
-               variant, batch, threads, ms, sps, rss);
+        printf("train_step %s: batch %d, %d threads, max_objects %d, %.1f ms/step, "
+               "%.1f samples/s, max RSS %.0f MiB\n",
+               variant, batch, threads, bench_max_objects ? bench_max_objects : 16, ms, sps, rss);
     fflush(stdout);
     fprintf(stderr,
             "train_step %s: %d warm-up + %d timed steps (best %.1f ms); %.0f context tokens/step "

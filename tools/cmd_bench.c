@@ -116,6 +116,7 @@ static void help(FILE *f)
     fprintf(f,
             "usage: vqjepa bench [--data DIR] [--json] [--repeat N] [--only NAME]\n"
             "                    [--batch B] [--steps N] [--warmup W] [--variant core|full]\n"
+            "                    [--max-objects N]\n"
             "                    [--threads T]\n\n"
             "Load every *.json ARC task in DIR (default: $VQJ_ARC_DATA, else\n"
             "  " DEFAULT_DATA "\n"
@@ -290,6 +291,11 @@ int cmd_bench(int argc, char **argv)
             i++;
         } else if (strcmp(argv[i], "--warmup") == 0 && i + 1 < argc) {
             if (count_option(argv[i], argv[i + 1], 0, 1000000, &opt.warmup) != CLI_OK)
+                return CLI_BAD_INPUT;
+            i++;
+        } else if (strcmp(argv[i], "--max-objects") == 0 && i + 1 < argc) {
+            extern int bench_max_objects; /* tools/bench_train.c */
+            if (count_option(argv[i], argv[i + 1], 1, 4096, &bench_max_objects) != CLI_OK)
                 return CLI_BAD_INPUT;
             i++;
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {

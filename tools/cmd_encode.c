@@ -11,10 +11,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: vqjepa encode --checkpoint C [--threads T] TASK.json [TASK.json ...]\n\n"
-               "For each grid of each task (train pairs input, output, then test pairs), one\n"
-               "JSON line: {\"task\", \"index\", \"codes\": [one per object, tokenizer order],\n"
-               "\"embedding\": [P floats]}. Exit status 2 for bad input, 1 on failure.\n");
+    fprintf(f,
+            "usage: vqjepa encode --checkpoint C [--threads T] [TOKENIZER OPTIONS] TASK.json ...\n\n"
+            "For each grid of each task (train pairs input, output, then test pairs), one\n"
+            "JSON line: {\"task\", \"index\", \"codes\": [one per object, tokenizer order],\n"
+            "\"embedding\": [P floats]}. Exit status 2 for bad input, 1 on failure.\n\n"
+            "Tokenizer options override the checkpoint's (--max-color-features must keep its\n"
+            "feature count):\n%s",
+            CLI_TOKENIZER_HELP);
 }
 
 static int encode_task(vqj_context *ctx, const vqj_model *model, const char *path)
@@ -69,7 +73,15 @@ int cmd_encode(int argc, char **argv)
 {
     const char *ckpt = NULL;
     int threads = 0, first = 0;
+    vqj_tokenizer_params over = {.size = sizeof over, .max_objects = -1,
+                                 .max_color_features = -1, .background = 0xffff,
+                                 .connectivity = -1, .normalize = -1, .respect_colors = -1};
     for (int i = 1; i < argc; i++) {
+        const int r = cli_tokenizer_option(&over, argc, argv, &i);
+        if (r < 0)
+            return CLI_BAD_INPUT;
+        if (r > 0)
+            continue;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return CLI_OK;
@@ -89,56 +101,15 @@ int cmd_encode(int argc, char **argv)
         usage(stderr);
         return CLI_BAD_INPUT;
     }
-    vqj_context *ctx = run_context("encode", threads, 123);
-    if (!ctx)
-        return CLI_FAILED;
-    /* The checkpoint carries its configuration and its context seed. */
-    size_t len = 0;
-    char *yaml = NULL, seedbuf[32];
-    int rc = CLI_BAD_INPUT;
-    vqj_config *cfg = NULL;
-    vqj_context *mctx = NULL;
-    run_model m = {0};
-    vqj_model *model = NULL;
-    if (vqj_checkpoint_read_metadata(ctx, ckpt, "config", NULL, 0, &len) != VQJ_OK ||
-        !(yaml = malloc(len + 1)) ||
-        vqj_checkpoint_read_metadata(ctx, ckpt, "config", yaml, len + 1, &len) != VQJ_OK ||
-        vqj_checkpoint_read_metadata(ctx, ckpt, "seed", seedbuf, sizeof seedbuf, &len) !=
-            VQJ_OK) {
-        fprintf(stderr, "vqjepa encode: %s\n", vqj_context_last_error(ctx));
-        goto done;
-    }
-    mctx = run_context("encode", threads, strtoull(seedbuf, NULL, 10));
-    if (!mctx)
-        goto done;
-    if (vqj_config_parse(mctx, yaml, strlen(yaml), ckpt, &cfg) != VQJ_OK) {
-        fprintf(stderr, "vqjepa encode: %s\n", vqj_context_last_error(mctx));
-        goto done;
-    }
-    run_model_params mp;
-    if (run_model_params_from_config(mctx, cfg, &mp) || run_model_create(mctx, &mp, &m))
-        goto done;
-    /* Grid embeddings come from the target network, the space predictions
-     * are trained to match. */
-    if (vqj_trainer_load(m.trainer, ckpt) != VQJ_OK ||
-        vqj_model_create(mctx, &m.tokenizer, m.encoder, m.codebook, m.predictor,
-                         vqj_trainer_target_encoder(m.trainer),
-                         vqj_trainer_target_predictor(m.trainer), &model) != VQJ_OK) {
-        fprintf(stderr, "vqjepa encode: %s\n", vqj_context_last_error(mctx));
-        goto done;
-    }
-    rc = CLI_OK;
+    run_checkpoint c;
+    if (run_checkpoint_open("encode", ckpt, threads, 1, &over, &c))
+        return CLI_BAD_INPUT;
+    int rc = CLI_OK;
     for (int i = first; i < argc; i++) {
-        int r = encode_task(mctx, model, argv[i]);
+        int r = encode_task(c.ctx, c.model, argv[i]);
         if (r > rc)
             rc = r;
     }
-done:
-    vqj_model_destroy(model);
-    run_model_destroy(&m);
-    vqj_config_destroy(cfg);
-    free(yaml);
-    vqj_context_destroy(mctx);
-    vqj_context_destroy(ctx);
+    run_checkpoint_close(&c);
     return rc;
 }

@@ -6,17 +6,73 @@
 #include <stdlib.h>
 #include <string.h>
 
+int cli_tokenizer_option(vqj_tokenizer_params *p, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const int has_value = *i + 1 < argc;
+    if (!strcmp(a, "--no-normalize")) {
+        p->normalize = 0;
+        return 1;
+    }
+    if (!strcmp(a, "--no-respect-colors")) {
+        p->respect_colors = 0;
+        return 1;
+    }
+    if (strcmp(a, "--max-objects") && strcmp(a, "--max-color-features") &&
+        strcmp(a, "--connectivity") && strcmp(a, "--background"))
+        return 0;
+    if (!has_value) {
+        fprintf(stderr, "vqjepa: %s needs a value\n", a);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    if (!strcmp(a, "--background")) { /* colors, comma-separated */
+        unsigned mask = 0;
+        for (const char *c = v; *c; c++) {
+            if (*c >= '0' && *c <= '9' && (c[1] == ',' || !c[1]) && (c == v || c[-1] == ','))
+                mask |= 1u << (*c - '0');
+            else if (*c != ',') {
+                fprintf(stderr, "vqjepa: --background %s: expected colors 0..9 like 0,5\n", v);
+                return -1;
+            }
+        }
+        p->background = (uint16_t)mask;
+        return 1;
+    }
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    const long lo = !strcmp(a, "--max-color-features") ? 0 : 1;
+    const long hi = !strcmp(a, "--max-objects") ? 4096 : !strcmp(a, "--connectivity") ? 8 : 10;
+    if (!*v || *end || n < lo || n > hi ||
+        (!strcmp(a, "--connectivity") && n != 4 && n != 8)) {
+        fprintf(stderr, "vqjepa: %s %s: expected %s\n", a, v,
+                !strcmp(a, "--connectivity") ? "4 or 8"
+                : !strcmp(a, "--max-objects") ? "an integer in [1, 4096]"
+                                              : "an integer in [0, 10]");
+        return -1;
+    }
+    if (!strcmp(a, "--max-objects"))
+        p->max_objects = (int)n;
+    else if (!strcmp(a, "--max-color-features"))
+        p->max_color_features = (int)n;
+    else
+        p->connectivity = (int)n;
+    return 1;
+}
+
 static void help(FILE *f)
 {
     fprintf(f,
-            "usage: vqjepa tokenize TASK.json [TASK.json ...]\n\n"
-            "Tokenize every grid of each ARC task file with the default tokenizer options\n"
-            "and print one JSON line per grid, train pairs (input, output) then test pairs\n"
+            "usage: vqjepa tokenize [OPTIONS] TASK.json [TASK.json ...]\n\n"
+            "Tokenize every grid of each ARC task file and print one JSON line per grid, train pairs (input, output) then test pairs\n"
             "(input, then output where present):\n"
             "  {\"task\": NAME, \"index\": I, \"features\": [M rows of F numbers],\n"
             "   \"mask\": [M ints], \"adjacency\": [M rows of M ints]}\n"
             "padded with zeros past the real objects. A file that cannot be read or parsed\n"
-            "is reported on stderr and skipped; the exit status is then 2.\n");
+            "is reported on stderr and skipped; the exit status is then 2.\n\n"
+            "Tokenizer options (docs/tokenizer.md; defaults of vqj_tokenizer_params_default):\n"
+            "%s",
+            CLI_TOKENIZER_HELP);
 }
 
 /* %.9g keeps every float32 exactly and prints whole numbers without a point. */
@@ -117,16 +173,25 @@ static int emit_task(vqj_context *ctx, vqj_tokens *tokens, const vqj_arc_task *t
 int cmd_tokenize(int argc, char **argv)
 {
     int first = 1;
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        help(stdout);
-        return CLI_OK;
-    }
-    if (argc > 1 && strcmp(argv[1], "--") == 0)
-        first = 2;
-    else if (argc > 1 && argv[1][0] == '-' && argv[1][1]) {
-        fprintf(stderr, "vqjepa tokenize: unknown option '%s'\n", argv[1]);
-        help(stderr);
-        return CLI_BAD_INPUT;
+    vqj_tokenizer_params p;
+    vqj_tokenizer_params_default(&p);
+    for (; first < argc && argv[first][0] == '-' && argv[first][1]; first++) {
+        if (strcmp(argv[first], "--help") == 0 || strcmp(argv[first], "-h") == 0) {
+            help(stdout);
+            return CLI_OK;
+        }
+        if (strcmp(argv[first], "--") == 0) {
+            first++;
+            break;
+        }
+        const int r = cli_tokenizer_option(&p, argc, argv, &first);
+        if (r < 0)
+            return CLI_BAD_INPUT;
+        if (r == 0) {
+            fprintf(stderr, "vqjepa tokenize: unknown option '%s'\n", argv[first]);
+            help(stderr);
+            return CLI_BAD_INPUT;
+        }
     }
     if (first >= argc) {
         help(stderr);
@@ -138,8 +203,6 @@ int cmd_tokenize(int argc, char **argv)
     vqj_context *ctx = cli_context("tokenize", 1);
     if (!ctx)
         return CLI_FAILED;
-    vqj_tokenizer_params p;
-    vqj_tokenizer_params_default(&p);
     vqj_tokens *tokens = NULL;
     scratch s = {0};
     const size_t M = (size_t)p.max_objects, F = (size_t)vqj_tokenizer_feature_dim(&p);

@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
     build-essential pkg-config python3 \
-    libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev \
+    libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev zlib1g-dev \
     chromium doxygen \
     python3-numpy python3-pip python3-setuptools python3-wheel
 

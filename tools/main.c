@@ -13,6 +13,7 @@ static const struct {
     {"bench", cmd_bench, "time the library on the ARC training set"},
     {"config", cmd_config, "print the resolved configuration (defaults or --config FILE) as YAML"},
     {"train", cmd_train, "train a configuration (default: built-in, on synthetic data)"},
+    {"eval", cmd_eval, "retrieval, code usage and baselines of a checkpoint on ARC tasks"},
     {"encode", cmd_encode, "object codes and embeddings of ARC tasks from a checkpoint"},
     {"ablate", cmd_ablate, "the seed's four-way VQ comparison, as a markdown table"},
     {"monitor", cmd_monitor, "health checks of a training run (exit 0 ok, 1 warn, 2 alert)"},

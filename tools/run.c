@@ -132,6 +132,73 @@ void run_model_destroy(run_model *m)
     memset(m, 0, sizeof *m);
 }
 
+int run_checkpoint_open(const char *command, const char *path, int threads, int trained,
+                        const vqj_tokenizer_params *over, run_checkpoint *c)
+{
+    memset(c, 0, sizeof *c);
+    /* The checkpoint carries its configuration and its context seed. */
+    vqj_context *ctx = run_context(command, threads, 123);
+    if (!ctx)
+        return -1;
+    size_t len = 0;
+    char *yaml = NULL, seedbuf[32];
+    int rc = -1;
+    if (vqj_checkpoint_read_metadata(ctx, path, "config", NULL, 0, &len) != VQJ_OK ||
+        !(yaml = malloc(len + 1)) ||
+        vqj_checkpoint_read_metadata(ctx, path, "config", yaml, len + 1, &len) != VQJ_OK ||
+        vqj_checkpoint_read_metadata(ctx, path, "seed", seedbuf, sizeof seedbuf, &len) !=
+            VQJ_OK) {
+        fprintf(stderr, "vqjepa %s: %s\n", command,
+                yaml ? vqj_context_last_error(ctx) : "out of memory");
+        goto done;
+    }
+    c->ctx = run_context(command, threads, strtoull(seedbuf, NULL, 10));
+    if (!c->ctx)
+        goto done;
+    if (vqj_config_parse(c->ctx, yaml, strlen(yaml), path, &c->cfg) != VQJ_OK) {
+        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_context_last_error(c->ctx));
+        goto done;
+    }
+    if (model_from_config(c->ctx, c->cfg, &c->m))
+        goto done;
+    if (over) { /* the fields given (not the -1 / 0xffff left by the caller) */
+        vqj_tokenizer_params *t = &c->m.tokenizer;
+        t->max_objects = over->max_objects >= 0 ? over->max_objects : t->max_objects;
+        t->max_color_features =
+            over->max_color_features >= 0 ? over->max_color_features : t->max_color_features;
+        t->background = over->background != 0xffff ? over->background : t->background;
+        t->connectivity = over->connectivity >= 0 ? over->connectivity : t->connectivity;
+        t->normalize = over->normalize >= 0 ? over->normalize : t->normalize;
+        t->respect_colors = over->respect_colors >= 0 ? over->respect_colors : t->respect_colors;
+    }
+    /* Grid embeddings come from the target network, the space predictions
+     * are trained to match; an untrained model's target is its online copy. */
+    if ((trained && vqj_trainer_load(c->m.trainer, path) != VQJ_OK) ||
+        vqj_model_create(c->ctx, &c->m.tokenizer, c->m.encoder, c->m.codebook, c->m.predictor,
+                         trained ? vqj_trainer_target_encoder(c->m.trainer) : NULL,
+                         trained ? vqj_trainer_target_predictor(c->m.trainer) : NULL,
+                         &c->model) != VQJ_OK) {
+        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_context_last_error(c->ctx));
+        goto done;
+    }
+    rc = 0;
+done:
+    free(yaml);
+    vqj_context_destroy(ctx);
+    if (rc)
+        run_checkpoint_close(c);
+    return rc;
+}
+
+void run_checkpoint_close(run_checkpoint *c)
+{
+    vqj_model_destroy(c->model);
+    run_model_destroy(&c->m);
+    vqj_config_destroy(c->cfg);
+    vqj_context_destroy(c->ctx);
+    memset(c, 0, sizeof *c);
+}
+
 /* ---- data ---- */
 
 static int ends_with(const char *s, const char *suffix)
@@ -161,17 +228,21 @@ static vqj_dataset *load_data(vqj_context *ctx, const vqj_config *cfg, const vqj
         } else {
             fprintf(stderr,
                     "vqjepa: warning: dataset_manifest %s is not readable here; training on "
-                    "the built-in synthetic data instead\n",
+                    "the built-in ARC-AGI-1 training tasks instead\n",
                     rp->dataset_manifest);
         }
     }
     if (!path && rp->arc_path)
         path = rp->arc_path;
-    if (path && !jsonl)
+    /* No data given: the built-in ARC-AGI-1 training tasks. */
+    if (!path)
+        path = VQJ_ARC_BUILTIN_TRAINING;
+    const int synthetic = strcmp(path, "synthetic") == 0;
+    if (!jsonl)
         jsonl = ends_with(path, ".jsonl");
     vqj_dataset *ds = NULL;
     vqj_status st;
-    if (!path)
+    if (synthetic)
         st = vqj_dataset_synthetic(ctx, &dp, &sp, &ds);
     else if (jsonl)
         st = vqj_dataset_from_jsonl(ctx, &dp, path, &ds);
@@ -186,7 +257,7 @@ static vqj_dataset *load_data(vqj_context *ctx, const vqj_config *cfg, const vqj
                 path);
     if (!o->quiet)
         fprintf(stderr, "vqjepa: %zu examples from %s\n", vqj_dataset_num_examples(ds),
-                path ? path : "the built-in synthetic generator");
+                synthetic ? "the built-in synthetic generator" : path);
     return ds;
 }
 
@@ -534,6 +605,58 @@ static int collapse_fired(const run_state *s, int epoch, int have_vq, float usag
     snprintf(out->abort_reason, sizeof out->abort_reason, "%s", reason);
     out->aborted = 1;
     return 1;
+}
+
+/* The evaluation of the trained model on the validation split
+ * (docs/evaluation.md), printed unless quiet and written to DIR/eval.json;
+ * the init baseline is the same configuration built afresh from `seed`. */
+static int end_eval(vqj_context *ctx, const vqj_config *cfg, const run_options *o, uint64_t seed,
+                    run_model *m, const vqj_dataset *val, const char *dir)
+{
+    vqj_context *ectx = run_context("train", o->threads, seed);
+    if (!ectx)
+        return -1;
+    run_model init = {0};
+    vqj_model *model = NULL, *init_model = NULL;
+    vqj_eval_set *set = NULL;
+    json_t *r = NULL;
+    int rc = -1;
+    if (model_from_config(ectx, cfg, &init))
+        goto done;
+    if (vqj_model_create(ctx, &m->tokenizer, m->encoder, m->codebook, m->predictor,
+                         vqj_trainer_target_encoder(m->trainer),
+                         vqj_trainer_target_predictor(m->trainer), &model) != VQJ_OK ||
+        vqj_eval_set_from_dataset(ctx, val, &set) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: evaluation: %s\n", vqj_context_last_error(ctx));
+        goto done;
+    }
+    if (vqj_model_create(ectx, &init.tokenizer, init.encoder, init.codebook, init.predictor, NULL,
+                         NULL, &init_model) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: evaluation: %s\n", vqj_context_last_error(ectx));
+        goto done;
+    }
+    if (!(r = eval_measure(ctx, model, init_model, set, 1)))
+        goto done;
+    json_object_set_new(r, "data", json_string("validation split"));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/eval.json", dir);
+    if (json_dump_file(r, path, JSON_COMPACT | JSON_REAL_PRECISION(6)) != 0) {
+        fprintf(stderr, "vqjepa: cannot write %s\n", path);
+        goto done;
+    }
+    if (!o->quiet) {
+        printf("evaluation on the validation split (%s):\n", path);
+        eval_print_table(stdout, r);
+    }
+    rc = 0;
+done:
+    json_decref(r);
+    vqj_eval_set_destroy(set);
+    vqj_model_destroy(model);
+    vqj_model_destroy(init_model);
+    run_model_destroy(&init);
+    vqj_context_destroy(ectx);
+    return rc;
 }
 
 int run_training(const run_options *o, run_outcome *out)
@@ -946,6 +1069,9 @@ int run_training(const run_options *o, run_outcome *out)
         DIAGNOSE(out->steps, s.epoch + 1, last);
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     if (save_checkpoint(ctx, m.trainer, path, yaml, &s))
+        goto fail;
+    if (!interrupted && vqj_dataset_num_examples(val) > 0 &&
+        end_eval(ctx, cfg, o, seed, &m, val, dir))
         goto fail;
     if (interrupted) {
         fprintf(stderr, "vqjepa: interrupted; checkpoint written to %s\n", path);

@@ -86,4 +86,21 @@ int run_model_params_from_config(vqj_context *ctx, const vqj_config *cfg, run_mo
 int run_model_create(vqj_context *ctx, const run_model_params *p, run_model *m);
 void run_model_destroy(run_model *m);
 
+/* A checkpoint's model, built from the configuration and seed it carries:
+ * with `trained`, its weights and target network; without, the same
+ * architecture as initialized before training. */
+typedef struct run_checkpoint {
+    vqj_context *ctx;
+    vqj_config *cfg;
+    run_model m;
+    vqj_model *model;
+} run_checkpoint;
+
+/* 0 on success (after printing why otherwise, prefixed by `command`).
+ * `over` (may be NULL) overrides the checkpoint's tokenizer params in its
+ * fields that are not -1 (background: not 0xffff). */
+int run_checkpoint_open(const char *command, const char *path, int threads, int trained,
+                        const vqj_tokenizer_params *over, run_checkpoint *c);
+void run_checkpoint_close(run_checkpoint *c);
+
 #endif

@@ -13,8 +13,8 @@ set -eu
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-read -ra dep_cflags <<<"$(pkg-config --cflags openblas jansson yaml-0.1)"
-read -ra dep_libs <<<"$(pkg-config --libs openblas jansson yaml-0.1 cmocka)"
+read -ra dep_cflags <<<"$(pkg-config --cflags openblas jansson yaml-0.1 zlib)"
+read -ra dep_libs <<<"$(pkg-config --libs openblas jansson yaml-0.1 zlib cmocka)"
 cflags=(-O2 -g -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -DVQJ_WITH_CUDA
     -Iinclude -Isrc "${dep_cflags[@]}")
 cxxflags=(-O2 -g -std=c++20 -Wall -Wextra -Werror -Wno-unknown-pragmas -DVQJ_WITH_CUDA

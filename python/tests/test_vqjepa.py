@@ -628,6 +628,25 @@ class TestModel(unittest.TestCase):
             m.encode([[1, 12]])
         self.assertIn("12", str(cm.exception))
 
+    def test_evaluate(self):
+        task = vqjepa.ArcTask(self.ctx, json_text=json.dumps(
+            {"train": [{"input": [[1, 0], [0, 0]], "output": [[1, 1], [0, 0]]},
+                       {"input": [[0, 2], [0, 0]], "output": [[0, 2], [0, 2]]}],
+             "test": [{"input": [[3, 0, 0]], "output": [[3, 3, 3]]}]}))
+        s = vqjepa.EvalSet(self.ctx, tasks=[task], context_window=3)
+        self.assertEqual((len(s), s.num_candidates, s.context_window), (3, 3, 3))
+        r = s.evaluate(self.model)
+        self.assertEqual((r["queries"], r["candidates"], r["num_codes"]), (3, 3, 16))
+        self.assertAlmostEqual(r["chance"], 1 / 3)
+        self.assertTrue(0 <= r["top1"] <= r["top5"] <= 1)
+        self.assertGreater(r["objects"], 0)
+        a = s.baseline("analogy")
+        self.assertEqual(a["objects"], 0)
+        self.assertTrue(0 <= a["hard_top1"] <= 1)
+        with self.assertRaises(vqjepa.InvalidArgumentError):
+            s.baseline("model")
+        s.close()
+
     def test_batch_predict_and_distance(self):
         m = self.model
         grids = some_grids(5, 3)

@@ -42,7 +42,7 @@ __all__ = [
     "Predictor", "Loss", "Optimizer", "Trainer", "Metrics", "Dataset",
     "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_metadata",
     "embedding_metrics", "library_version", "library_path", "HAVE_NUMPY", "Model",
-    "latent_distance", "defaults", "Config", "MetricsWindow",
+    "latent_distance", "defaults", "Config", "MetricsWindow", "EvalSet",
 ]
 
 if os.environ.get("VQJEPA_NUMPY", "1") not in ("0", "no", "false", ""):
@@ -1465,6 +1465,57 @@ class Model(_Handle):
     def distance(self, a, b):
         """latent_distance(a, b)."""
         return latent_distance(a, b)
+
+
+class EvalSet(_Handle):
+    """Queries for evaluation (vqj_eval_set; docs/evaluation.md): every
+    pair with an output of ARC tasks (`tasks`: ArcTask objects, or `path`:
+    a task file or folder) with the next pair of its task as demonstration,
+    or every example of a Dataset (`dataset`). `context_window` is the
+    model's T (tasks and path only)."""
+
+    def __init__(self, ctx, tasks=None, path=None, dataset=None, context_window=3):
+        if sum(x is not None for x in (tasks, path, dataset)) != 1:
+            raise InvalidArgumentError(1, "EvalSet: give one of tasks, path or dataset")
+        if dataset is not None:
+            ptr = _create(fn.vqj_eval_set_from_dataset, ctx._ptr(), dataset._ptr())
+        elif path is not None:
+            ptr = _create(fn.vqj_eval_set_load, ctx._ptr(), os.fsencode(path), context_window)
+        else:
+            tasks = list(tasks)
+            arr = (ctypes.c_void_p * max(len(tasks), 1))(*[t._ptr() for t in tasks])
+            ptr = _create(fn.vqj_eval_set_from_tasks, ctx._ptr(), arr, len(tasks),
+                          context_window)
+        _child(self, ctx, ptr, fn.vqj_eval_set_destroy)
+
+    def __len__(self):
+        return fn.vqj_eval_set_num_queries(self._ptr())
+
+    @property
+    def num_candidates(self):
+        return fn.vqj_eval_set_num_candidates(self._ptr())
+
+    @property
+    def context_window(self):
+        return fn.vqj_eval_set_context_window(self._ptr())
+
+    def evaluate(self, model):
+        """A dict of the model's retrieval and code measures (the fields of
+        vqj_eval_result: top1, top5, hard_top1, chance, code_usage, ...)."""
+        r = _lib.vqj_eval_result(size=ctypes.sizeof(_lib.vqj_eval_result))
+        fn.vqj_eval_model(model._ptr(), self._ptr(), ctypes.byref(r))
+        return r.as_dict()
+
+    def baseline(self, method="features"):
+        """The same retrieval by a baseline without network: "features" or
+        "analogy"."""
+        methods = {"features": 1, "analogy": 2}
+        if method not in methods:
+            raise InvalidArgumentError(1, "EvalSet.baseline: method is %r; it must be features "
+                                       "or analogy" % (method,))
+        r = _lib.vqj_eval_result(size=ctypes.sizeof(_lib.vqj_eval_result))
+        fn.vqj_eval_baseline(self._ctx._ptr(), self._ptr(), methods[method], ctypes.byref(r))
+        return r.as_dict()
 
 
 def latent_distance(a, b):

@@ -234,6 +234,19 @@ class vqj_embedding_metrics(_Struct):
                 ("gaussian_score", ctypes.c_float)]
 
 
+class vqj_eval_result(_Struct):
+    _fields_ = [("size", ctypes.c_size_t), ("queries", ctypes.c_size_t),
+                ("candidates", ctypes.c_size_t), ("chance", ctypes.c_double),
+                ("top1", ctypes.c_double), ("top5", ctypes.c_double),
+                ("mean_rank", ctypes.c_double), ("hard_top1", ctypes.c_double),
+                ("hard_top5", ctypes.c_double), ("grids", ctypes.c_size_t),
+                ("objects", ctypes.c_size_t), ("num_codes", ctypes.c_int),
+                ("distinct_codes", ctypes.c_int), ("code_usage", ctypes.c_double),
+                ("code_perplexity", ctypes.c_double), ("identical_pairs", ctypes.c_double),
+                ("code_same_identical", ctypes.c_double),
+                ("code_shared_different", ctypes.c_double)]
+
+
 class vqj_window_metrics(_Struct):
     _fields_ = [("size", ctypes.c_size_t), ("context", vqj_embedding_metrics),
                 ("target", vqj_embedding_metrics), ("active_codes", ctypes.c_int),
@@ -472,6 +485,15 @@ _PROTOTYPES = {
     "vqj_model_encode_grids": (S, [P, ctypes.POINTER(vqj_grid), SZ, P, c_size_t_p, P]),
     "vqj_model_predict": (S, [P, ctypes.POINTER(vqj_grid), SZ, P]),
     "vqj_model_predict_batch": (S, [P, ctypes.POINTER(vqj_grid), SZ, P]),
+    "vqj_eval_set_from_tasks": (S, [P, P, SZ, I, P]),
+    "vqj_eval_set_from_dataset": (S, [P, P, P]),
+    "vqj_eval_set_load": (S, [P, ctypes.c_char_p, I, P]),
+    "vqj_eval_set_destroy": (None, [P]),
+    "vqj_eval_set_num_queries": (SZ, [P]),
+    "vqj_eval_set_num_candidates": (SZ, [P]),
+    "vqj_eval_set_context_window": (I, [P]),
+    "vqj_eval_model": (S, [P, P, ctypes.POINTER(vqj_eval_result)]),
+    "vqj_eval_baseline": (S, [P, P, I, ctypes.POINTER(vqj_eval_result)]),
     "vqj_latent_distance": (S, [P, P, I, ctypes.POINTER(F)]),
 }
 for _name in PARAMS_DEFAULTS.values():

@@ -328,6 +328,10 @@ static const void *cfield(const vqj_config *c, const key_def *k)
 static void set_defaults(vqj_config *c)
 {
     vqj_tokenizer_params_default(&c->tok);
+    /* Keep the objects that matter: 64, not the struct default of 16, which
+     * drops most objects of ARC grids (docs/tokenizer.md). The reference
+     * configurations say 16. */
+    c->tok.max_objects = 64;
     vqj_encoder_params_default(&c->enc);
     vqj_codebook_params_default(&c->cb);
     vqj_predictor_params_default(&c->pred);

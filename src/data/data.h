@@ -7,6 +7,7 @@
 #include "core/core.h"
 
 #include <jansson.h>
+#include <stdio.h>
 
 /* Largest context_window (examples are assembled in stack arrays). */
 #define VQJI_MAX_CONTEXT_WINDOW 64
@@ -131,5 +132,33 @@ void vqji_synthetic_example_program(const vqj_synthetic_params *params, uint64_t
  * bijection of the colors other than `background` (perm[background] =
  * background). */
 void vqji_palette_permutation(vqji_rng *rng, uint16_t background_mask, uint8_t perm[VQJ_NUM_COLORS]);
+
+/* The ARC tasks of `path` (one task file, or a folder's *.json files in
+ * byte order of their names), for evaluation; free with
+ * vqji_arc_tasks_destroy(). Errors as vqj_dataset_from_arc() (no skipping). */
+vqj_status vqji_arc_tasks_load(vqj_context *ctx, const char *path, vqj_arc_task ***tasks,
+                               size_t *count);
+void vqji_arc_tasks_destroy(vqj_arc_task **tasks, size_t count);
+
+/* ---- built-in data and gzip (src/data/builtin.c) ---- */
+/* 1 and the gzip bytes of built-in data when `path` names it
+ * (VQJ_ARC_BUILTIN_TRAINING, VQJ_ARC_BUILTIN_EVALUATION), else 0. */
+int vqji_builtin_arc(const char *path, const uint8_t **gz, size_t *size);
+/* Inflate gzip bytes into *out (malloc'd, *out_len bytes, not NUL-ended);
+ * `name` starts error messages. Errors: VQJ_ERR_PARSE (corrupt or
+ * truncated data), VQJ_ERR_OUT_OF_MEMORY. */
+vqj_status vqji_gunzip(const vqj_context *ctx, const char *name, const uint8_t *gz, size_t size,
+                       char **out, size_t *out_len);
+/* A text stream for `path`: built-in data or a *.gz file inflated into
+ * memory, any other file as it is. The caller fclose()s it. Errors:
+ * VQJ_ERR_IO, those of vqji_gunzip(). */
+vqj_status vqji_open_text(vqj_context *ctx, const char *path, FILE **out);
+/* 1 when `path` is read as JSONL: built-in data, *.jsonl or *.jsonl.gz. */
+int vqji_is_jsonl(const char *path);
+/* 0 when the first record of the JSONL at `path` is not an ARC task (it
+ * has no "train"); 1 otherwise, also when it cannot be read. */
+int vqji_jsonl_holds_tasks(vqj_context *ctx, const char *path);
+/* Add the examples of an ARC task (as vqj_dataset_from_arc()) in `group`. */
+vqj_status vqji_dataset_add_arc_task(vqj_dataset *ds, const vqj_arc_task *task, uint32_t group);
 
 #endif

@@ -394,7 +394,7 @@ static size_t demo_after(size_t a, long b, size_t n, size_t k)
 }
 
 /* Add the examples of one task, all in group `group`. */
-static vqj_status add_task(vqj_dataset *ds, const vqj_arc_task *task, uint32_t group)
+vqj_status vqji_dataset_add_arc_task(vqj_dataset *ds, const vqj_arc_task *task, uint32_t group)
 {
     const size_t n = vqj_arc_task_num_pairs(task, VQJ_ARC_TRAIN);
     const size_t ntest = vqj_arc_task_num_pairs(task, VQJ_ARC_TEST);
@@ -524,7 +524,7 @@ static vqj_status load_task_file(vqj_dataset *ds, const char *file, uint32_t *gr
     }
     if (st)
         return st;
-    st = add_task(ds, task, *group);
+    st = vqji_dataset_add_arc_task(ds, task, *group);
     (*group)++;
     vqj_arc_task_destroy(task);
     return st;
@@ -540,6 +540,8 @@ vqj_status vqj_dataset_from_arc(vqj_context *ctx, const vqj_dataset_params *para
     vqj_status st = vqji_dataset_params_resolve(ctx, params, &p);
     if (st)
         return st;
+    if (vqji_is_jsonl(path))
+        return vqj_dataset_from_jsonl(ctx, params, path, out);
     struct stat sb;
     char reason[128];
     if (stat(path, &sb) != 0)
@@ -586,5 +588,143 @@ vqj_status vqj_dataset_from_arc(vqj_context *ctx, const vqj_dataset_params *para
     if (ds->num_skipped)
         vqji_log(ctx, VQJ_LOG_WARNING, "%s: skipped %zu bad task files", path, ds->num_skipped);
     *out = ds;
+    return VQJ_OK;
+}
+
+void vqji_arc_tasks_destroy(vqj_arc_task **tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        vqj_arc_task_destroy(tasks[i]);
+    free(tasks);
+}
+
+int vqji_is_jsonl(const char *path)
+{
+    const uint8_t *gz;
+    size_t n, len = strlen(path);
+    return vqji_builtin_arc(path, &gz, &n) || (len > 6 && !strcmp(path + len - 6, ".jsonl")) ||
+           (len > 9 && !strcmp(path + len - 9, ".jsonl.gz"));
+}
+
+int vqji_jsonl_holds_tasks(vqj_context *ctx, const char *path)
+{
+    FILE *f = NULL;
+    if (vqji_open_text(ctx, path, &f))
+        return 1; /* the task reader says why */
+    char *line = NULL;
+    size_t cap = 0;
+    int tasks = 1;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        json_t *rec = json_loadb(line, (size_t)len, 0, NULL);
+        if (!rec)
+            continue; /* blank or bad: look further */
+        tasks = json_object_get(rec, "train") != NULL;
+        json_decref(rec);
+        break;
+    }
+    free(line);
+    fclose(f);
+    vqji_clear_error(ctx);
+    return tasks;
+}
+
+/* The tasks of a JSONL file, one a line, named by their "id" (or
+ * "PATH:LINE"). */
+static vqj_status tasks_from_jsonl(vqj_context *ctx, const char *path, vqj_arc_task ***tasks_out,
+                                   size_t *count_out)
+{
+    FILE *f = NULL;
+    vqj_status st = vqji_open_text(ctx, path, &f);
+    if (st)
+        return st;
+    vqj_arc_task **tasks = NULL;
+    size_t n = 0, cap = 0, line_cap = 0, lineno = 0;
+    char *line = NULL, name[300];
+    ssize_t len;
+    while (!st && (len = getline(&line, &line_cap, f)) >= 0) {
+        lineno++;
+        size_t k = 0;
+        while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' ||
+                                   line[k] == '\n'))
+            k++;
+        if (k == (size_t)len)
+            continue;
+        snprintf(name, sizeof name, "%s:%zu", path, lineno);
+        json_t *rec = json_loadb(line, (size_t)len, 0, NULL);
+        const char *id = json_string_value(json_object_get(rec, "id"));
+        if (id)
+            snprintf(name, sizeof name, "%s", id);
+        json_decref(rec);
+        if ((st = vqji_reserve(ctx, (void **)&tasks, &cap, (n + 1) * sizeof *tasks, "tasks")))
+            break;
+        if (!(st = vqj_arc_task_parse(ctx, line, (size_t)len, name, &tasks[n])))
+            n++;
+        else if (id) { /* say where the bad task is */
+            char message[VQJI_ERROR_MAX];
+            snprintf(message, sizeof message, "%s", vqj_context_last_error(ctx));
+            st = vqji_fail(ctx, st, "%s:%zu: %s", path, lineno, message);
+        }
+    }
+    free(line);
+    fclose(f);
+    if (!st && n == 0)
+        st = vqji_fail(ctx, VQJ_ERR_PARSE, "%s: no tasks", path);
+    if (st) {
+        vqji_arc_tasks_destroy(tasks, n);
+        return st;
+    }
+    *tasks_out = tasks;
+    *count_out = n;
+    return VQJ_OK;
+}
+
+vqj_status vqji_arc_tasks_load(vqj_context *ctx, const char *path, vqj_arc_task ***tasks_out,
+                               size_t *count_out)
+{
+    if (vqji_is_jsonl(path))
+        return tasks_from_jsonl(ctx, path, tasks_out, count_out);
+    struct stat sb;
+    char reason[128];
+    if (stat(path, &sb) != 0)
+        return vqji_fail(ctx, VQJ_ERR_IO, "cannot open %s: %s", path,
+                         error_text(errno, reason, sizeof reason));
+    char **names = NULL;
+    size_t count = 1;
+    vqj_status st = VQJ_OK;
+    if (S_ISDIR(sb.st_mode)) {
+        st = list_folder(ctx, path, &names, &count);
+        if (!st && count == 0)
+            st = vqji_fail(ctx, VQJ_ERR_PARSE, "%s: no .json task files in the folder", path);
+        if (st) {
+            free_names(names, count);
+            return st;
+        }
+    }
+    vqj_arc_task **tasks = NULL;
+    size_t n = 0;
+    char *file = NULL;
+    size_t file_cap = 0;
+    st = vqji_calloc(ctx, count, sizeof *tasks, "the task list", (void **)&tasks);
+    for (size_t i = 0; i < count && !st; i++) {
+        if (names) {
+            const size_t len = strlen(path) + 1 + strlen(names[i]) + 1;
+            st = vqji_reserve(ctx, (void **)&file, &file_cap, len, "a file path");
+            if (st)
+                break;
+            snprintf(file, len, "%s/%s", path, names[i]);
+        }
+        st = vqj_arc_task_load(ctx, names ? file : path, &tasks[n]);
+        if (!st)
+            n++;
+    }
+    free(file);
+    free_names(names, names ? count : 0);
+    if (st) {
+        vqji_arc_tasks_destroy(tasks, n);
+        return st;
+    }
+    *tasks_out = tasks;
+    *count_out = n;
     return VQJ_OK;
 }

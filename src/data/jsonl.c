@@ -190,6 +190,24 @@ static vqj_status frames_record(jsonl_state *s, const json_t *rec, char *why, si
     return st;
 }
 
+/* An ARC task: its examples as vqj_dataset_from_arc() forms them. */
+static vqj_status task_record(jsonl_state *s, const char *line, size_t len, const json_t *rec,
+                              char *why, size_t size)
+{
+    const char *id = json_string_value(json_object_get(rec, "id"));
+    vqj_arc_task *task = NULL;
+    vqj_status st = vqj_arc_task_parse(s->ds->ctx, line, len, id ? id : "task", &task);
+    if (st == VQJ_ERR_PARSE) {
+        st = bad(why, size, "%s", vqj_context_last_error(s->ds->ctx));
+        vqji_clear_error(s->ds->ctx);
+        return st;
+    }
+    if (!st)
+        st = vqji_dataset_add_arc_task(s->ds, task, s->group);
+    vqj_arc_task_destroy(task);
+    return st;
+}
+
 static int blank(const char *line, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -219,10 +237,13 @@ static vqj_status parse_line(jsonl_state *s, const char *line, size_t len, size_
         const int has_ctx = json_object_get(rec, "context") || json_object_get(rec, "target");
         const int has_io = json_object_get(rec, "input") || json_object_get(rec, "output");
         const int has_frames = json_object_get(rec, "frames") != NULL;
-        if (has_ctx + has_io + has_frames == 0)
+        const int has_task = json_object_get(rec, "train") != NULL;
+        if (has_ctx + has_io + has_frames + has_task == 0)
             st = bad(why, size, "the record has none of \"context\"/\"target\", "
-                                "\"input\"/\"output\" or \"frames\"");
-        else if (has_ctx + has_io + has_frames > 1)
+                                "\"input\"/\"output\", \"frames\" or \"train\"");
+        else if (has_task && has_ctx + has_io + has_frames == 0)
+            st = task_record(s, line, len, rec, why, size);
+        else if (has_ctx + has_io + has_frames + has_task > 1)
             st = bad(why, size, "the record mixes the keys of two forms (\"context\"/\"target\", "
                                 "\"input\"/\"output\", \"frames\")");
         else if (has_ctx)
@@ -247,12 +268,9 @@ vqj_status vqj_dataset_from_jsonl(vqj_context *ctx, const vqj_dataset_params *pa
     if (st)
         return st;
     char reason[128];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (strerror_r(errno, reason, sizeof reason) != 0)
-            snprintf(reason, sizeof reason, "error %d", errno);
-        return vqji_fail(ctx, VQJ_ERR_IO, "cannot open %s: %s", path, reason);
-    }
+    FILE *f = NULL;
+    if ((st = vqji_open_text(ctx, path, &f)))
+        return st;
     vqj_dataset *ds;
     st = vqji_dataset_new(ctx, &p, &ds);
     if (st) {

@@ -483,3 +483,6 @@ vqj_status vqj_latent_distance(const float *a, const float *b, int dim, float *o
     *out = (float)s;
     return VQJ_OK;
 }
+
+vqj_context *vqji_model_context(const vqj_model *m) { return m->ctx; }
+const vqj_tokenizer_params *vqji_model_tokenizer(const vqj_model *m) { return &m->tp; }

@@ -72,4 +72,10 @@ vqj_context *vqji_encoder_context(const vqj_encoder *encoder);
 vqj_context *vqji_codebook_context(const vqj_codebook *cb);
 vqj_context *vqji_predictor_context(const vqj_predictor *predictor);
 
+/* ---- the inference model (src/model/inference.c) ---- */
+/* The context and the tokenizer params a model was created with (for
+ * src/eval/eval.c, which tokenizes the same grids to compare features). */
+vqj_context *vqji_model_context(const vqj_model *model);
+const vqj_tokenizer_params *vqji_model_tokenizer(const vqj_model *model);
+
 #endif

@@ -19,6 +19,10 @@ pub const VQJ_VERSION_MINOR: c_int = 1;
 pub const VQJ_VERSION_PATCH: c_int = 0;
 
 pub const VQJ_MAX_GRID_SIDE: c_int = 256;
+/// `VQJ_ARC_BUILTIN_TRAINING`, NUL-terminated: the built-in ARC-AGI-1 training tasks.
+pub const VQJ_ARC_BUILTIN_TRAINING: &[u8] = b"builtin:arc-agi-1/training\0";
+/// `VQJ_ARC_BUILTIN_EVALUATION`, NUL-terminated: the built-in ARC-AGI-1 evaluation tasks.
+pub const VQJ_ARC_BUILTIN_EVALUATION: &[u8] = b"builtin:arc-agi-1/evaluation\0";
 pub const VQJ_NUM_COLORS: c_int = 10;
 pub const VQJ_BASE_FEATURES: c_int = 13;
 pub const VQJ_DATASET_MAX_SKIPPED_MESSAGES: usize = 8;
@@ -38,6 +42,7 @@ macro_rules! opaque {
 }
 opaque!(
     vqj_context,
+    vqj_eval_set,
     vqj_tensor,
     vqj_weights,
     vqj_tokens,
@@ -86,6 +91,7 @@ c_enum!(vqj_abort_criterion {
     VQJ_ABORT_VAL_LOSS_JUMP = 3, VQJ_ABORT_VAL_LOSS_PLATEAU = 4,
 });
 c_enum!(vqj_early_stopping_mode { VQJ_EARLY_STOPPING_MIN = 0, VQJ_EARLY_STOPPING_MAX = 1 });
+c_enum!(vqj_eval_method { VQJ_EVAL_MODEL = 0, VQJ_EVAL_FEATURES = 1, VQJ_EVAL_ANALOGY = 2 });
 
 /// `vqj_log_fn`: may be called from any thread calling the library.
 pub type vqj_log_fn =
@@ -338,6 +344,29 @@ pub struct vqj_train_metrics {
     pub refreshed: c_int,
     pub usage_ratio: f32,
     pub dead_replaced: c_int,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct vqj_eval_result {
+    pub size: usize,
+    pub queries: usize,
+    pub candidates: usize,
+    pub chance: f64,
+    pub top1: f64,
+    pub top5: f64,
+    pub mean_rank: f64,
+    pub hard_top1: f64,
+    pub hard_top5: f64,
+    pub grids: usize,
+    pub objects: usize,
+    pub num_codes: c_int,
+    pub distinct_codes: c_int,
+    pub code_usage: f64,
+    pub code_perplexity: f64,
+    pub identical_pairs: f64,
+    pub code_same_identical: f64,
+    pub code_shared_different: f64,
 }
 
 #[repr(C)]
@@ -940,6 +969,39 @@ extern "C" {
         embeddings: *mut f32,
     ) -> vqj_status;
     pub fn vqj_latent_distance(a: *const f32, b: *const f32, dim: c_int, out: *mut f32) -> vqj_status;
+    pub fn vqj_eval_set_from_tasks(
+        ctx: *mut vqj_context,
+        tasks: *const *const vqj_arc_task,
+        num_tasks: usize,
+        context_window: c_int,
+        out: *mut *mut vqj_eval_set,
+    ) -> vqj_status;
+    pub fn vqj_eval_set_from_dataset(
+        ctx: *mut vqj_context,
+        dataset: *const vqj_dataset,
+        out: *mut *mut vqj_eval_set,
+    ) -> vqj_status;
+    pub fn vqj_eval_set_load(
+        ctx: *mut vqj_context,
+        path: *const c_char,
+        context_window: c_int,
+        out: *mut *mut vqj_eval_set,
+    ) -> vqj_status;
+    pub fn vqj_eval_set_destroy(set: *mut vqj_eval_set);
+    pub fn vqj_eval_set_num_queries(set: *const vqj_eval_set) -> usize;
+    pub fn vqj_eval_set_num_candidates(set: *const vqj_eval_set) -> usize;
+    pub fn vqj_eval_set_context_window(set: *const vqj_eval_set) -> c_int;
+    pub fn vqj_eval_model(
+        model: *const vqj_model,
+        set: *const vqj_eval_set,
+        out: *mut vqj_eval_result,
+    ) -> vqj_status;
+    pub fn vqj_eval_baseline(
+        ctx: *mut vqj_context,
+        set: *const vqj_eval_set,
+        method: vqj_eval_method,
+        out: *mut vqj_eval_result,
+    ) -> vqj_status;
 }
 
 #[cfg(test)]
@@ -991,6 +1053,7 @@ mod tests {
             vqj_train_metrics { size, skipped, optimizer_step, applied, step, micro_step, batch, context_tokens, loss, infonce, relational, commitment, sigreg, invariance_color, invariance_translation, invariance_symmetry, temperature, grad_norm, lr, perplexity, active_codes, refreshed, usage_ratio, dead_replaced }
             vqj_embedding_metrics { size, samples, variance, isotropy, effective_rank, gaussian_score }
             vqj_window_metrics { size, context, target, active_codes, num_codes, usage_ratio, active_context, active_target, usage_context, usage_target, perplexity, dead_codes, assignments }
+            vqj_eval_result { size, queries, candidates, chance, top1, top5, mean_rank, hard_top1, hard_top5, grids, objects, num_codes, distinct_codes, code_usage, code_perplexity, identical_pairs, code_same_identical, code_shared_different }
             vqj_health_input { size, val_loss, epochs, epoch, have_vq, vq_usage, have_embedding, context_rank, target_rank, min_delta }
             vqj_health_check { name, level, message }
             vqj_early_stopping { size, patience, min_delta, mode, has_best, best, best_epoch, bad_epochs, updates }
