@@ -784,6 +784,10 @@ typedef struct vqj_predictor_params {
                                               "grid_features.bias" [D]); default 0 */
     vqj_vq_path vq_path;                 /**< default VQJ_VQ_STRAIGHT_THROUGH; read by the
                                               trainer and vqj_model, not by the predictor */
+    int analogy_residual;                /**< 1: the aggregate gets r_{T-1} + r_{T-2} - r_{T-3}
+                                              added (query input + demo output - demo input),
+                                              so the head starts from the analogy; needs
+                                              context_window >= 3; default 0 */
 } vqj_predictor_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */

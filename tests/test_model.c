@@ -124,6 +124,7 @@ typedef struct stack {
 typedef struct stack_opts {
     int final_activation, slot_embedding, grid_features;
     int beside; /* VQJ_VQ_BESIDE: the predictor reads z, not q */
+    int analogy_residual;
 } stack_opts;
 
 static void stack_init_opts(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activation act,
@@ -177,6 +178,7 @@ static void stack_init_opts(stack *s, uint64_t seed, vqj_aggregator agg, vqj_act
     pp.final_activation = o.final_activation;
     pp.slot_embedding = o.slot_embedding;
     pp.grid_features = o.grid_features;
+    pp.analogy_residual = o.analogy_residual;
     pp.vq_path = o.beside ? VQJ_VQ_BESIDE : VQJ_VQ_STRAIGHT_THROUGH;
     s->beside = o.beside;
     assert_ok(ctx, vqj_predictor_create(ctx, &pp, &s->pred));
@@ -191,7 +193,7 @@ static void stack_init_opts(stack *s, uint64_t seed, vqj_aggregator agg, vqj_act
 static void stack_init(stack *s, uint64_t seed, vqj_aggregator agg, vqj_activation act,
                        float dropout)
 {
-    stack_init_opts(s, seed, agg, act, dropout, (stack_opts){1, 0, 0, 0});
+    stack_init_opts(s, seed, agg, act, dropout, (stack_opts){1, 0, 0, 0, 0});
 }
 
 /* Put the codes near the encoder's outputs (as a trained codebook would be)
@@ -414,7 +416,7 @@ static void run_stack_gradcheck_opts(vqj_aggregator agg, vqj_activation act, sta
 
 static void run_stack_gradcheck(vqj_aggregator agg, vqj_activation act)
 {
-    run_stack_gradcheck_opts(agg, act, (stack_opts){1, 0, 0, 0});
+    run_stack_gradcheck_opts(agg, act, (stack_opts){1, 0, 0, 0, 0});
 }
 
 /* The optional parts, each on its own and all together, through the
@@ -424,11 +426,15 @@ static void run_stack_gradcheck(vqj_aggregator agg, vqj_activation act)
 static void test_gradcheck_predictor_options(void **state)
 {
     (void)state;
-    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_GELU, (stack_opts){1, 1, 0, 0});
-    run_stack_gradcheck_opts(VQJ_AGG_ATTENTION, VQJ_ACT_TANH, (stack_opts){1, 1, 0, 0});
-    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_GELU, (stack_opts){1, 0, 1, 0});
-    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_RELU, (stack_opts){0, 0, 0, 0});
-    run_stack_gradcheck_opts(VQJ_AGG_ATTENTION, VQJ_ACT_GELU, (stack_opts){0, 1, 1, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_GELU, (stack_opts){1, 1, 0, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_ATTENTION, VQJ_ACT_TANH, (stack_opts){1, 1, 0, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_GELU, (stack_opts){1, 0, 1, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_RELU, (stack_opts){0, 0, 0, 0, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_ATTENTION, VQJ_ACT_GELU, (stack_opts){0, 1, 1, 0, 0});
+    /* The analogy residual has no weights: the encoder's and the features'
+     * gradients, which flow through it, check it. */
+    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_GELU, (stack_opts){0, 0, 1, 0, 1});
+    run_stack_gradcheck_opts(VQJ_AGG_LAST, VQJ_ACT_TANH, (stack_opts){1, 1, 0, 1, 1});
 }
 
 /* Codes beside the forward path: L = Σ head(c(z)) ⊙ R + commitment(z, e),
@@ -437,8 +443,8 @@ static void test_gradcheck_predictor_options(void **state)
 static void test_gradcheck_beside(void **state)
 {
     (void)state;
-    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_GELU, (stack_opts){1, 0, 0, 1});
-    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_TANH, (stack_opts){1, 1, 1, 1});
+    run_stack_gradcheck_opts(VQJ_AGG_MEAN, VQJ_ACT_GELU, (stack_opts){1, 0, 0, 1, 0});
+    run_stack_gradcheck_opts(VQJ_AGG_GRU, VQJ_ACT_TANH, (stack_opts){1, 1, 1, 1, 0});
 }
 
 /* The two rows of the stack's last output differ (by more than 1e-3 in L1)
@@ -468,7 +474,7 @@ static void test_predictor_options_behaviour(void **state)
     (void)state;
     for (int fa = 0; fa <= 1; fa++) {
         stack s;
-        stack_init_opts(&s, 42, VQJ_AGG_MEAN, VQJ_ACT_RELU, 0.0f, (stack_opts){fa, 0, 0, 0});
+        stack_init_opts(&s, 42, VQJ_AGG_MEAN, VQJ_ACT_RELU, 0.0f, (stack_opts){fa, 0, 0, 0, 0});
         assert_ok(s.ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z));
         assert_ok(s.ctx, vqj_predictor_forward_context(s.pred, s.tokens, s.z, s.out));
         float out[S_B * S_P];
@@ -484,7 +490,7 @@ static void test_predictor_options_behaviour(void **state)
     }
     for (int se = 0; se <= 1; se++) {
         stack s;
-        stack_init_opts(&s, 42, VQJ_AGG_ATTENTION, VQJ_ACT_GELU, 0.0f, (stack_opts){1, se, 0, 0});
+        stack_init_opts(&s, 42, VQJ_AGG_ATTENTION, VQJ_ACT_GELU, 0.0f, (stack_opts){1, se, 0, 0, 0});
         vqj_context *ctx = s.ctx;
         /* Example 0's slots in order 0 1 2 and 2 1 0, as two examples. */
         vqj_grid g[6];
@@ -500,7 +506,7 @@ static void test_predictor_options_behaviour(void **state)
     }
     for (int gf = 0; gf <= 1; gf++) {
         stack s;
-        stack_init_opts(&s, 42, VQJ_AGG_MEAN, VQJ_ACT_GELU, 0.0f, (stack_opts){1, 0, gf, 0});
+        stack_init_opts(&s, 42, VQJ_AGG_MEAN, VQJ_ACT_GELU, 0.0f, (stack_opts){1, 0, gf, 0, 0});
         vqj_context *ctx = s.ctx;
         /* The same kept object in two 6 x 6 grids; the second also holds a
          * one-cell object that max_objects = 1 drops: only the whole-grid
@@ -988,6 +994,7 @@ static void test_predictor_params(void **state)
     assert_int_equal(p.slot_embedding, 0);
     assert_int_equal(p.grid_features, 0);
     assert_int_equal(p.vq_path, VQJ_VQ_STRAIGHT_THROUGH);
+    assert_int_equal(p.analogy_residual, 0);
     vqj_predictor *pr = NULL;
 #define EXPECT_BAD(field, value, needle)                                                       \
     do {                                                                                       \
@@ -1007,6 +1014,12 @@ static void test_predictor_params(void **state)
     EXPECT_BAD(final_activation, 2, "final_activation");
     EXPECT_BAD(slot_embedding, -1, "slot_embedding");
     EXPECT_BAD(vq_path, (vqj_vq_path)2, "vq_path");
+    EXPECT_BAD(analogy_residual, 2, "analogy_residual");
+    vqj_predictor_params_default(&p);
+    p.analogy_residual = 1;
+    p.context_window = 2;
+    assert_status(ctx, vqj_predictor_create(ctx, &p, &pr), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "context_window >= 3"));
 #undef EXPECT_BAD
     /* A caller built before final_activation existed: the defaults of the
      * newer fields (final activation on). */

@@ -163,7 +163,7 @@ class vqj_predictor_params(_Struct):
                 ("projection_activation", ctypes.c_int), ("aggregator", ctypes.c_int),
                 ("context_window", ctypes.c_int), ("final_activation", ctypes.c_int),
                 ("slot_embedding", ctypes.c_int), ("grid_features", ctypes.c_int),
-                ("vq_path", ctypes.c_int)]
+                ("vq_path", ctypes.c_int), ("analogy_residual", ctypes.c_int)]
 
 
 class vqj_dataset_params(_Struct):

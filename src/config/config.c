@@ -200,6 +200,7 @@ static const key_def keys[] = {
     {.path = "model.aggregator", .kind = K_ENUM, .offset = OFF(pred.aggregator),
      .names = agg_names, .values = agg_values, EXT},
     {.path = "model.slot_embedding", .kind = K_BOOL, .offset = OFF(pred.slot_embedding), EXT},
+    {.path = "model.analogy_residual", .kind = K_BOOL, .offset = OFF(pred.analogy_residual), EXT},
     {.path = "model.final_activation", .kind = K_BOOL, .offset = OFF(pred.final_activation),
      EXT},
 

@@ -110,11 +110,17 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_predictor_param
                          "%s: aggregator %d is not a vqj_aggregator (MEAN 0, LAST 1, ATTENTION 2, "
                          "GRU 3)",
                          fn, (int)p->aggregator);
-    if ((p->final_activation | p->slot_embedding | p->grid_features) & ~1)
+    if ((p->final_activation | p->slot_embedding | p->grid_features | p->analogy_residual) & ~1)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: final_activation (%d), slot_embedding (%d) and grid_features (%d) "
-                         "must be 0 or 1",
-                         fn, p->final_activation, p->slot_embedding, p->grid_features);
+                         "%s: final_activation (%d), slot_embedding (%d), grid_features (%d) and "
+                         "analogy_residual (%d) must be 0 or 1",
+                         fn, p->final_activation, p->slot_embedding, p->grid_features,
+                         p->analogy_residual);
+    if (p->analogy_residual && p->context_window < 3)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: analogy_residual needs context_window >= 3 (demo input, demo "
+                         "output, query input); it is %d",
+                         fn, p->context_window);
     if ((int)p->vq_path < VQJ_VQ_STRAIGHT_THROUGH || (int)p->vq_path > VQJ_VQ_BESIDE)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: vq_path %d is not a vqj_vq_path (STRAIGHT_THROUGH 0, BESIDE 1)", fn,
@@ -456,6 +462,31 @@ static void head_backward(vqj_predictor *pr, int rows, const float *x, const flo
 
 /* The GRU input GEMMs read x_t, the rows b*T + t of r: a strided view, so
  * they call the device GEMM with a leading dimension of T*D. */
+/* The analogy residual, c_b += r_{b,T-1} + r_{b,T-2} - r_{b,T-3}: the query
+ * input moved by the demonstration's change. dir 1: forward (x = r, y = c);
+ * dir -1: backward (x = dc, y = dr), the transpose: each of the three slots
+ * receives +dc, +dc, -dc. */
+static void analogy_residual(const vqj_predictor *pr, int B, const float *x, float *y, int dir)
+{
+    vqji_device *dev = pr->ctx->device;
+    const vqji_device_ops *op = dev->ops;
+    const int D = pr->p.hidden_dim, T = pr->p.context_window;
+    static const float sign[3] = {1.0f, 1.0f, -1.0f}; /* slots T-1, T-2, T-3 */
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < 3; k++) {
+            float *slot = NULL;
+            const float *src = NULL;
+            if (dir > 0) {
+                src = x + ((size_t)b * T + T - 1 - k) * D;
+                slot = y + (size_t)b * D;
+            } else {
+                src = x + (size_t)b * D;
+                slot = y + ((size_t)b * T + T - 1 - k) * D;
+            }
+            op->axpy(dev, (size_t)D, sign[k], src, slot);
+        }
+}
+
 static void gru_forward(const vqj_predictor *pr, vqji_predictor_ws *ws, int B)
 {
     vqji_device *dev = pr->ctx->device;
@@ -569,6 +600,8 @@ static vqj_status forward_context(const vqj_predictor *pr, vqji_predictor_ws *ws
         break;
     case VQJ_AGG_GRU: gru_forward(pr, ws, B); break;
     }
+    if (pr->p.analogy_residual)
+        analogy_residual(pr, B, ws->r, ws->c, 1.0f);
     head_forward(pr, ws, B, ws->c, out);
     return finish_forward(pr, ws, PATH_CONTEXT, tokens, B, B);
 }
@@ -695,6 +728,8 @@ vqj_status vqj_predictor_backward_context(vqj_predictor *pr, const vqj_tensor *d
         break;
     case VQJ_AGG_GRU: gru_backward(pr, B); break;
     }
+    if (pr->p.analogy_residual)
+        analogy_residual(pr, B, ws->dc, ws->dr, -1.0f);
     if (pr->p.slot_embedding)
         op->bias_backward(dev, B, T * D, ws->dr, vqji_weights_grad(&pr->w, pr->slot));
     return unpool(pr, dtv);

@@ -225,6 +225,7 @@ pub struct vqj_predictor_params {
     pub slot_embedding: c_int,
     pub grid_features: c_int,
     pub vq_path: vqj_vq_path,
+    pub analogy_residual: c_int,
 }
 
 #[repr(C)]
@@ -1043,7 +1044,7 @@ mod tests {
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
             vqj_encoder_params { size, feature_dim, hidden_dim, relational_layers, relational_heads, relational_dropout }
-            vqj_predictor_params { size, hidden_dim, projection_dim, projection_layers, projection_activation, aggregator, context_window, final_activation, slot_embedding, grid_features, vq_path }
+            vqj_predictor_params { size, hidden_dim, projection_dim, projection_layers, projection_activation, aggregator, context_window, final_activation, slot_embedding, grid_features, vq_path, analogy_residual }
             vqj_dataset_params { size, context_window, target_offset, validation_split, validation_seed, skip_bad, max_examples_per_task }
             vqj_synthetic_params { size, num_examples, seed, min_side, max_side, min_colors, max_colors, max_primitives }
             vqj_augment_params { size, mask_ratio, random_crop_radius, min_grid_size_for_crop, palette_permutation, gaussian_noise_std, background }
