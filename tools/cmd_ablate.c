@@ -1,7 +1,10 @@
 /* `vqjepa ablate`: the seed's four-way comparison (its assessment's first
- * tables) on one dataset and seed. Each variant is the base configuration
- * with the keys that distinguished the reference runs changed, as
- * ../shared/reference-configs/README.md lists them. */
+ * tables) and every quantizer, on one dataset, seed and budget. Each variant
+ * is the base configuration with a few keys changed: the seed's four change
+ * what distinguished the reference runs (../shared/reference-configs/
+ * README.md) and put the codes back on the straight-through path without
+ * dead-code replacement, as the original had them. Each trained model is
+ * then measured by `vqjepa eval` on the built-in evaluation tasks. */
 #include "cli.h"
 #include "run.h"
 
@@ -15,19 +18,31 @@
 typedef struct variant {
     const char *dir;   /* sub-folder of the output */
     const char *title; /* the seed's column name */
-    const char *keys[5][2];
+    const char *keys[8][2];
 } variant;
+
+/* The original's codes: straight-through, no replacement by count. */
+#define ORIGINAL_VQ {"vq_path", "straight_through"}, {"dead_code_threshold", "0"}
 
 static const variant variants[] = {
     {"vq_refresh",
      "Sixth Run (VQ+Refresh)",
-     {{"commitment_cost", "0.3"},
+     {ORIGINAL_VQ,
+      {"commitment_cost", "0.3"},
       {"ema_decay", "0.99"},
       {"vq_refresh_interval", "500"},
       {"vq_refresh_usage_threshold", "0.05"}}},
     {"no_vq", "No VQ", {{"vq_enabled", "false"}}},
-    {"vq_no_refresh", "VQ No Refresh", {{"vq_refresh_enabled", "false"}}},
-    {"vq_gentle", "VQ Gentle", {{NULL, NULL}}},
+    {"vq_no_refresh", "VQ No Refresh", {ORIGINAL_VQ, {"vq_refresh_enabled", "false"}}},
+    {"vq_gentle", "VQ Gentle", {ORIGINAL_VQ}},
+    {"st_dead_code", "Straight-through + dead-code", {{"vq_path", "straight_through"}}},
+    {"st_rotation", "Rotation trick + dead-code",
+     {{"vq_path", "straight_through"}, {"gradient_estimator", "rotation"}}},
+    {"base", "Base (F)", {{NULL, NULL}}},
+    {"cosine", "Cosine codes", {{"quantizer", "cosine"}}},
+    {"code_dim_32", "32-dim lookup", {{"code_dim", "32"}}},
+    {"simvq", "SimVQ", {{"quantizer", "simvq"}}},
+    {"fsq", "FSQ 8-5-5-5", {{"quantizer", "fsq"}}},
 };
 #define NUM_VARIANTS (sizeof variants / sizeof *variants)
 
@@ -75,11 +90,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vqjepa ablate [--config F] [--data PATH] [--steps N | --epochs N]\n"
             "                     [--out DIR] [--threads T] [--seed S] [--batch B]\n\n"
-            "Trains the seed's four variants on the same data and seed: VQ with aggressive\n"
-            "refresh (commitment 0.3, codebook EMA 0.99, refresh every 500 steps at 0.05),\n"
-            "no VQ, VQ without refresh, and the gentle base (F, default built-in). Writes\n"
-            "DIR/ablation.md (default DIR: ablation) with the seed's comparison table and\n"
-            "DIR/<variant>/report.html for each.\n");
+            "Trains, on the same data, seed and budget, the seed's four variants (VQ with\n"
+            "aggressive refresh: commitment 0.3, codebook EMA 0.99, refresh every 500 steps\n"
+            "at 0.05; no VQ; VQ without refresh; the gentle VQ), each with the original's\n"
+            "straight-through codes, then every quantizer over the base configuration F\n"
+            "(default: the built-in one), and measures each with `vqjepa eval` on the\n"
+            "built-in ARC-AGI-1 evaluation tasks. Writes DIR/ablation.md (default DIR:\n"
+            "ablation) and DIR/<variant>/ with each run and its report.html.\n");
 }
 
 int cmd_ablate(int argc, char **argv)
@@ -120,6 +137,8 @@ int cmd_ablate(int argc, char **argv)
     vqj_context_destroy(ctx);
 
     run_outcome res[NUM_VARIANTS];
+    double top1[NUM_VARIANTS], hard1[NUM_VARIANTS];
+    json_t *base_eval = NULL; /* the base variant's evaluation, with the baselines */
     int rc = CLI_OK;
     for (size_t v = 0; v < NUM_VARIANTS && rc == CLI_OK; v++) {
         char *text = strdup(yaml);
@@ -151,19 +170,37 @@ int cmd_ablate(int argc, char **argv)
         char report[4200];
         snprintf(report, sizeof report, "%s/report.html", dir);
         report_write(dir, report);
+        char ckpt[4200];
+        snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", dir);
+        int erc, is_base = variants[v].keys[0][0] == NULL;
+        json_t *e = eval_checkpoint(ckpt, VQJ_ARC_BUILTIN_EVALUATION, base.threads, is_base,
+                                    &erc);
+        if (!e) {
+            rc = erc;
+            break;
+        }
+        top1[v] = json_number_value(json_object_get(e, "retrieval_top1"));
+        hard1[v] = json_number_value(json_object_get(e, "retrieval_hard_top1"));
+        if (is_base)
+            base_eval = e;
+        else
+            json_decref(e);
     }
     free(yaml);
-    if (rc != CLI_OK)
+    if (rc != CLI_OK) {
+        json_decref(base_eval);
         return rc;
+    }
 
     char path[4200];
     snprintf(path, sizeof path, "%s/ablation.md", out_dir);
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "vqjepa ablate: cannot write %s: %s\n", path, strerror(errno));
+        json_decref(base_eval);
         return CLI_FAILED;
     }
-    fprintf(f, "# Four-way comparison\n\nSame data and seed for every variant; %s.\n\n",
+    fprintf(f, "# Quantizer ablation\n\nSame data and seed for every variant; %s.\n\n",
             base.steps > 0 ? "each trained for the same number of optimizer steps"
                            : "each trained for the configured epochs");
     fprintf(f, "| Metric |");
@@ -182,6 +219,7 @@ int cmd_ablate(int argc, char **argv)
     } rows[] = {
         {"Final Val Loss", offsetof(run_outcome, final_val), 0},
         {"Best Val Loss", offsetof(run_outcome, best_val), 0},
+        {"Final Val InfoNCE", offsetof(run_outcome, final_val_infonce), 0},
         {"Context Eff. Rank (Start)", offsetof(run_outcome, context_rank_start), 0},
         {"Context Eff. Rank (End)", offsetof(run_outcome, context_rank_end), 0},
         {"Target Eff. Rank (Start)", offsetof(run_outcome, target_rank_start), 0},
@@ -189,15 +227,38 @@ int cmd_ablate(int argc, char **argv)
         {"VQ Usage (Start)", offsetof(run_outcome, usage_start), 1},
         {"VQ Usage (Minimum)", offsetof(run_outcome, usage_min), 1},
         {"VQ Usage (End)", offsetof(run_outcome, usage_end), 1},
+        {"VQ Usage (Min. after warmup)", offsetof(run_outcome, usage_min_after_warmup), 1},
+        {"VQ Perplexity (End)", offsetof(run_outcome, perplexity_end), 0},
     };
     for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
         fprintf(f, "\n| **%s** |", rows[r].name);
         for (size_t v = 0; v < NUM_VARIANTS; v++)
             cell(f, *(const double *)((const char *)&res[v] + rows[r].offset), rows[r].percent);
     }
-    fprintf(f, "\n\nVQ usage is the share of the %s codes used by real tokens in a diagnostics "
-               "window; n/a where a variant has no codebook or no measurement.\n",
-            "K");
+    fprintf(f, "\n| **Most codes re-seeded in a step after warmup** |");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        fprintf(f, " %lld |", (long long)res[v].reseeded_max_after_warmup);
+    fprintf(f, "\n| **Retrieval top-1** |");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        cell(f, top1[v], 1);
+    fprintf(f, "\n| **Retrieval hard top-1** |");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        cell(f, hard1[v], 1);
+    fprintf(f, "\n\nVQ usage is the share of the K codes used by real tokens, context and target, "
+               "in a diagnostics window; n/a where a variant has no codebook or no "
+               "measurement. Retrieval is `vqjepa eval` on the built-in ARC-AGI-1 evaluation "
+               "tasks (%.0f pairs, chance %.3f%%); on the same pairs the hand-made baselines "
+               "give top-1 %.1f%% (features) and %.1f%% (analogy), hard top-1 %.1f%% and "
+               "%.1f%%, and the base configuration untrained %.1f%% (hard %.1f%%).\n",
+            json_number_value(json_object_get(base_eval, "pairs")),
+            100 * json_number_value(json_object_get(base_eval, "retrieval_chance")),
+            100 * json_number_value(json_object_get(base_eval, "baseline_features_top1")),
+            100 * json_number_value(json_object_get(base_eval, "baseline_analogy_top1")),
+            100 * json_number_value(json_object_get(base_eval, "baseline_features_hard_top1")),
+            100 * json_number_value(json_object_get(base_eval, "baseline_analogy_hard_top1")),
+            100 * json_number_value(json_object_get(base_eval, "baseline_init_top1")),
+            100 * json_number_value(json_object_get(base_eval, "baseline_init_hard_top1")));
+    json_decref(base_eval);
     for (size_t v = 0; v < NUM_VARIANTS; v++)
         if (res[v].aborted)
             fprintf(f, "\n%s stopped on an abort criterion: %s\n", variants[v].title,

@@ -132,6 +132,36 @@ void eval_print_table(FILE *f, const json_t *o)
     fprintf(f, "%.1f s\n", get(o, "seconds"));
 }
 
+json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, int baselines, int *rc)
+{
+    const double t0 = now();
+    run_checkpoint c, init = {0};
+    *rc = CLI_BAD_INPUT;
+    if (run_checkpoint_open("eval", ckpt, threads, 1, NULL, &c))
+        return NULL;
+    vqj_eval_set *set = NULL;
+    json_t *o = NULL;
+    if (vqj_eval_set_load(c.ctx, data, vqj_model_context_window(c.model), &set) != VQJ_OK) {
+        fprintf(stderr, "vqjepa eval: %s\n", vqj_context_last_error(c.ctx));
+        goto done;
+    }
+    *rc = CLI_FAILED;
+    if (baselines && run_checkpoint_open("eval", ckpt, threads, 0, NULL, &init))
+        goto done;
+    if (!(o = eval_measure(c.ctx, c.model, init.model, set, baselines)))
+        goto done;
+    json_object_set_new(o, "checkpoint", json_string(ckpt));
+    json_object_set_new(o, "data", json_string(data));
+    json_object_set_new(o, "seconds", json_real(now() - t0));
+    *rc = CLI_OK;
+done:
+    vqj_eval_set_destroy(set);
+    if (init.model)
+        run_checkpoint_close(&init);
+    run_checkpoint_close(&c);
+    return o;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     const char *ckpt = NULL, *data = VQJ_ARC_BUILTIN_EVALUATION;
@@ -159,25 +189,10 @@ int cmd_eval(int argc, char **argv)
         usage(stderr);
         return CLI_BAD_INPUT;
     }
-    const double t0 = now();
-    run_checkpoint c, init = {0};
-    if (run_checkpoint_open("eval", ckpt, threads, 1, NULL, &c))
-        return CLI_BAD_INPUT;
-    int rc = CLI_BAD_INPUT;
-    vqj_eval_set *set = NULL;
-    json_t *o = NULL;
-    if (vqj_eval_set_load(c.ctx, data, vqj_model_context_window(c.model), &set) != VQJ_OK) {
-        fprintf(stderr, "vqjepa eval: %s\n", vqj_context_last_error(c.ctx));
-        goto done;
-    }
-    rc = CLI_FAILED;
-    if (baselines && run_checkpoint_open("eval", ckpt, threads, 0, NULL, &init))
-        goto done;
-    if (!(o = eval_measure(c.ctx, c.model, init.model, set, baselines)))
-        goto done;
-    json_object_set_new(o, "checkpoint", json_string(ckpt));
-    json_object_set_new(o, "data", json_string(data));
-    json_object_set_new(o, "seconds", json_real(now() - t0));
+    int rc;
+    json_t *o = eval_checkpoint(ckpt, data, threads, baselines, &rc);
+    if (!o)
+        return rc;
     if (json) {
         char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
         if (text)
@@ -187,12 +202,6 @@ int cmd_eval(int argc, char **argv)
         printf("%s on %s\n", ckpt, data);
         eval_print_table(stdout, o);
     }
-    rc = CLI_OK;
-done:
     json_decref(o);
-    vqj_eval_set_destroy(set);
-    if (init.model)
-        run_checkpoint_close(&init);
-    run_checkpoint_close(&c);
-    return rc;
+    return CLI_OK;
 }

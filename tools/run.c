@@ -548,16 +548,18 @@ static void add_codes(const vqj_trainer *tr, vqj_metrics_window *win)
 /* Validation loss: the mean over the validation set in batches. With
  * `codes`, the codes of every context and target token go into it too. */
 static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, int B, int T,
-                    batch_buf *b, vqj_metrics_window *codes, double *out)
+                    batch_buf *b, vqj_metrics_window *codes, double *out, double *infonce)
 {
     size_t n = vqj_dataset_num_examples(val);
     *out = NAN;
+    if (infonce)
+        *infonce = NAN;
     if (!n)
         return 0;
     size_t *order = malloc(n * sizeof *order);
     for (size_t i = 0; i < n; i++)
         order[i] = i;
-    double sum = 0, w = 0;
+    double sum = 0, sum_nce = 0, w = 0;
     for (size_t first = 0; first < n; first += (size_t)B) {
         int cnt = (int)(n - first < (size_t)B ? n - first : (size_t)B);
         if (fill_batch(ctx, val, order, first, cnt, T, NULL, 0, 0, b)) {
@@ -572,6 +574,7 @@ static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, i
         }
         if (!m.skipped) {
             sum += (double)m.loss * cnt;
+            sum_nce += (double)m.infonce * cnt;
             w += cnt;
         }
         if (codes)
@@ -579,6 +582,8 @@ static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, i
     }
     free(order);
     *out = w > 0 ? sum / w : NAN;
+    if (infonce && w > 0)
+        *infonce = sum_nce / w;
     return 0;
 }
 
@@ -669,6 +674,7 @@ int run_training(const run_options *o, run_outcome *out)
     out->context_rank_start = out->context_rank_end = NAN;
     out->target_rank_start = out->target_rank_end = NAN;
     out->usage_start = out->usage_min = out->usage_end = NAN;
+    out->usage_min_after_warmup = out->perplexity_end = out->final_val_infonce = NAN;
 
     int rc = CLI_FAILED;
     vqj_context *pctx = run_context("train", 1, 123);
@@ -725,6 +731,11 @@ int run_training(const run_options *o, run_outcome *out)
     vqj_codebook_params cbp;
     vqj_codebook_params_default(&cbp);
     vqj_config_codebook_params(cfg, &cbp);
+    vqj_optimizer_params opp;
+    vqj_optimizer_params_default(&opp);
+    vqj_config_optimizer_params(cfg, &opp);
+    const int64_t warmup = opp.warmup_steps;
+    int64_t step_reseeded = 0; /* codes re-seeded in the optimizer step under way */
     vqj_loss_params lp;
     vqj_loss_params_default(&lp);
     vqj_config_loss_params(cfg, &lp);
@@ -827,7 +838,7 @@ int run_training(const run_options *o, run_outcome *out)
             vqj_metrics_window_compute(win, &wm) == VQJ_OK) {                                  \
             double vloss_ = NAN;                                                               \
             vqj_metrics_window_reset(val_win);                                                 \
-            if (validate(ctx, m.trainer, val, B, T, &bb, val_win, &vloss_) ||                  \
+            if (validate(ctx, m.trainer, val, B, T, &bb, val_win, &vloss_, NULL) ||                  \
                 vqj_metrics_window_compute(val_win, &vm) != VQJ_OK) {                          \
                 rc = CLI_FAILED;                                                               \
                 goto done;                                                                     \
@@ -859,6 +870,10 @@ int run_training(const run_options *o, run_outcome *out)
                                          ? wm.usage_ratio                                      \
                                          : fmin(out->usage_min, wm.usage_ratio);               \
                     out->usage_end = wm.usage_ratio;                                           \
+                    out->perplexity_end = wm.perplexity;                                       \
+                    if ((step_) > warmup && !(out->usage_min_after_warmup <=                   \
+                                              wm.usage_ratio))                                 \
+                        out->usage_min_after_warmup = wm.usage_ratio;                          \
                 }                                                                              \
             }                                                                                  \
             if (!isnan(vloss_))                                                                \
@@ -908,6 +923,7 @@ int run_training(const run_options *o, run_outcome *out)
                 rc = CLI_FAILED;
                 goto done;
             }
+            step_reseeded += mm.dead_replaced;
             if (!mm.skipped) {
                 add_metrics(&s.epoch_sum, &mm, B);
                 s.sum_w += B;
@@ -935,6 +951,10 @@ int run_training(const run_options *o, run_outcome *out)
                 json_object_set_new(r, "perplexity", real(mm.perplexity));
                 json_object_set_new(r, "batch_active_codes", json_integer(mm.active_codes));
                 json_object_set_new(r, "refreshed", json_integer(mm.refreshed));
+                json_object_set_new(r, "dead_replaced", json_integer(step_reseeded));
+                if (mm.step > warmup && step_reseeded > out->reseeded_max_after_warmup)
+                    out->reseeded_max_after_warmup = step_reseeded;
+                step_reseeded = 0;
                 runlog_append(dir, RUNLOG_LOSS, r);
                 json_decref(r);
             }
@@ -982,7 +1002,7 @@ int run_training(const run_options *o, run_outcome *out)
              * evaluation changes nothing, so a resumed run is unaffected),
              * then the checkpoint to resume from. */
             double vloss;
-            if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss)) {
+            if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
                 rc = CLI_FAILED;
                 goto done;
             }
@@ -1005,7 +1025,7 @@ int run_training(const run_options *o, run_outcome *out)
         }
         /* End of epoch: validation, diagnostics, early stopping, checkpoints. */
         double vloss;
-        if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss)) {
+        if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
             rc = CLI_FAILED;
             goto done;
         }

@@ -33,6 +33,10 @@ typedef struct run_outcome {
     double final_val, best_val;
     double context_rank_start, context_rank_end, target_rank_start, target_rank_end;
     double usage_start, usage_min, usage_end;
+    double usage_min_after_warmup; /* the lowest window usage past the warmup steps */
+    double perplexity_end;         /* the last window's code perplexity */
+    double final_val_infonce;      /* the last validation's InfoNCE term */
+    int64_t reseeded_max_after_warmup; /* most codes re-seeded in one step past warmup */
     int aborted;            /* an abort criterion fired */
     char abort_reason[200];
     char out_dir[4096];
