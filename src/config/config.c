@@ -110,6 +110,7 @@ _Static_assert(sizeof(vqj_lr_schedule) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_aggregator) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_quantizer) == sizeof(int), "enum size");
+_Static_assert(sizeof(vqj_gradient_estimator) == sizeof(int), "enum size");
 
 static const char *const opt_names[] = {"adam", "adamw", NULL};
 static const int opt_values[] = {VQJ_OPT_ADAM, VQJ_OPT_ADAMW};
@@ -119,9 +120,11 @@ static const char *const act_names[] = {"relu", "gelu", "tanh", "none", NULL};
 static const int act_values[] = {VQJ_ACT_RELU, VQJ_ACT_GELU, VQJ_ACT_TANH, VQJ_ACT_NONE};
 static const char *const agg_names[] = {"mean", "last", "attention", "gru", NULL};
 static const int agg_values[] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION, VQJ_AGG_GRU};
-static const char *const quant_names[] = {"euclidean", "cosine", "fsq", NULL};
+static const char *const grad_names[] = {"straight_through", "rotation", NULL};
+static const int grad_values[] = {VQJ_GRADIENT_STRAIGHT_THROUGH, VQJ_GRADIENT_ROTATION};
+static const char *const quant_names[] = {"euclidean", "cosine", "fsq", "simvq", NULL};
 static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE,
-                                   VQJ_QUANTIZER_FSQ};
+                                   VQJ_QUANTIZER_FSQ, VQJ_QUANTIZER_SIMVQ};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
@@ -179,6 +182,8 @@ static const key_def keys[] = {
      .ihi = 65536, EXT},
     {.path = "object_encoder.fsq_levels", .kind = K_LEVELS, .offset = OFF(cb.fsq_levels),
      .ilo = 2, .ihi = 256, EXT},
+    {.path = "object_encoder.gradient_estimator", .kind = K_ENUM,
+     .offset = OFF(cb.gradient_estimator), .names = grad_names, .values = grad_values, EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
