@@ -2,6 +2,7 @@
  * backward, commitment, EMA with Laplace smoothing, refresh, k-means++,
  * statistics, errors, and a collapse scenario. */
 #include "testutil.h"
+#include "vectors.h"
 
 #include <unistd.h>
 
@@ -1646,6 +1647,109 @@ static void test_simvq(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* |got - want| relative to max |want| (floor 1e-3) below 1e-4, by name. */
+static void expect_ref(const char *what, const float *got, const float *want, size_t n)
+{
+    double err = test_rel_err(got, want, n, 1e-3);
+    if (!(err < 1e-4))
+        fail_msg("%s: relative error %.2e against the PyTorch reference", what, err);
+}
+
+/* The quantizers against the PyTorch twin (tools/reference/quant_vectors.py,
+ * tests/data/quant.bin): q, the codes, the losses, dz and every gradient. */
+static void test_reference_vectors(void **state)
+{
+    (void)state;
+    char err[256];
+    vqjt_file *f = vqjt_load("tests/data/quant.bin", err, sizeof err);
+    if (!f)
+        fail_msg("%s (regenerate with /usr/bin/python3 tools/reference/quant_vectors.py)", err);
+    vqj_context *ctx = test_context();
+    const char *cases[] = {"cosine", "rotation", "fsq", "simvq"};
+    for (int ci = 0; ci < 4; ci++) {
+        const char *cs = cases[ci];
+        char key[128];
+        size_t nz, nq;
+        snprintf(key, sizeof key, "%s.z", cs);
+        const vqjt_tensor *zt_ref = vqjt_get(f, key);
+        assert_non_null(zt_ref);
+        const int n = (int)zt_ref->dims[0], d = (int)zt_ref->dims[1];
+        const float *z = vqjt_f32(f, key, &nz);
+        vqj_codebook_params p = params(9, d, ci == 3 ? 0.0f : 0.9f);
+        p.commitment_cost = 0.25f;
+        p.code_dim = ci == 2 ? 0 : 4;
+        p.quantizer = ci == 0   ? VQJ_QUANTIZER_COSINE
+                      : ci == 2 ? VQJ_QUANTIZER_FSQ
+                      : ci == 3 ? VQJ_QUANTIZER_SIMVQ
+                                : VQJ_QUANTIZER_EUCLIDEAN;
+        p.gradient_estimator = ci == 1 || ci == 3 ? VQJ_GRADIENT_ROTATION
+                                                  : VQJ_GRADIENT_STRAIGHT_THROUGH;
+        vqj_codebook *cb = make(ctx, &p);
+        vqj_weights *w = vqj_codebook_weights(cb);
+        /* Every "<case>.codebook.*" tensor of the file into the codebook. */
+        size_t plen = strlen(cs) + 1;
+        for (size_t t = 0; t < f->count; t++) {
+            const vqjt_tensor *x = &f->tensors[t];
+            if (strncmp(x->name, cs, plen - 1) || x->name[plen - 1] != '.' ||
+                strncmp(x->name + plen, "codebook.", 9))
+                continue;
+            assert_ok(ctx, vqj_weights_write(w, x->name + plen, x->data, x->count));
+            if (!strcmp(x->name + plen, "codebook.embedding"))
+                assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", x->data, x->count));
+        }
+        vqj_tensor *zt = tensor(ctx, n, d, z), *qt = tensor(ctx, 0, 0, NULL);
+        int32_t codes[64];
+        assert_true(n <= 64);
+        vqj_codebook_stats st = new_stats();
+        vqj_weights_zero_grad(w);
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &st));
+        snprintf(key, sizeof key, "%s.codes", cs);
+        size_t nc;
+        const int32_t *want_codes = vqjt_i32(f, key, &nc);
+        assert_int_equal(nc, (size_t)n);
+        assert_memory_equal(codes, want_codes, (size_t)n * sizeof(int32_t));
+        float *buf = malloc((size_t)n * d * sizeof *buf);
+        assert_non_null(buf);
+        assert_ok(ctx, vqj_tensor_read(qt, buf, (size_t)n * d));
+        snprintf(key, sizeof key, "%s.q", cs);
+        expect_ref(key, buf, vqjt_f32(f, key, &nq), (size_t)n * d);
+        snprintf(key, sizeof key, "%s.commitment", cs);
+        expect_ref(key, &st.commitment_loss, vqjt_f32(f, key, &nq), 1);
+        snprintf(key, sizeof key, "%s.codebook_loss", cs);
+        expect_ref(key, &st.codebook_loss, vqjt_f32(f, key, &nq), 1);
+
+        snprintf(key, sizeof key, "%s.dq", cs);
+        vqj_tensor *dqt = tensor(ctx, n, d, vqjt_f32(f, key, &nq)), *dzt = tensor(ctx, n, d, NULL);
+        assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+        assert_ok(ctx, vqj_tensor_read(dzt, buf, (size_t)n * d));
+        snprintf(key, sizeof key, "%s.dz", cs);
+        expect_ref(key, buf, vqjt_f32(f, key, &nq), (size_t)n * d);
+        char gkey[140];
+        snprintf(gkey, sizeof gkey, "%s.grad.", cs);
+        int grads = 0;
+        for (size_t t = 0; t < f->count; t++) {
+            const vqjt_tensor *x = &f->tensors[t];
+            if (strncmp(x->name, gkey, strlen(gkey)))
+                continue;
+            float *g = malloc(x->count * sizeof *g);
+            assert_non_null(g);
+            assert_ok(ctx, vqj_weights_read_grad(w, x->name + strlen(gkey), g, x->count));
+            expect_ref(x->name, g, x->data, x->count);
+            free(g);
+            grads++;
+        }
+        assert_int_equal(grads, ci == 3 ? 5 : 4);
+        free(buf);
+        vqj_tensor_destroy(dqt);
+        vqj_tensor_destroy(dzt);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    vqj_context_destroy(ctx);
+    vqjt_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1673,6 +1777,7 @@ int main(void)
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_fsq),
         cmocka_unit_test(test_simvq),
+        cmocka_unit_test(test_reference_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -266,7 +266,7 @@ static void cpu_vq_rotation_backward(vqji_device *dev, int n, int d, const float
         double nr = 0.0, rg = 0.0, bg = 0.0;
         if (nu >= VQJI_ROTATION_EPS && nq >= VQJI_ROTATION_EPS) {
             for (int j = 0; j < d; j++) {
-                double r = ui[j] / nu + qi[j] / nq;
+                double r = ui[j] / nu + qi[j] / nq; /* a + b */
                 nr += r * r;
             }
             nr = sqrt(nr);
@@ -276,15 +276,15 @@ static void cpu_vq_rotation_backward(vqji_device *dev, int n, int d, const float
                 di[j] += gi[j];
             continue;
         }
+        /* r = (a + b) / ||a + b||, a = u / ||u||, b = q / ||q|| */
+        const double ia = 1.0 / nu, ib = 1.0 / nq, ir = 1.0 / nr;
         for (int j = 0; j < d; j++) {
-            rg += (ui[j] / nu + qi[j] / nq) / nr * gi[j];
-            bg += qi[j] / nq * gi[j];
+            rg += (ui[j] * ia + qi[j] * ib) * ir * gi[j];
+            bg += qi[j] * ib * gi[j];
         }
-        double lambda = nq / nu;
-        for (int j = 0; j < d; j++) {
-            double r = (ui[j] / nu + qi[j] / nq) / nr;
-            di[j] += (float)(lambda * (gi[j] - 2.0 * r * rg + 2.0 * ui[j] / nu * bg));
-        }
+        const double lambda = nq * ia, cr = 2.0 * rg * ir, ca = 2.0 * bg * ia;
+        for (int j = 0; j < d; j++)
+            di[j] += (float)(lambda * (gi[j] - cr * (ui[j] * ia + qi[j] * ib) + ca * ui[j]));
     }
 }
 
