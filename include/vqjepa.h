@@ -467,9 +467,11 @@ typedef struct vqj_codebook_stats {
 } vqj_codebook_stats;
 
 /** Quantize z [N x D] (N real tokens, N may be 0) with the current codes:
- *  q [N x D] (reshaped by the call) = the nearest code of each row; the
+ *  q [N x D] (reshaped by the call) = the nearest code of each row (with a
+ *  code_dim or FSQ: the code mapped back to D by the output projection); the
  *  commitment loss is reported in `stats`. `codes`, when not NULL, receives
- *  the N code indices (-1 each when VQ is disabled). `stats` may be NULL.
+ *  the N code indices in 0..K-1 (FSQ: the mixed-radix index; -1 each when
+ *  VQ is disabled). `stats` may be NULL.
  *
  *  With `training` set, in this order: k-means++ seeds the codes when
  *  kmeans_init is set and this is the first training batch with N >= K

@@ -460,7 +460,7 @@ static vqj_status bad_value(const parser *p, const yaml_node_t *n, const char *p
 
 static void range_text(const key_def *k, char *buf, size_t size)
 {
-    if (k->kind == K_INT || k->kind == K_I64) {
+    if (k->kind == K_INT || k->kind == K_I64 || k->kind == K_LEVELS) {
         snprintf(buf, size, "[%lld, %lld]", k->ilo, k->ihi);
         return;
     }
