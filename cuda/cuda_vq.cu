@@ -315,6 +315,55 @@ static void cuda_fsq_backward(vqji_device *dev, int n, const vqji_fsq_levels *lv
     cu_launched(cd, "fsq_backward");
 }
 
+/* The rotation trick's backward (device.h), a warp per row; the dot
+ * products in float warp sums (the CPU's in double: RED_TOL). */
+static __global__ void k_vq_rotation_bwd(int n, int d, const float *u, const float *q,
+                                         const float *dq, float *du)
+{
+    int i = blockIdx.x * VQ_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (i >= n)
+        return;
+    const float *ui = u + (size_t)i * d, *qi = q + (size_t)i * d, *gi = dq + (size_t)i * d;
+    float *di = du + (size_t)i * d;
+    float nu = sqrtf(warp_sqnorm(ui, d, lane)), nq = sqrtf(warp_sqnorm(qi, d, lane));
+    float nr = 0.0f;
+    if (nu >= VQJI_ROTATION_EPS && nq >= VQJI_ROTATION_EPS) {
+        for (int j = lane; j < d; j += 32) {
+            float r = ui[j] / nu + qi[j] / nq;
+            nr += r * r;
+        }
+        nr = sqrtf(cu_warp_sum(nr));
+    }
+    if (!(nr >= VQJI_ROTATION_EPS)) { /* no direction to rotate: straight-through */
+        for (int j = lane; j < d; j += 32)
+            di[j] += gi[j];
+        return;
+    }
+    float rg = 0.0f, bg = 0.0f;
+    for (int j = lane; j < d; j += 32) {
+        rg += (ui[j] / nu + qi[j] / nq) / nr * gi[j];
+        bg += qi[j] / nq * gi[j];
+    }
+    rg = cu_warp_sum(rg);
+    bg = cu_warp_sum(bg);
+    float lambda = nq / nu;
+    for (int j = lane; j < d; j += 32) {
+        float r = (ui[j] / nu + qi[j] / nq) / nr;
+        di[j] += lambda * (gi[j] - 2.0f * r * rg + 2.0f * ui[j] / nu * bg);
+    }
+}
+
+static void cuda_vq_rotation_backward(vqji_device *dev, int n, int d, const float *u,
+                                      const float *q, const float *dq, float *du)
+{
+    cuda_device *cd = cu_dev(dev);
+    if (n <= 0 || !cu_enter(cd))
+        return;
+    k_vq_rotation_bwd<<<(unsigned)((n + VQ_WARPS - 1) / VQ_WARPS), VQ_THREADS, 0, cd->stream>>>(
+        n, d, u, q, dq, du);
+    cu_launched(cd, "vq_rotation_backward");
+}
+
 void vqji_cuda_register_vq(vqji_device_ops *ops)
 {
     ops->vq_assign = cuda_vq_assign;
@@ -324,4 +373,5 @@ void vqji_cuda_register_vq(vqji_device_ops *ops)
     ops->vq_min_sqdist = cuda_vq_min_sqdist;
     ops->fsq_forward = cuda_fsq_forward;
     ops->fsq_backward = cuda_fsq_backward;
+    ops->vq_rotation_backward = cuda_vq_rotation_backward;
 }

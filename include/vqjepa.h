@@ -376,9 +376,19 @@ typedef enum vqj_quantizer {
     VQJ_QUANTIZER_EUCLIDEAN = 0, /**< nearest code by squared L2 distance */
     VQJ_QUANTIZER_COSINE = 1,    /**< tokens and codes l2-normalized: nearest by cosine;
                                       needs ema_decay > 0 */
-    VQJ_QUANTIZER_FSQ = 2        /**< finite scalar quantization over fsq_levels: no codes
+    VQJ_QUANTIZER_FSQ = 2,       /**< finite scalar quantization over fsq_levels: no codes
                                       to learn; K = the product of the levels */
+    VQJ_QUANTIZER_SIMVQ = 3      /**< SimVQ: codes C W^T, C a fixed random basis, W learned
+                                      by gradient (no EMA) */
 } vqj_quantizer;
+
+/** How the gradient passes the quantizer (docs/model.md, "Quantizers"). */
+typedef enum vqj_gradient_estimator {
+    VQJ_GRADIENT_STRAIGHT_THROUGH = 0, /**< dz = dq (in the code space) */
+    VQJ_GRADIENT_ROTATION = 1          /**< the rotation trick (Fifty et al. 2024): dz =
+                                            sg(||q|| / ||z|| R)^T dq with R the rotation
+                                            taking z's direction to q's */
+} vqj_gradient_estimator;
 
 /** Most dimensions of an FSQ code (vqj_codebook_params.fsq_levels). */
 #define VQJ_FSQ_MAX_LEVELS 8
@@ -410,6 +420,8 @@ typedef struct vqj_codebook_params {
                                         each 2..256, ended by 0 or the array's end; their
                                         product (<= 65536) replaces num_embeddings; default
                                         {8, 5, 5, 5} */
+    vqj_gradient_estimator gradient_estimator; /**< default straight-through; the rotation
+                                        trick is not for FSQ */
 } vqj_codebook_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */
@@ -460,9 +472,11 @@ typedef struct vqj_codebook_stats {
 } vqj_codebook_stats;
 
 /** Quantize z [N x D] (N real tokens, N may be 0) with the current codes:
- *  q [N x D] (reshaped by the call) = the nearest code of each row; the
+ *  q [N x D] (reshaped by the call) = the nearest code of each row (with a
+ *  code_dim or FSQ: the code mapped back to D by the output projection); the
  *  commitment loss is reported in `stats`. `codes`, when not NULL, receives
- *  the N code indices (-1 each when VQ is disabled). `stats` may be NULL.
+ *  the N code indices in 0..K-1 (FSQ: the mixed-radix index; -1 each when
+ *  VQ is disabled). `stats` may be NULL.
  *
  *  With `training` set, in this order: k-means++ seeds the codes when
  *  kmeans_init is set and this is the first training batch with N >= K

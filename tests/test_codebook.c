@@ -2,6 +2,7 @@
  * backward, commitment, EMA with Laplace smoothing, refresh, k-means++,
  * statistics, errors, and a collapse scenario. */
 #include "testutil.h"
+#include "vectors.h"
 
 #include <unistd.h>
 
@@ -309,6 +310,30 @@ static float commit_at(vqj_context *ctx, vqj_codebook *cb, vqj_tensor *zt, vqj_t
     return which ? s.codebook_loss : s.commitment_loss;
 }
 
+/* Central differences of the reported code term (codebook_loss) at z over
+ * the n values x of tensor `name`, left at x afterwards. */
+static void code_loss_fd(vqj_context *ctx, vqj_codebook *cb, const char *name, const float *x,
+                         int n, vqj_tensor *zt, vqj_tensor *qt, const float *z, size_t nz,
+                         float h, float *fd)
+{
+    vqj_weights *w = vqj_codebook_weights(cb);
+    float *xp = malloc((size_t)n * sizeof *xp);
+    assert_non_null(xp);
+    memcpy(xp, x, (size_t)n * sizeof *xp);
+    for (int i = 0; i < n; i++) {
+        xp[i] = x[i] + h;
+        assert_ok(ctx, vqj_weights_write(w, name, xp, (size_t)n));
+        float lp = commit_at(ctx, cb, zt, qt, z, nz, 1);
+        xp[i] = x[i] - h;
+        assert_ok(ctx, vqj_weights_write(w, name, xp, (size_t)n));
+        float lm = commit_at(ctx, cb, zt, qt, z, nz, 1);
+        xp[i] = x[i];
+        fd[i] = (lp - lm) / (2.0f * h);
+    }
+    assert_ok(ctx, vqj_weights_write(w, name, x, (size_t)n));
+    free(xp);
+}
+
 /* dL/dz for L = sum(q R) + commitment: R (straight-through) + the
  * commitment gradient, checked by central differences of the commitment. */
 static void test_backward_dz(void **state)
@@ -380,19 +405,7 @@ static void test_backward_codes(void **state)
     assert_float_equal(s.codebook_loss * 0.2f, s.commitment_loss, 1e-6);
 
     float fd[K * D];
-    const float h = 1e-2f;
-    for (int i = 0; i < K * D; i++) {
-        float ep[K * D];
-        memcpy(ep, e, sizeof ep);
-        ep[i] = e[i] + h;
-        assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", ep, K * D));
-        float lp = commit_at(ctx, cb, zt, qt, z, N * D, 1);
-        ep[i] = e[i] - h;
-        assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", ep, K * D));
-        float lm = commit_at(ctx, cb, zt, qt, z, N * D, 1);
-        fd[i] = (lp - lm) / (2.0f * h);
-    }
-    assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, K * D));
+    code_loss_fd(ctx, cb, "codebook.embedding", e, K * D, zt, qt, z, N * D, 1e-2f, fd);
     vqj_weights_zero_grad(w);
     assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
     vqj_tensor *dqt = tensor(ctx, N, D, NULL), *dzt = tensor(ctx, N, D, NULL);
@@ -1132,7 +1145,7 @@ static void test_dead_code_recovers(void **state)
 
 /* The FSQ levels of the gradient test (c = 3 dimensions, K = 60). */
 static const int FSQ_TEST_LEVELS[3] = {5, 4, 3};
-enum { MODE_PLAIN, MODE_COSINE, MODE_FSQ };
+enum { MODE_PLAIN, MODE_COSINE, MODE_FSQ, MODE_SIMVQ };
 
 /* FSQ's bounded value of one dimension divided by its half width: the
  * rounding's input, the identity of its straight-through gradient. */
@@ -1173,7 +1186,8 @@ static void host_code_space(const float *z, const float *wi, const float *bi, in
 
 enum { PN = 6, PD = 5, PC = 3, PK = 4 };
 typedef struct proj_case {
-    int proj, mode;
+    int proj, mode, rot;
+    float m0[PN * PD * PD]; /* rotation trick: the held lambda R of each row */
     float z[PN * PD], wi[PC * PD], bi[PC], wo[PD * PC], bo[PD];
     float r[PN * PD], s0[PN * PD]; /* dq, and the held sg(qc - u) */
 } proj_case;
@@ -1199,42 +1213,85 @@ static double proj_surrogate(vqj_context *ctx, vqj_codebook *cb, const proj_case
     float u[PN * PD];
     host_code_space(pc->z, pc->wi, pc->bi, PN, PD, c, pc->proj, pc->mode, u);
     double l = s.commitment_loss;
+    float v[PN * PD]; /* the code-space output: u + s0, or lambda R u */
+    for (int i = 0; i < PN; i++)
+        for (int j = 0; j < c; j++) {
+            v[i * c + j] = u[i * c + j] + pc->s0[i * c + j];
+            if (pc->rot) {
+                double a = 0.0;
+                for (int m = 0; m < c; m++)
+                    a += (double)pc->m0[(i * c + j) * c + m] * u[i * c + m];
+                v[i * c + j] = (float)a;
+            }
+        }
     for (int i = 0; i < PN; i++)
         for (int o = 0; o < PD; o++) {
             double out;
             if (pc->proj) {
                 out = pc->bo[o];
                 for (int j = 0; j < c; j++)
-                    out += (double)pc->wo[o * c + j] * (u[i * c + j] + pc->s0[i * c + j]);
+                    out += (double)pc->wo[o * c + j] * v[i * c + j];
             } else {
-                out = u[i * c + o] + pc->s0[i * c + o];
+                out = v[i * c + o];
             }
             l += pc->r[i * PD + o] * out;
         }
     return l;
 }
 
-/* Cosine codes, the factorized lookup and FSQ: dz and the projections'
- * gradients of the backward against central differences of the
- * straight-through surrogate, for projection, cosine, both, and FSQ. */
+/* lambda R of the rotation trick for one row: lambda (I - 2 r r^T + 2 b a^T)
+ * with a = u / ||u||, b = q / ||q||, r = (a + b) / ||a + b||, lambda =
+ * ||q|| / ||u||: it maps u to q. */
+static void host_rotation(const float *u, const float *q, int c, float *m)
+{
+    double nu = 0.0, nq = 0.0, a[PD], b[PD], r[PD], nr = 0.0;
+    for (int j = 0; j < c; j++) {
+        nu += (double)u[j] * u[j];
+        nq += (double)q[j] * q[j];
+    }
+    nu = sqrt(nu);
+    nq = sqrt(nq);
+    for (int j = 0; j < c; j++) {
+        a[j] = u[j] / nu;
+        b[j] = q[j] / nq;
+        r[j] = a[j] + b[j];
+        nr += r[j] * r[j];
+    }
+    for (int j = 0; j < c; j++)
+        for (int k = 0; k < c; k++)
+            m[j * c + k] = (float)(nq / nu *
+                                   ((j == k) - 2.0 * r[j] * r[k] / nr + 2.0 * b[j] * a[k]));
+}
+
+/* Cosine codes, the factorized lookup, FSQ and the rotation trick: dz and
+ * the projections' gradients of the backward against central differences
+ * of the estimator's surrogate (straight-through: P_out(u + sg(qc - u));
+ * rotation: P_out(sg(lambda R) u)), for projection, cosine, both, FSQ,
+ * and the rotation trick with a projection and with cosine codes. */
 static void test_code_space_gradients(void **state)
 {
     (void)state;
     vqj_context *ctx = test_context();
-    for (int variant = 0; variant < 4; variant++) {
+    for (int variant = 0; variant < 8; variant++) {
         static proj_case pc;
         memset(&pc, 0, sizeof pc);
-        pc.proj = variant != 1;
-        pc.mode = variant == 3 ? MODE_FSQ : variant != 0 ? MODE_COSINE : MODE_PLAIN;
+        pc.proj = variant != 1 && variant != 5 && variant != 6;
+        pc.mode = variant == 3                    ? MODE_FSQ
+                  : variant >= 6                  ? MODE_SIMVQ
+                  : variant == 0 || variant == 4 ? MODE_PLAIN
+                                                 : MODE_COSINE;
+        pc.rot = variant == 4 || variant == 5 || variant == 7;
         const int c = pc.proj ? PC : PD;
         vqj_codebook_params p = params(PK, PD, 0.9f);
         p.commitment_cost = 0.3f;
         p.code_dim = pc.proj ? PC : 0;
         p.quantizer = pc.mode == MODE_FSQ      ? VQJ_QUANTIZER_FSQ
                       : pc.mode == MODE_COSINE ? VQJ_QUANTIZER_COSINE
+                      : pc.mode == MODE_SIMVQ  ? VQJ_QUANTIZER_SIMVQ
                                                : VQJ_QUANTIZER_EUCLIDEAN;
         memset(p.fsq_levels, 0, sizeof p.fsq_levels);
         memcpy(p.fsq_levels, FSQ_TEST_LEVELS, sizeof FSQ_TEST_LEVELS);
+        p.gradient_estimator = pc.rot ? VQJ_GRADIENT_ROTATION : VQJ_GRADIENT_STRAIGHT_THROUGH;
         vqj_codebook *cb = make(ctx, &p);
         vqj_weights *w = vqj_codebook_weights(cb);
         test_fill(pc.z, PN * PD, 31 + variant, 1.0f);
@@ -1252,7 +1309,18 @@ static void test_code_space_gradients(void **state)
             e[k] = u[k] + nudge[k];
         if (pc.mode == MODE_COSINE)
             host_code_space(e, NULL, NULL, PK, c, c, 0, MODE_COSINE, e);
-        if (pc.mode != MODE_FSQ) {
+        if (pc.mode == MODE_SIMVQ) { /* its codes are C W^T, read back */
+            float basis[PK * PD], tw[PD * PD];
+            assert_ok(ctx, vqj_weights_read(w, "codebook.basis", basis, (size_t)PK * c));
+            assert_ok(ctx, vqj_weights_read(w, "codebook.transform.weight", tw, (size_t)c * c));
+            for (int k = 0; k < PK; k++)
+                for (int j = 0; j < c; j++) {
+                    double a = 0.0;
+                    for (int m = 0; m < c; m++)
+                        a += (double)tw[j * c + m] * basis[k * c + m];
+                    e[k * c + j] = (float)a;
+                }
+        } else if (pc.mode != MODE_FSQ) {
             assert_ok(ctx, vqj_weights_write(w, "codebook.embedding", e, (size_t)PK * c));
             assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", e, (size_t)PK * c));
         }
@@ -1273,7 +1341,19 @@ static void test_code_space_gradients(void **state)
                 }
                 pc.s0[i * c + j] = qc - u[i * c + j];
             }
-        for (int i = 0; i < PK && pc.mode != MODE_FSQ; i++)
+        for (int i = 0; i < PN && pc.rot; i++) {
+            float qi[PD], mq[PD];
+            for (int j = 0; j < c; j++)
+                qi[j] = u[i * c + j] + pc.s0[i * c + j];
+            host_rotation(u + i * c, qi, c, pc.m0 + (size_t)i * c * c);
+            for (int j = 0; j < c; j++) { /* lambda R u = q: the forward value */
+                mq[j] = 0.0f;
+                for (int m = 0; m < c; m++)
+                    mq[j] += pc.m0[(i * c + j) * c + m] * u[i * c + m];
+                assert_float_equal(mq[j], qi[j], 1e-5);
+            }
+        }
+        for (int i = 0; i < PK && pc.mode != MODE_FSQ && pc.mode != MODE_SIMVQ; i++)
             assert_int_equal(codes[i], i);
 
         /* Central differences over z and the four projection tensors. */
@@ -1546,6 +1626,158 @@ static void test_fsq(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* SimVQ: codes C W^T with C fixed; the code term mean (sg(u) - e)^2 trains
+ * W: its gradient against central differences of the reported
+ * codebook_loss; training forwards leave C and W alone; no EMA state. */
+static void test_simvq(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { N = 9, K = 5, D = 4 };
+    vqj_codebook_params p = params(K, D, 0.9f);
+    p.quantizer = VQJ_QUANTIZER_SIMVQ;
+    vqj_codebook *cb = make(ctx, &p);
+    vqj_weights *w = vqj_codebook_weights(cb);
+    float z[N * D], tw[D * D], basis[K * D];
+    test_fill(z, N * D, 61, 1.0f);
+    read_w(ctx, cb, "codebook.transform.weight", tw, D * D);
+    read_w(ctx, cb, "codebook.basis", basis, K * D);
+    vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+    float fd[D * D];
+    code_loss_fd(ctx, cb, "codebook.transform.weight", tw, D * D, zt, qt, z, N * D, 1e-3f, fd);
+    vqj_weights_zero_grad(w);
+    vqj_codebook_stats s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_true(s.codebook_loss > 0.0f);
+    assert_float_equal(s.commitment_loss, p.commitment_cost * s.codebook_loss, 1e-6);
+    assert_int_equal(s.updates, 0);
+    vqj_tensor *dqt = tensor(ctx, N, D, NULL), *dzt = tensor(ctx, N, D, NULL);
+    assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+    float g[D * D];
+    assert_ok(ctx, vqj_weights_read_grad(w, "codebook.transform.weight", g, D * D));
+    double err = test_rel_err(g, fd, D * D, 1e-3);
+    if (!(err < 3e-3))
+        fail_msg("SimVQ transform gradient: relative error %.2e", err);
+    float after[K * D];
+    read_w(ctx, cb, "codebook.basis", after, K * D);
+    assert_memory_equal(after, basis, sizeof basis);
+    float usage[K];
+    assert_status(ctx, vqj_codebook_ema_usage(cb, usage, K), VQJ_ERR_UNSUPPORTED);
+    vqj_codebook_params b = p;
+    b.dead_code_threshold = 1.0f;
+    vqj_codebook *x = NULL;
+    assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+    vqj_tensor_destroy(dqt);
+    vqj_tensor_destroy(dzt);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    vqj_context_destroy(ctx);
+}
+
+/* |got - want| relative to max |want| (floor 1e-3) below 1e-4, by name. */
+static void expect_ref(const char *what, const float *got, const float *want, size_t n)
+{
+    double err = test_rel_err(got, want, n, 1e-3);
+    if (!(err < 1e-4))
+        fail_msg("%s: relative error %.2e against the PyTorch reference", what, err);
+}
+
+/* The quantizers against the PyTorch twin (tools/reference/quant_vectors.py,
+ * tests/data/quant.bin): q, the codes, the losses, dz and every gradient. */
+static void test_reference_vectors(void **state)
+{
+    (void)state;
+    char err[256];
+    vqjt_file *f = vqjt_load("tests/data/quant.bin", err, sizeof err);
+    if (!f)
+        fail_msg("%s (regenerate with /usr/bin/python3 tools/reference/quant_vectors.py)", err);
+    vqj_context *ctx = test_context();
+    const char *cases[] = {"cosine", "rotation", "fsq", "simvq"};
+    for (int ci = 0; ci < 4; ci++) {
+        const char *cs = cases[ci];
+        char key[128];
+        size_t nz, nq;
+        snprintf(key, sizeof key, "%s.z", cs);
+        const vqjt_tensor *zt_ref = vqjt_get(f, key);
+        assert_non_null(zt_ref);
+        const int n = (int)zt_ref->dims[0], d = (int)zt_ref->dims[1];
+        const float *z = vqjt_f32(f, key, &nz);
+        vqj_codebook_params p = params(9, d, ci == 3 ? 0.0f : 0.9f);
+        p.commitment_cost = 0.25f;
+        p.code_dim = ci == 2 ? 0 : 4;
+        p.quantizer = ci == 0   ? VQJ_QUANTIZER_COSINE
+                      : ci == 2 ? VQJ_QUANTIZER_FSQ
+                      : ci == 3 ? VQJ_QUANTIZER_SIMVQ
+                                : VQJ_QUANTIZER_EUCLIDEAN;
+        p.gradient_estimator = ci == 1 || ci == 3 ? VQJ_GRADIENT_ROTATION
+                                                  : VQJ_GRADIENT_STRAIGHT_THROUGH;
+        vqj_codebook *cb = make(ctx, &p);
+        vqj_weights *w = vqj_codebook_weights(cb);
+        /* Every "<case>.codebook.*" tensor of the file into the codebook. */
+        size_t plen = strlen(cs) + 1;
+        for (size_t t = 0; t < f->count; t++) {
+            const vqjt_tensor *x = &f->tensors[t];
+            if (strncmp(x->name, cs, plen - 1) || x->name[plen - 1] != '.' ||
+                strncmp(x->name + plen, "codebook.", 9))
+                continue;
+            assert_ok(ctx, vqj_weights_write(w, x->name + plen, x->data, x->count));
+            if (!strcmp(x->name + plen, "codebook.embedding"))
+                assert_ok(ctx, vqj_weights_write(w, "codebook.ema_sum", x->data, x->count));
+        }
+        vqj_tensor *zt = tensor(ctx, n, d, z), *qt = tensor(ctx, 0, 0, NULL);
+        int32_t codes[64];
+        assert_true(n <= 64);
+        vqj_codebook_stats st = new_stats();
+        vqj_weights_zero_grad(w);
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &st));
+        snprintf(key, sizeof key, "%s.codes", cs);
+        size_t nc;
+        const int32_t *want_codes = vqjt_i32(f, key, &nc);
+        assert_int_equal(nc, (size_t)n);
+        assert_memory_equal(codes, want_codes, (size_t)n * sizeof(int32_t));
+        float *buf = malloc((size_t)n * d * sizeof *buf);
+        assert_non_null(buf);
+        assert_ok(ctx, vqj_tensor_read(qt, buf, (size_t)n * d));
+        snprintf(key, sizeof key, "%s.q", cs);
+        expect_ref(key, buf, vqjt_f32(f, key, &nq), (size_t)n * d);
+        snprintf(key, sizeof key, "%s.commitment", cs);
+        expect_ref(key, &st.commitment_loss, vqjt_f32(f, key, &nq), 1);
+        snprintf(key, sizeof key, "%s.codebook_loss", cs);
+        expect_ref(key, &st.codebook_loss, vqjt_f32(f, key, &nq), 1);
+
+        snprintf(key, sizeof key, "%s.dq", cs);
+        vqj_tensor *dqt = tensor(ctx, n, d, vqjt_f32(f, key, &nq)), *dzt = tensor(ctx, n, d, NULL);
+        assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+        assert_ok(ctx, vqj_tensor_read(dzt, buf, (size_t)n * d));
+        snprintf(key, sizeof key, "%s.dz", cs);
+        expect_ref(key, buf, vqjt_f32(f, key, &nq), (size_t)n * d);
+        char gkey[140];
+        snprintf(gkey, sizeof gkey, "%s.grad.", cs);
+        int grads = 0;
+        for (size_t t = 0; t < f->count; t++) {
+            const vqjt_tensor *x = &f->tensors[t];
+            if (strncmp(x->name, gkey, strlen(gkey)))
+                continue;
+            float *g = malloc(x->count * sizeof *g);
+            assert_non_null(g);
+            assert_ok(ctx, vqj_weights_read_grad(w, x->name + strlen(gkey), g, x->count));
+            expect_ref(x->name, g, x->data, x->count);
+            free(g);
+            grads++;
+        }
+        assert_int_equal(grads, ci == 3 ? 5 : 4);
+        free(buf);
+        vqj_tensor_destroy(dqt);
+        vqj_tensor_destroy(dzt);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    vqj_context_destroy(ctx);
+    vqjt_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1572,6 +1804,8 @@ int main(void)
         cmocka_unit_test(test_cosine_and_code_dim),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_fsq),
+        cmocka_unit_test(test_simvq),
+        cmocka_unit_test(test_reference_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1220,6 +1220,55 @@ static void test_key_lines(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* The quantizer keys (docs/config.md): parsed into the codebook's params,
+ * FSQ's K reported as the product of its levels, written back and parsed
+ * again to the same params; bad lists get the key's range. */
+static void test_quantizer_keys(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const char *text = "object_encoder:\n"
+                       "  quantizer: fsq\n"
+                       "  fsq_levels: [7, 5, 3]\n"
+                       "  code_dim: 0\n"
+                       "  dead_code_threshold: 0.5\n"
+                       "  gradient_estimator: rotation\n";
+    vqj_config *cfg = parse_ok(ctx, text);
+    vqj_codebook_params p;
+    vqj_codebook_params_default(&p);
+    assert_ok(ctx, vqj_config_codebook_params(cfg, &p));
+    assert_int_equal(p.quantizer, VQJ_QUANTIZER_FSQ);
+    assert_int_equal(p.num_embeddings, 7 * 5 * 3);
+    assert_int_equal(p.fsq_levels[0], 7);
+    assert_int_equal(p.fsq_levels[2], 3);
+    assert_int_equal(p.fsq_levels[3], 0);
+    assert_float_equal(p.dead_code_threshold, 0.5f, 0.0f);
+    assert_int_equal(p.gradient_estimator, VQJ_GRADIENT_ROTATION);
+    char *yaml = write_yaml(ctx, cfg);
+    assert_non_null(strstr(yaml, "fsq_levels: [7, 5, 3]"));
+    vqj_config *again = parse_ok(ctx, yaml);
+    vqj_codebook_params p2;
+    vqj_codebook_params_default(&p2);
+    assert_ok(ctx, vqj_config_codebook_params(again, &p2));
+    assert_memory_equal(&p, &p2, sizeof p);
+    free(yaml);
+    vqj_config_destroy(again);
+    vqj_config_destroy(cfg);
+    cfg = parse_ok(ctx, "object_encoder:\n  quantizer: simvq\n  code_dim: 32\n");
+    assert_ok(ctx, vqj_config_codebook_params(cfg, &p));
+    assert_int_equal(p.quantizer, VQJ_QUANTIZER_SIMVQ);
+    assert_int_equal(p.code_dim, 32);
+    assert_int_equal(p.num_embeddings, 768);
+    vqj_config_destroy(cfg);
+    parse_fails(ctx, "object_encoder:\n  fsq_levels: [8, 1]\n", VQJ_ERR_INVALID_ARGUMENT,
+                "[2, 256]");
+    parse_fails(ctx, "object_encoder:\n  fsq_levels: 8\n", VQJ_ERR_INVALID_ARGUMENT,
+                "a list of 1 to 8");
+    parse_fails(ctx, "object_encoder:\n  quantizer: vq\n", VQJ_ERR_INVALID_ARGUMENT,
+                "object_encoder.quantizer");
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1238,6 +1287,7 @@ int main(void)
         cmocka_unit_test(test_boundaries_accepted_by_modules),
         cmocka_unit_test(test_docs_name_every_key),
         cmocka_unit_test(test_key_lines),
+        cmocka_unit_test(test_quantizer_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -789,6 +789,25 @@ static void test_fsq(void **state)
     expect_close("fsq_backward", dget(gdp, nl), dp, nl, RED_TOL);
 }
 
+/* The rotation trick's backward, rows 0 and 1 on its straight-through
+ * fallbacks (u = 0; q = -u). */
+static void test_vq_rotation(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    int n = 517, d = 64;
+    size_t nd = (size_t)n * d;
+    float *u = hrand(nd, 94, 1.0f), *q = hrand(nd, 95, 1.0f), *dq = hrand(nd, 96, 1.0f);
+    memset(u, 0, (size_t)d * sizeof(float));
+    for (int j = 0; j < d; j++)
+        q[d + j] = -2.0f * u[d + j];
+    float *du = hrand(nd, 97, 1.0f), *gdu = dfloats(du, nd);
+    OPS_GPU->vq_rotation_backward(env.gpu, n, d, dfloats(u, nd), dfloats(q, nd), dfloats(dq, nd),
+                                  gdu);
+    OPS_CPU->vq_rotation_backward(env.cpu, n, d, u, q, dq, du);
+    expect_close("vq_rotation_backward", dget(gdu, nd), du, nd, 1e-4);
+}
+
 static void test_vq(void **state)
 {
     (void)state;
@@ -1612,6 +1631,7 @@ int main(void)
         cmocka_unit_test_teardown(test_gru, test_teardown),
         cmocka_unit_test_teardown(test_vq, test_teardown),
         cmocka_unit_test_teardown(test_fsq, test_teardown),
+        cmocka_unit_test_teardown(test_vq_rotation, test_teardown),
         cmocka_unit_test_teardown(test_optimizer, test_teardown),
         cmocka_unit_test_teardown(test_infonce, test_teardown),
         cmocka_unit_test_teardown(test_sigreg, test_teardown),

@@ -127,7 +127,7 @@ class vqj_codebook_params(_Struct):
                 ("refresh_interval", ctypes.c_int), ("refresh_usage_threshold", ctypes.c_float),
                 ("kmeans_init", ctypes.c_int), ("dead_code_threshold", ctypes.c_float),
                 ("quantizer", ctypes.c_int), ("code_dim", ctypes.c_int),
-                ("fsq_levels", ctypes.c_int * 8)]
+                ("fsq_levels", ctypes.c_int * 8), ("gradient_estimator", ctypes.c_int)]
 
 
 class vqj_codebook_stats(_Struct):

@@ -111,6 +111,7 @@ _Static_assert(sizeof(vqj_activation) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_aggregator) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_ema_passes) == sizeof(int), "enum size");
 _Static_assert(sizeof(vqj_quantizer) == sizeof(int), "enum size");
+_Static_assert(sizeof(vqj_gradient_estimator) == sizeof(int), "enum size");
 
 static const char *const opt_names[] = {"adam", "adamw", NULL};
 static const int opt_values[] = {VQJ_OPT_ADAM, VQJ_OPT_ADAMW};
@@ -122,12 +123,14 @@ static const char *const agg_names[] = {"mean", "last", "attention", "gru", NULL
 static const int agg_values[] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION, VQJ_AGG_GRU};
 static const char *const ema_passes_names[] = {"main", "all_online", NULL};
 static const int ema_passes_values[] = {VQJ_EMA_PASSES_MAIN, VQJ_EMA_PASSES_ALL_ONLINE};
-static const char *const quant_names[] = {"euclidean", "cosine", "fsq", NULL};
-static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE,
-                                   VQJ_QUANTIZER_FSQ};
 static const char *const vq_path_names[] = {"straight_through", "beside", NULL};
 static const int vq_path_values[] = {VQJ_VQ_STRAIGHT_THROUGH, VQJ_VQ_BESIDE};
 _Static_assert(sizeof(vqj_vq_path) == sizeof(int), "enum size");
+static const char *const grad_names[] = {"straight_through", "rotation", NULL};
+static const int grad_values[] = {VQJ_GRADIENT_STRAIGHT_THROUGH, VQJ_GRADIENT_ROTATION};
+static const char *const quant_names[] = {"euclidean", "cosine", "fsq", "simvq", NULL};
+static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE,
+                                   VQJ_QUANTIZER_FSQ, VQJ_QUANTIZER_SIMVQ};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
@@ -194,6 +197,8 @@ static const key_def keys[] = {
      .names = vq_path_names, .values = vq_path_values, EXT},
     {.path = "object_encoder.grid_features", .kind = K_BOOL, .offset = OFF(pred.grid_features),
      EXT},
+    {.path = "object_encoder.gradient_estimator", .kind = K_ENUM,
+     .offset = OFF(cb.gradient_estimator), .names = grad_names, .values = grad_values, EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
@@ -482,7 +487,7 @@ static vqj_status bad_value(const parser *p, const yaml_node_t *n, const char *p
 
 static void range_text(const key_def *k, char *buf, size_t size)
 {
-    if (k->kind == K_INT || k->kind == K_I64) {
+    if (k->kind == K_INT || k->kind == K_I64 || k->kind == K_LEVELS) {
         snprintf(buf, size, "[%lld, %lld]", k->ilo, k->ihi);
         return;
     }

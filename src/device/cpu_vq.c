@@ -255,6 +255,39 @@ static void cpu_fsq_backward(vqji_device *dev, int n, const vqji_fsq_levels *lv,
     }
 }
 
+static void cpu_vq_rotation_backward(vqji_device *dev, int n, int d, const float *u,
+                                     const float *q, const float *dq, float *du)
+{
+    (void)dev;
+    for (int i = 0; i < n; i++) {
+        const float *ui = u + (size_t)i * d, *qi = q + (size_t)i * d, *gi = dq + (size_t)i * d;
+        float *di = du + (size_t)i * d;
+        double nu = sqrt((double)sqnorm(ui, d)), nq = sqrt((double)sqnorm(qi, d));
+        double nr = 0.0, rg = 0.0, bg = 0.0;
+        if (nu >= VQJI_ROTATION_EPS && nq >= VQJI_ROTATION_EPS) {
+            for (int j = 0; j < d; j++) {
+                double r = ui[j] / nu + qi[j] / nq; /* a + b */
+                nr += r * r;
+            }
+            nr = sqrt(nr);
+        }
+        if (!(nr >= VQJI_ROTATION_EPS)) { /* no direction to rotate: straight-through */
+            for (int j = 0; j < d; j++)
+                di[j] += gi[j];
+            continue;
+        }
+        /* r = (a + b) / ||a + b||, a = u / ||u||, b = q / ||q|| */
+        const double ia = 1.0 / nu, ib = 1.0 / nq, ir = 1.0 / nr;
+        for (int j = 0; j < d; j++) {
+            rg += (ui[j] * ia + qi[j] * ib) * ir * gi[j];
+            bg += qi[j] * ib * gi[j];
+        }
+        const double lambda = nq * ia, cr = 2.0 * rg * ir, ca = 2.0 * bg * ia;
+        for (int j = 0; j < d; j++)
+            di[j] += (float)(lambda * (gi[j] - cr * (ui[j] * ia + qi[j] * ib) + ca * ui[j]));
+    }
+}
+
 void vqji_cpu_register_vq(vqji_device_ops *ops)
 {
     ops->vq_assign = cpu_vq_assign;
@@ -264,4 +297,5 @@ void vqji_cpu_register_vq(vqji_device_ops *ops)
     ops->vq_min_sqdist = cpu_vq_min_sqdist;
     ops->fsq_forward = cpu_fsq_forward;
     ops->fsq_backward = cpu_fsq_backward;
+    ops->vq_rotation_backward = cpu_vq_rotation_backward;
 }

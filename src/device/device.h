@@ -25,6 +25,9 @@ typedef struct vqji_fsq_levels {
  * outermost levels. */
 #define VQJI_FSQ_EPS 1e-3f
 
+/* Below this norm the rotation trick falls back to straight-through. */
+#define VQJI_ROTATION_EPS 1e-6f
+
 /* Most quadrature points the sigreg_epps_pulley op accepts (its per-slice
  * sums live on the stack). */
 #define VQJI_SIGREG_MAX_POINTS 256
@@ -176,6 +179,14 @@ struct vqji_device_ops {
     /* Straight-through round: dp += dqc half_l (1 - t^2) / w (ACCUMULATES). */
     void (*fsq_backward)(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *t,
                          const float *dqc, float *dp);
+    /* The rotation trick's backward per row of u, q, dq [n x d]: with
+     * a = u / ||u||, b = q / ||q||, r = (a + b) / ||a + b|| and
+     * lambda = ||q|| / ||u||, du += lambda (dq - 2 r (r.dq) + 2 a (b.dq))
+     * (the transpose of lambda (I - 2 r r^T + 2 b a^T), which maps u to q);
+     * du += dq (straight-through) where ||u||, ||q|| or ||a + b|| is below
+     * VQJI_ROTATION_EPS. ACCUMULATES. */
+    void (*vq_rotation_backward)(vqji_device *dev, int n, int d, const float *u, const float *q,
+                                 const float *dq, float *du);
 
     /* ---- Optimizer (cpu_optim.c; math in docs/optimizer.md) ---- */
     /* Σ x_i² accumulated in double (the caller needs the exact sum across

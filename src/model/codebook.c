@@ -51,6 +51,8 @@ struct vqji_codebook_ws {
     size_t norm_cap;
     float *qc; /* [N x c] the codes, before P_out */
     size_t qc_cap;
+    float *codes; /* [K x c] SimVQ: basis W^T */
+    size_t codes_cap;
 };
 
 struct vqj_codebook {
@@ -60,6 +62,9 @@ struct vqj_codebook {
     int proj;   /* learned projections D -> c -> D around the search */
     int cosine; /* tokens and codes l2-normalized */
     int fsq;    /* finite scalar quantization: no codes, K = prod of the levels */
+    int rot;    /* the rotation trick instead of straight-through */
+    int simvq;  /* codes = basis W^T, W trained by gradient */
+    size_t i_basis, i_transform;
     vqji_fsq_levels lv;
     vqj_weights w;
     size_t i_emb, i_count, i_sum;
@@ -195,11 +200,17 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.dead_code_threshold is %g; must be finite and >= 0", s,
                          (double)p->dead_code_threshold);
-    if ((unsigned)p->quantizer > VQJ_QUANTIZER_FSQ)
+    if ((unsigned)p->quantizer > VQJ_QUANTIZER_SIMVQ)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.quantizer is %d; allowed: VQJ_QUANTIZER_EUCLIDEAN (0), "
-                         "VQJ_QUANTIZER_COSINE (1), VQJ_QUANTIZER_FSQ (2)",
+                         "VQJ_QUANTIZER_COSINE (1), VQJ_QUANTIZER_FSQ (2), "
+                         "VQJ_QUANTIZER_SIMVQ (3)",
                          s, (int)p->quantizer);
+    if (p->quantizer == VQJ_QUANTIZER_SIMVQ && p->dead_code_threshold > 0.0f)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.dead_code_threshold is %g but SimVQ's codes are trained by "
+                         "gradient and keep no EMA counts; set it to 0",
+                         s, (double)p->dead_code_threshold);
     if (p->quantizer == VQJ_QUANTIZER_FSQ) {
         vqji_fsq_levels lv = fsq_levels_of(p);
         long long prod = 1;
@@ -231,6 +242,16 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.code_dim is %d; allowed: 0 (no projection) or 1..65536", s,
                          p->code_dim);
+    if ((unsigned)p->gradient_estimator > VQJ_GRADIENT_ROTATION)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.gradient_estimator is %d; allowed: VQJ_GRADIENT_STRAIGHT_THROUGH "
+                         "(0), VQJ_GRADIENT_ROTATION (1)",
+                         s, (int)p->gradient_estimator);
+    if (p->gradient_estimator == VQJ_GRADIENT_ROTATION && p->quantizer == VQJ_QUANTIZER_FSQ)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.gradient_estimator is the rotation trick, which FSQ does not "
+                         "use (its rounding is straight-through)",
+                         s);
     if (p->quantizer == VQJ_QUANTIZER_COSINE && p->ema_decay == 0.0f)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.quantizer is cosine but ema_decay is 0: cosine codes are kept on "
@@ -250,6 +271,7 @@ static void ws_release(vqji_device *dev, vqji_codebook_ws *ws)
     dev->ops->free(dev, ws->u);
     dev->ops->free(dev, ws->norm);
     dev->ops->free(dev, ws->qc);
+    dev->ops->free(dev, ws->codes);
     dev->ops->free(dev, ws->scratch);
     dev->ops->free(dev, ws->idx);
     dev->ops->free(dev, ws->err);
@@ -327,6 +349,17 @@ static vqj_status init_projections(vqj_codebook *cb)
     return cb->ctx->device->ops->sync(cb->ctx->device);
 }
 
+/* SimVQ: the basis C [K x c] normal with std 1/sqrt(c) (fixed, saved as
+ * state), the transform W [c x c] as a PyTorch Linear without bias. */
+static vqj_status init_simvq(vqj_codebook *cb)
+{
+    vqj_status st;
+    if ((st = vqji_model_init_normal(&cb->w, cb->i_basis, 1.0f / sqrtf((float)cb->c))) ||
+        (st = vqji_model_init_uniform(&cb->w, cb->i_transform, 1.0f / sqrtf((float)cb->c))))
+        return st;
+    return cb->ctx->device->ops->sync(cb->ctx->device);
+}
+
 vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *params,
                                vqj_codebook **out)
 {
@@ -359,6 +392,13 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     cb->c = p.code_dim > 0 ? p.code_dim : p.dim;
     cb->cosine = p.quantizer == VQJ_QUANTIZER_COSINE;
     cb->fsq = p.quantizer == VQJ_QUANTIZER_FSQ;
+    cb->rot = p.gradient_estimator == VQJ_GRADIENT_ROTATION;
+    cb->simvq = p.quantizer == VQJ_QUANTIZER_SIMVQ;
+    if (cb->simvq) { /* trained by gradient: no EMA, k-means++ or refresh */
+        cb->p.kmeans_init = 0;
+        cb->p.refresh_enabled = 0;
+        cb->p.ema_decay = 0.0f;
+    }
     if (cb->fsq) {
         /* One projected dimension per level, K = their product; nothing of
          * the EMA codebook (k-means++, refresh) applies. */
@@ -387,7 +427,11 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
         vqj_codebook_destroy(cb);
         return st;
     }
-    if ((!cb->fsq &&
+    if ((cb->simvq &&
+         ((st = vqji_weights_add(&cb->w, "codebook.transform.weight", c, c, 1,
+                                 &cb->i_transform)) ||
+          (st = vqji_weights_add(&cb->w, "codebook.basis", k, c, 0, &cb->i_basis)))) ||
+        (!cb->fsq && !cb->simvq &&
          ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, c, p.ema_decay == 0.0f,
                                  &cb->i_emb)) ||
           (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
@@ -403,7 +447,8 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
                           (void **)&cb->h_ema)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(int32_t), "codebook refresh list",
                           (void **)&cb->h_dead)) ||
-        (!cb->fsq && (st = init_codes(cb))) || (st = init_projections(cb))) {
+        (!cb->fsq && !cb->simvq && (st = init_codes(cb))) || (st = init_projections(cb)) ||
+        (cb->simvq && (st = init_simvq(cb)))) {
         vqj_codebook_destroy(cb);
         return st;
     }
@@ -678,6 +723,10 @@ static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, i
     if (cb->proj && ((st = dev_reserve(dev, (void **)&ws->proj, &ws->proj_cap, nc)) ||
                      (st = dev_reserve(dev, (void **)&ws->qc, &ws->qc_cap, nc))))
         return st;
+    if (cb->simvq &&
+        (st = dev_reserve(dev, (void **)&ws->codes, &ws->codes_cap,
+                          (size_t)k * (size_t)cb->c * sizeof(float))))
+        return st;
     if ((cb->cosine || cb->fsq) &&
         ((st = dev_reserve(dev, (void **)&ws->u, &ws->u_cap, nc)) ||
          (st = dev_reserve(dev, (void **)&ws->norm, &ws->norm_cap, (size_t)n * sizeof(float)))))
@@ -717,7 +766,12 @@ static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *
         dev->ops->fsq_forward(dev, n, &cb->lv, u, ws->u, qc, ws->idx); /* t into ws->u */
         return 0.0;
     }
-    const float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    const float *e = vqji_weights_data(&cb->w, cb->simvq ? cb->i_basis : cb->i_emb);
+    if (cb->simvq) { /* the codes e = C W^T, for this call */
+        vqji_linear_forward(dev, k, c, c, e, vqji_weights_data(&cb->w, cb->i_transform), NULL,
+                            ws->codes);
+        e = ws->codes;
+    }
     dev->ops->vq_assign(dev, n, c, k, u, e, ws->scratch, ws->idx, ws->err);
     dev->ops->vq_gather(dev, n, c, u, e, ws->idx, qc, ws->err);
     return n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)n * c) : 0.0;
@@ -847,14 +901,16 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
                               (size_t)n * sizeof(int32_t))))
             return st;
-        if ((cb->cosine || cb->fsq) &&
+        if ((cb->cosine || cb->fsq || cb->rot) &&
             ((st = dev_reserve(dev, (void **)&cb->bw_u, &cb->bw_u_cap, nc * sizeof(float))) ||
              (st = dev_reserve(dev, (void **)&cb->bw_norm, &cb->bw_norm_cap,
                                (size_t)n * sizeof(float)))))
             return st;
         if (cb->proj &&
-            ((st = dev_reserve(dev, (void **)&cb->bw_z, &cb->bw_z_cap, nd * sizeof(float))) ||
-             (st = dev_reserve(dev, (void **)&cb->bw_qc, &cb->bw_qc_cap, nc * sizeof(float)))))
+            (st = dev_reserve(dev, (void **)&cb->bw_z, &cb->bw_z_cap, nd * sizeof(float))))
+            return st;
+        if ((cb->proj || cb->rot) &&
+            (st = dev_reserve(dev, (void **)&cb->bw_qc, &cb->bw_qc_cap, nc * sizeof(float))))
             return st;
         if ((kmeans || refresh) &&
             (st = vqji_reserve(ctx, (void **)&cb->h_vals, &cb->h_vals_cap,
@@ -915,14 +971,14 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     dev->ops->copy(dev, cb->bw_resid, u, nc * sizeof(float));
     dev->ops->axpy(dev, nc, -1.0f, qc, cb->bw_resid);
     dev->ops->copy(dev, cb->bw_idx, ws->idx, (size_t)n * sizeof(int32_t));
-    if (cb->cosine || cb->fsq) { /* FSQ: its t = tanh(p + s) */
-        dev->ops->copy(dev, cb->bw_u, ws->u, nc * sizeof(float));
+    if (cb->cosine || cb->fsq || cb->rot) /* FSQ: its t = tanh(p + s) instead */
+        dev->ops->copy(dev, cb->bw_u, cb->fsq ? ws->u : u, nc * sizeof(float));
+    if (cb->cosine)
         dev->ops->copy(dev, cb->bw_norm, ws->norm, (size_t)n * sizeof(float));
-    }
-    if (cb->proj) {
+    if (cb->proj)
         dev->ops->copy(dev, cb->bw_z, zd, nd * sizeof(float));
+    if (cb->proj || cb->rot)
         dev->ops->copy(dev, cb->bw_qc, qc, nc * sizeof(float));
-    }
     cb->bw_n = n;
     cb->bw_valid = 1;
     int refreshed = 0, replaced = 0;
@@ -992,7 +1048,7 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         return dev->ops->sync(dev);
     }
     const float commit = (float)(2.0 * cb->p.commitment_cost / (double)nc);
-    if (!cb->proj && !cb->cosine) {
+    if (!cb->proj && !cb->cosine && !cb->rot) {
         /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment) */
         dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
         dev->ops->axpy(dev, nd, commit, cb->bw_resid, dz->data);
@@ -1010,6 +1066,12 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
                                  vqji_weights_grad(&cb->w, cb->i_pout_b));
         } else {
             dev->ops->copy(dev, du, dq->data, nc * sizeof(float));
+        }
+        /* the rotation trick: du = lambda R^T dqc in place of dqc */
+        if (cb->rot) {
+            dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
+            dev->ops->vq_rotation_backward(dev, n, c, cb->bw_u, cb->bw_qc, du, cb->bw_t2);
+            dev->ops->copy(dev, du, cb->bw_t2, nc * sizeof(float));
         }
         if (!cb->fsq)
             dev->ops->axpy(dev, nc, commit, cb->bw_resid, du);
@@ -1039,8 +1101,15 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         size_t kc = (size_t)k * (size_t)c;
         dev->ops->fill(dev, kc, 0.0f, cb->sums);
         dev->ops->vq_accumulate(dev, n, c, k, cb->bw_resid, cb->bw_idx, NULL, cb->sums);
-        dev->ops->axpy(dev, kc, (float)(-2.0 / (double)nc), cb->sums,
-                       vqji_weights_grad(&cb->w, cb->i_emb));
+        if (cb->simvq) { /* e = C W^T: dW += de^T C */
+            dev->ops->scale(dev, kc, (float)(-2.0 / (double)nc), cb->sums);
+            vqji_linear_backward(dev, k, c, c, vqji_weights_data(&cb->w, cb->i_basis),
+                                 vqji_weights_data(&cb->w, cb->i_transform), cb->sums, NULL,
+                                 vqji_weights_grad(&cb->w, cb->i_transform), NULL);
+        } else {
+            dev->ops->axpy(dev, kc, (float)(-2.0 / (double)nc), cb->sums,
+                           vqji_weights_grad(&cb->w, cb->i_emb));
+        }
     }
     return dev->ops->sync(dev);
 }
@@ -1051,9 +1120,10 @@ vqj_status vqj_codebook_ema_usage(const vqj_codebook *cb, float *dst, size_t cou
         return vqji_fail(cb ? cb->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_ema_usage: NULL argument");
     vqji_clear_error(cb->ctx);
-    if (cb->fsq)
+    if (cb->fsq || cb->simvq)
         return vqji_fail(cb->ctx, VQJ_ERR_UNSUPPORTED,
-                         "vqj_codebook_ema_usage: an FSQ codebook keeps no EMA counts");
+                         "vqj_codebook_ema_usage: an %s codebook keeps no EMA counts",
+                         cb->fsq ? "FSQ" : "SimVQ");
     size_t k = (size_t)cb->p.num_embeddings;
     if (count != k)
         return vqji_fail(cb->ctx, VQJ_ERR_INVALID_ARGUMENT,

@@ -79,9 +79,12 @@ c_enum!(vqj_lr_schedule { VQJ_LR_CONSTANT = 0, VQJ_LR_COSINE = 1, VQJ_LR_LINEAR 
 c_enum!(vqj_activation { VQJ_ACT_NONE = 0, VQJ_ACT_RELU = 1, VQJ_ACT_GELU = 2, VQJ_ACT_TANH = 3 });
 c_enum!(vqj_ema_passes { VQJ_EMA_PASSES_MAIN = 0, VQJ_EMA_PASSES_ALL_ONLINE = 1 });
 c_enum!(vqj_aggregator { VQJ_AGG_MEAN = 0, VQJ_AGG_LAST = 1, VQJ_AGG_ATTENTION = 2, VQJ_AGG_GRU = 3 });
-c_enum!(vqj_quantizer { VQJ_QUANTIZER_EUCLIDEAN = 0, VQJ_QUANTIZER_COSINE = 1, VQJ_QUANTIZER_FSQ = 2 });
 c_enum!(vqj_objective { VQJ_OBJECTIVE_INFONCE = 0, VQJ_OBJECTIVE_SIGREG = 1 });
 c_enum!(vqj_vq_path { VQJ_VQ_STRAIGHT_THROUGH = 0, VQJ_VQ_BESIDE = 1 });
+c_enum!(vqj_quantizer {
+    VQJ_QUANTIZER_EUCLIDEAN = 0, VQJ_QUANTIZER_COSINE = 1, VQJ_QUANTIZER_FSQ = 2, VQJ_QUANTIZER_SIMVQ = 3,
+});
+c_enum!(vqj_gradient_estimator { VQJ_GRADIENT_STRAIGHT_THROUGH = 0, VQJ_GRADIENT_ROTATION = 1 });
 c_enum!(vqj_invariance_kind {
     VQJ_INVARIANCE_COLOR = 0, VQJ_INVARIANCE_TRANSLATION = 1, VQJ_INVARIANCE_SYMMETRY = 2,
 });
@@ -157,6 +160,7 @@ pub struct vqj_codebook_params {
     pub quantizer: vqj_quantizer,
     pub code_dim: c_int,
     pub fsq_levels: [c_int; 8],
+    pub gradient_estimator: vqj_gradient_estimator,
 }
 
 #[repr(C)]
@@ -1039,7 +1043,7 @@ mod tests {
             vqj_weight_info { name, ndim, shape, count, trainable }
             vqj_grid { height, width, cells }
             vqj_tokenizer_params { size, max_objects, max_color_features, background, connectivity, normalize, respect_colors }
-            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels }
+            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels, gradient_estimator }
             vqj_codebook_stats { size, commitment_loss, codebook_loss, perplexity, active_codes, refreshed, usage_ratio, updates, dead_replaced }
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
