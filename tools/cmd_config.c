@@ -2,6 +2,7 @@
  * (the built-in defaults, or FILE over them), so a run's settings can be
  * read, diffed and fed back with --config. */
 #include "cli.h"
+#include "run.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,10 @@ static void help(FILE *f)
 {
     fprintf(f,
             "usage: vqjepa config [--config FILE]\n\n"
-            "Print the resolved configuration as YAML on stdout: the built-in defaults (the\n"
-            "seed's gentle run), or FILE read over them. Keys that are not implemented are\n"
+            "Print the resolved configuration as YAML on stdout: the built-in default\n"
+            "(builtin:default, docs/defaults.md), builtin:gentle (the library's defaults,\n"
+            "the seed's gentle run), or FILE read over the library's defaults. Keys that\n"
+            "are not implemented are\n"
             "named in warnings on stderr. An invalid or unreadable FILE is reported as\n"
             "FILE:LINE: ... on stderr with exit status 2. docs/config.md lists the keys.\n");
 }
@@ -54,13 +57,14 @@ int cmd_config(int argc, char **argv)
         return CLI_FAILED;
     }
     vqj_config *cfg = NULL;
-    vqj_status st = path ? vqj_config_load(ctx, path, &cfg) : vqj_config_default(ctx, &cfg);
+    vqj_status st = run_config_open(ctx, path, &cfg);
     char *text = NULL;
     if (st == VQJ_OK)
         st = vqj_config_write_yaml(cfg, &text);
     int rc = CLI_OK;
     if (st != VQJ_OK) {
-        fprintf(stderr, "vqjepa config: %s\n", vqj_context_last_error(ctx));
+        if (*vqj_context_last_error(ctx)) /* else run_config_open() said why */
+            fprintf(stderr, "vqjepa config: %s\n", vqj_context_last_error(ctx));
         rc = (st == VQJ_ERR_INVALID_ARGUMENT || st == VQJ_ERR_PARSE || st == VQJ_ERR_IO)
                  ? CLI_BAD_INPUT
                  : CLI_FAILED;

@@ -57,6 +57,11 @@ int run_parse_option(run_options *o, int argc, char **argv, int *i);
  * NULL after printing why. */
 vqj_config *run_load_config(vqj_context *ctx, const run_options *o);
 
+/* The configuration --config names: NULL or "builtin:default" the command
+ * line's built-in default, "builtin:gentle" the library's defaults (the
+ * seed's gentle run), anything else a YAML file. */
+vqj_status run_config_open(vqj_context *ctx, const char *path, vqj_config **out);
+
 /* A context whose warnings go to stderr. */
 vqj_context *run_context(const char *command, int threads, uint64_t seed);
 
