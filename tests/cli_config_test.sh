@@ -14,7 +14,13 @@ ok() { passed=$((passed + 1)); }
 # The defaults print as YAML that --config of itself reproduces, silently.
 "$VQJEPA" config > "$tmp/a.yaml" 2> "$tmp/a.err" || fail "vqjepa config failed: $(cat "$tmp/a.err")"
 [ ! -s "$tmp/a.err" ] || fail "the defaults gave messages: $(cat "$tmp/a.err")"
-grep -q '^  hidden_dim: 384$' "$tmp/a.yaml" || fail "no object_encoder hidden_dim 384 in the defaults"
+grep -q '^  hidden_dim: 128$' "$tmp/a.yaml" || fail "no object_encoder hidden_dim 128 in the built-in default"
+# builtin:gentle is the library's defaults, the seed's gentle run.
+"$VQJEPA" config --config builtin:gentle > "$tmp/g.yaml" 2> "$tmp/g.err" || fail "builtin:gentle failed: $(cat "$tmp/g.err")"
+grep -q '^  hidden_dim: 384$' "$tmp/g.yaml" || fail "no object_encoder hidden_dim 384 in builtin:gentle"
+grep -q '^  vq_path: straight_through$' "$tmp/g.yaml" || fail "builtin:gentle does not keep the original's straight-through codes"
+if "$VQJEPA" config --config builtin:nothing > /dev/null 2> "$tmp/n.err"; then fail "an unknown built-in configuration was accepted"; fi
+grep -q "builtin:gentle" "$tmp/n.err" || fail "the unknown built-in's message does not name the known ones: $(cat "$tmp/n.err")"
 grep -q '^  commitment_cost: 0.15$' "$tmp/a.yaml" || fail "no commitment_cost 0.15 in the defaults"
 "$VQJEPA" config --config "$tmp/a.yaml" > "$tmp/b.yaml" 2> "$tmp/b.err" \
     || fail "config --config of its own output failed: $(cat "$tmp/b.err")"
