@@ -4,6 +4,8 @@
 #include "testutil.h"
 #include "testmodel.h"
 
+#include <unistd.h>
+
 static vqj_arc_task *parse(vqj_context *ctx, const char *json)
 {
     vqj_arc_task *t = NULL;
@@ -291,13 +293,40 @@ static void test_from_dataset(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* Built-in data and a JSONL manifest through vqj_eval_set_load(). */
+static void test_load(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_eval_set *s = NULL;
+    assert_ok(ctx, vqj_eval_set_load(ctx, VQJ_ARC_BUILTIN_EVALUATION, 3, &s));
+    assert_int_equal(vqj_eval_set_num_queries(s), 1782); /* the count */
+    vqj_eval_set_destroy(s);
+    char dir[] = "/tmp/vqj_test_eval_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"context\":[[[1]],[[2]],[[3]]],\"target\":[[4]]}\n"
+          "{\"context\":[[[1]],[[2]],[[5]]],\"target\":[[6]]}\n",
+          f);
+    fclose(f);
+    assert_ok(ctx, vqj_eval_set_load(ctx, path, 3, &s));
+    assert_int_equal(vqj_eval_set_num_queries(s), 2);
+    assert_int_equal(vqj_eval_set_num_candidates(s), 2);
+    vqj_eval_set_destroy(s);
+    unlink(path);
+    rmdir(dir);
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_and_identity), cmocka_unit_test(test_analogy_and_hard),
         cmocka_unit_test(test_ties),                cmocka_unit_test(test_one_pair),
         cmocka_unit_test(test_errors),              cmocka_unit_test(test_model_measures),
-        cmocka_unit_test(test_from_dataset),
+        cmocka_unit_test(test_from_dataset),        cmocka_unit_test(test_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -587,7 +587,7 @@ done:
 /* ---- the baselines ---- */
 
 /* The baseline vector of each distinct grid: color shares of the cells,
- * height / 30, width / 30, object count / 30, and the areas of the largest
+ * height / 30, width / 30, object count / 100, and the areas of the largest
  * BASE_OBJECTS objects as shares of the cells (0 past the last). */
 static vqj_status base_vectors(vqj_context *ctx, const vqj_eval_set *s, double *v)
 {
@@ -616,7 +616,7 @@ static vqj_status base_vectors(vqj_context *ctx, const vqj_eval_set *s, double *
                 x[grid->cells[i]] += 1.0 / cells;
             x[VQJ_NUM_COLORS] = grid->height / 30.0;
             x[VQJ_NUM_COLORS + 1] = grid->width / 30.0;
-            x[VQJ_NUM_COLORS + 2] = (off[g + 1] - off[g]) / 30.0;
+            x[VQJ_NUM_COLORS + 2] = (off[g + 1] - off[g]) / 100.0;
             for (int k = 0; k < BASE_OBJECTS && off[g] + k < off[g + 1]; k++)
                 x[VQJ_NUM_COLORS + 3 + k] = f[(size_t)(off[g] + k) * (size_t)F] / cells;
         }
