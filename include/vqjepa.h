@@ -1861,7 +1861,9 @@ VQJ_API vqj_status vqj_checkpoint_save(vqj_context *ctx, const char *path,
  *  library ("format" present); other safetensors files of F32 tensors (from
  *  PyTorch, say) load without one. `flags`: 0 or VQJ_CHECKPOINT_ALLOW_EXTRA.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL ctx or path, bad entries or
- *  flags, a tensor missing from the file, a shape that differs from the
+ *  flags, a tensor missing from the file (except state that later versions
+ *  added, such as "loss.queue_ids", which then keeps its value), a shape
+ *  that differs from the
  *  view's, a file tensor no entry wants without ALLOW_EXTRA), VQJ_ERR_IO
  *  (cannot open or read), VQJ_ERR_PARSE (too short or truncated, bad header
  *  JSON, bad or overlapping offsets, data left over, a checksum mismatch),

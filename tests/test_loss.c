@@ -3,6 +3,8 @@
  * SIGReg on Gaussian vs collapsed samples, zero weights, the report, the
  * error paths, and the PyTorch vectors of tests/data/loss.bin. */
 #include "testutil.h"
+
+#include <unistd.h>
 #include "vectors.h"
 
 #include "core/core.h"
@@ -625,6 +627,45 @@ static void test_objective_sigreg(void **state)
     p.objective = (vqj_objective)2;
     vqj_loss *bad = NULL;
     assert_status(fx->ctx, vqj_loss_create(fx->ctx, &p, &bad), VQJ_ERR_INVALID_ARGUMENT);
+}
+
+/* A checkpoint from before "loss.queue_ids" (the four tensors alone)
+ * loads: the queue comes back and its rows' ids stay 0 (never masked). */
+static void test_checkpoint_without_queue_ids(void **state)
+{
+    (void)state;
+    enum { P = 3, Q = 4 };
+    vqj_loss_params p = small_params(P, Q);
+    vqj_loss *l = make_loss(&p);
+    vqj_weights old;
+    vqji_weights_init(&old, fx->ctx);
+    assert_ok(fx->ctx, vqji_weights_add(&old, "loss.log_temperature", 1, 1, 1, NULL));
+    assert_ok(fx->ctx, vqji_weights_add(&old, "loss.queue", Q, P, 0, NULL));
+    assert_ok(fx->ctx, vqji_weights_add(&old, "loss.queue_fill", 1, 1, 0, NULL));
+    assert_ok(fx->ctx, vqji_weights_add(&old, "loss.queue_head", 1, 1, 0, NULL));
+    assert_ok(fx->ctx, vqji_weights_finalize(&old));
+    float *q = tunit(Q, P, 61), lt = logf(0.1f), two = 2.0f;
+    assert_ok(fx->ctx, vqj_weights_write(&old, "loss.queue", q, Q * P));
+    assert_ok(fx->ctx, vqj_weights_write(&old, "loss.log_temperature", &lt, 1));
+    assert_ok(fx->ctx, vqj_weights_write(&old, "loss.queue_fill", &two, 1));
+    assert_ok(fx->ctx, vqj_weights_write(&old, "loss.queue_head", &two, 1));
+    char path[] = "/tmp/vqj_test_loss_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    vqj_checkpoint_entry e = {"", &old};
+    assert_ok(fx->ctx, vqj_checkpoint_save(fx->ctx, path, &e, 1, NULL));
+    vqji_weights_release(&old);
+    e.weights = vqj_loss_weights(l);
+    assert_ok(fx->ctx, vqj_checkpoint_load(fx->ctx, path, &e, 1, 0));
+    unlink(path);
+    float got[Q * P], ids[Q * 4];
+    assert_ok(fx->ctx, vqj_weights_read(e.weights, "loss.queue", got, Q * P));
+    assert_memory_equal(got, q, sizeof got);
+    assert_int_equal(queue_fill(), 2);
+    assert_ok(fx->ctx, vqj_weights_read(e.weights, "loss.queue_ids", ids, Q * 4));
+    for (int i = 0; i < Q * 4; i++)
+        assert_true(ids[i] == 0.0f);
 }
 
 /* ---- the queue ---- */
@@ -1291,6 +1332,7 @@ int main(void)
         T(test_infonce_clamped_value),
         T(test_infonce_duplicate_negatives),
         T(test_objective_sigreg),
+        T(test_checkpoint_without_queue_ids),
         T(test_queue_ring),
         T(test_queue_negatives_after_wrap),
         T(test_sigreg_gradient),

@@ -468,6 +468,15 @@ static void test_vq_beside(void **state)
         batch b = get_batch(&m, 7);
         vqj_train_metrics e0 = {.size = sizeof e0}, e1 = {.size = sizeof e1};
         assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e0));
+        /* vqj_model too: embeddings and predictions before and after. */
+        vqj_model *vm = NULL;
+        assert_ok(m.ctx, vqj_model_create(m.ctx, NULL, m.encoder, m.codebook, m.predictor,
+                                          vqj_trainer_target_encoder(m.trainer),
+                                          vqj_trainer_target_predictor(m.trainer), &vm));
+        int32_t codes0[B * 16], codes1[B * 16];
+        float emb0[B * P], emb1[B * P], pred0[P], pred1[P];
+        assert_ok(m.ctx, vqj_model_encode_grids(vm, b.targets, B, codes0, NULL, emb0));
+        assert_ok(m.ctx, vqj_model_predict(vm, b.context, T, pred0));
         /* Move every code. */
         vqj_weights *cw = vqj_codebook_weights(m.codebook);
         float emb[K * D];
@@ -476,6 +485,11 @@ static void test_vq_beside(void **state)
             emb[i] += 0.5f * (float)((i * 7) % 5 - 2);
         assert_ok(m.ctx, vqj_weights_write(cw, "codebook.embedding", emb, K * D));
         assert_ok(m.ctx, vqj_trainer_evaluate(m.trainer, b.context, b.targets, B, &e1));
+        assert_ok(m.ctx, vqj_model_encode_grids(vm, b.targets, B, codes1, NULL, emb1));
+        assert_ok(m.ctx, vqj_model_predict(vm, b.context, T, pred1));
+        vqj_model_destroy(vm);
+        int same = !memcmp(emb0, emb1, sizeof emb0) && !memcmp(pred0, pred1, sizeof pred0);
+        assert_int_equal(same, bs);
         if (bs) {
             assert_true(e0.infonce == e1.infonce && e0.sigreg == e1.sigreg &&
                         e0.relational == e1.relational);
