@@ -39,8 +39,10 @@ assert 0 < emb["vq_usage_ratio"] <= 1 and emb["vq_active_codes"] >= 1, emb
 # same window, and of the validation split.
 assert max(emb["vq_usage_context"], emb["vq_usage_target"]) <= emb["vq_usage_ratio"], emb
 assert 1 <= emb["vq_perplexity"] <= emb["vq_active_codes"], emb
-assert emb["vq_dead_codes"] + emb["vq_active_codes"] == 768, emb
-assert emb["val_vq_dead_codes"] < 768 and emb["val_vq_perplexity"] >= 1, emb
+K = int(next(l.split(":")[1] for l in open(os.path.join(d, "config.yaml"))
+             if l.strip().startswith("num_embeddings:")))
+assert emb["vq_dead_codes"] + emb["vq_active_codes"] == K, emb
+assert emb["val_vq_dead_codes"] < K and emb["val_vq_perplexity"] >= 1, emb
 assert emb["partial"] is True and emb["window_steps"] == 3, emb
 ep = rows("epoch_metrics.jsonl")[-1]
 assert ep["partial"] is True and ep["val_loss"] > 0, ep
