@@ -299,6 +299,15 @@ static json_t *loss_object(const vqj_train_metrics *m, double scale)
     return o;
 }
 
+/* Each loss term's share of the total (docs/diagnostics.md): the terms of
+ * loss_object() divided by the total, which is their sum. */
+static json_t *share_object(const vqj_train_metrics *m)
+{
+    json_t *o = loss_object(m, m->loss != 0.0f ? 1.0 / (double)m->loss : NAN);
+    json_object_del(o, "total");
+    return o;
+}
+
 static void add_metrics(vqj_train_metrics *sum, const vqj_train_metrics *m, double w)
 {
     sum->loss += (float)(m->loss * w);
@@ -804,6 +813,7 @@ int run_training(const run_options *o, run_outcome *out)
                 json_object_set_new(r, "epoch", json_integer(s.epoch + 1));
                 json_object_set_new(r, "skipped", json_boolean(mm.skipped));
                 json_object_set_new(r, "loss", loss_object(&mm, 1.0));
+                json_object_set_new(r, "loss_share", share_object(&mm));
                 json_object_set_new(r, "temperature", real(mm.temperature));
                 json_object_set_new(r, "grad_norm", real(mm.grad_norm));
                 json_object_set_new(r, "lr", real(mm.lr));
