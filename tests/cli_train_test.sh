@@ -31,6 +31,9 @@ assert [r["step"] for r in loss] == [1, 2, 3], loss
 for r in loss:
     assert set(r["loss"]) >= {"total", "infonce", "relational", "commitment", "sigreg"}
     assert r["lr"] is not None and r["grad_norm"] is not None
+    share = r["loss_share"]
+    assert abs(sum(share.values()) - 1) < 1e-4, share
+    assert abs(share["commitment"] - r["loss"]["commitment"] / r["loss"]["total"]) < 1e-6, r
 emb = rows("embedding_metrics.jsonl")[-1]
 for side in ("context", "target"):
     assert emb[side]["effective_rank"] > 0 and emb[side]["samples"] >= 2, emb

@@ -455,13 +455,13 @@ static double formula(vqj_lr_schedule sched, double lr, int64_t w, int64_t t, do
                       int64_t s)
 {
     if (s < w)
-        return lr * (double)s / (double)w;
+        return lr * (double)(s + 1) / (double)w;
     if (sched == VQJ_LR_CONSTANT)
         return lr;
     double prog = t > w ? fmin(1.0, (double)(s - w) / (double)(t - w)) : 1.0;
     if (sched == VQJ_LR_COSINE)
-        return lr * (lo + (1 - lo) * 0.5 * (1 + cos(3.14159265358979323846 * prog)));
-    return lr * (lo + (1 - lo) * (1 - prog));
+        return lr * fmax(lo, 0.5 * (1 + cos(3.14159265358979323846 * prog)));
+    return lr * fmax(lo, 1 - prog);
 }
 
 static void test_schedules(void **state)
@@ -498,14 +498,17 @@ static void test_schedules(void **state)
             }
             vqj_optimizer_destroy(opt);
         }
-    /* Spot values written out by hand: warmup 1000, total 1500, floor 0.1. */
+    /* Spot values written out by hand: warmup 1000, total 1500, floor 0.1;
+     * the original's schedule: (s + 1) / W, then max(0.1, cosine). Steps 0,
+     * W - 1, W, mid-decay, where the cosine crosses the floor, the end. */
     vqj_optimizer_params p;
     vqj_optimizer_params_default(&p);
     p.lr = 1.0f;
     vqj_optimizer *opt = NULL;
     assert_ok(ctx, vqj_optimizer_create(ctx, &p, s.g, 3, &opt));
     const struct { int64_t step; float lr; } spots[] = {
-        {0, 0.0f}, {250, 0.25f}, {1000, 1.0f}, {1250, 0.55f}, {1500, 0.1f}, {9999, 0.1f}};
+        {0, 0.001f},    {249, 0.25f},   {999, 1.0f},  {1000, 1.0f},
+        {1250, 0.5f},   {1396, 0.1030048f}, {1400, 0.1f}, {1500, 0.1f}, {9999, 0.1f}};
     for (size_t i = 0; i < sizeof spots / sizeof spots[0]; i++) {
         assert_ok(ctx, vqj_optimizer_set_steps(opt, spots[i].step));
         assert_float_equal(vqj_optimizer_lr(opt), spots[i].lr, 1e-6);

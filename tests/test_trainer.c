@@ -135,9 +135,8 @@ static void test_accumulation(void **state)
     /* Both micro-batches' target projections enter the queue. */
     assert_ok(m.ctx, vqj_loss_queue_fill(m.loss, &fill));
     assert_int_equal(fill, 2 * B);
-    /* The first step has lr 0 (warmup from 0), so the online weights have
-     * not moved yet; the second optimizer step moves them and the target
-     * follows at 1 - 0.99. */
+    /* Two optimizer steps in (the warmup's first step runs at lr / W), the
+     * online weights have moved and the target follows at 1 - 0.99. */
     assert_ok(m.ctx, step(&m, 2, &r));
     assert_ok(m.ctx, step(&m, 3, &r));
     assert_int_equal(r.step, 2);

@@ -417,11 +417,18 @@ static json_t *loss_object(const vqj_train_metrics *m, double scale)
     json_object_set_new(o, "relational", real(m->relational * scale));
     json_object_set_new(o, "commitment", real(m->commitment * scale));
     json_object_set_new(o, "sigreg", real(m->sigreg * scale));
-    /* SIGReg's share of the total (issue 18: it can dominate it). */
-    json_object_set_new(o, "sigreg_share", real(m->loss != 0.0f ? m->sigreg / m->loss : NAN));
     json_object_set_new(o, "invariance_color", real(m->invariance_color * scale));
     json_object_set_new(o, "invariance_translation", real(m->invariance_translation * scale));
     json_object_set_new(o, "invariance_symmetry", real(m->invariance_symmetry * scale));
+    return o;
+}
+
+/* Each loss term's share of the total (docs/diagnostics.md): the terms of
+ * loss_object() divided by the total, which is their sum. */
+static json_t *share_object(const vqj_train_metrics *m)
+{
+    json_t *o = loss_object(m, m->loss != 0.0f ? 1.0 / (double)m->loss : NAN);
+    json_object_del(o, "total");
     return o;
 }
 
@@ -998,6 +1005,7 @@ int run_training(const run_options *o, run_outcome *out)
                 json_object_set_new(r, "epoch", json_integer(s.epoch + 1));
                 json_object_set_new(r, "skipped", json_boolean(mm.skipped));
                 json_object_set_new(r, "loss", loss_object(&mm, 1.0));
+                json_object_set_new(r, "loss_share", share_object(&mm));
                 json_object_set_new(r, "temperature", real(mm.temperature));
                 json_object_set_new(r, "grad_norm", real(mm.grad_norm));
                 json_object_set_new(r, "lr", real(mm.lr));

@@ -92,11 +92,12 @@ static vqj_status validate_params(const vqj_context *ctx, const vqj_optimizer_pa
 }
 
 /* The schedule's factor for the step that follows `step` applied steps, in
- * double like torch's LambdaLR (docs/optimizer.md gives the formulas). */
+ * double like torch's LambdaLR; the original's warmup (s + 1) / W and floor
+ * max(f, decay) (docs/optimizer.md gives the formulas). */
 static double lr_scale(const vqj_optimizer_params *p, int64_t step)
 {
     if (step < p->warmup_steps)
-        return (double)step / (double)p->warmup_steps;
+        return (double)(step + 1) / (double)p->warmup_steps;
     if (p->schedule == VQJ_LR_CONSTANT)
         return 1.0;
     double progress = 1.0; /* total <= warmup: the floor right after the warmup */
@@ -106,10 +107,9 @@ static double lr_scale(const vqj_optimizer_params *p, int64_t step)
         if (progress > 1.0)
             progress = 1.0;
     }
-    double floor_ = p->min_lr_scale;
-    if (p->schedule == VQJ_LR_COSINE)
-        return floor_ + (1.0 - floor_) * 0.5 * (1.0 + cos(VQJI_PI * progress));
-    return floor_ + (1.0 - floor_) * (1.0 - progress);
+    double decay = p->schedule == VQJ_LR_COSINE ? 0.5 * (1.0 + cos(VQJI_PI * progress))
+                                                : 1.0 - progress;
+    return decay > p->min_lr_scale ? decay : (double)p->min_lr_scale;
 }
 
 static double lr_at(const vqj_optimizer *opt, int64_t step)

@@ -49,12 +49,13 @@ HP = dict(lr=f32(1e-2), beta1=f32(0.9), beta2=f32(0.999), eps=f32(1e-8), weight_
 
 
 def lr_scale(step):
-    """docs/optimizer.md, cosine schedule."""
+    """docs/optimizer.md, cosine schedule: the original's warmup (s + 1) / W
+    and floor max(f, cosine)."""
     w, t, lo = HP["warmup_steps"], HP["total_steps"], HP["min_lr_scale"]
     if step < w:
-        return step / w
+        return (step + 1) / w
     progress = min(1.0, (step - w) / (t - w)) if t > w else 1.0
-    return lo + (1.0 - lo) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return max(lo, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def make_inputs():

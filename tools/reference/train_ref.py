@@ -16,8 +16,10 @@ One micro-step, for B examples (B*T context grids, B target grids):
      tokens), the codebook's commitment;
   4. the invariance views, in the order color, translation, symmetry, each
      through the online network with the codebook *after* this step's update
-     (not updated again; straight-through without commitment), context side
-     against c and target side against t (both constants);
+     (straight-through without commitment; with ema_update_passes all_online
+     each view's context pass and target pass update the codebook again,
+     refresh included, as the main pass does), context side against c and
+     target side against t (both constants);
   5. backward of the sum (autograd; the C side accumulates the same terms);
   6. every grad_accum_steps micro-batches: gradients times 1/accum, global
      norm clipping (torch.nn.utils.clip_grad_norm_), torch.optim.Adam with the
@@ -613,7 +615,7 @@ def main():
     cfg = TrainConfig()
     batches = make_batches(cfg, np.random.RandomState(31))
     # The first initial state whose two runs are well conditioned.
-    for seed in range(100, 140):
+    for seed in range(100, 400):
         init = make_init(cfg, batches, seed)
         cond = Conditioning()
         # accum2 updates the codebook from every online pass (the library's
