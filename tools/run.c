@@ -60,6 +60,7 @@ static const char builtin_default_yaml[] =
     "  projection_dim: 128\n"
     "  aggregator: gru\n"
     "  final_activation: false\n"
+    "  analogy_residual: true\n"
     "optimizer:\n"
     "  lr: 1.0e-3\n"
     "training:\n"
