@@ -22,6 +22,7 @@ for f in config.yaml loss_metrics.jsonl epoch_metrics.jsonl embedding_metrics.js
     [ -s "$tmp/a/$f" ] || fail "train did not write $f"
 done
 grep -q "^report: $tmp/a/report.html$" "$tmp/a.out" || fail "train did not say where the report is"
+grep -q "Evaluation on the validation split" "$tmp/a/report.html" || fail "the report has no evaluation"
 python3 - "$tmp/a" <<'PY' || fail "the JSONL files are not what docs/diagnostics.md says"
 import json, sys, os
 d = sys.argv[1]
@@ -206,16 +207,22 @@ rc=$?; set -e
 [ "$rc" -eq 2 ] || fail "eval of missing data gave $rc, expected 2"
 ok
 
-# 8. ablate: the seed's table, one column per variant, a report each.
+# 8. ablate: the seed's four variants and every quantizer, one column each,
+# a report each, measured by eval (here on the small task folder).
 # shellcheck disable=SC2086
-"$VQJEPA" ablate --steps 1 $small --out "$tmp/abl" > "$tmp/abl.out" || fail "ablate failed"
-for col in "Sixth Run (VQ+Refresh)" "No VQ" "VQ No Refresh" "VQ Gentle"; do
+"$VQJEPA" ablate --steps 1 $small --out "$tmp/abl" --eval-data "$tmp/tasks" > "$tmp/abl.out" \
+    || fail "ablate failed"
+for col in "Sixth Run (VQ+Refresh)" "No VQ" "VQ No Refresh" "VQ Gentle" "Base (F)" \
+           "Cosine codes" "32-dim lookup" "SimVQ" "FSQ 8-5-5-5" "Rotation trick + dead-code"; do
     grep -qF "$col" "$tmp/abl/ablation.md" || fail "ablation table has no column $col"
 done
-for row in "Steps Completed" "Final Val Loss" "Context Eff. Rank (End)" "VQ Usage (Minimum)"; do
+for row in "Steps Completed" "Final Val Loss" "Final Val InfoNCE" "Context Eff. Rank (End)" \
+           "VQ Usage (Minimum)" "VQ Usage (Min. after warmup)" "VQ Perplexity (End)" \
+           "Most codes re-seeded" "Retrieval top-1" "Retrieval hard top-1"; do
     grep -qF "$row" "$tmp/abl/ablation.md" || fail "ablation table has no row $row"
 done
-for v in vq_refresh no_vq vq_no_refresh vq_gentle; do
+grep -q "features" "$tmp/abl/ablation.md" || fail "ablation table does not name the baselines"
+for v in vq_refresh no_vq vq_no_refresh vq_gentle base cosine code_dim_32 simvq fsq; do
     [ -s "$tmp/abl/$v/report.html" ] || fail "ablate wrote no report for $v"
 done
 grep -F "VQ Usage (End)" "$tmp/abl/ablation.md" | grep -q "n/a" || fail "the no-VQ column should have no usage"

@@ -89,23 +89,29 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vqjepa ablate [--config F] [--data PATH] [--steps N | --epochs N]\n"
-            "                     [--out DIR] [--threads T] [--seed S] [--batch B]\n\n"
+            "                     [--out DIR] [--threads T] [--seed S] [--batch B]\n"
+            "                     [--eval-data PATH]\n\n"
             "Trains, on the same data, seed and budget, the seed's four variants (VQ with\n"
             "aggressive refresh: commitment 0.3, codebook EMA 0.99, refresh every 500 steps\n"
             "at 0.05; no VQ; VQ without refresh; the gentle VQ), each with the original's\n"
             "straight-through codes, then every quantizer over the base configuration F\n"
-            "(default: the built-in one), and measures each with `vqjepa eval` on the\n"
-            "built-in ARC-AGI-1 evaluation tasks. Writes DIR/ablation.md (default DIR:\n"
+            "(default: the built-in one), and measures each with `vqjepa eval` on PATH\n"
+            "(default: the built-in ARC-AGI-1 evaluation tasks). Writes DIR/ablation.md (default DIR:\n"
             "ablation) and DIR/<variant>/ with each run and its report.html.\n");
 }
 
 int cmd_ablate(int argc, char **argv)
 {
     run_options base = {.seed = -1};
+    const char *eval_data = VQJ_ARC_BUILTIN_EVALUATION;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return CLI_OK;
+        }
+        if (!strcmp(argv[i], "--eval-data") && i + 1 < argc) {
+            eval_data = argv[++i];
+            continue;
         }
         int r = run_parse_option(&base, argc, argv, &i);
         if (r < 0)
@@ -173,8 +179,7 @@ int cmd_ablate(int argc, char **argv)
         char ckpt[4200];
         snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", dir);
         int erc, is_base = variants[v].keys[0][0] == NULL;
-        json_t *e = eval_checkpoint(ckpt, VQJ_ARC_BUILTIN_EVALUATION, base.threads, is_base,
-                                    &erc);
+        json_t *e = eval_checkpoint(ckpt, eval_data, base.threads, is_base, &erc);
         if (!e) {
             rc = erc;
             break;
@@ -246,11 +251,11 @@ int cmd_ablate(int argc, char **argv)
         cell(f, hard1[v], 1);
     fprintf(f, "\n\nVQ usage is the share of the K codes used by real tokens, context and target, "
                "in a diagnostics window; n/a where a variant has no codebook or no "
-               "measurement. Retrieval is `vqjepa eval` on the built-in ARC-AGI-1 evaluation "
-               "tasks (%.0f pairs, chance %.3f%%); on the same pairs the hand-made baselines "
+               "measurement. Retrieval is `vqjepa eval` on %s (%.0f pairs, chance %.3f%%); on "
+               "the same pairs the hand-made baselines "
                "give top-1 %.1f%% (features) and %.1f%% (analogy), hard top-1 %.1f%% and "
                "%.1f%%, and the base configuration untrained %.1f%% (hard %.1f%%).\n",
-            json_number_value(json_object_get(base_eval, "pairs")),
+            eval_data, json_number_value(json_object_get(base_eval, "pairs")),
             100 * json_number_value(json_object_get(base_eval, "retrieval_chance")),
             100 * json_number_value(json_object_get(base_eval, "baseline_features_top1")),
             100 * json_number_value(json_object_get(base_eval, "baseline_analogy_top1")),

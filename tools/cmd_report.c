@@ -154,6 +154,51 @@ static void plot(FILE *f, const char *id, const char *title, const char *xlabel,
     fprintf(f, "</svg></figure>\n");
 }
 
+/* The run's closing evaluation (RUN/eval.json, docs/evaluation.md) as a
+ * table beside its baselines; nothing when the run has none. */
+static void eval_section(FILE *f, const char *run_dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/eval.json", run_dir);
+    json_t *e = json_load_file(path, 0, NULL);
+    if (!json_is_object(e)) {
+        json_decref(e);
+        return;
+    }
+    static const struct {
+        const char *name, *prefix;
+    } rows[] = {{"model", "retrieval"},
+                {"init (untrained)", "baseline_init"},
+                {"features", "baseline_features"},
+                {"analogy", "baseline_analogy"}};
+    static const char *const cols[] = {"top1", "top5", "hard_top1", "hard_top5"};
+    fprintf(f, "<h2>Evaluation on the validation split</h2>\n<p>%.0f pairs, %.0f candidate "
+               "outputs (chance %.2f%%); codes: usage %.1f%%, perplexity %.1f "
+               "(docs/evaluation.md).</p>\n<table border=\"1\" cellpadding=\"4\">"
+               "<tr><th>ranking</th><th>top-1</th><th>top-5</th><th>hard top-1</th>"
+               "<th>hard top-5</th></tr>\n",
+            json_number_value(json_object_get(e, "pairs")),
+            json_number_value(json_object_get(e, "candidates")),
+            100 * json_number_value(json_object_get(e, "retrieval_chance")),
+            100 * json_number_value(json_object_get(e, "code_usage")),
+            json_number_value(json_object_get(e, "code_perplexity")));
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        fprintf(f, "<tr><td>%s</td>", rows[r].name);
+        for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s_%s", rows[r].prefix, cols[c]);
+            const json_t *v = json_object_get(e, key);
+            if (json_is_number(v))
+                fprintf(f, "<td>%.1f%%</td>", 100 * json_number_value(v));
+            else
+                fprintf(f, "<td>n/a</td>");
+        }
+        fprintf(f, "</tr>\n");
+    }
+    fprintf(f, "</table>\n");
+    json_decref(e);
+}
+
 int report_write(const char *run_dir, const char *out_path)
 {
     json_t *loss = runlog_read(run_dir, RUNLOG_LOSS);
@@ -188,6 +233,8 @@ int report_write(const char *run_dir, const char *out_path)
     fprintf(f, "</h1>\n<p>%zu logged steps, %zu epochs, %zu diagnostics intervals. Thresholds are "
                "the seed's health checks (DESIGN.md section 6).</p>\n",
             json_array_size(loss), json_array_size(epoch), json_array_size(emb));
+
+    eval_section(f, run_dir);
 
     series s[2];
     s[0] = collect(loss, "step", "loss.total", "train (per step)", "#1f77b4");
