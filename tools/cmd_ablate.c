@@ -41,8 +41,8 @@ static const variant variants[] = {
     {"base", "Base (F)", {{NULL, NULL}}},
     {"cosine", "Cosine codes", {{"quantizer", "cosine"}}},
     {"code_dim_32", "32-dim lookup", {{"code_dim", "32"}}},
-    {"simvq", "SimVQ", {{"quantizer", "simvq"}}},
-    {"fsq", "FSQ 8-5-5-5", {{"quantizer", "fsq"}}},
+    {"simvq", "SimVQ", {{"quantizer", "simvq"}, {"dead_code_threshold", "0"}}},
+    {"fsq", "FSQ 8-5-5-5", {{"quantizer", "fsq"}, {"dead_code_threshold", "0"}}},
 };
 #define NUM_VARIANTS (sizeof variants / sizeof *variants)
 
