@@ -85,25 +85,13 @@ int main(int argc, char **argv)
         return 2;
     }
     int limit = argc > 3 ? atoi(argv[3]) : 1 << 30;
+    /* The checkpoint holds its configuration: one call builds the model. */
     vqj_context_params cp;
     vqj_context_params_default(&cp);
     vqj_context *ctx = NULL;
     CHECK(NULL, vqj_context_create(&cp, &ctx));
-    uint64_t seed = 0;
-    char *yaml = example_checkpoint_config(ctx, argv[1], &seed);
-    vqj_context_destroy(ctx);
-    cp.seed = seed;
-    CHECK(NULL, vqj_context_create(&cp, &ctx));
-    vqj_config *cfg = NULL;
-    CHECK(ctx, vqj_config_parse(ctx, yaml, strlen(yaml), argv[1], &cfg));
-    free(yaml);
-    example_model m;
-    example_model_create(ctx, cfg, &m);
-    CHECK(ctx, vqj_trainer_load(m.trainer, argv[1]));
     vqj_model *model = NULL;
-    CHECK(ctx, vqj_model_create(ctx, &m.tokenizer, m.encoder, m.codebook, m.predictor,
-                                vqj_trainer_target_encoder(m.trainer),
-                                vqj_trainer_target_predictor(m.trainer), &model));
+    CHECK(ctx, vqj_model_load(ctx, argv[1], &model));
     const int M = vqj_model_max_objects(model), P = vqj_model_embedding_dim(model);
     const int K = vqj_model_num_codes(model);
 
@@ -194,8 +182,6 @@ int main(int argc, char **argv)
     free(emb_a);
     free(emb_b);
     vqj_model_destroy(model);
-    example_model_destroy(&m);
-    vqj_config_destroy(cfg);
     vqj_context_destroy(ctx);
     return tasks > 0 ? 0 : 1;
 }

@@ -9,30 +9,6 @@
 #include <dirent.h>
 #include <string.h>
 
-/* The model of a checkpoint: its own configuration and seed. */
-static vqj_model *load_model(const char *path, vqj_context **ctx_out, vqj_config **cfg_out,
-                             example_model *m)
-{
-    vqj_context *probe = NULL;
-    vqj_context_params cp;
-    vqj_context_params_default(&cp);
-    CHECK(NULL, vqj_context_create(&cp, &probe));
-    uint64_t seed = 0;
-    char *yaml = example_checkpoint_config(probe, path, &seed);
-    vqj_context_destroy(probe);
-    cp.seed = seed;
-    CHECK(NULL, vqj_context_create(&cp, ctx_out));
-    CHECK(*ctx_out, vqj_config_parse(*ctx_out, yaml, strlen(yaml), path, cfg_out));
-    free(yaml);
-    example_model_create(*ctx_out, *cfg_out, m);
-    CHECK(*ctx_out, vqj_trainer_load(m->trainer, path));
-    vqj_model *model = NULL;
-    CHECK(*ctx_out, vqj_model_create(*ctx_out, &m->tokenizer, m->encoder, m->codebook,
-                                     m->predictor, vqj_trainer_target_encoder(m->trainer),
-                                     vqj_trainer_target_predictor(m->trainer), &model));
-    return model;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -40,10 +16,12 @@ int main(int argc, char **argv)
         return 2;
     }
     int limit = argc > 3 ? atoi(argv[3]) : 1 << 30;
+    vqj_context_params cp;
+    vqj_context_params_default(&cp);
     vqj_context *ctx = NULL;
-    vqj_config *cfg = NULL;
-    example_model m;
-    vqj_model *model = load_model(argv[1], &ctx, &cfg, &m);
+    CHECK(NULL, vqj_context_create(&cp, &ctx));
+    vqj_model *model = NULL;
+    CHECK(ctx, vqj_model_load(ctx, argv[1], &model));
     const int M = vqj_model_max_objects(model), K = vqj_model_num_codes(model);
     int *used = calloc((size_t)K, sizeof *used);
 
@@ -109,8 +87,6 @@ int main(int argc, char **argv)
     free(names);
     free(used);
     vqj_model_destroy(model);
-    example_model_destroy(&m);
-    vqj_config_destroy(cfg);
     vqj_context_destroy(ctx);
     return tasks > 0 ? 0 : 1;
 }

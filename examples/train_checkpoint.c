@@ -42,13 +42,13 @@ int main(int argc, char **argv)
 
     vqj_context_params cp;
     vqj_context_params_default(&cp);
-    cp.seed = 7;
     vqj_context *ctx = NULL;
     CHECK(NULL, vqj_context_create(&cp, &ctx));
     vqj_config *cfg = NULL;
     CHECK(ctx, vqj_config_parse(ctx, config_yaml, strlen(config_yaml), "example", &cfg));
-    example_model m;
-    example_model_create(ctx, cfg, &m);
+    /* Every module from the configuration, seeded by its "seed". */
+    vqj_trainer *trainer = NULL;
+    CHECK(ctx, vqj_trainer_create_from_config(ctx, cfg, &trainer));
 
     vqj_dataset_params dp;
     vqj_synthetic_params sp;
@@ -73,22 +73,20 @@ int main(int argc, char **argv)
             targets[e] = *tg;
         }
         vqj_train_metrics mt = {.size = sizeof mt};
-        CHECK(ctx, vqj_trainer_step(m.trainer, context, targets, B, &mt));
+        CHECK(ctx, vqj_trainer_step(trainer, context, targets, B, &mt));
         if (step % 5 == 0 || step == steps - 1)
             printf("step %3lld  loss %.4f  infonce %.4f  perplexity %.1f  codes used %d\n",
                    (long long)mt.step, (double)mt.loss, (double)mt.infonce,
                    (double)mt.perplexity, mt.active_codes);
     }
-    char *text = NULL;
-    CHECK(ctx, vqj_config_write_yaml(cfg, &text));
-    CHECK(ctx, vqj_trainer_save(m.trainer, path, text));
+    /* NULL: the configuration the trainer was made from goes with it. */
+    CHECK(ctx, vqj_trainer_save(trainer, path, NULL));
     printf("checkpoint: %s\n", path);
 
-    free(text);
     free(context);
     free(targets);
     vqj_dataset_destroy(data);
-    example_model_destroy(&m);
+    vqj_trainer_destroy(trainer);
     vqj_config_destroy(cfg);
     vqj_context_destroy(ctx);
     return 0;

@@ -1946,8 +1946,9 @@ VQJ_API vqj_status vqj_trainer_load(vqj_trainer *trainer, const char *path);
  *  are accepted and each is named in one VQJ_LOG_WARNING message through
  *  the context's log callback ("FILE:LINE: key training.num_workers is not
  *  implemented and is ignored"). So is training.device: cuda in a build
- *  without CUDA, which then resolves to cpu. A config is read-only once
- *  made: any number of threads may call the getters at the same time.
+ *  without CUDA, which then resolves to cpu. Only vqj_config_set()
+ *  changes a config once made: any number of threads may call the getters
+ *  at the same time, but not while it runs.
  *  @{ */
 
 /** An opaque configuration, owned by the caller. */
@@ -2067,6 +2068,52 @@ VQJ_API vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out);
  *  unchanged.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_OUT_OF_MEMORY. */
 VQJ_API vqj_status vqj_config_write_yaml(const vqj_config *cfg, char **text_out);
+
+/** Set one key of the configuration as a file would: `key` is its dotted
+ *  path ("seed", "training.device", "training.epochs"), `value` the YAML
+ *  scalar text ("7", "cuda", "1.0e-3", "true", "null"), checked as the
+ *  parser checks it, including the rules between keys. Command lines use it
+ *  for their overrides (`--seed`, `--device`). Not thread-safe: no other
+ *  call may use the configuration at the same time. On failure the
+ *  configuration is unchanged. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, an
+ *  unknown or ignored key, a value the key refuses: the message is the
+ *  parser's, with "vqj_config_set" for the file name),
+ *  VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_config_set(vqj_config *cfg, const char *key, const char *value);
+
+/** A trainer with every module made from `cfg` in one call: the tokenizer,
+ *  encoder, codebook, predictor, loss, optimizer (over the four modules'
+ *  weights) and trainer params of the vqj_config_*_params() getters, so
+ *  every shared size comes from one place. The modules draw their initial
+ *  weights, and the trainer its dropout masks, views and SIGReg directions,
+ *  from the configuration's `seed`, not the context's: two trainers made
+ *  from one configuration are identical, and a run needs one context. The
+ *  trainer owns its modules: vqj_trainer_destroy() destroys them; the
+ *  vqj_trainer_encoder() (...) accessors lend them to stage-level callers.
+ *  vqj_trainer_save() with a NULL config_yaml records this configuration,
+ *  so vqj_model_load() can read the file. Errors are read from `ctx`.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL; the configuration's
+ *  training.device is not the context's device), and those of the modules'
+ *  create functions. On failure *out is unchanged. */
+VQJ_API vqj_status vqj_trainer_create_from_config(vqj_context *ctx, const vqj_config *cfg,
+                                                  vqj_trainer **out);
+
+/** The online encoder a trainer borrows (or owns, when made by
+ *  vqj_trainer_create_from_config()): valid while the trainer lives; never
+ *  destroy it. NULL for NULL. */
+VQJ_API vqj_encoder *vqj_trainer_encoder(vqj_trainer *trainer);
+/** The trainer's codebook, lent as vqj_trainer_encoder(). Borrowed: owned by the trainer, valid
+ *  while it lives; NULL for NULL. */
+VQJ_API vqj_codebook *vqj_trainer_codebook(vqj_trainer *trainer);
+/** The trainer's online predictor, lent as vqj_trainer_encoder(). Borrowed: owned by the trainer, valid
+ *  while it lives; NULL for NULL. */
+VQJ_API vqj_predictor *vqj_trainer_predictor(vqj_trainer *trainer);
+/** The trainer's loss, lent as vqj_trainer_encoder(). Borrowed: owned by the trainer, valid
+ *  while it lives; NULL for NULL. */
+VQJ_API vqj_loss *vqj_trainer_loss(vqj_trainer *trainer);
+/** The trainer's optimizer, lent as vqj_trainer_encoder(). Borrowed: owned by the trainer, valid
+ *  while it lives; NULL for NULL. */
+VQJ_API vqj_optimizer *vqj_trainer_optimizer(vqj_trainer *trainer);
 /** @} */
 
 /** @name Inference for agents (thread-safe)
@@ -2135,8 +2182,47 @@ VQJ_API vqj_status vqj_model_create(vqj_context *ctx, const vqj_tokenizer_params
                                     vqj_predictor *predictor, vqj_encoder *target_encoder,
                                     vqj_predictor *target_predictor, vqj_model **out);
 
-/** Destroy a model and its workspaces (not the handles it borrows). No
- *  other call on the model may be in flight. NULL is ignored. */
+/** Load a model from a trainer checkpoint (vqj_trainer_save() with its
+ *  configuration, as `vqjepa train` writes them): the configuration stored
+ *  in the file gives every size, the file the weights of the online
+ *  encoder, codebook and predictor and of the target network (when the
+ *  configuration has one). No optimizer, loss or trainer is built. The
+ *  model owns its handles and computes on `ctx`'s device; destroy it with
+ *  vqj_model_destroy(). An agent needs four calls:
+ *      vqj_context_create(&cp, &ctx);
+ *      vqj_model_load(ctx, "run/best.safetensors", &model);
+ *      vqj_model_encode_grid(model, &grid, codes, &n, embedding);
+ *      vqj_model_destroy(model);  (then vqj_context_destroy(ctx))
+ *  On failure *out is unchanged. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL; a
+ *  file without "config" metadata), those of vqj_checkpoint_load() (the
+ *  file is checked whole, shapes included) and of vqj_config_parse(). */
+VQJ_API vqj_status vqj_model_load(vqj_context *ctx, const char *path, vqj_model **out);
+
+/** A model over a trainer's handles: its tokenizer, online encoder,
+ *  codebook and predictor, and its target network for grid embeddings (the
+ *  online handles without one), as the trainer computes its targets. The
+ *  model borrows them: it reads the current weights at every call, must be
+ *  destroyed before the trainer, and no call may run during a training
+ *  step. Errors are those of vqj_model_create(), read from the context the
+ *  trainer was made with. */
+VQJ_API vqj_status vqj_model_from_trainer(vqj_trainer *trainer, vqj_model **out);
+
+/** Another model over the same handles as `model`, tokenizing with
+ *  `tokenizer` (which must give the encoder's feature_dim); it borrows
+ *  `model`'s handles, so destroy it before `model`. Errors as
+ *  vqj_model_create(). */
+VQJ_API vqj_status vqj_model_with_tokenizer(const vqj_model *model,
+                                            const vqj_tokenizer_params *tokenizer,
+                                            vqj_model **out);
+
+/** The tokenizer params of `model` (set out->size first, e.g. with
+ *  vqj_tokenizer_params_default()). Errors: VQJ_ERR_INVALID_ARGUMENT (NULL,
+ *  out->size not set). */
+VQJ_API vqj_status vqj_model_tokenizer_params(const vqj_model *model, vqj_tokenizer_params *out);
+
+/** Destroy a model and its workspaces, and the handles it owns (those of
+ *  vqj_model_load()), not those it borrows. No other call on the model may
+ *  be in flight. NULL is ignored. */
 VQJ_API void vqj_model_destroy(vqj_model *model);
 
 /** P, the number of floats of an embedding (the predictor's

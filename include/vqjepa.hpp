@@ -698,6 +698,23 @@ public:
         context_window_ = vqj_model_context_window(raw);
         num_codes_ = vqj_model_num_codes(raw);
     }
+    /** A model read whole from a trainer checkpoint (vqj_model_load): the
+     *  configuration stored in the file gives the sizes, the file the
+     *  weights; the model owns its parts. */
+    static model load(const context &ctx, const std::string &path)
+    {
+        vqj_model *raw = nullptr;
+        detail::check(vqj_model_load(ctx.get(), path.c_str(), &raw));
+        return model(raw, ctx.shared());
+    }
+    /** A model over the handles of a trainer (vqj_model_from_trainer); it
+     *  keeps `owner` (the trainer) alive. */
+    template <class Owner> static model from_trainer(vqj_trainer *trainer, Owner owner)
+    {
+        vqj_model *raw = nullptr;
+        detail::check(vqj_model_from_trainer(trainer, &raw));
+        return model(raw, std::move(owner));
+    }
     model(model &&) noexcept = default;
     model &operator=(model &&) noexcept = default;
 
@@ -759,6 +776,14 @@ public:
     }
 
 private:
+    template <class Owner> model(vqj_model *raw, Owner owner)
+    {
+        h_ = detail::own(raw, vqj_model_destroy, std::move(owner));
+        embedding_dim_ = vqj_model_embedding_dim(raw);
+        max_objects_ = vqj_model_max_objects(raw);
+        context_window_ = vqj_model_context_window(raw);
+        num_codes_ = vqj_model_num_codes(raw);
+    }
     std::shared_ptr<vqj_model> h_;
     int embedding_dim_ = 0, max_objects_ = 0, context_window_ = 0, num_codes_ = 0;
 };
@@ -795,12 +820,19 @@ public:
         h_ = detail::own(raw, vqj_trainer_destroy,
                          borrowed{ctx.shared(), enc.shared(), cb.shared(), pred.shared(), l.shared(), opt.shared()});
         ctx_ = ctx.shared();
-        enc_ = enc.shared();
-        cb_ = cb.shared();
-        pred_ = pred.shared();
-        enc_params_ = enc.params();
-        pred_params_ = pred.params();
-        tokenizer_ = tokenizer;
+    }
+    /** Every part from a configuration in one call
+     *  (vqj_trainer_create_from_config; config::make_trainer()): sizes from
+     *  `cfg`, initial weights, dropout masks and views from its seed. The C
+     *  trainer owns its parts. */
+    static trainer from_config(const context &ctx, const vqj_config *cfg)
+    {
+        vqj_trainer *raw = nullptr;
+        detail::check(vqj_trainer_create_from_config(ctx.get(), cfg, &raw));
+        trainer t;
+        t.h_ = detail::own(raw, vqj_trainer_destroy, ctx.shared());
+        t.ctx_ = ctx.shared();
+        return t;
     }
     trainer(trainer &&) noexcept = default;
     trainer &operator=(trainer &&) noexcept = default;
@@ -877,28 +909,12 @@ public:
     /** Restore the trainer and its parts from a save() file. */
     void load(const std::string &path) { detail::check(vqj_trainer_load(get(), path.c_str())); }
 
-    /** A thread-safe inference model over this trainer's online parts, with
-     *  copies of its target network (as it is now) for grid embeddings. Do
-     *  not step the trainer while the model runs a call. */
-    model make_model() const
-    {
-        context ctx = context::from_shared(ctx_);
-        encoder enc = encoder::from_shared(enc_, enc_params_);
-        codebook cb = codebook::from_shared(cb_);
-        predictor pred = predictor::from_shared(pred_, pred_params_);
-        vqj_weights *te = vqj_trainer_target_encoder_weights(get());
-        if (!te)
-            return model(ctx, enc, cb, pred, nullptr, nullptr, tokenizer_);
-        encoder tenc(ctx, enc_params_);
-        predictor tpred(ctx, pred_params_);
-        weights src_e(te, h_), src_p(vqj_trainer_target_predictor_weights(get()), h_);
-        weights dst_e = tenc.weights_view(), dst_p = tpred.weights_view();
-        for (const auto &n : src_e.names())
-            dst_e.write(n, src_e.read(n));
-        for (const auto &n : src_p.names())
-            dst_p.write(n, src_p.read(n));
-        return model(ctx, enc, cb, pred, &tenc, &tpred, tokenizer_);
-    }
+    /** A thread-safe inference model over this trainer's handles
+     *  (vqj_model_from_trainer): its online encoder, codebook and predictor
+     *  and its target network for grid embeddings, read at every call (the
+     *  model keeps the trainer alive). Do not step the trainer while the
+     *  model runs a call. */
+    model make_model() const { return model::from_trainer(get(), h_); }
 
 private:
     static vqj_train_metrics new_metrics()
@@ -907,14 +923,9 @@ private:
         m.size = sizeof m;
         return m;
     }
+    trainer() = default;
     std::shared_ptr<vqj_trainer> h_;
     std::shared_ptr<vqj_context> ctx_;
-    std::shared_ptr<vqj_encoder> enc_;
-    std::shared_ptr<vqj_codebook> cb_;
-    std::shared_ptr<vqj_predictor> pred_;
-    vqj_encoder_params enc_params_{};
-    vqj_predictor_params pred_params_{};
-    vqj_tokenizer_params tokenizer_{};
 };
 
 /** A list of examples (T context grids and a target), read-only once built. */
@@ -1098,7 +1109,7 @@ private:
 };
 
 /** A run configuration (vqj_config): the defaults, or YAML over them.
- *  Read-only once made: any number of threads may read one. */
+ *  Any number of threads may read one; set() needs it to themselves. */
 class config {
 public:
     /** The built-in defaults. */
@@ -1136,6 +1147,13 @@ public:
         detail::check(vqj_config_run(get(), &r));
         return r;
     }
+    /** Set one key as a file would (vqj_config_set): set("seed", "7"). */
+    void set(const std::string &key, const std::string &value)
+    {
+        detail::check(vqj_config_set(detail::live(h_, "config"), key.c_str(), value.c_str()));
+    }
+    /** A trainer with every part made from this configuration. */
+    trainer make_trainer(const context &ctx) const { return trainer::from_config(ctx, get()); }
     /** The resolved configuration as YAML. */
     std::string yaml() const
     {

@@ -119,4 +119,25 @@ for r in rows:
     assert r["threads"] >= 1 and r["ms_per_step"] > 0 and r["samples_per_s"] > 0, r
     assert r["max_rss_mib"] > 0, r' || fail "bench --only train_step --json output"
 ok
+# --device: cpu runs; cuda in a build without it is bad input (exit 2)
+# with a message, for every command that takes it.
+if [ "$(cat build/.flavor 2>/dev/null)" != cuda1 ]; then
+    for cmd in "train --steps 1 --batch 4 --threads 1 --quiet --out $tmp/dev" \
+               "bench --only train_step --steps 1 --warmup 0 --batch 4" \
+               "encode --checkpoint $tmp/none.safetensors" \
+               "eval --checkpoint $tmp/none.safetensors"; do
+        # shellcheck disable=SC2086
+        set +e; "$VQJEPA" $cmd --device cuda "$tmp/small.json" > /dev/null 2> "$tmp/dev.err"
+        rc=$?; set -e
+        [ "$rc" -eq 2 ] || fail "${cmd%% *} --device cuda gave exit status $rc, expected 2"
+        grep -q "no CUDA backend" "$tmp/dev.err" || fail "${cmd%% *} --device cuda: $(cat "$tmp/dev.err")"
+    done
+    ok
+fi
+set +e; "$VQJEPA" train --device tpu --steps 1 > /dev/null 2> "$tmp/dev.err"; rc=$?; set -e
+[ "$rc" -eq 2 ] && grep -q "use cpu or cuda" "$tmp/dev.err" || fail "--device tpu gave $rc"
+"$VQJEPA" train --device cpu --data synthetic --steps 1 --batch 4 --threads 1 --quiet \
+    --out "$tmp/devcpu" > /dev/null || fail "train --device cpu failed"
+grep -q "device: cpu" "$tmp/devcpu/config.yaml" || fail "the run's config.yaml does not say device: cpu"
+ok
 echo "cli_test: $passed passed, 0 failed"

@@ -406,6 +406,33 @@ int main()
         EXPECT(std::system(rm.c_str()) == 0);
     });
 
+    run("trainer from a config, model loaded from its checkpoint", [] {
+        vqjepa::context ctx(vqjepa::context::cpu(1, 1));
+        vqjepa::config cfg = vqjepa::config::parse(
+            ctx, "seed: 9\ntokenizer:\n  max_objects: 16\nobject_encoder:\n  hidden_dim: 32\n"
+                 "  num_embeddings: 16\n  relational_layers: 1\n  relational_heads: 4\n"
+                 "model:\n  projection_dim: 16\ntraining:\n  grad_accum_steps: 1\n"
+                 "loss:\n  queue_size: 32\nsigreg:\n  num_slices: 16\n");
+        vqjepa::trainer tr = cfg.make_trainer(ctx);
+        for (int s = 0; s < 2; s++)
+            tr.step(some_grids(12, s), some_grids(4, s + 3));
+        const std::string path = "/tmp/vqjepa_cpp_model_" + std::to_string(::getpid()) + ".safetensors";
+        tr.save(path); /* the configuration goes with it */
+        vqjepa::grid g{{2, 2, 0, 0}, {2, 2, 0, 1}, {0, 0, 0, 0}};
+        auto live = tr.make_model().encode(g);
+        auto loaded = vqjepa::model::load(ctx, path).encode(g);
+        EXPECT(live.codes == loaded.codes && live.embedding == loaded.embedding);
+        std::remove(path.c_str());
+        try {
+            vqjepa::model::load(ctx, path);
+            EXPECT(false);
+        } catch (const vqjepa::error &e) {
+            EXPECT(e.status() == VQJ_ERR_IO);
+        }
+        cfg.set("seed", "3");
+        EXPECT(cfg.run().seed == 3);
+    });
+
     run("inference model: codes, embeddings, predictions from threads", [] {
         small_model m;
         vqjepa::trainer tr(m.ctx, m.enc, m.cb, m.pred, m.loss, m.opt);

@@ -71,5 +71,12 @@ awk '/^```c$/ {on=1; next} /^```$/ {if (on) exit} on' "$top/README.md" > "$tmp/r
 [ -s "$tmp/readme.c" ] || fail "README.md has no \`\`\`c usage example"
 # shellcheck disable=SC2046
 $CC -std=c11 -Wall -Wextra -Werror -o "$tmp/readme" "$tmp/readme.c" $(pkg-config --cflags --libs vqjepa)
-LD_LIBRARY_PATH="$lib" "$tmp/readme" >/dev/null || fail "README example failed"
+# It loads a checkpoint: one optimizer step of a small model.
+LD_LIBRARY_PATH="$lib" "$top/bin/vqjepa" train --data synthetic --steps 1 --batch 4 --threads 1 \
+    --quiet --out "$tmp/run" >/dev/null || fail "cannot train the README example's checkpoint"
+LD_LIBRARY_PATH="$lib" "$tmp/readme" "$tmp/run/last.safetensors" >"$tmp/readme.out" \
+    || fail "README example failed"
+grep -q '^object 0: code [0-9]' "$tmp/readme.out" || fail "README example printed no code"
+LD_LIBRARY_PATH="$lib" "$tmp/readme" "$tmp/none.safetensors" 2>/dev/null \
+    && fail "README example succeeded without a checkpoint"
 echo "install_test: 1 passed, 0 failed"

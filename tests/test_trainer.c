@@ -421,8 +421,9 @@ static void test_ema_update_passes(void **state)
     assert_ok(m.ctx, vqj_codebook_get_progress(m.codebook, &u2, &init));
     assert_int_equal(u2 - u1, 1 + 2);
 
-    /* main: one update a micro-batch. */
-    vqj_trainer_destroy(m.trainer);
+    /* main: one update a micro-batch, by a second trainer over the first
+     * one's modules (it owns them, so it stays until the end). */
+    vqj_trainer *owner = m.trainer;
     m.trainer = NULL;
     tp.ema_update_passes = VQJ_EMA_PASSES_MAIN;
     assert_ok(m.ctx, vqj_trainer_create(m.ctx, &tp, NULL, m.encoder, m.codebook, m.predictor,
@@ -440,6 +441,8 @@ static void test_ema_update_passes(void **state)
     assert_null(bad);
     vqj_tokens_destroy(ct);
     vqj_tokens_destroy(tt);
+    vqj_trainer_destroy(m.trainer);
+    m.trainer = owner;
     model_destroy(&m);
 }
 
@@ -578,7 +581,7 @@ static void test_object_dropout(void **state)
         s.projection = P;
         s.examples = 400 * B;
         test_model_create(&m, &s);
-        vqj_trainer_destroy(m.trainer);
+        vqj_trainer *owner = m.trainer; /* owns the modules: kept to the end */
         vqj_trainer_params trp;
         vqj_trainer_params_default(&trp);
         trp.grad_accum_steps = 1;
@@ -594,6 +597,8 @@ static void test_object_dropout(void **state)
         assert_status(m.ctx, vqj_trainer_create(m.ctx, &trp, NULL, m.encoder, m.codebook,
                                                 m.predictor, m.loss, m.optimizer, &bad),
                       VQJ_ERR_INVALID_ARGUMENT);
+        vqj_trainer_destroy(m.trainer);
+        m.trainer = owner;
         model_destroy(&m);
     }
     assert_true(seen[1] < seen[0]);

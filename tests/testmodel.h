@@ -51,6 +51,8 @@ static inline test_model_spec test_model_spec_default(void)
                              .max_side = 14};
 }
 
+/* A trainer made by vqj_trainer_create_from_config() and its modules,
+ * borrowed from it. */
 typedef struct test_model {
     test_model_spec spec;
     vqj_context *ctx;
@@ -63,61 +65,69 @@ typedef struct test_model {
     vqj_dataset *data;
 } test_model;
 
+/* Set one configuration key from a printf-style value. */
+static inline void test_model_set(vqj_context *ctx, vqj_config *cfg, const char *key,
+                                  const char *fmt, ...)
+{
+    char value[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof value, fmt, ap);
+    va_end(ap);
+    assert_ok(ctx, vqj_config_set(cfg, key, value));
+}
+
 static inline void test_model_create(test_model *m, const test_model_spec *s)
 {
+    static const char *const agg[] = {"mean", "last", "attention", "gru"};
     m->spec = *s;
     vqj_context_params cp;
     vqj_context_params_default(&cp);
     cp.num_threads = 1;
-    cp.seed = s->seed;
     vqj_context *ctx = NULL;
     assert_int_equal(vqj_context_create(&cp, &ctx), VQJ_OK);
     m->ctx = ctx;
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    ep.hidden_dim = s->hidden;
-    ep.relational_layers = s->layers;
-    ep.relational_heads = s->heads;
-    ep.relational_dropout = s->dropout;
-    assert_ok(ctx, vqj_encoder_create(ctx, &ep, &m->encoder));
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.num_embeddings = s->codes;
-    bp.dim = s->hidden;
-    bp.refresh_interval = s->refresh_interval;
-    bp.refresh_usage_threshold = s->refresh_threshold;
-    assert_ok(ctx, vqj_codebook_create(ctx, &bp, &m->codebook));
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = s->hidden;
-    pp.projection_dim = s->projection;
-    pp.aggregator = s->aggregator;
-    pp.vq_path = s->vq_path;
-    pp.grid_features = s->grid_features;
-    assert_ok(ctx, vqj_predictor_create(ctx, &pp, &m->predictor));
-    vqj_loss_params lp;
-    vqj_loss_params_default(&lp);
-    lp.projection_dim = s->projection;
-    lp.queue_size = s->queue;
-    lp.sigreg_num_slices = s->slices;
-    lp.objective = s->objective;
-    if (!s->invariance)
-        lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
-    assert_ok(ctx, vqj_loss_create(ctx, &lp, &m->loss));
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    op.lr = s->lr;
-    op.warmup_steps = s->warmup;
-    op.total_steps = s->total_steps;
-    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
-                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-    assert_ok(ctx, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = s->accum;
-    tp.use_target_encoder = s->target;
-    assert_ok(ctx, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
-                                      m->loss, m->optimizer, &m->trainer));
+    /* One description: the library's defaults (the params structs' own, so
+     * the tokenizer keeps 16 objects) with the spec's keys. */
+    vqj_config *cfg = NULL;
+    assert_ok(ctx, vqj_config_default(ctx, &cfg));
+    test_model_set(ctx, cfg, "seed", "%llu", (unsigned long long)s->seed);
+    test_model_set(ctx, cfg, "tokenizer.max_objects", "16");
+    test_model_set(ctx, cfg, "object_encoder.hidden_dim", "%d", s->hidden);
+    test_model_set(ctx, cfg, "object_encoder.relational_layers", "%d", s->layers);
+    test_model_set(ctx, cfg, "object_encoder.relational_heads", "%d", s->heads);
+    test_model_set(ctx, cfg, "object_encoder.relational_dropout", "%.9g", (double)s->dropout);
+    test_model_set(ctx, cfg, "object_encoder.num_embeddings", "%d", s->codes);
+    test_model_set(ctx, cfg, "object_encoder.vq_refresh_interval", "%d", s->refresh_interval);
+    test_model_set(ctx, cfg, "object_encoder.vq_refresh_usage_threshold", "%.9g",
+                   (double)s->refresh_threshold);
+    test_model_set(ctx, cfg, "object_encoder.vq_path", "%s",
+                   s->vq_path == VQJ_VQ_BESIDE ? "beside" : "straight_through");
+    test_model_set(ctx, cfg, "object_encoder.grid_features", "%s",
+                   s->grid_features ? "true" : "false");
+    test_model_set(ctx, cfg, "loss.projection_dim", "%d", s->projection);
+    test_model_set(ctx, cfg, "model.aggregator", "%s", agg[s->aggregator]);
+    test_model_set(ctx, cfg, "loss.queue_size", "%d", s->queue);
+    test_model_set(ctx, cfg, "loss.objective", "%s",
+                   s->objective == VQJ_OBJECTIVE_SIGREG ? "sigreg" : "infonce");
+    test_model_set(ctx, cfg, "sigreg.num_slices", "%d", s->slices);
+    if (!s->invariance) {
+        test_model_set(ctx, cfg, "invariance.color_weight", "0");
+        test_model_set(ctx, cfg, "invariance.translation_weight", "0");
+        test_model_set(ctx, cfg, "invariance.symmetry_weight", "0");
+    }
+    test_model_set(ctx, cfg, "optimizer.lr", "%.9g", (double)s->lr);
+    test_model_set(ctx, cfg, "training.lr_scheduler.warmup_steps", "%d", s->warmup);
+    test_model_set(ctx, cfg, "training.lr_scheduler.total_steps", "%d", s->total_steps);
+    test_model_set(ctx, cfg, "training.grad_accum_steps", "%d", s->accum);
+    test_model_set(ctx, cfg, "loss.use_target_encoder", "%s", s->target ? "true" : "false");
+    assert_ok(ctx, vqj_trainer_create_from_config(ctx, cfg, &m->trainer));
+    vqj_config_destroy(cfg);
+    m->encoder = vqj_trainer_encoder(m->trainer);
+    m->codebook = vqj_trainer_codebook(m->trainer);
+    m->predictor = vqj_trainer_predictor(m->trainer);
+    m->loss = vqj_trainer_loss(m->trainer);
+    m->optimizer = vqj_trainer_optimizer(m->trainer);
     vqj_dataset_params dp;
     vqj_dataset_params_default(&dp);
     vqj_synthetic_params sp;
@@ -131,12 +141,7 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
 static inline void test_model_destroy(test_model *m)
 {
     vqj_dataset_destroy(m->data);
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
+    vqj_trainer_destroy(m->trainer); /* and the modules it owns */
     vqj_context_destroy(m->ctx);
 }
 

@@ -53,20 +53,38 @@ static double max_rss_mib(void)
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
+/* `bench --device` (cmd_bench.c): where train_step runs. */
+vqj_device_kind bench_device = VQJ_DEVICE_CPU;
+
 /* The reference model (grad_accum_steps 1: a step is one micro-batch,
  * optimizer included), its queue filled as in the steady state. */
-static vqj_status model_create(vqj_context *ctx, int core, run_model *m)
+static vqj_status model_create(vqj_context *ctx, int core, vqj_trainer **tr)
 {
-    run_model_params p;
-    run_model_params_default(&p);
-    vqj_loss_params lp = p.loss;
-    if (core)
-        p.loss.sigreg_weight = p.loss.color_weight = p.loss.translation_weight =
-            p.loss.symmetry_weight = 0.0f;
-    p.trainer.grad_accum_steps = 1;
-    if (bench_max_objects > 0)
-        p.tokenizer.max_objects = p.loss.max_objects = bench_max_objects;
-    vqj_status st = run_model_create(ctx, &p, m) ? VQJ_ERR_INVALID_ARGUMENT : VQJ_OK;
+    /* The library's defaults but the tokenizer's cap, which the config
+     * raises to 64 and the params structs keep at 16. */
+    char objects[16];
+    snprintf(objects, sizeof objects, "%d", bench_max_objects > 0 ? bench_max_objects : 16);
+    vqj_config *cfg = NULL;
+    vqj_status st = vqj_config_default(ctx, &cfg);
+    if (!st)
+        st = vqj_config_set(cfg, "tokenizer.max_objects", objects);
+    if (!st)
+        st = vqj_config_set(cfg, "training.grad_accum_steps", "1");
+    if (!st)
+        st = vqj_config_set(cfg, "training.device",
+                            bench_device == VQJ_DEVICE_CUDA ? "cuda" : "cpu");
+    static const char *const core_zero[] = {"sigreg.weight", "invariance.color_weight",
+                                            "invariance.translation_weight",
+                                            "invariance.symmetry_weight"};
+    for (size_t k = 0; core && !st && k < sizeof core_zero / sizeof *core_zero; k++)
+        st = vqj_config_set(cfg, core_zero[k], "0");
+    vqj_loss_params lp;
+    vqj_loss_params_default(&lp);
+    if (!st)
+        st = vqj_config_loss_params(cfg, &lp);
+    if (!st)
+        st = vqj_trainer_create_from_config(ctx, cfg, tr);
+    vqj_config_destroy(cfg);
     /* Steady state of the queue: full, as after queue_size / B steps. */
     vqj_tensor *rows = NULL;
     float *host = NULL;
@@ -98,7 +116,7 @@ static vqj_status model_create(vqj_context *ctx, int core, run_model *m)
             st = vqj_tensor_write(rows, host, n);
         }
         if (!st)
-            st = vqj_loss_queue_push(m->loss, rows);
+            st = vqj_loss_queue_push(vqj_trainer_loss(*tr), rows);
     }
     free(host);
     vqj_tensor_destroy(rows);
@@ -112,7 +130,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     int core = strcmp(variant, "core") == 0;
     size_t n = vqj_dataset_num_examples(data);
     int T = vqj_dataset_context_window(data);
-    run_model m = {0};
+    vqj_trainer *tr = NULL;
     vqj_grid *context = malloc((size_t)batch * (size_t)T * sizeof *context);
     vqj_grid *targets = malloc((size_t)batch * sizeof *targets);
     double *times = calloc((size_t)steps, sizeof *times); /* of the timed steps */
@@ -121,7 +139,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
         fprintf(stderr, "vqjepa bench: train_step: out of memory\n");
         goto done;
     }
-    vqj_status st = model_create(ctx, core, &m);
+    vqj_status st = model_create(ctx, core, &tr);
     if (st == VQJ_ERR_OUT_OF_MEMORY && !*vqj_context_last_error(ctx)) {
         fprintf(stderr, "vqjepa bench: train_step: out of memory\n");
         goto done;
@@ -144,7 +162,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
         }
         vqj_train_metrics met = {.size = sizeof met};
         double t0 = now_s();
-        if (vqj_trainer_step(m.trainer, context, targets, batch, &met) != VQJ_OK)
+        if (vqj_trainer_step(tr, context, targets, batch, &met) != VQJ_OK)
             goto fail;
         double dt = now_s() - t0;
         if (s < warmup)
@@ -187,7 +205,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
 fail:
     fprintf(stderr, "vqjepa bench: train_step %s: %s\n", variant, vqj_context_last_error(ctx));
 done:
-    run_model_destroy(&m);
+    vqj_trainer_destroy(tr);
     free(context);
     free(targets);
     free(times);
@@ -199,7 +217,7 @@ done:
 int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int steps, int warmup,
                 const char *variant, int threads, int json)
 {
-    vqj_context *ctx = cli_context("bench", threads);
+    vqj_context *ctx = run_context("bench", threads, bench_device);
     if (!ctx)
         return CLI_FAILED;
     int status = CLI_FAILED;

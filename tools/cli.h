@@ -41,7 +41,8 @@ void eval_print_table(FILE *f, const json_t *o);
 /* eval_measure() of the checkpoint `ckpt` on `data` (a --data value), with
  * "checkpoint", "data" and "seconds" added; NULL after printing why, with
  * *rc the exit status. */
-json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, int baselines, int *rc);
+json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, vqj_device_kind device,
+                        int baselines, int *rc);
 
 /* Write RUN_DIR's report page to out_path; an exit status. */
 int report_write(const char *run_dir, const char *out_path);

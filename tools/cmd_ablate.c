@@ -102,7 +102,7 @@ static void usage(FILE *f)
 
 int cmd_ablate(int argc, char **argv)
 {
-    run_options base = {.seed = -1};
+    run_options base = {.seed = -1, .device = -1};
     const char *eval_data = VQJ_ARC_BUILTIN_EVALUATION;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -127,7 +127,7 @@ int cmd_ablate(int argc, char **argv)
         fprintf(stderr, "vqjepa ablate: cannot create %s: %s\n", out_dir, strerror(errno));
         return CLI_FAILED;
     }
-    vqj_context *ctx = run_context("ablate", 1, 123);
+    vqj_context *ctx = run_context("ablate", 1, VQJ_DEVICE_CPU);
     if (!ctx)
         return CLI_FAILED;
     vqj_config *cfg = run_load_config(ctx, &base);
@@ -179,7 +179,9 @@ int cmd_ablate(int argc, char **argv)
         char ckpt[4200];
         snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", dir);
         int erc, is_base = variants[v].keys[0][0] == NULL;
-        json_t *e = eval_checkpoint(ckpt, eval_data, base.threads, is_base, &erc);
+        json_t *e = eval_checkpoint(ckpt, eval_data, base.threads,
+                                    base.device >= 0 ? (vqj_device_kind)base.device : VQJ_DEVICE_CPU,
+                                    is_base, &erc);
         if (!e) {
             rc = erc;
             break;

@@ -3,6 +3,7 @@
  * measurement is a row of the table below that fills a bench_result (or
  * prints its own lines); add new ones there. */
 #include "cli.h"
+#include "run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -117,7 +118,7 @@ static void help(FILE *f)
             "usage: vqjepa bench [--data DIR] [--json] [--repeat N] [--only NAME]\n"
             "                    [--batch B] [--steps N] [--warmup W] [--variant core|full]\n"
             "                    [--max-objects N]\n"
-            "                    [--threads T]\n\n"
+            "                    [--threads T] [--device cpu|cuda]\n\n"
             "Load every *.json ARC task in DIR (default: $VQJ_ARC_DATA, else\n"
             "  " DEFAULT_DATA "\n"
             "when it exists; else the built-in synthetic data) and time each measurement:\n"
@@ -129,7 +130,9 @@ static void help(FILE *f)
             "              (SIGReg and invariance off), both unless --variant picks one;\n"
             "              a step is one micro-batch, optimizer step included\n"
             "              (docs/benchmarks.md).\n"
-            "--only NAME runs one of them. --json prints one JSON object per line.\n",
+            "--only NAME runs one of them. --json prints one JSON object per line.\n"
+            "--device runs train_step there (cpu by default; a build without CUDA refuses\n"
+            "cuda).\n",
             DEFAULT_REPEAT);
 }
 
@@ -298,6 +301,10 @@ int cmd_bench(int argc, char **argv)
             if (count_option(argv[i], argv[i + 1], 1, 4096, &bench_max_objects) != CLI_OK)
                 return CLI_BAD_INPUT;
             i++;
+        } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+            extern vqj_device_kind bench_device; /* tools/bench_train.c */
+            if (run_parse_device("bench", argv[++i], &bench_device))
+                return CLI_BAD_INPUT;
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             if (count_option(argv[i], argv[i + 1], 0, 4096, &opt.threads) != CLI_OK)
                 return CLI_BAD_INPUT;

@@ -12,7 +12,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vqjepa encode --checkpoint C [--threads T] [TOKENIZER OPTIONS] TASK.json ...\n\n"
+            "usage: vqjepa encode --checkpoint C [--threads T] [--device cpu|cuda]\n"
+            "                     [TOKENIZER OPTIONS] TASK.json ...\n\n"
             "For each grid of each task (train pairs input, output, then test pairs), one\n"
             "JSON line: {\"task\", \"index\", \"codes\": [one per object, tokenizer order],\n"
             "\"embedding\": [P floats]}. Exit status 2 for bad input, 1 on failure.\n\n"
@@ -73,6 +74,7 @@ int cmd_encode(int argc, char **argv)
 {
     const char *ckpt = NULL;
     int threads = 0, first = 0;
+    vqj_device_kind device = VQJ_DEVICE_CPU;
     vqj_tokenizer_params over = {.size = sizeof over, .max_objects = -1,
                                  .max_color_features = -1, .background = 0xffff,
                                  .connectivity = -1, .normalize = -1, .respect_colors = -1};
@@ -89,6 +91,9 @@ int cmd_encode(int argc, char **argv)
             ckpt = argv[++i];
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            if (run_parse_device("encode", argv[++i], &device))
+                return CLI_BAD_INPUT;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "vqjepa encode: unknown option '%s'\n", argv[i]);
             return CLI_BAD_INPUT;
@@ -102,7 +107,7 @@ int cmd_encode(int argc, char **argv)
         return CLI_BAD_INPUT;
     }
     run_checkpoint c;
-    if (run_checkpoint_open("encode", ckpt, threads, 1, &over, &c))
+    if (run_checkpoint_open("encode", ckpt, threads, device, 1, &over, &c))
         return CLI_BAD_INPUT;
     int rc = CLI_OK;
     for (int i = first; i < argc; i++) {

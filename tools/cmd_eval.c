@@ -15,7 +15,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vqjepa eval --checkpoint C [--data PATH] [--json] [--no-baselines]\n"
-            "                   [--threads T]\n\n"
+            "                   [--threads T] [--device cpu|cuda]\n\n"
             "Ranks every (input, output) pair of the ARC tasks in PATH (a task file, a\n"
             "folder of them, a .jsonl or .jsonl.gz of tasks or of manifest records; default:\n"
             "the built-in ARC-AGI-1 evaluation tasks, " VQJ_ARC_BUILTIN_EVALUATION ")\n"
@@ -132,12 +132,13 @@ void eval_print_table(FILE *f, const json_t *o)
     fprintf(f, "%.1f s\n", get(o, "seconds"));
 }
 
-json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, int baselines, int *rc)
+json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, vqj_device_kind device,
+                        int baselines, int *rc)
 {
     const double t0 = now();
     run_checkpoint c, init = {0};
     *rc = CLI_BAD_INPUT;
-    if (run_checkpoint_open("eval", ckpt, threads, 1, NULL, &c))
+    if (run_checkpoint_open("eval", ckpt, threads, device, 1, NULL, &c))
         return NULL;
     vqj_eval_set *set = NULL;
     json_t *o = NULL;
@@ -146,7 +147,7 @@ json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, int bas
         goto done;
     }
     *rc = CLI_FAILED;
-    if (baselines && run_checkpoint_open("eval", ckpt, threads, 0, NULL, &init))
+    if (baselines && run_checkpoint_open("eval", ckpt, threads, device, 0, NULL, &init))
         goto done;
     if (!(o = eval_measure(c.ctx, c.model, init.model, set, baselines)))
         goto done;
@@ -166,6 +167,7 @@ int cmd_eval(int argc, char **argv)
 {
     const char *ckpt = NULL, *data = VQJ_ARC_BUILTIN_EVALUATION;
     int threads = 0, json = 0, baselines = 1;
+    vqj_device_kind device = VQJ_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -176,6 +178,9 @@ int cmd_eval(int argc, char **argv)
             data = argv[++i];
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            if (run_parse_device("eval", argv[++i], &device))
+                return CLI_BAD_INPUT;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
         } else if (!strcmp(argv[i], "--no-baselines")) {
@@ -190,7 +195,7 @@ int cmd_eval(int argc, char **argv)
         return CLI_BAD_INPUT;
     }
     int rc;
-    json_t *o = eval_checkpoint(ckpt, data, threads, baselines, &rc);
+    json_t *o = eval_checkpoint(ckpt, data, threads, device, baselines, &rc);
     if (!o)
         return rc;
     if (json) {

@@ -11,13 +11,15 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vqjepa train [--config F] [--data PATH] [--out DIR] [--epochs N | --steps N]\n"
             "                    [--resume CKPT] [--threads T] [--seed S] [--batch B]\n"
+            "                    [--device cpu|cuda]\n"
             "                    [--abort-on-collapse] [--skip-bad] [--quiet]\n\n"
             "Trains the configuration F (default: the built-in defaults, the seed's gentle\n"
             "run) on PATH (an ARC task file or folder, or a .jsonl manifest; default: the\n"
             "config's dataset, else the built-in synthetic generator). DIR (default the\n"
             "config's training.checkpoint_dir) receives config.yaml, the JSONL metrics,\n"
             "checkpoints (best, every checkpoint_interval epochs, last) and report.html.\n"
-            "--steps N stops after N optimizer steps. Ctrl-C writes a checkpoint and stops.\n"
+            "--device overrides the config's training.device (a build without CUDA refuses\n"
+            "cuda). --steps N stops after N optimizer steps. Ctrl-C writes a checkpoint and stops.\n"
             "--abort-on-collapse stops when one of the seed's abort criteria fires.\n"
             "Exit status: 0 done, 1 failed, 2 bad input, 3 aborted on collapse, 130\n"
             "interrupted.\n");
@@ -79,6 +81,12 @@ int run_parse_option(run_options *o, int argc, char **argv, int *i)
         if ((n = number(a, v, 0)) < 0)
             return -1;
         o->seed = n;
+    } else if (!strcmp(a, "--device")) {
+        VALUE();
+        vqj_device_kind d;
+        if (run_parse_device("train", v, &d))
+            return -1;
+        o->device = (int)d;
     } else if (!strcmp(a, "--batch")) {
         VALUE();
         if ((n = number(a, v, 1)) < 0)
@@ -97,7 +105,7 @@ int run_parse_option(run_options *o, int argc, char **argv, int *i)
 
 int cmd_train(int argc, char **argv)
 {
-    run_options o = {.seed = -1};
+    run_options o = {.seed = -1, .device = -1};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);

@@ -1,7 +1,16 @@
 #!/bin/sh
-# Install what building and testing libvqjepa needs, from Debian's packages.
-# Run as root (or through sudo) on Debian 12 or later.
+# Install what building and testing libvqjepa needs, from Debian's packages,
+# on Debian 12 or later: `sh tools/install-deps.sh`. As root it installs;
+# otherwise it runs itself again through sudo (a fresh machine where you are
+# root often has no sudo, and one where you are not needs it).
 set -eu
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo sh "$0" "$@"
+    fi
+    echo "install-deps: run this as root (there is no sudo to become root)" >&2
+    exit 1
+fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \

@@ -25,12 +25,12 @@ static void log_to_stderr(void *user, vqj_log_level level, const char *message)
             message);
 }
 
-vqj_context *run_context(const char *command, int threads, uint64_t seed)
+vqj_context *run_context(const char *command, int threads, vqj_device_kind device)
 {
     vqj_context_params p;
     vqj_context_params_default(&p);
     p.num_threads = threads;
-    p.seed = seed;
+    p.device = device;
     p.log_fn = log_to_stderr;
     p.log_user_data = (void *)command;
     p.log_level = VQJ_LOG_WARNING;
@@ -40,6 +40,38 @@ vqj_context *run_context(const char *command, int threads, uint64_t seed)
         return NULL;
     }
     return ctx;
+}
+
+int run_parse_device(const char *command, const char *name, vqj_device_kind *out)
+{
+    vqj_device_kind d;
+    if (!strcmp(name, "cpu"))
+        d = VQJ_DEVICE_CPU;
+    else if (!strcmp(name, "cuda"))
+        d = VQJ_DEVICE_CUDA;
+    else {
+        fprintf(stderr, "vqjepa %s: --device is '%s'; use cpu or cuda\n", command, name);
+        return -1;
+    }
+    if (!vqj_device_compiled(d)) {
+        fprintf(stderr,
+                "vqjepa %s: --device %s: this build has no CUDA backend; rebuild with "
+                "`make CUDA=1` or use --device cpu\n",
+                command, name);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+int run_config_device(vqj_context *ctx, vqj_config *cfg, vqj_device_kind device)
+{
+    if (vqj_config_set(cfg, "training.device", device == VQJ_DEVICE_CUDA ? "cuda" : "cpu") !=
+        VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        return -1;
+    }
+    return 0;
 }
 
 /* The built-in default of the command line: a small model that learns from
@@ -113,142 +145,81 @@ vqj_config *run_load_config(vqj_context *ctx, const run_options *o)
     return cfg;
 }
 
-void run_model_params_default(run_model_params *p)
+/* The configuration stored in a checkpoint, with the seed its trainer ran
+ * with (older runs kept a --seed override out of the text). */
+static vqj_config *checkpoint_config(const char *command, vqj_context *ctx, const char *path)
 {
-    vqj_tokenizer_params_default(&p->tokenizer);
-    vqj_encoder_params_default(&p->encoder);
-    vqj_codebook_params_default(&p->codebook);
-    vqj_predictor_params_default(&p->predictor);
-    vqj_loss_params_default(&p->loss);
-    vqj_optimizer_params_default(&p->optimizer);
-    vqj_trainer_params_default(&p->trainer);
-}
-
-int run_model_params_from_config(vqj_context *ctx, const vqj_config *cfg, run_model_params *p)
-{
-    run_model_params_default(p);
-    if (vqj_config_tokenizer_params(cfg, &p->tokenizer) ||
-        vqj_config_encoder_params(cfg, &p->encoder) ||
-        vqj_config_codebook_params(cfg, &p->codebook) ||
-        vqj_config_predictor_params(cfg, &p->predictor) ||
-        vqj_config_loss_params(cfg, &p->loss) ||
-        vqj_config_optimizer_params(cfg, &p->optimizer) ||
-        vqj_config_trainer_params(cfg, &p->trainer)) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
-        return -1;
-    }
-    return 0;
-}
-
-int run_model_create(vqj_context *ctx, const run_model_params *p, run_model *m)
-{
-    memset(m, 0, sizeof *m);
-    m->tokenizer = p->tokenizer;
-    vqj_status st = vqj_encoder_create(ctx, &p->encoder, &m->encoder);
-    if (!st)
-        st = vqj_codebook_create(ctx, &p->codebook, &m->codebook);
-    if (!st)
-        st = vqj_predictor_create(ctx, &p->predictor, &m->predictor);
-    if (!st)
-        st = vqj_loss_create(ctx, &p->loss, &m->loss);
-    if (!st) {
-        vqj_weights *groups[] = {vqj_encoder_weights(m->encoder),
-                                 vqj_codebook_weights(m->codebook),
-                                 vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-        st = vqj_optimizer_create(ctx, &p->optimizer, groups, 4, &m->optimizer);
-    }
-    if (!st)
-        st = vqj_trainer_create(ctx, &p->trainer, &m->tokenizer, m->encoder, m->codebook,
-                                m->predictor, m->loss, m->optimizer, &m->trainer);
-    if (st) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
-        run_model_destroy(m);
-        return -1;
-    }
-    return 0;
-}
-
-/* The model of a configuration. */
-static int model_from_config(vqj_context *ctx, const vqj_config *cfg, run_model *m)
-{
-    run_model_params p;
-    return run_model_params_from_config(ctx, cfg, &p) ? -1 : run_model_create(ctx, &p, m);
-}
-
-void run_model_destroy(run_model *m)
-{
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
-    memset(m, 0, sizeof *m);
-}
-
-int run_checkpoint_open(const char *command, const char *path, int threads, int trained,
-                        const vqj_tokenizer_params *over, run_checkpoint *c)
-{
-    memset(c, 0, sizeof *c);
-    /* The checkpoint carries its configuration and its context seed. */
-    vqj_context *ctx = run_context(command, threads, 123);
-    if (!ctx)
-        return -1;
     size_t len = 0;
     char *yaml = NULL, seedbuf[32];
-    int rc = -1;
+    vqj_config *cfg = NULL;
     if (vqj_checkpoint_read_metadata(ctx, path, "config", NULL, 0, &len) != VQJ_OK ||
         !(yaml = malloc(len + 1)) ||
         vqj_checkpoint_read_metadata(ctx, path, "config", yaml, len + 1, &len) != VQJ_OK ||
         vqj_checkpoint_read_metadata(ctx, path, "seed", seedbuf, sizeof seedbuf, &len) !=
-            VQJ_OK) {
+            VQJ_OK ||
+        vqj_config_parse(ctx, yaml, strlen(yaml), path, &cfg) != VQJ_OK ||
+        vqj_config_set(cfg, "seed", seedbuf) != VQJ_OK) {
         fprintf(stderr, "vqjepa %s: %s\n", command,
                 yaml ? vqj_context_last_error(ctx) : "out of memory");
-        goto done;
+        vqj_config_destroy(cfg);
+        cfg = NULL;
     }
-    c->ctx = run_context(command, threads, strtoull(seedbuf, NULL, 10));
-    if (!c->ctx)
-        goto done;
-    if (vqj_config_parse(c->ctx, yaml, strlen(yaml), path, &c->cfg) != VQJ_OK) {
-        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_context_last_error(c->ctx));
-        goto done;
-    }
-    if (model_from_config(c->ctx, c->cfg, &c->m))
-        goto done;
-    if (over) { /* the fields given (not the -1 / 0xffff left by the caller) */
-        vqj_tokenizer_params *t = &c->m.tokenizer;
-        t->max_objects = over->max_objects >= 0 ? over->max_objects : t->max_objects;
-        t->max_color_features =
-            over->max_color_features >= 0 ? over->max_color_features : t->max_color_features;
-        t->background = over->background != 0xffff ? over->background : t->background;
-        t->connectivity = over->connectivity >= 0 ? over->connectivity : t->connectivity;
-        t->normalize = over->normalize >= 0 ? over->normalize : t->normalize;
-        t->respect_colors = over->respect_colors >= 0 ? over->respect_colors : t->respect_colors;
-    }
-    /* Grid embeddings come from the target network, the space predictions
-     * are trained to match; an untrained model's target is its online copy. */
-    if ((trained && vqj_trainer_load(c->m.trainer, path) != VQJ_OK) ||
-        vqj_model_create(c->ctx, &c->m.tokenizer, c->m.encoder, c->m.codebook, c->m.predictor,
-                         trained ? vqj_trainer_target_encoder(c->m.trainer) : NULL,
-                         trained ? vqj_trainer_target_predictor(c->m.trainer) : NULL,
-                         &c->model) != VQJ_OK) {
-        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_context_last_error(c->ctx));
-        goto done;
-    }
-    rc = 0;
-done:
     free(yaml);
-    vqj_context_destroy(ctx);
-    if (rc)
+    return cfg;
+}
+
+int run_checkpoint_open(const char *command, const char *path, int threads,
+                        vqj_device_kind device, int trained, const vqj_tokenizer_params *over,
+                        run_checkpoint *c)
+{
+    memset(c, 0, sizeof *c);
+    if (!(c->ctx = run_context(command, threads, device)))
+        return -1;
+    vqj_status st;
+    if (trained) {
+        st = vqj_model_load(c->ctx, path, &c->model);
+    } else {
+        /* An untrained model: the checkpoint's configuration built afresh. */
+        vqj_config *cfg = checkpoint_config(command, c->ctx, path);
+        if (!cfg || run_config_device(c->ctx, cfg, device)) {
+            vqj_config_destroy(cfg);
+            run_checkpoint_close(c);
+            return -1;
+        }
+        st = vqj_trainer_create_from_config(c->ctx, cfg, &c->init);
+        vqj_config_destroy(cfg);
+        if (!st)
+            st = vqj_model_from_trainer(c->init, &c->model);
+    }
+    if (!st && over) { /* the fields given (not the -1 / 0xffff left by the caller) */
+        vqj_tokenizer_params t;
+        vqj_tokenizer_params_default(&t);
+        st = vqj_model_tokenizer_params(c->model, &t);
+        t.max_objects = over->max_objects >= 0 ? over->max_objects : t.max_objects;
+        t.max_color_features =
+            over->max_color_features >= 0 ? over->max_color_features : t.max_color_features;
+        t.background = over->background != 0xffff ? over->background : t.background;
+        t.connectivity = over->connectivity >= 0 ? over->connectivity : t.connectivity;
+        t.normalize = over->normalize >= 0 ? over->normalize : t.normalize;
+        t.respect_colors = over->respect_colors >= 0 ? over->respect_colors : t.respect_colors;
+        c->base = c->model;
+        c->model = NULL;
+        if (!st)
+            st = vqj_model_with_tokenizer(c->base, &t, &c->model);
+    }
+    if (st) {
+        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_context_last_error(c->ctx));
         run_checkpoint_close(c);
-    return rc;
+        return -1;
+    }
+    return 0;
 }
 
 void run_checkpoint_close(run_checkpoint *c)
 {
     vqj_model_destroy(c->model);
-    run_model_destroy(&c->m);
-    vqj_config_destroy(c->cfg);
+    vqj_model_destroy(c->base);
+    vqj_trainer_destroy(c->init);
     vqj_context_destroy(c->ctx);
     memset(c, 0, sizeof *c);
 }
@@ -675,30 +646,20 @@ static int collapse_fired(const run_state *s, int epoch, int have_vq, float usag
 
 /* The evaluation of the trained model on the validation split
  * (docs/evaluation.md), printed unless quiet and written to DIR/eval.json;
- * the init baseline is the same configuration built afresh from `seed`. */
-static int end_eval(vqj_context *ctx, const vqj_config *cfg, const run_options *o, uint64_t seed,
-                    run_model *m, const vqj_dataset *val, const char *dir)
+ * the init baseline is the same configuration (and seed) built afresh. */
+static int end_eval(vqj_context *ctx, const vqj_config *cfg, const run_options *o,
+                    vqj_trainer *trainer, const vqj_dataset *val, const char *dir)
 {
-    vqj_context *ectx = run_context("train", o->threads, seed);
-    if (!ectx)
-        return -1;
-    run_model init = {0};
+    vqj_trainer *init = NULL;
     vqj_model *model = NULL, *init_model = NULL;
     vqj_eval_set *set = NULL;
     json_t *r = NULL;
     int rc = -1;
-    if (model_from_config(ectx, cfg, &init))
-        goto done;
-    if (vqj_model_create(ctx, &m->tokenizer, m->encoder, m->codebook, m->predictor,
-                         vqj_trainer_target_encoder(m->trainer),
-                         vqj_trainer_target_predictor(m->trainer), &model) != VQJ_OK ||
-        vqj_eval_set_from_dataset(ctx, val, &set) != VQJ_OK) {
+    if (vqj_model_from_trainer(trainer, &model) != VQJ_OK ||
+        vqj_eval_set_from_dataset(ctx, val, &set) != VQJ_OK ||
+        vqj_trainer_create_from_config(ctx, cfg, &init) != VQJ_OK ||
+        vqj_model_from_trainer(init, &init_model) != VQJ_OK) {
         fprintf(stderr, "vqjepa: evaluation: %s\n", vqj_context_last_error(ctx));
-        goto done;
-    }
-    if (vqj_model_create(ectx, &init.tokenizer, init.encoder, init.codebook, init.predictor, NULL,
-                         NULL, &init_model) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: evaluation: %s\n", vqj_context_last_error(ectx));
         goto done;
     }
     if (!(r = eval_measure(ctx, model, init_model, set, 1)))
@@ -720,8 +681,7 @@ done:
     vqj_eval_set_destroy(set);
     vqj_model_destroy(model);
     vqj_model_destroy(init_model);
-    run_model_destroy(&init);
-    vqj_context_destroy(ectx);
+    vqj_trainer_destroy(init);
     return rc;
 }
 
@@ -738,11 +698,24 @@ int run_training(const run_options *o, run_outcome *out)
     out->usage_min_after_warmup = out->perplexity_end = out->final_val_infonce = NAN;
 
     int rc = CLI_FAILED;
-    vqj_context *pctx = run_context("train", 1, 123);
+    /* The configuration says everything, seed and device included; the
+     * command line's --seed and --device are written into it, so the
+     * checkpoints' copy says what ran. */
+    vqj_context *pctx = run_context("train", o->threads, VQJ_DEVICE_CPU);
     if (!pctx)
         return CLI_FAILED;
     vqj_config *cfg = run_load_config(pctx, o);
     if (!cfg) {
+        vqj_context_destroy(pctx);
+        return CLI_BAD_INPUT;
+    }
+    char seedbuf[32];
+    snprintf(seedbuf, sizeof seedbuf, "%lld", (long long)o->seed);
+    if ((o->seed >= 0 && vqj_config_set(cfg, "seed", seedbuf) != VQJ_OK) ||
+        (o->device >= 0 && run_config_device(pctx, cfg, (vqj_device_kind)o->device))) {
+        if (o->seed >= 0)
+            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(pctx));
+        vqj_config_destroy(cfg);
         vqj_context_destroy(pctx);
         return CLI_BAD_INPUT;
     }
@@ -755,13 +728,14 @@ int run_training(const run_options *o, run_outcome *out)
         vqj_context_destroy(pctx);
         return CLI_FAILED;
     }
-    uint64_t seed = o->seed >= 0 ? (uint64_t)o->seed : rp.seed;
+    const uint64_t seed = rp.seed;
     int epochs = o->epochs > 0 ? o->epochs : rp.epochs;
     int B = o->batch > 0 ? o->batch : rp.batch_size;
     /* The config must outlive the run: its strings back rp. */
-    vqj_context *ctx = run_context("train", o->threads, seed);
+    vqj_context *ctx =
+        rp.device == VQJ_DEVICE_CPU ? pctx : run_context("train", o->threads, rp.device);
     vqj_dataset *all = NULL, *train = NULL, *val = NULL;
-    run_model m = {0};
+    vqj_trainer *tr = NULL;
     vqj_metrics_window *win = NULL, *val_win = NULL;
     size_t *order = NULL;
     batch_buf bb = {0};
@@ -784,8 +758,10 @@ int run_training(const run_options *o, run_outcome *out)
         goto done;
     }
     int T = vqj_dataset_context_window(train);
-    if (model_from_config(ctx, cfg, &m))
+    if (vqj_trainer_create_from_config(ctx, cfg, &tr) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
         goto done;
+    }
     vqj_augment_params aug;
     vqj_augment_params_default(&aug);
     vqj_config_augment_params(cfg, &aug);
@@ -828,7 +804,7 @@ int run_training(const run_options *o, run_outcome *out)
     vqj_early_stopping_init(&s.es, rp.early_stopping_patience, rp.early_stopping_min_delta,
                             rp.early_stopping_mode);
     if (o->resume) {
-        if (vqj_trainer_load(m.trainer, o->resume) != VQJ_OK) {
+        if (vqj_trainer_load(tr, o->resume) != VQJ_OK) {
             fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
             rc = CLI_BAD_INPUT;
             goto done;
@@ -838,7 +814,7 @@ int run_training(const run_options *o, run_outcome *out)
         if (!o->quiet)
             fprintf(stderr, "vqjepa: resumed from %s at epoch %d, batch %zu, step %lld\n",
                     o->resume, s.epoch + 1, s.next,
-                    (long long)vqj_optimizer_steps(m.optimizer));
+                    (long long)vqj_optimizer_steps(vqj_trainer_optimizer(tr)));
     }
 
     struct sigaction sa;
@@ -871,7 +847,7 @@ int run_training(const run_options *o, run_outcome *out)
     }
     size_t batches = n_train / (size_t)B;
     batches -= batches % (size_t)accum;
-    int64_t start_steps = vqj_optimizer_steps(m.optimizer);
+    int64_t start_steps = vqj_optimizer_steps(vqj_trainer_optimizer(tr));
     int64_t max_steps = o->steps > 0 ? start_steps + o->steps : INT64_MAX;
     int tty = isatty(STDERR_FILENO) && !o->quiet;
     double t0 = now(), last_print = 0;
@@ -899,7 +875,7 @@ int run_training(const run_options *o, run_outcome *out)
             vqj_metrics_window_compute(win, &wm) == VQJ_OK) {                                  \
             double vloss_ = NAN;                                                               \
             vqj_metrics_window_reset(val_win);                                                 \
-            if (validate(ctx, m.trainer, val, B, T, &bb, val_win, &vloss_, NULL) ||                  \
+            if (validate(ctx, tr, val, B, T, &bb, val_win, &vloss_, NULL) ||                  \
                 vqj_metrics_window_compute(val_win, &vm) != VQJ_OK) {                          \
                 rc = CLI_FAILED;                                                               \
                 goto done;                                                                     \
@@ -979,7 +955,7 @@ int run_training(const run_options *o, run_outcome *out)
                 goto done;
             }
             vqj_train_metrics mm = {.size = sizeof mm};
-            if (vqj_trainer_step(m.trainer, bb.context, bb.targets, B, &mm) != VQJ_OK) {
+            if (vqj_trainer_step(tr, bb.context, bb.targets, B, &mm) != VQJ_OK) {
                 fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
                 rc = CLI_FAILED;
                 goto done;
@@ -990,13 +966,13 @@ int run_training(const run_options *o, run_outcome *out)
                 s.sum_w += B;
                 last = mm;
                 if (rp.diagnostics_enabled) {
-                    vqj_tensor_read(vqj_trainer_context_projections(m.trainer), proj_c,
+                    vqj_tensor_read(vqj_trainer_context_projections(tr), proj_c,
                                     (size_t)B * P);
-                    vqj_tensor_read(vqj_trainer_target_projections(m.trainer), proj_t,
+                    vqj_tensor_read(vqj_trainer_target_projections(tr), proj_t,
                                     (size_t)B * P);
                     vqj_metrics_window_add_projections(win, proj_c, proj_t, B);
                     if (cbp.enabled)
-                        add_codes(m.trainer, win);
+                        add_codes(tr, win);
                 }
             }
             if (mm.optimizer_step || mm.skipped) {
@@ -1020,7 +996,7 @@ int run_training(const run_options *o, run_outcome *out)
                 runlog_append(dir, RUNLOG_LOSS, r);
                 json_decref(r);
             }
-            int64_t step = vqj_optimizer_steps(m.optimizer);
+            int64_t step = vqj_optimizer_steps(vqj_trainer_optimizer(tr));
             if (mm.applied && rp.diagnostics_enabled && rp.diagnostics_interval > 0 &&
                 step % rp.diagnostics_interval == 0) {
                 DIAGNOSE(step, s.epoch + 1, mm);
@@ -1064,13 +1040,13 @@ int run_training(const run_options *o, run_outcome *out)
              * evaluation changes nothing, so a resumed run is unaffected),
              * then the checkpoint to resume from. */
             double vloss;
-            if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
+            if (validate(ctx, tr, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
                 rc = CLI_FAILED;
                 goto done;
             }
             json_t *r = json_object();
             json_object_set_new(r, "epoch", json_integer(s.epoch + 1));
-            json_object_set_new(r, "step", json_integer(vqj_optimizer_steps(m.optimizer)));
+            json_object_set_new(r, "step", json_integer(vqj_optimizer_steps(vqj_trainer_optimizer(tr))));
             json_object_set_new(r, "partial", json_true());
             json_object_set_new(r, "loss_mean",
                                 loss_object(&s.epoch_sum, s.sum_w > 0 ? 1.0 / s.sum_w : NAN));
@@ -1087,11 +1063,11 @@ int run_training(const run_options *o, run_outcome *out)
         }
         /* End of epoch: validation, diagnostics, early stopping, checkpoints. */
         double vloss;
-        if (validate(ctx, m.trainer, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
+        if (validate(ctx, tr, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
             rc = CLI_FAILED;
             goto done;
         }
-        int64_t step = vqj_optimizer_steps(m.optimizer);
+        int64_t step = vqj_optimizer_steps(vqj_trainer_optimizer(tr));
         int improved = 0, should_stop = 0;
         if (!isnan(vloss)) {
             vqj_early_stopping_update(&s.es, s.epoch + 1, (float)vloss, &improved, &should_stop);
@@ -1123,12 +1099,12 @@ int run_training(const run_options *o, run_outcome *out)
         next.sum_w = 0;
         if (improved) {
             snprintf(path, sizeof path, "%s/best.safetensors", dir);
-            if (save_checkpoint(ctx, m.trainer, path, yaml, &next))
+            if (save_checkpoint(ctx, tr, path, yaml, &next))
                 goto fail;
         }
         if (rp.checkpoint_interval > 0 && (s.epoch + 1) % rp.checkpoint_interval == 0) {
             snprintf(path, sizeof path, "%s/epoch_%d.safetensors", dir, s.epoch + 1);
-            if (save_checkpoint(ctx, m.trainer, path, yaml, &next))
+            if (save_checkpoint(ctx, tr, path, yaml, &next))
                 goto fail;
         }
         if (o->abort_on_collapse &&
@@ -1146,14 +1122,14 @@ int run_training(const run_options *o, run_outcome *out)
             break;
         }
     }
-    out->steps = vqj_optimizer_steps(m.optimizer);
+    out->steps = vqj_optimizer_steps(vqj_trainer_optimizer(tr));
     if (rp.diagnostics_enabled && last_diag_step != out->steps)
         DIAGNOSE(out->steps, s.epoch + 1, last);
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
-    if (save_checkpoint(ctx, m.trainer, path, yaml, &s))
+    if (save_checkpoint(ctx, tr, path, yaml, &s))
         goto fail;
     if (!interrupted && vqj_dataset_num_examples(val) > 0 &&
-        end_eval(ctx, cfg, o, seed, &m, val, dir))
+        end_eval(ctx, cfg, o, tr, val, dir))
         goto fail;
     if (interrupted) {
         fprintf(stderr, "vqjepa: interrupted; checkpoint written to %s\n", path);
@@ -1178,13 +1154,14 @@ done:
     free(bb.cells);
     vqj_metrics_window_destroy(win);
     vqj_metrics_window_destroy(val_win);
-    run_model_destroy(&m);
+    vqj_trainer_destroy(tr);
     vqj_dataset_destroy(train);
     vqj_dataset_destroy(val);
     vqj_dataset_destroy(all);
     free(yaml);
     vqj_config_destroy(cfg);
-    vqj_context_destroy(ctx);
+    if (ctx != pctx)
+        vqj_context_destroy(ctx);
     vqj_context_destroy(pctx);
     return rc;
 }

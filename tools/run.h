@@ -19,6 +19,7 @@ typedef struct run_options {
     int64_t steps;           /* > 0: stop after this many optimizer steps */
     int threads;             /* 0: all cores */
     int64_t seed;            /* >= 0 overrides seed */
+    int device;              /* >= 0: a vqj_device_kind overriding training.device */
     int batch;               /* > 0 overrides training.batch_size */
     int abort_on_collapse;
     int skip_bad;
@@ -62,54 +63,34 @@ vqj_config *run_load_config(vqj_context *ctx, const run_options *o);
  * seed's gentle run), anything else a YAML file. */
 vqj_status run_config_open(vqj_context *ctx, const char *path, vqj_config **out);
 
-/* A context whose warnings go to stderr. */
-vqj_context *run_context(const char *command, int threads, uint64_t seed);
+/* A context on `device` whose warnings go to stderr (NULL after printing
+ * why). Seeds come from the configuration, not the context. */
+vqj_context *run_context(const char *command, int threads, vqj_device_kind device);
 
-/* A model and its trainer, for `train`, `encode` and `bench`. */
-typedef struct run_model {
-    vqj_encoder *encoder;
-    vqj_codebook *codebook;
-    vqj_predictor *predictor;
-    vqj_loss *loss;
-    vqj_optimizer *optimizer;
-    vqj_trainer *trainer;
-    vqj_tokenizer_params tokenizer;
-} run_model;
+/* The device a --device value names: 0 (and *out set) for "cpu" or "cuda"
+ * that this build can run; -1 after printing why otherwise (a CPU build
+ * asked for cuda). */
+int run_parse_device(const char *command, const char *name, vqj_device_kind *out);
 
-/* The params of every handle. */
-typedef struct run_model_params {
-    vqj_tokenizer_params tokenizer;
-    vqj_encoder_params encoder;
-    vqj_codebook_params codebook;
-    vqj_predictor_params predictor;
-    vqj_loss_params loss;
-    vqj_optimizer_params optimizer;
-    vqj_trainer_params trainer;
-} run_model_params;
+/* Make `cfg` compute on `device` (training.device); 0 on success. */
+int run_config_device(vqj_context *ctx, vqj_config *cfg, vqj_device_kind device);
 
-/* The library's defaults (the reference configuration). */
-void run_model_params_default(run_model_params *p);
-/* The params a configuration gives; 0 on success (after printing why otherwise). */
-int run_model_params_from_config(vqj_context *ctx, const vqj_config *cfg, run_model_params *p);
-/* Create every handle; 0 on success (after printing why otherwise). */
-int run_model_create(vqj_context *ctx, const run_model_params *p, run_model *m);
-void run_model_destroy(run_model *m);
-
-/* A checkpoint's model, built from the configuration and seed it carries:
- * with `trained`, its weights and target network; without, the same
- * architecture as initialized before training. */
+/* A checkpoint's model: with `trained`, read whole from the file
+ * (vqj_model_load); without, the same configuration (and seed) as
+ * initialized before training. */
 typedef struct run_checkpoint {
     vqj_context *ctx;
-    vqj_config *cfg;
-    run_model m;
+    vqj_trainer *init;  /* the untrained trainer behind `model` (trained = 0) */
+    vqj_model *base;    /* the loaded model when `model` retokenizes it */
     vqj_model *model;
 } run_checkpoint;
 
 /* 0 on success (after printing why otherwise, prefixed by `command`).
  * `over` (may be NULL) overrides the checkpoint's tokenizer params in its
  * fields that are not -1 (background: not 0xffff). */
-int run_checkpoint_open(const char *command, const char *path, int threads, int trained,
-                        const vqj_tokenizer_params *over, run_checkpoint *c);
+int run_checkpoint_open(const char *command, const char *path, int threads,
+                        vqj_device_kind device, int trained, const vqj_tokenizer_params *over,
+                        run_checkpoint *c);
 void run_checkpoint_close(run_checkpoint *c);
 
 #endif

@@ -595,6 +595,56 @@ class TestCheckpoints(unittest.TestCase):
             self.assertEqual(meta["optimizer.steps"], "1")
 
 
+SMALL_YAML = ("seed: 9\ntokenizer:\n  max_objects: 16\nobject_encoder:\n  hidden_dim: 32\n"
+              "  num_embeddings: 16\n  relational_layers: 1\n  relational_heads: 4\n"
+              "model:\n  projection_dim: 16\ntraining:\n  grad_accum_steps: 1\n"
+              "loss:\n  queue_size: 32\nsigreg:\n  num_slices: 16\n")
+
+
+class TestOneCall(unittest.TestCase):
+    """Trainer.from_config, Trainer.model (as in C) and Model.load."""
+
+    def test_from_config_seed_and_load(self):
+        ctx = vqjepa.Context(seed=1, num_threads=1)
+        other = vqjepa.Context(seed=2, num_threads=1)
+        cfg = vqjepa.Config(ctx, text=SMALL_YAML)
+        a = vqjepa.Trainer.from_config(ctx, cfg)
+        b = cfg.trainer(other)
+        # the configuration's seed, not the context's
+        name = "feature_mlp.fc1.weight"
+        self.assertEqual(tolist(a.encoder.weights[name]), tolist(b.encoder.weights[name]))
+        self.assertEqual(a.codebook.params.num_embeddings, 16)
+        train_steps(a, 2)
+        live = a.model()
+        codes0, emb0 = live.encode(README_GRID)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.safetensors")
+            a.save(path)  # the configuration goes with it
+            loaded = vqjepa.Model.load(ctx, path)
+            codes1, emb1 = loaded.encode(README_GRID)
+            self.assertEqual(tolist(codes0), tolist(codes1))
+            self.assertEqual(tolist(emb0), tolist(emb1))
+            few = loaded.with_tokenizer(max_objects=1)
+            self.assertEqual(few.max_objects, 1)
+            self.assertEqual(len(tolist(few.encode(README_GRID)[0])), 1)
+            few.close()
+            loaded.close()
+        # Trainer.model() borrows the trainer's parts, as vqj_model_from_trainer:
+        # later steps change what it computes.
+        train_steps(a, 3, seed=5)
+        self.assertNotEqual(tolist(live.encode(README_GRID)[1]), tolist(emb0))
+        with self.assertRaises(vqjepa.FileError):
+            vqjepa.Model.load(ctx, "/nonexistent/x.safetensors")
+        cfg.set("seed", 3)
+        cfg.set("training.device", "cpu")
+        self.assertEqual(cfg.run()["seed"], 3)
+        with self.assertRaises(vqjepa.InvalidArgumentError):
+            cfg.set("training.epochs", 0)
+        live.close()
+        for h in (a, b, cfg, ctx, other):
+            h.close()
+
+
 class TestModel(unittest.TestCase):
     def setUp(self):
         self.ctx = vqjepa.Context(seed=7, num_threads=1)

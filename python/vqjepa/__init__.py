@@ -1268,25 +1268,49 @@ class Trainer(_Handle):
         with self._locked():
             fn.vqj_trainer_load(self._ptr(), os.fsencode(path))
 
+    @classmethod
+    def from_config(cls, ctx, config):
+        """A Trainer with every part made from a Config in one call
+        (vqj_trainer_create_from_config): the sizes come from the
+        configuration, the initial weights, dropout masks and views from its
+        seed. The trainer owns its parts; .encoder, .codebook, .predictor,
+        .loss and .optimizer lend them for stage calls."""
+        self = cls.__new__(cls)
+        ptr = _create(fn.vqj_trainer_create_from_config, ctx._ptr(), config._ptr())
+        _child(self, ctx, ptr, fn.vqj_trainer_destroy)
+        self.params = config._struct("trainer")
+        self.tokenizer = config._struct("tokenizer")
+        self.encoder = _borrowed(Encoder, fn.vqj_trainer_encoder(ptr), self,
+                                 config._struct("encoder"))
+        self.codebook = _borrowed(Codebook, fn.vqj_trainer_codebook(ptr), self,
+                                  config._struct("codebook"))
+        self.predictor = _borrowed(Predictor, fn.vqj_trainer_predictor(ptr), self,
+                                   config._struct("predictor"))
+        self.loss = _borrowed(Loss, fn.vqj_trainer_loss(ptr), self, config._struct("loss"))
+        self.optimizer = _borrowed(Optimizer, fn.vqj_trainer_optimizer(ptr), self,
+                                   config._struct("optimizer"))
+        self.context_window = self.predictor.params.context_window
+        return self
+
     def model(self):
-        """A Model over this trainer's online parts, with a snapshot of its
-        target network (copies of the target encoder and predictor as they
-        are now) for grid embeddings. The online parts are borrowed: do not
-        train while the model runs a call."""
-        ctx = self._ctx
-        target_encoder = target_predictor = None
-        if self.params.use_target_encoder:
-            target_encoder = Encoder(ctx, **self.encoder.params.as_dict())
-            target_predictor = Predictor(ctx, **self.predictor.params.as_dict())
-            with self._locked():
-                for dst, src in ((target_encoder.weights, self.target_encoder_weights),
-                                 (target_predictor.weights, self.target_predictor_weights)):
-                    for name in src.names():
-                        dst.write(name, src.read(name))
-        tok = {name: getattr(self.tokenizer, name) for name, _ in self.tokenizer._fields_
-               if name != "size"}
-        return Model(ctx, self.encoder, self.codebook, self.predictor, target_encoder,
-                     target_predictor, tokenizer=tok)
+        """A Model over this trainer's parts (vqj_model_from_trainer), as in
+        C: its tokenizer, online encoder, codebook and predictor, and its
+        target network for grid embeddings. The parts are borrowed and read
+        at every call: do not train while the model runs a call, and the
+        model sees the weights of later training steps."""
+        with self._locked():
+            ptr = _create(fn.vqj_model_from_trainer, self._ptr())
+        return Model._wrap(self._ctx, ptr, deps=[self._core])
+
+
+def _borrowed(cls, ptr, owner, params):
+    """A wrapper of a part `owner` lends (not destroyed with the wrapper;
+    keeps the owner alive and shares its lock)."""
+    obj = cls.__new__(cls)
+    obj._ctx = owner._ctx
+    obj._core = _Core(ptr, None, deps=[owner._core], lock_with=[owner._core], kind=cls.__name__)
+    obj.params = params
+    return obj
 
 
 # ---------------------------------------------------------------------------
@@ -1414,8 +1438,36 @@ class Model(_Handle):
                       codebook._ptr(), predictor._ptr(),
                       target_encoder._ptr() if target_encoder is not None else None,
                       target_predictor._ptr() if target_predictor is not None else None)
-        _child(self, ctx, ptr, fn.vqj_model_destroy, deps=[p._core for p in parts if p is not None])
-        self._parts = parts
+        self._setup(ctx, ptr, [p._core for p in parts if p is not None])
+
+    @classmethod
+    def load(cls, ctx, path):
+        """A Model read whole from a trainer checkpoint (vqj_model_load): the
+        configuration stored in the file gives the sizes, the file the
+        weights. The model owns its parts."""
+        return cls._wrap(ctx, _create(fn.vqj_model_load, ctx._ptr(), os.fsencode(path)))
+
+    def with_tokenizer(self, **tokenizer):
+        """A Model over the same parts tokenizing with other params (the
+        others keep this model's), e.g. with_tokenizer(max_objects=4)."""
+        tok, _ = _lib.defaults(_lib.vqj_tokenizer_params)
+        fn.vqj_model_tokenizer_params(self._ptr(), ctypes.byref(tok))
+        fields = {name for name, _ in tok._fields_ if name != "size"}
+        for key, value in tokenizer.items():
+            if key not in fields:
+                raise InvalidArgumentError(1, "Model.with_tokenizer: unknown parameter '%s'" % key)
+            setattr(tok, key, value)
+        ptr = _create(fn.vqj_model_with_tokenizer, self._ptr(), ctypes.byref(tok))
+        return Model._wrap(self._ctx, ptr, deps=[self._core])
+
+    @classmethod
+    def _wrap(cls, ctx, ptr, deps=()):
+        self = cls.__new__(cls)
+        self._setup(ctx, ptr, list(deps))
+        return self
+
+    def _setup(self, ctx, ptr, deps):
+        _child(self, ctx, ptr, fn.vqj_model_destroy, deps=deps)
         p = self._ptr()
         self.embedding_dim = fn.vqj_model_embedding_dim(p)
         self.max_objects = fn.vqj_model_max_objects(p)
@@ -1642,10 +1694,22 @@ class Config(_Handle):
         finally:
             _free(text.value)
 
+    def _struct(self, kind):
+        struct_type = getattr(_lib, "vqj_%s_params" % kind)
+        p, _ = _lib.defaults(struct_type)
+        getattr(fn, "vqj_config_%s_params" % kind)(self._ptr(), ctypes.byref(p))
+        return p
+
+    def set(self, key, value):
+        """Set one key as a file would (vqj_config_set): set("seed", 7),
+        set("training.device", "cpu"); booleans become true/false."""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif value is None:
+            value = "null"
+        fn.vqj_config_set(self._ptr(), key.encode(), str(value).encode())
+
     def trainer(self, ctx=None):
-        """A Trainer whose parts have this configuration's params."""
-        ctx = ctx or self._ctx
-        return Trainer(ctx, encoder=self.params("encoder"), codebook=self.params("codebook"),
-                       predictor=self.params("predictor"), loss=self.params("loss"),
-                       optimizer=self.params("optimizer"), tokenizer=self.params("tokenizer"),
-                       **self.params("trainer"))
+        """Trainer.from_config(ctx, self): every part from this
+        configuration, seeded by its seed."""
+        return Trainer.from_config(ctx or self._ctx, self)

@@ -464,6 +464,18 @@ _PROTOTYPES = {
     "vqj_config_synthetic_params": (S, [P, P]),
     "vqj_config_run": (S, [P, ctypes.POINTER(vqj_run_params)]),
     "vqj_config_write_yaml": (S, [P, ctypes.POINTER(ctypes.c_void_p)]),
+    "vqj_config_set": (S, [P, STR, STR]),
+    # one-call constructors
+    "vqj_trainer_create_from_config": (S, [P, P, ctypes.POINTER(P)]),
+    "vqj_trainer_encoder": (P, [P]),
+    "vqj_trainer_codebook": (P, [P]),
+    "vqj_trainer_predictor": (P, [P]),
+    "vqj_trainer_loss": (P, [P]),
+    "vqj_trainer_optimizer": (P, [P]),
+    "vqj_model_load": (S, [P, STR, ctypes.POINTER(P)]),
+    "vqj_model_from_trainer": (S, [P, ctypes.POINTER(P)]),
+    "vqj_model_with_tokenizer": (S, [P, ctypes.POINTER(vqj_tokenizer_params), ctypes.POINTER(P)]),
+    "vqj_model_tokenizer_params": (S, [P, ctypes.POINTER(vqj_tokenizer_params)]),
     # checkpoints (present in libraries that have them)
     "vqj_checkpoint_save": (S, [P, STR, ctypes.POINTER(vqj_checkpoint_entry), SZ,
                                 ctypes.POINTER(STR)]),

@@ -1115,6 +1115,61 @@ vqj_status vqj_config_parse(vqj_context *ctx, const char *text, size_t length, c
     return parse_text(ctx, text ? text : "", length, name ? name : "<config>", out);
 }
 
+vqj_status vqj_config_set(vqj_config *cfg, const char *key, const char *value)
+{
+    static const char fn[] = "vqj_config_set";
+    if (!cfg || !key || !value)
+        return vqji_fail(cfg ? cfg->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
+    vqj_context *ctx = cfg->ctx;
+    vqji_clear_error(ctx);
+    const int ki = find_key(key);
+    if (ki < 0)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: %s is %s", fn, key,
+                         is_ignored(key) ? "not implemented" : "not a key (docs/config.md)");
+    yaml_parser_t yp;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&yp))
+        return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "%s: out of memory for the YAML parser", fn);
+    yaml_parser_set_input_string(&yp, (const unsigned char *)value, strlen(value));
+    if (!yaml_parser_load(&yp, &doc)) {
+        vqj_status st = yaml_error(ctx, &yp, fn);
+        yaml_parser_delete(&yp);
+        return st;
+    }
+    yaml_parser_delete(&yp);
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) {
+        yaml_document_delete(&doc);
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: %s: the value is empty", fn, key);
+    }
+    /* Everything a failed set or check could touch comes back from `saved`;
+     * a string key's old text is freed only once the new one stands. */
+    vqj_config *saved;
+    vqj_status st = vqji_malloc(ctx, sizeof *saved, "a configuration copy", (void **)&saved);
+    if (st) {
+        yaml_document_delete(&doc);
+        return st;
+    }
+    memcpy(saved, cfg, sizeof *saved);
+    char **str = keys[ki].kind == K_STR ? (char **)field(cfg, &keys[ki]) : NULL;
+    if (str)
+        *str = NULL;
+    parser p = {.cfg = cfg, .doc = &doc, .name = fn};
+    st = set_key(&p, (size_t)ki, root);
+    if (!st)
+        st = cross_check(&p);
+    if (st) {
+        if (str)
+            free(*str);
+        memcpy(cfg, saved, sizeof *saved);
+    } else if (str) {
+        free(*(char **)field(saved, &keys[ki]));
+    }
+    free(saved);
+    yaml_document_delete(&doc);
+    return st;
+}
+
 vqj_status vqj_config_load(vqj_context *ctx, const char *path, vqj_config **out)
 {
     if (!ctx || !path || !out)

@@ -72,11 +72,25 @@ vqj_status vqj_context_create(const vqj_context_params *params, vqj_context **ou
     return VQJ_OK;
 }
 
+vqj_status vqji_context_derive(vqj_context *parent, uint64_t seed, vqj_context **out)
+{
+    vqj_context *ctx;
+    vqj_status st = vqji_calloc(parent, 1, sizeof *ctx, "a derived context", (void **)&ctx);
+    if (st)
+        return st;
+    *ctx = *parent;
+    ctx->params.seed = seed;
+    ctx->parent = vqji_context_root(parent);
+    *out = ctx;
+    return VQJ_OK;
+}
+
 void vqj_context_destroy(vqj_context *ctx)
 {
     if (!ctx)
         return;
-    vqji_device_destroy(ctx->device);
+    if (!ctx->parent) /* a derived context shares its parent's device */
+        vqji_device_destroy(ctx->device);
     free(ctx);
 }
 

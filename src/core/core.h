@@ -17,7 +17,23 @@ typedef struct vqji_device vqji_device;
 struct vqj_context {
     vqj_context_params params; /* a full, current-size copy */
     vqji_device *device;
+    const vqj_context *parent; /* a derived context: errors go to the parent's */
 };
+
+/* A context over `parent`'s device with another seed (a trainer built from
+ * a configuration computes with the configuration's seed). Its errors are
+ * read through the parent (vqj_context_last_error(parent)); the parent must
+ * outlive it. Destroy it with vqj_context_destroy(), which leaves the shared
+ * device alone. */
+vqj_status vqji_context_derive(vqj_context *parent, uint64_t seed, vqj_context **out);
+/* The context whose errors `ctx` reports (itself unless derived). */
+const vqj_context *vqji_context_root(const vqj_context *ctx);
+/* Whether handles of `a` and `b` may work together: the same context, or
+ * contexts derived from one (they share its device). */
+static inline bool vqji_same_context(const vqj_context *a, const vqj_context *b)
+{
+    return vqji_context_root(a) == vqji_context_root(b);
+}
 
 #if defined(__GNUC__) || defined(__clang__)
 #define VQJI_PRINTF(f, a) __attribute__((format(printf, f, a)))

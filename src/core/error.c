@@ -10,9 +10,14 @@ static _Thread_local struct {
     char message[VQJI_ERROR_MAX];
 } last_error;
 
+const vqj_context *vqji_context_root(const vqj_context *ctx)
+{
+    return ctx && ctx->parent ? ctx->parent : ctx;
+}
+
 vqj_status vqji_vfail(const vqj_context *ctx, vqj_status status, const char *fmt, va_list ap)
 {
-    last_error.ctx = ctx;
+    last_error.ctx = vqji_context_root(ctx);
     vsnprintf(last_error.message, sizeof last_error.message, fmt, ap);
     return status;
 }
@@ -28,13 +33,13 @@ vqj_status vqji_fail(const vqj_context *ctx, vqj_status status, const char *fmt,
 
 void vqji_clear_error(const vqj_context *ctx)
 {
-    last_error.ctx = ctx;
+    last_error.ctx = vqji_context_root(ctx);
     last_error.message[0] = '\0';
 }
 
 const char *vqj_context_last_error(const vqj_context *ctx)
 {
-    return last_error.ctx == ctx ? last_error.message : "";
+    return last_error.ctx == vqji_context_root(ctx) ? last_error.message : "";
 }
 
 const char *vqj_last_error(void)

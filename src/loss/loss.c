@@ -68,7 +68,7 @@ static vqj_status check_tensor(const vqj_loss *l, const vqj_tensor *t, const cha
 {
     if (!t)
         return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);
-    if (t->ctx != l->ctx)
+    if (!vqji_same_context(t->ctx, l->ctx))
         return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: %s belongs to another context", fn, name);
     return VQJ_OK;
@@ -841,7 +841,7 @@ static vqj_status check_tokens(const vqj_loss *l, const vqj_tokens *tk, const vq
                                const vqj_tensor *dh, int d, const char *name)
 {
     static const char fn[] = "vqj_loss_relational";
-    if (tk->ctx != l->ctx)
+    if (!vqji_same_context(tk->ctx, l->ctx))
         return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: %s tokens belong to another "
                          "context", fn, name);
     int n = (int)vqj_tokens_num_objects(tk);

@@ -683,7 +683,7 @@ static vqj_status check_forward(const vqj_codebook *cb, const vqj_tensor *z, con
     if (!z || !q)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "vqj_codebook_forward: %s is NULL",
                          z ? "q" : "z");
-    if (z->ctx != ctx || q->ctx != ctx)
+    if (!vqji_same_context(z->ctx, ctx) || !vqji_same_context(q->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_forward: a tensor belongs to another context");
     if (z == q)
@@ -1028,7 +1028,7 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         return vqji_fail(ctx, VQJ_ERR_STATE,
                          "vqj_codebook_backward: no training forward to differentiate; call "
                          "vqj_codebook_forward with training = 1 first");
-    if (dq->ctx != ctx || dz->ctx != ctx)
+    if (!vqji_same_context(dq->ctx, ctx) || !vqji_same_context(dz->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_backward: a tensor belongs to another context");
     const int n = cb->bw_n, d = cb->p.dim, k = cb->p.num_embeddings, c = cb->c;

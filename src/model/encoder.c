@@ -499,7 +499,7 @@ static vqj_status forward_ws(const vqj_encoder *e, vqji_encoder_ws *ws, const vq
     if (ws->owner != e)
         return vqji_fail(ctx, VQJ_ERR_INTERNAL,
                          "vqj_encoder_forward: a workspace of another encoder");
-    if (out->ctx != ctx || tokens->ctx != ctx)
+    if (!vqji_same_context(out->ctx, ctx) || !vqji_same_context(tokens->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_encoder_forward: the tokens and the output tensor must come from "
                          "the encoder's context");
@@ -628,7 +628,8 @@ vqj_status vqj_encoder_backward(vqj_encoder *e, const vqj_tensor *dout, vqj_tens
                          "vqj_encoder_forward first)");
     const int F = e->p.feature_dim, D = e->p.hidden_dim, L = e->p.relational_layers;
     const int n = e->ws.num_tokens;
-    if (dout->ctx != ctx || (dfeatures && dfeatures->ctx != ctx))
+    if (!vqji_same_context(dout->ctx, ctx) ||
+        (dfeatures && !vqji_same_context(dfeatures->ctx, ctx)))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_encoder_backward: tensors must come from the encoder's context");
     if (dout->rows != n || dout->cols != D)

@@ -48,6 +48,10 @@ struct vqj_model {
     pthread_mutex_t pool_lock;
     pthread_mutex_t run_lock; /* held for a whole call when serialize is set */
     model_ws *pool;
+    /* vqji_model_adopt(): handles the model owns (vqj_model_load()). */
+    vqj_encoder *own_enc, *own_tenc;
+    vqj_codebook *own_cb;
+    vqj_predictor *own_pred, *own_tpred;
 };
 
 static void ws_destroy(model_ws *ws)
@@ -151,10 +155,11 @@ vqj_status vqj_model_create(vqj_context *ctx, const vqj_tokenizer_params *tokeni
         target_encoder = NULL;
     if (target_predictor == predictor)
         target_predictor = NULL;
-    if (vqji_encoder_context(encoder) != ctx || vqji_codebook_context(codebook) != ctx ||
-        vqji_predictor_context(predictor) != ctx ||
-        (target_encoder && vqji_encoder_context(target_encoder) != ctx) ||
-        (target_predictor && vqji_predictor_context(target_predictor) != ctx))
+    if (!vqji_same_context(vqji_encoder_context(encoder), ctx) ||
+        !vqji_same_context(vqji_codebook_context(codebook), ctx) ||
+        !vqji_same_context(vqji_predictor_context(predictor), ctx) ||
+        (target_encoder && !vqji_same_context(vqji_encoder_context(target_encoder), ctx)) ||
+        (target_predictor && !vqji_same_context(vqji_predictor_context(target_predictor), ctx)))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: a handle of another context; every handle must come "
                          "from the model's context",
@@ -244,7 +249,51 @@ void vqj_model_destroy(vqj_model *m)
     }
     pthread_mutex_destroy(&m->pool_lock);
     pthread_mutex_destroy(&m->run_lock);
+    vqj_encoder_destroy(m->own_enc);
+    vqj_encoder_destroy(m->own_tenc);
+    vqj_codebook_destroy(m->own_cb);
+    vqj_predictor_destroy(m->own_pred);
+    vqj_predictor_destroy(m->own_tpred);
     free(m);
+}
+
+void vqji_model_adopt(vqj_model *m, vqj_encoder *encoder, vqj_codebook *codebook,
+                      vqj_predictor *predictor, vqj_encoder *target_encoder,
+                      vqj_predictor *target_predictor)
+{
+    m->own_enc = encoder;
+    m->own_cb = codebook;
+    m->own_pred = predictor;
+    m->own_tenc = target_encoder;
+    m->own_tpred = target_predictor;
+}
+
+vqj_status vqj_model_tokenizer_params(const vqj_model *m, vqj_tokenizer_params *out)
+{
+    if (!m || !out)
+        return vqji_fail(m ? m->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_model_tokenizer_params: NULL argument");
+    vqji_clear_error(m->ctx);
+    const size_t size = out->size;
+    if (size < sizeof size)
+        return vqji_fail(m->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_model_tokenizer_params: out->size is %zu; fill the struct with "
+                         "vqj_tokenizer_params_default() first",
+                         size);
+    memcpy(out, &m->tp, size < sizeof m->tp ? size : sizeof m->tp);
+    out->size = size;
+    return VQJ_OK;
+}
+
+vqj_status vqj_model_with_tokenizer(const vqj_model *m, const vqj_tokenizer_params *tokenizer,
+                                    vqj_model **out)
+{
+    if (!m || !tokenizer || !out)
+        return vqji_fail(m ? m->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_model_with_tokenizer: NULL argument");
+    return vqj_model_create(m->ctx, tokenizer, (vqj_encoder *)m->enc, (vqj_codebook *)m->cb,
+                            (vqj_predictor *)m->pred, (vqj_encoder *)m->tenc,
+                            (vqj_predictor *)m->tpred, out);
 }
 
 int vqj_model_embedding_dim(const vqj_model *m) { return m ? m->P : 0; }

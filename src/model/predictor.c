@@ -351,7 +351,8 @@ static vqj_status check_forward(const vqj_predictor *pr, const vqji_predictor_ws
     vqji_clear_error(ctx);
     if (ws->owner != pr)
         return vqji_fail(ctx, VQJ_ERR_INTERNAL, "%s: a workspace of another predictor", fn);
-    if (tokens->ctx != ctx || tv->ctx != ctx || out->ctx != ctx)
+    if (!vqji_same_context(tokens->ctx, ctx) || !vqji_same_context(tv->ctx, ctx) ||
+        !vqji_same_context(out->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: the tokens and tensors must come from the predictor's context", fn);
     if (out == tv)
@@ -668,7 +669,7 @@ static vqj_status check_backward(vqj_predictor *pr, const vqj_tensor *dout, vqj_
                          ws->path == PATH_NONE      ? "none (or it failed)"
                          : ws->path == PATH_CONTEXT ? "the context path"
                                                     : "the grids path");
-    if (dout->ctx != ctx || dtv->ctx != ctx)
+    if (!vqji_same_context(dout->ctx, ctx) || !vqji_same_context(dtv->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: tensors must come from the predictor's context", fn);
     if (dout->rows != ws->rows || dout->cols != pr->p.projection_dim)

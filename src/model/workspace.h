@@ -78,4 +78,11 @@ vqj_context *vqji_predictor_context(const vqj_predictor *predictor);
 vqj_context *vqji_model_context(const vqj_model *model);
 const vqj_tokenizer_params *vqji_model_tokenizer(const vqj_model *model);
 
+/* Make `model` own the handles it was created over (vqj_model_load()):
+ * vqj_model_destroy() destroys them after the model. Target handles may be
+ * NULL. */
+void vqji_model_adopt(vqj_model *model, vqj_encoder *encoder, vqj_codebook *codebook,
+                      vqj_predictor *predictor, vqj_encoder *target_encoder,
+                      vqj_predictor *target_predictor);
+
 #endif

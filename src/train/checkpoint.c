@@ -211,7 +211,7 @@ static vqj_status check_entries(vqj_context *ctx, const char *fn,
         if (!w)
             return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: entry %zu has no weights", fn,
                              e);
-        if (w->ctx != ctx)
+        if (!vqji_same_context(w->ctx, ctx))
             return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                              "%s: entry %zu holds weights of another context", fn, e);
         for (size_t f = 0; f < e; f++)
@@ -1120,6 +1120,8 @@ static vqj_status trainer_save(const char *fn, vqj_trainer *trainer, const char 
         meta[m++] = counter_keys[c];
         meta[m++] = values[c];
     }
+    if (!config_yaml) /* a trainer made from a configuration records it */
+        config_yaml = vqji_trainer_config_yaml(trainer);
     if (config_yaml) {
         meta[m++] = "config";
         meta[m++] = config_yaml;

@@ -150,7 +150,7 @@ vqj_status vqj_optimizer_create(vqj_context *ctx, const vqj_optimizer_params *pa
         if (!groups[g])
             return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                              "vqj_optimizer_create: groups[%zu] is NULL", g);
-        if (groups[g]->ctx != ctx)
+        if (!vqji_same_context(groups[g]->ctx, ctx))
             return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                              "vqj_optimizer_create: groups[%zu] was made from another context",
                              g);
@@ -325,7 +325,7 @@ vqj_status vqj_weights_ema(vqj_weights *target, const vqj_weights *online, float
     if (!(decay >= 0.0f && decay <= 1.0f))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_weights_ema: decay is %g; it must be in [0, 1]", (double)decay);
-    if (online->ctx != ctx)
+    if (!vqji_same_context(online->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_weights_ema: target and online were made from different contexts");
     /* Trainable tensors are laid out first in add order, so equal names and

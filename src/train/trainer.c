@@ -32,6 +32,8 @@ struct vqj_trainer {
     vqj_encoder *target_encoder;     /* owned; NULL without a target network */
     vqj_predictor *target_predictor; /* owned; NULL without a target network */
     int window;                      /* T */
+    vqj_context *own_ctx; /* vqji_trainer_adopt(): the handles and their context are owned */
+    char *config_yaml;    /* vqji_trainer_adopt(): the configuration it was built from */
 
     vqj_tokens *context_tokens, *target_tokens; /* from grids */
     vqj_tokens *dropped; /* the context after object dropout */
@@ -128,6 +130,15 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     free(tr->codes);
     free(tr->target_codes);
     free(tr->pending_ids);
+    if (tr->own_ctx) {
+        vqj_optimizer_destroy(tr->optimizer);
+        vqj_loss_destroy(tr->loss);
+        vqj_predictor_destroy(tr->predictor);
+        vqj_codebook_destroy(tr->codebook);
+        vqj_encoder_destroy(tr->encoder);
+        vqj_context_destroy(tr->own_ctx);
+    }
+    free(tr->config_yaml);
     free(tr);
 }
 
@@ -196,8 +207,10 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: the loss's max_objects (%d) is below the tokenizer's (%d)", fn,
                          lp->max_objects, tp.max_objects);
-    if (vqj_encoder_weights(encoder)->ctx != ctx || vqj_codebook_weights(codebook)->ctx != ctx ||
-        vqj_predictor_weights(predictor)->ctx != ctx || vqj_loss_weights(loss)->ctx != ctx)
+    if (!vqji_same_context(vqj_encoder_weights(encoder)->ctx, ctx) ||
+        !vqji_same_context(vqj_codebook_weights(codebook)->ctx, ctx) ||
+        !vqji_same_context(vqj_predictor_weights(predictor)->ctx, ctx) ||
+        !vqji_same_context(vqj_loss_weights(loss)->ctx, ctx))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: handles of another context", fn);
 
     vqj_trainer *tr;
@@ -513,7 +526,8 @@ static vqj_status check_tokens(vqj_trainer *tr, const vqj_tokens *context,
                                const vqj_tokens *targets)
 {
     const char *fn = "vqj_trainer_step";
-    if (context->ctx != tr->ctx || targets->ctx != tr->ctx)
+    if (!vqji_same_context(context->ctx, tr->ctx) ||
+        !vqji_same_context(targets->ctx, tr->ctx))
         return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: tokens of another context", fn);
     if (targets->num_grids < 1 || context->num_grids != targets->num_grids * (size_t)tr->window)
         return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT,
@@ -859,3 +873,16 @@ vqji_trainer_parts vqji_trainer_get_parts(const vqj_trainer *tr)
 }
 
 const vqj_trainer_params *vqji_trainer_params(const vqj_trainer *tr) { return &tr->p; }
+
+const vqj_tokenizer_params *vqji_trainer_tokenizer(const vqj_trainer *tr)
+{
+    return &tr->context_tokens->params;
+}
+
+void vqji_trainer_adopt(vqj_trainer *tr, vqj_context *ctx, char *config_yaml)
+{
+    tr->own_ctx = ctx;
+    tr->config_yaml = config_yaml;
+}
+
+const char *vqji_trainer_config_yaml(const vqj_trainer *tr) { return tr->config_yaml; }

@@ -931,6 +931,25 @@ extern "C" {
     pub fn vqj_config_synthetic_params(cfg: *const vqj_config, out: *mut vqj_synthetic_params) -> vqj_status;
     pub fn vqj_config_run(cfg: *const vqj_config, out: *mut vqj_run_params) -> vqj_status;
     pub fn vqj_config_write_yaml(cfg: *const vqj_config, text_out: *mut *mut c_char) -> vqj_status;
+    pub fn vqj_config_set(cfg: *mut vqj_config, key: *const c_char, value: *const c_char) -> vqj_status;
+    pub fn vqj_trainer_create_from_config(
+        ctx: *mut vqj_context,
+        cfg: *const vqj_config,
+        out: *mut *mut vqj_trainer,
+    ) -> vqj_status;
+    pub fn vqj_trainer_encoder(trainer: *mut vqj_trainer) -> *mut vqj_encoder;
+    pub fn vqj_trainer_codebook(trainer: *mut vqj_trainer) -> *mut vqj_codebook;
+    pub fn vqj_trainer_predictor(trainer: *mut vqj_trainer) -> *mut vqj_predictor;
+    pub fn vqj_trainer_loss(trainer: *mut vqj_trainer) -> *mut vqj_loss;
+    pub fn vqj_trainer_optimizer(trainer: *mut vqj_trainer) -> *mut vqj_optimizer;
+    pub fn vqj_model_load(ctx: *mut vqj_context, path: *const c_char, out: *mut *mut vqj_model) -> vqj_status;
+    pub fn vqj_model_from_trainer(trainer: *mut vqj_trainer, out: *mut *mut vqj_model) -> vqj_status;
+    pub fn vqj_model_with_tokenizer(
+        model: *const vqj_model,
+        tokenizer: *const vqj_tokenizer_params,
+        out: *mut *mut vqj_model,
+    ) -> vqj_status;
+    pub fn vqj_model_tokenizer_params(model: *const vqj_model, out: *mut vqj_tokenizer_params) -> vqj_status;
     pub fn vqj_model_create(
         ctx: *mut vqj_context,
         tokenizer: *const vqj_tokenizer_params,

@@ -30,6 +30,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::os::raw::{c_char, c_int, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -1192,20 +1193,29 @@ pub struct Trainer<'c> {
     optimizer: NonNull<sys::vqj_optimizer>,
     ctx: &'c Context,
     config: TrainerConfig,
-    encoder: Encoder<'c>,
-    codebook: Codebook<'c>,
-    predictor: Predictor<'c>,
-    loss: Loss<'c>,
+    /// The parts: owned by this wrapper (`new`) or by the C trainer
+    /// (`from_config`, which destroys them with itself).
+    encoder: ManuallyDrop<Encoder<'c>>,
+    codebook: ManuallyDrop<Codebook<'c>>,
+    predictor: ManuallyDrop<Predictor<'c>>,
+    loss: ManuallyDrop<Loss<'c>>,
+    c_owns_parts: bool,
     _not_sync: NotSync,
 }
 
 impl Drop for Trainer<'_> {
     fn drop(&mut self) {
-        // SAFETY: the trainer, then the optimizer over the parts; the parts
-        // are dropped after this, as fields.
+        // SAFETY: the trainer, then (when this wrapper made them) the
+        // optimizer over the parts and the parts, each once.
         unsafe {
             sys::vqj_trainer_destroy(self.raw.as_ptr());
-            sys::vqj_optimizer_destroy(self.optimizer.as_ptr());
+            if !self.c_owns_parts {
+                sys::vqj_optimizer_destroy(self.optimizer.as_ptr());
+                ManuallyDrop::drop(&mut self.loss);
+                ManuallyDrop::drop(&mut self.predictor);
+                ManuallyDrop::drop(&mut self.codebook);
+                ManuallyDrop::drop(&mut self.encoder);
+            }
         }
     }
 }
@@ -1251,7 +1261,64 @@ impl<'c> Trainer<'c> {
                 return Err(e);
             }
         };
-        Ok(Trainer { raw, optimizer, ctx, config: *config, encoder, codebook, predictor, loss, _not_sync: PhantomData })
+        Ok(Trainer {
+            raw,
+            optimizer,
+            ctx,
+            config: *config,
+            encoder: ManuallyDrop::new(encoder),
+            codebook: ManuallyDrop::new(codebook),
+            predictor: ManuallyDrop::new(predictor),
+            loss: ManuallyDrop::new(loss),
+            c_owns_parts: false,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Every part from a configuration in one call
+    /// (`vqj_trainer_create_from_config`): the sizes come from `config`,
+    /// the initial weights, dropout masks and views from its seed. The C
+    /// trainer owns the parts; the accessors lend them.
+    pub fn from_config(ctx: &'c Context, config: &Config<'_>) -> Result<Trainer<'c>> {
+        let tc = config.trainer_config()?;
+        // SAFETY: valid pointers.
+        let raw = new_handle("vqj_trainer_create_from_config", |out| unsafe {
+            sys::vqj_trainer_create_from_config(ctx.as_ptr(), config.raw.as_ptr(), out)
+        })?;
+        let t = raw.as_ptr();
+        let lent = |p: *mut c_void| {
+            NonNull::new(p).ok_or_else(|| Error::new(Status::Internal, "vqj_trainer_create_from_config: no part"))
+        };
+        // SAFETY: a live trainer lends its parts for its whole life.
+        let (e, c, p, l, o) = unsafe {
+            (
+                lent(sys::vqj_trainer_encoder(t) as *mut c_void),
+                lent(sys::vqj_trainer_codebook(t) as *mut c_void),
+                lent(sys::vqj_trainer_predictor(t) as *mut c_void),
+                lent(sys::vqj_trainer_loss(t) as *mut c_void),
+                lent(sys::vqj_trainer_optimizer(t) as *mut c_void),
+            )
+        };
+        let (e, c, p, l, o) = match (e, c, p, l, o) {
+            (Ok(e), Ok(c), Ok(p), Ok(l), Ok(o)) => (e, c, p, l, o),
+            _ => {
+                // SAFETY: made above, nothing holds it.
+                unsafe { sys::vqj_trainer_destroy(t) };
+                return Err(Error::new(Status::Internal, "vqj_trainer_create_from_config: no part"));
+            }
+        };
+        Ok(Trainer {
+            raw,
+            optimizer: o.cast(),
+            ctx,
+            config: tc,
+            encoder: ManuallyDrop::new(Encoder { raw: e.cast(), ctx, params: tc.encoder, _not_sync: PhantomData }),
+            codebook: ManuallyDrop::new(Codebook { raw: c.cast(), ctx, params: tc.codebook, _not_sync: PhantomData }),
+            predictor: ManuallyDrop::new(Predictor { raw: p.cast(), ctx, params: tc.predictor, _not_sync: PhantomData }),
+            loss: ManuallyDrop::new(Loss { raw: l.cast(), ctx, params: tc.loss, _not_sync: PhantomData }),
+            c_owns_parts: true,
+            _not_sync: PhantomData,
+        })
     }
 
     pub fn as_ptr(&self) -> *mut sys::vqj_trainer {
@@ -1396,42 +1463,16 @@ impl<'c> Trainer<'c> {
         check(unsafe { sys::vqj_trainer_load(self.as_ptr(), p.as_ptr()) })
     }
 
-    /// A thread-safe inference model over this trainer's parts, with a
-    /// snapshot of its target network (copies, owned by the model) for grid
-    /// embeddings. It borrows the trainer exclusively: no training while it
-    /// lives.
+    /// A thread-safe inference model over this trainer's parts
+    /// (`vqj_model_from_trainer`): its tokenizer, online encoder, codebook
+    /// and predictor, and its target network for grid embeddings. It
+    /// borrows the trainer exclusively: no training while it lives.
     pub fn model(&mut self) -> Result<Model<'_>> {
-        let ctx = self.ctx;
-        let mut targets = None;
-        if let (Some(te), Some(tp)) = (self.target_encoder_weights(), self.target_predictor_weights()) {
-            let enc = Encoder::new(ctx, &self.config.encoder)?;
-            let pred = Predictor::new(ctx, &self.config.predictor)?;
-            for (dst, src) in [(enc.weights(), te), (pred.weights(), tp)] {
-                for name in src.names()? {
-                    dst.write(&name, &src.read(&name)?)?;
-                }
-            }
-            targets = Some((enc, pred));
-        }
-        let (te, tp) = match &targets {
-            Some((e, p)) => (e.as_ptr(), p.as_ptr()),
-            None => (ptr::null_mut(), ptr::null_mut()),
-        };
-        // SAFETY: live handles of this context; the model is destroyed
-        // before them (it owns the copies; it borrows the trainer).
-        let raw = new_handle("vqj_model_create", |out| unsafe {
-            sys::vqj_model_create(
-                ctx.as_ptr(),
-                &self.config.tokenizer,
-                self.encoder.as_ptr(),
-                self.codebook.as_ptr(),
-                self.predictor.as_ptr(),
-                te,
-                tp,
-                out,
-            )
+        // SAFETY: a live trainer, borrowed by the model for its life.
+        let raw = new_handle("vqj_model_from_trainer", |out| unsafe {
+            sys::vqj_model_from_trainer(self.raw.as_ptr(), out)
         })?;
-        Ok(Model::wrap(raw, targets))
+        Ok(Model::wrap(raw, None))
     }
 }
 
@@ -1497,6 +1538,16 @@ impl<'a> Model<'a> {
             context_window: t as usize,
             num_codes: k as usize,
         }
+    }
+
+    /// A model read whole from a trainer checkpoint (`vqj_model_load`):
+    /// the configuration stored in the file gives the sizes, the file the
+    /// weights. The model owns its parts.
+    pub fn load(ctx: &'a Context, path: impl AsRef<Path>) -> Result<Model<'a>> {
+        let p = path_cstring(path.as_ref())?;
+        // SAFETY: valid pointers.
+        let raw = new_handle("vqj_model_load", |out| unsafe { sys::vqj_model_load(ctx.as_ptr(), p.as_ptr(), out) })?;
+        Ok(Model::wrap(raw, None))
     }
 
     /// A model over parts it borrows exclusively for its life. Grid
@@ -1795,6 +1846,16 @@ impl<'c> Config<'c> {
             check(sys::vqj_config_trainer_params(r, &mut c.trainer))?;
         }
         Ok(c)
+    }
+
+    /// Set one key as a file would (`vqj_config_set`):
+    /// `set("training.device", "cpu")`, `set("seed", "7")`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let k = cstring(key, "Config::set key")?;
+        let v = cstring(value, "Config::set value")?;
+        // SAFETY: NUL-terminated strings alive during the call; &mut self
+        // keeps other users out.
+        check(unsafe { sys::vqj_config_set(self.raw.as_ptr(), k.as_ptr(), v.as_ptr()) })
     }
 
     /// The resolved configuration as YAML.

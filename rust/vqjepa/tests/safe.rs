@@ -313,3 +313,32 @@ fn log_callback() {
     let seen = seen.lock().unwrap();
     assert!(seen.iter().any(|(l, m)| *l == sys::VQJ_LOG_WARNING && m.contains("num_workers")), "{seen:?}");
 }
+
+#[test]
+fn trainer_from_config_and_model_load() {
+    let ctx = Context::cpu(1, 1).unwrap();
+    let other = Context::cpu(2, 1).unwrap();
+    let yaml = "seed: 9\ntokenizer:\n  max_objects: 16\nobject_encoder:\n  hidden_dim: 32\n  \
+                num_embeddings: 16\n  relational_layers: 1\n  relational_heads: 4\nmodel:\n  \
+                projection_dim: 16\ntraining:\n  grad_accum_steps: 1\nloss:\n  queue_size: 32\n\
+                sigreg:\n  num_slices: 16\n";
+    let mut cfg = Config::parse(&ctx, yaml, "small").unwrap();
+    let mut a = Trainer::from_config(&ctx, &cfg).unwrap();
+    let b = Trainer::from_config(&other, &cfg).unwrap();
+    // the configuration's seed, not the context's
+    let name = "feature_mlp.fc1.weight";
+    assert_eq!(a.encoder().weights().read(name).unwrap(), b.encoder().weights().read(name).unwrap());
+    train(&mut a, 2, 0);
+    let dir = std::env::temp_dir().join(format!("vqj_rust_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    a.save(&path, None, &[]).unwrap();
+    let live = a.model().unwrap().encode(&readme_grid()).unwrap();
+    let loaded = Model::load(&ctx, &path).unwrap();
+    assert_eq!(loaded.encode(&readme_grid()).unwrap(), live);
+    drop(loaded);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(Model::load(&ctx, dir.join("none.safetensors")).is_err());
+    cfg.set("seed", "3").unwrap();
+    assert_eq!(cfg.set("training.epochs", "0").unwrap_err().status(), Status::InvalidArgument);
+}
