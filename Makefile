@@ -179,35 +179,40 @@ bin/tsan_test_inference: tests/test_inference.c tests/testutil.h $(LIB_SRC) $(AR
 tsan: bin/tsan_test_inference
 	sh tests/tsan_test.sh
 
-# `make bench`: the tokenizer and encoder rows, then training steps (core and
-# full variants) of the C library and of the PyTorch reference when
-# $(TORCH_PYTHON) has torch, each run in its own process so that its max RSS
-# is its own, then a table of the ratios (docs/benchmarks.md).
+# `make bench`: the tokenizer and encoder rows, then training steps (core at
+# batch BENCH_BATCH_CORE, full at BENCH_BATCH_FULL, with the time split by
+# phase) of the C library and of the PyTorch reference when $(TORCH_PYTHON)
+# has torch, each run in its own process so that its max RSS is its own, then
+# a table of the ratios (docs/benchmarks.md).
 BENCH_BATCH ?= 256
+BENCH_BATCH_CORE ?= $(BENCH_BATCH)
+BENCH_BATCH_FULL ?= 64
 BENCH_STEPS ?= 5
 BENCH_WARMUP ?= 2
 BENCH_THREADS ?= 0
 TORCH_PYTHON ?= /usr/bin/python3
 BENCH_DATA = $(if $(wildcard $(ARC_DATA)),--data $(ARC_DATA))
-BENCH_TRAIN = --batch $(BENCH_BATCH) --steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) \
-  --threads $(BENCH_THREADS) --json
+BENCH_TRAIN = --steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) --threads $(BENCH_THREADS) --json
 bench: all
 	./bin/vqjepa bench $(BENCH_DATA) --only tokenizer
 	./bin/vqjepa bench $(BENCH_DATA) --only encoder
 	@mkdir -p build/bench && rm -f build/bench/*.jsonl
 	@for v in core full; do \
-	  ./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant $$v $(BENCH_TRAIN) \
-	    > build/bench/c-$$v.jsonl || exit 1; cat build/bench/c-$$v.jsonl; \
+	  if [ $$v = core ]; then b=$(BENCH_BATCH_CORE); else b=$(BENCH_BATCH_FULL); fi; \
+	  ./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant $$v --batch $$b --phases \
+	    $(BENCH_TRAIN) > build/bench/c-$$v.jsonl || exit 1; cat build/bench/c-$$v.jsonl; \
 	done
 	@if $(TORCH_PYTHON) -c 'import torch' 2>/dev/null; then \
 	  for v in core full; do \
-	    $(TORCH_PYTHON) tools/reference/bench_ref.py $(BENCH_DATA) --variant $$v $(BENCH_TRAIN) \
-	      > build/bench/pytorch-$$v.jsonl || exit 1; cat build/bench/pytorch-$$v.jsonl; \
+	    if [ $$v = core ]; then b=$(BENCH_BATCH_CORE); else b=$(BENCH_BATCH_FULL); fi; \
+	    $(TORCH_PYTHON) tools/reference/bench_ref.py $(BENCH_DATA) --variant $$v --batch $$b \
+	      $(BENCH_TRAIN) > build/bench/pytorch-$$v.jsonl || exit 1; cat build/bench/pytorch-$$v.jsonl; \
 	  done; \
 	else echo "bench: $(TORCH_PYTHON) cannot import torch; skipping the PyTorch reference"; fi
 	@python3 tools/bench_table.py build/bench/*.jsonl
 	@echo "bench: the core step again with tokenizer.max_objects 64 (the default above is 16):"
-	./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant core --max-objects 64 $(BENCH_TRAIN)
+	./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant core --max-objects 64 \
+	  --batch $(BENCH_BATCH_CORE) $(BENCH_TRAIN)
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)

@@ -24,6 +24,7 @@ typedef struct test_model_spec {
     vqj_vq_path vq_path; /* 0: straight-through */
     vqj_objective objective;
     int grid_features;
+    int threads; /* the context's num_threads; 0: 1 */
 } test_model_spec;
 
 static inline test_model_spec test_model_spec_default(void)
@@ -83,7 +84,7 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
     m->spec = *s;
     vqj_context_params cp;
     vqj_context_params_default(&cp);
-    cp.num_threads = 1;
+    cp.num_threads = s->threads > 0 ? s->threads : 1;
     vqj_context *ctx = NULL;
     assert_int_equal(vqj_context_create(&cp, &ctx), VQJ_OK);
     m->ctx = ctx;

@@ -20,6 +20,7 @@
  * buffer and run the codebook's one-off k-means++ seeding, then `steps`
  * timed steps. max_rss_mib is the peak resident size of the whole process
  * so far (getrusage): run one variant per process to get it per variant. */
+#include "bench_phases.h"
 #include "cli.h"
 #include "run.h"
 
@@ -37,6 +38,9 @@ int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int ste
 /* `bench --max-objects N` (cmd_bench.c): the tokenizer's and loss's cap;
  * 0 keeps the library default (16). */
 int bench_max_objects;
+
+/* `bench --phases` (cmd_bench.c): the time split by phase (bench_phases.c). */
+int bench_phases;
 
 static double now_s(void)
 {
@@ -146,6 +150,8 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     }
     if (st != VQJ_OK)
         goto fail;
+    if (bench_phases)
+        bench_phases_install(ctx);
     double total = 0.0, best = -1.0;
     long tokens = 0;
     int skipped = 0;
@@ -161,6 +167,8 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
             targets[e] = *tg;
         }
         vqj_train_metrics met = {.size = sizeof met};
+        if (bench_phases && s == warmup)
+            bench_phases_reset(1);
         double t0 = now_s();
         if (vqj_trainer_step(tr, context, targets, batch, &met) != VQJ_OK)
             goto fail;
@@ -200,11 +208,19 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     for (int s = 0; s < steps; s++)
         fprintf(stderr, " %.0f", times[s] * 1e3);
     fprintf(stderr, " ms\n");
+    if (bench_phases) {
+        bench_phases_report(stderr, variant, steps, steps ? total / steps : 0.0, 0);
+        if (json)
+            bench_phases_report(stdout, variant, steps, steps ? total / steps : 0.0, 1);
+        fflush(stdout);
+    }
     status = CLI_OK;
     goto done;
 fail:
     fprintf(stderr, "vqjepa bench: train_step %s: %s\n", variant, vqj_context_last_error(ctx));
 done:
+    if (bench_phases)
+        bench_phases_uninstall(ctx);
     vqj_trainer_destroy(tr);
     free(context);
     free(targets);

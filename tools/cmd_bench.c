@@ -117,7 +117,7 @@ static void help(FILE *f)
     fprintf(f,
             "usage: vqjepa bench [--data DIR] [--json] [--repeat N] [--only NAME]\n"
             "                    [--batch B] [--steps N] [--warmup W] [--variant core|full]\n"
-            "                    [--max-objects N]\n"
+            "                    [--max-objects N] [--phases]\n"
             "                    [--threads T] [--device cpu|cuda]\n\n"
             "Load every *.json ARC task in DIR (default: $VQJ_ARC_DATA, else\n"
             "  " DEFAULT_DATA "\n"
@@ -132,7 +132,9 @@ static void help(FILE *f)
             "              (docs/benchmarks.md).\n"
             "--only NAME runs one of them. --json prints one JSON object per line.\n"
             "--device runs train_step there (cpu by default; a build without CUDA refuses\n"
-            "cuda).\n",
+            "cuda).\n"
+            "--phases adds train_step's time by kind of op and its GEMMs replayed\n"
+            "  through plain sgemm (the step's share of the sgemm rate).\n",
             DEFAULT_REPEAT);
 }
 
@@ -296,6 +298,9 @@ int cmd_bench(int argc, char **argv)
             if (count_option(argv[i], argv[i + 1], 0, 1000000, &opt.warmup) != CLI_OK)
                 return CLI_BAD_INPUT;
             i++;
+        } else if (strcmp(argv[i], "--phases") == 0) {
+            extern int bench_phases; /* tools/bench_train.c */
+            bench_phases = 1;
         } else if (strcmp(argv[i], "--max-objects") == 0 && i + 1 < argc) {
             extern int bench_max_objects; /* tools/bench_train.c */
             if (count_option(argv[i], argv[i + 1], 1, 4096, &bench_max_objects) != CLI_OK)

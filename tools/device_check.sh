@@ -15,13 +15,17 @@
 # otherwise (or with DEVCHECK_USE_PREPARED=1) the ones `prepare` packed are
 # used (carry build/devcheck). Steps,
 # most important first, each with a time limit inside DEVCHECK_BUDGET
-# (default 450 s): GPU info; build; tests/test_cuda (every op and whole
-# training steps against the CPU); timings of the ops and of training steps
-# (VQJ_CUDA_BENCH=1); `vqjepa train` on the GPU and on the CPU, compared;
-# `vqjepa bench --device cuda` when the CLI has that option;
-# compute-sanitizer memcheck and racecheck on the kernels' tests. Logs go to
-# $OUT (at most 8 files come back), else /tmp/vqj-device-check; the summary
-# table is printed last.
+# (default 460 s): GPU info; build; tests/test_cuda (every op and whole
+# training steps against the CPU); compute-sanitizer memcheck (every test
+# but the timings) and racecheck (the kernels with shared memory); timings of
+# the ops and of training steps at batch 512 (VQJ_CUDA_BENCH=1, or
+# `vqjepa bench --device cuda` when the CLI has that option); the PyTorch
+# reference on the same card at batch 512, eager and torch.compile
+# (tools/reference/bench_ref.py --device cuda [--compile], when python3 has
+# PyTorch >= 2.0 with CUDA); `vqjepa train` on the GPU and on the CPU,
+# compared. Logs go to $OUT (at most 8 files come back), else
+# /tmp/vqj-device-check; the summary and the C-against-PyTorch table
+# (tools/bench_table.py) are printed last.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
@@ -48,11 +52,12 @@ prepare() {
         exit 1
     fi
     stage="$tmp/stage"
-    mkdir -p "$stage/bin" "$stage/deps"
+    mkdir -p "$stage/bin" "$stage/deps" "$stage/lib"
     cp "$tmp/bin/test_cuda" "$tmp/bin/vqjepa" "$stage/bin/"
+    cp -P "$tmp"/lib/libvqjepa.so* "$stage/lib/" # for bench_ref.py's data (ctypes)
     # Libraries a bare machine may lack; the C and C++ runtimes and the
     # CUDA libraries (from the GPU machine's toolkit) stay behind.
-    ldd "$stage/bin/test_cuda" "$stage/bin/vqjepa" | awk '$3 ~ /^\// {print $3}' | sort -u |
+    ldd "$stage/bin/test_cuda" "$stage/bin/vqjepa" "$stage/lib/libvqjepa.so" | awk '$3 ~ /^\// {print $3}' | sort -u |
         while read -r lib; do
             case $(basename "$lib") in
             libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | ld-linux* | \
@@ -79,7 +84,7 @@ fi
 
 OUT=${OUT:-/tmp/vqj-device-check}
 mkdir -p "$OUT"
-BUDGET=${DEVCHECK_BUDGET:-450}
+BUDGET=${DEVCHECK_BUDGET:-460}
 t_start=$(date +%s)
 rows=()
 
@@ -132,6 +137,12 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
     exit 1
 fi
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+# Every test of test_cuda but the timings, for compute-sanitizer memcheck.
+MEMCHECK_TESTS=test_memory,test_elementwise,test_reductions,test_gemm,test_bias,test_activations
+MEMCHECK_TESTS=$MEMCHECK_TESTS,test_layernorm,test_dropout,test_attention,test_segment_mean
+MEMCHECK_TESTS=$MEMCHECK_TESTS,test_l2norm,test_aggregators,test_gru,test_vq,test_fsq
+MEMCHECK_TESTS=$MEMCHECK_TESTS,test_vq_rotation,test_optimizer,test_infonce,test_sigreg
+MEMCHECK_TESTS=$MEMCHECK_TESTS,test_relational,test_linalg,test_training_step
 
 # ---- The programs: built here, or the prepared ones ----
 for d in /usr/local/nvidia/lib64 /usr/local/cuda/lib64; do
@@ -167,21 +178,62 @@ if [ -n "$BIN" ]; then
     parity=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$OUT/parity.log" | tr -s ' ' | tr '\n' ' ')
     rows[${#rows[@]} - 1]="${rows[${#rows[@]} - 1]} | $parity"
 
-    # ---- Timings ----
-    VQJ_CUDA_BENCH=1 VQJ_CUDA_BENCH_CPU_STEPS=${DEVCHECK_CPU_STEPS:-1} \
+    # ---- compute-sanitizer on every op's test and the training step ----
+    if command -v compute-sanitizer >/dev/null; then
+        VQJ_CUDA_ONLY=$MEMCHECK_TESTS \
+            step "memcheck" 150 sanitizer.log "compute-sanitizer --tool memcheck" \
+            compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$BIN/test_cuda"
+        VQJ_CUDA_ONLY=test_attention,test_layernorm,test_vq,test_sigreg,test_relational,test_infonce \
+            step "racecheck" 90 sanitizer.log "compute-sanitizer --tool racecheck" \
+            compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/test_cuda"
+    else
+        row "compute-sanitizer" "n/a" "-" "not installed"
+    fi
+
+    # ---- Timings of the C library: ops, and steps at batch 512 ----
+    VQJ_CUDA_BENCH=1 VQJ_CUDA_BENCH_CPU_STEPS=${DEVCHECK_CPU_STEPS:-0} \
         VQJ_CUDA_ONLY=bench_ops,bench_training \
-        step "timings (ops, steps)" 200 bench.log "VQJ_CUDA_BENCH=1, batch 512" "$BIN/test_cuda"
+        step "timings (ops, steps)" 150 bench.log "VQJ_CUDA_BENCH=1, batch 512" "$BIN/test_cuda"
+    # The step rows as bench JSON lines, for tools/bench_table.py.
+    if "$BIN/vqjepa" bench --help 2>&1 | grep -q -- '--device'; then
+        for v in core full; do
+            step "vqjepa bench --device cuda ($v)" 90 cli_bench.log "train_step, batch 512" \
+                sh -c "'$BIN/vqjepa' bench --only train_step --device cuda --variant $v \
+                    --batch 512 --steps 5 --warmup 2 --json >>'$OUT/steps.jsonl'"
+        done
+    else
+        row "vqjepa bench --device" "n/a" "-" "no --device in this CLI: C rows from test_cuda (synthetic seed 9)"
+        sed -n 's/.*BENCH train_step \([a-z]*\) *cuda *batch \([0-9]*\): *\([0-9.]*\) ms\/step *\([0-9.]*\) samples\/s.*/{"what":"train_step","impl":"c","variant":"\1","batch":\2,"threads":0,"ms_per_step":\3,"samples_per_s":\4,"device":"cuda"}/p' \
+            "$OUT/bench.log" >>"$OUT/steps.jsonl"
+    fi
+
+    # ---- The PyTorch reference on the same card: eager, then torch.compile ----
+    if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() and hasattr(torch, "compile") else 1)' 2>/dev/null; then
+        lib="$top/lib/libvqjepa.so"
+        [ -f "$lib" ] || lib=/tmp/devcheck/lib/libvqjepa.so
+        for mode in eager compile; do
+            flag=""
+            [ $mode = compile ] && flag="--compile"
+            for v in core full; do
+                step "pytorch $mode ($v)" 150 pytorch.log "bench_ref.py --device cuda, batch 512" \
+                    sh -c "python3 tools/reference/bench_ref.py --device cuda $flag --variant $v \
+                        --batch 512 --steps 3 --warmup 2 --json --lib '$lib' >>'$OUT/steps.jsonl'"
+            done
+        done
+    else
+        row "pytorch reference" "n/a" "-" "no PyTorch >= 2.0 with CUDA for python3 here"
+    fi
 
     # ---- The CLI end to end: a short run on the GPU, the same on the CPU ----
     tmp=$(mktemp -d)
     printf 'training:\n  device: cuda\n' >"$tmp/cuda.yaml"
     printf 'training:\n  device: cpu\n' >"$tmp/cpu.yaml"
     for dev in cuda cpu; do
-        step "vqjepa train ($dev)" 90 train.log "--steps 4 --batch 64" \
+        step "vqjepa train ($dev)" 60 train.log "--steps 4 --batch 64" \
             "$BIN/vqjepa" train --config "$tmp/$dev.yaml" --steps 4 --batch 64 \
             --out "$tmp/run-$dev" --quiet
     done
-    if command -v python3 >/dev/null; then
+    if [ -f "$tmp/run-cuda/loss_metrics.jsonl" ] && [ -f "$tmp/run-cpu/loss_metrics.jsonl" ]; then
         python3 - "$tmp/run-cuda/loss_metrics.jsonl" "$tmp/run-cpu/loss_metrics.jsonl" \
             >>"$OUT/train.log" 2>&1 <<'PY'
 import json, sys
@@ -203,26 +255,6 @@ PY
         row "train cuda vs cpu" "info" "-" "$(tail -1 "$OUT/train.log")"
     fi
     rm -rf "$tmp"
-
-    # ---- `vqjepa bench --device cuda`, when the CLI has it ----
-    if "$BIN/vqjepa" bench --help 2>&1 | grep -q -- '--device'; then
-        step "vqjepa bench --device cuda" 120 cli_bench.log "train_step, batch 512" \
-            "$BIN/vqjepa" bench --only train_step --device cuda --batch 512 --steps 5 --warmup 2
-    else
-        row "vqjepa bench --device" "n/a" "-" "the CLI has no --device option yet"
-    fi
-
-    # ---- compute-sanitizer on the kernels' own tests ----
-    if command -v compute-sanitizer >/dev/null; then
-        VQJ_CUDA_ONLY=test_memory,test_bias,test_layernorm,test_attention,test_segment_mean,test_aggregators,test_vq,test_infonce,test_sigreg,test_relational,test_linalg \
-            step "memcheck" 150 sanitizer.log "compute-sanitizer --tool memcheck" \
-            compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 "$BIN/test_cuda"
-        VQJ_CUDA_ONLY=test_attention,test_vq,test_sigreg,test_relational \
-            step "racecheck" 120 sanitizer.log "compute-sanitizer --tool racecheck" \
-            compute-sanitizer --tool racecheck --error-exitcode 3 "$BIN/test_cuda"
-    else
-        row "compute-sanitizer" "n/a" "-" "not installed"
-    fi
 fi
 
 # ---- Summary, last ----
@@ -233,6 +265,11 @@ fi
     grep -h "BENCH gemm qkv\|BENCH attention\|BENCH vq_assign\|BENCH infonce\|BENCH adam\|BENCH empty\|BENCH host" \
         "$OUT/bench.log" 2>/dev/null | sed 's/^ *//'
     grep -h "FAILED\|rel err .*> \|ERROR SUMMARY" "$OUT/parity.log" "$OUT/sanitizer.log" 2>/dev/null | head -20
+    if [ -s "$OUT/steps.jsonl" ]; then
+        echo
+        echo "== training steps at batch 512 on $gpu: C against the PyTorch reference"
+        python3 tools/bench_table.py "$OUT/steps.jsonl" 2>&1
+    fi
     echo
     echo "== device check on $gpu, $(elapsed) s of a $BUDGET s budget (logs in $OUT)"
     printf '%-26s %-9s %6s  %s\n' "step" "status" "time" "note"

@@ -1,9 +1,11 @@
-/* The CPU backend: host memory, GEMM through OpenBLAS, plain loops elsewhere. */
+/* The CPU backend: host memory, GEMM through OpenBLAS, the other kernels on
+ * the context's thread pool (threadpool.h). */
 #include "device/device.h"
 #include "device/cpu.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,11 @@ typedef struct cpu_device {
     vqji_device_ops ops; /* filled once at creation by the cpu_*.c files */
 } cpu_device;
 
-static void cpu_destroy(vqji_device *dev) { free(dev); }
+static void cpu_destroy(vqji_device *dev)
+{
+    vqji_pool_destroy(vqji_cpu_pool(dev));
+    free(dev);
+}
 
 static vqj_status cpu_alloc(vqji_device *dev, size_t bytes, void **out)
 {
@@ -40,11 +46,30 @@ static vqj_status cpu_upload(vqji_device *dev, void *dst, const void *src, size_
     return VQJ_OK;
 }
 
+/* The elementwise ops' arguments, for the pool's range functions. */
+typedef struct ew_args {
+    float *y;
+    const float *x;
+    float a;
+} ew_args;
+
+static void copy_range(void *p, size_t b, size_t e)
+{
+    const ew_args *w = p;
+    memcpy((char *)w->y + b, (const char *)w->x + b, e - b);
+}
+
 static void cpu_copy(vqji_device *dev, void *dst, const void *src, size_t bytes)
 {
-    (void)dev;
-    if (bytes && dst != src)
+    if (!bytes || dst == src)
+        return;
+    const char *d = dst, *s = src;
+    if (d < s + bytes && s < d + bytes) { /* overlapping: memmove, serially */
         memmove(dst, src, bytes);
+        return;
+    }
+    ew_args w = {.y = dst, .x = src};
+    vqji_parallel_for(vqji_cpu_pool(dev), bytes, 4 * VQJI_PAR_MIN_ELEMS, 64, copy_range, &w);
 }
 
 static vqj_status cpu_sync(vqji_device *dev)
@@ -71,25 +96,49 @@ static void cpu_gemm(vqji_device *dev, bool trans_a, bool trans_b, int m, int n,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+static void fill_range(void *p, size_t b, size_t e)
+{
+    const ew_args *w = p;
+    uint32_t bits;
+    memcpy(&bits, &w->a, sizeof bits);
+    if (bits == 0) { /* +0.0f is all-zero bytes (-0.0f is not) */
+        memset(w->y + b, 0, (e - b) * sizeof *w->y);
+        return;
+    }
+    for (size_t i = b; i < e; i++)
+        w->y[i] = w->a;
+}
+
 static void cpu_fill(vqji_device *dev, size_t n, float value, float *x)
 {
-    (void)dev;
-    for (size_t i = 0; i < n; i++)
-        x[i] = value;
+    ew_args w = {.y = x, .a = value};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, fill_range, &w);
+}
+
+static void scale_range(void *p, size_t b, size_t e)
+{
+    const ew_args *w = p;
+    for (size_t i = b; i < e; i++)
+        w->y[i] *= w->a;
 }
 
 static void cpu_scale(vqji_device *dev, size_t n, float alpha, float *x)
 {
-    (void)dev;
-    for (size_t i = 0; i < n; i++)
-        x[i] *= alpha;
+    ew_args w = {.y = x, .a = alpha};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, scale_range, &w);
+}
+
+static void axpy_range(void *p, size_t b, size_t e)
+{
+    const ew_args *w = p;
+    for (size_t i = b; i < e; i++)
+        w->y[i] += w->a * w->x[i];
 }
 
 static void cpu_axpy(vqji_device *dev, size_t n, float alpha, const float *x, float *y)
 {
-    (void)dev;
-    for (size_t i = 0; i < n; i++)
-        y[i] += alpha * x[i];
+    ew_args w = {.y = y, .x = x, .a = alpha};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, axpy_range, &w);
 }
 
 static float cpu_sum(vqji_device *dev, size_t n, const float *x)
@@ -153,6 +202,12 @@ vqj_status vqji_cpu_device_create(const vqj_context *ctx, vqji_device **out)
     dev->ops = &cpu->ops;
     dev->ctx = ctx;
     dev->num_threads = ctx->params.num_threads;
+    vqji_pool *pool = NULL;
+    if ((st = vqji_pool_create(ctx, dev->num_threads, &pool))) {
+        free(cpu);
+        return st;
+    }
+    dev->impl = pool;
     /* OpenBLAS keeps one global thread count; the last context created sets it. */
     openblas_set_num_threads(dev->num_threads);
     *out = dev;

@@ -1,5 +1,9 @@
 /* CPU layer kernels: forward/backward pairs (docs/model.md, "Layers" and
- * "Attention"). Single-threaded; GEMMs are not here (cpu.c, OpenBLAS).
+ * "Attention"). GEMMs are not here (cpu.c, OpenBLAS). The kernels run on the
+ * context's thread pool, split by element, row, grid or column so that every
+ * output is computed by one thread exactly as the serial loop would
+ * (threadpool.h): results do not depend on the thread count. The small
+ * per-example ops (aggregators, GRU cell) stay serial.
  * Every backward op ACCUMULATES into every gradient it writes. */
 #include "device/cpu.h"
 
@@ -62,14 +66,33 @@ static inline void vqji_axpy(size_t n, float alpha, const float *restrict x, flo
     VQJI_FOR(i, n, y[i] += alpha * x[i]);
 }
 
+/* The arguments of a parallel kernel, for its range function: rows of
+ * width c, up to three inputs, three outputs and the op's scalars. Each
+ * kernel documents which fields it uses. */
+typedef struct layer_args {
+    size_t n, c;
+    const float *x, *a, *b;
+    float *y, *m, *r;
+    float eps, p;
+    uint64_t seed;
+} layer_args;
+
 /* ---- Bias ---- */
+
+/* Rows [r0, r1) of y += bias (a). */
+static void bias_forward_rows(void *p, size_t r0, size_t r1)
+{
+    const layer_args *w = p;
+    for (size_t i = r0; i < r1; i++)
+        vqji_axpy(w->c, 1.0f, w->a, w->y + i * w->c);
+}
 
 static void cpu_bias_forward(vqji_device *dev, int n, int c, const float *restrict bias,
                              float *restrict y)
 {
-    (void)dev;
-    for (int i = 0; i < n; i++)
-        vqji_axpy((size_t)c, 1.0f, bias, y + (size_t)i * c);
+    layer_args w = {.c = (size_t)c, .a = bias, .y = y};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)n, VQJI_PAR_MIN_ELEMS / (c + 1) + 1, 1,
+                      bias_forward_rows, &w);
 }
 
 /* Column sums over tens of thousands of rows: rows are summed in float in
@@ -79,26 +102,38 @@ static void cpu_bias_forward(vqji_device *dev, int n, int c, const float *restri
 #define VQJI_BIAS_COLS 1536
 #define VQJI_BIAS_ROWS 64
 
-static void cpu_bias_backward(vqji_device *dev, int n, int c, const float *restrict dy,
-                              float *restrict dbias)
+/* Columns [col0, col1) of dbias (y) += the column sums of dy (x) [n x c]:
+ * split by column, each column's sum is the serial one. */
+static void bias_backward_cols(void *p, size_t col0, size_t col1)
 {
-    (void)dev;
+    const layer_args *a = p;
+    const size_t c = a->c, n = a->n;
+    const float *restrict dy = a->x;
+    float *restrict dbias = a->y;
     float part[VQJI_BIAS_COLS];
     double total[VQJI_BIAS_COLS];
-    for (int c0 = 0; c0 < c; c0 += VQJI_BIAS_COLS) {
-        size_t w = (size_t)(c - c0 < VQJI_BIAS_COLS ? c - c0 : VQJI_BIAS_COLS);
+    for (size_t c0 = col0; c0 < col1; c0 += VQJI_BIAS_COLS) {
+        size_t w = col1 - c0 < VQJI_BIAS_COLS ? col1 - c0 : VQJI_BIAS_COLS;
         memset(total, 0, w * sizeof *total);
-        for (int r0 = 0; r0 < n; r0 += VQJI_BIAS_ROWS) {
-            int r1 = n - r0 < VQJI_BIAS_ROWS ? n : r0 + VQJI_BIAS_ROWS;
+        for (size_t r0 = 0; r0 < n; r0 += VQJI_BIAS_ROWS) {
+            size_t r1 = n - r0 < VQJI_BIAS_ROWS ? n : r0 + VQJI_BIAS_ROWS;
             memset(part, 0, w * sizeof *part);
-            for (int r = r0; r < r1; r++)
-                vqji_axpy(w, 1.0f, dy + (size_t)r * c + c0, part);
+            for (size_t r = r0; r < r1; r++)
+                vqji_axpy(w, 1.0f, dy + r * c + c0, part);
             for (size_t j = 0; j < w; j++)
                 total[j] += part[j];
         }
         for (size_t j = 0; j < w; j++)
             dbias[c0 + j] += (float)total[j];
     }
+}
+
+static void cpu_bias_backward(vqji_device *dev, int n, int c, const float *restrict dy,
+                              float *restrict dbias)
+{
+    layer_args w = {.n = (size_t)(n > 0 ? n : 0), .c = (size_t)c, .x = dy, .y = dbias};
+    size_t min_cols = (size_t)n * 64 < VQJI_PAR_MIN_ELEMS ? (size_t)c : 64;
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)c, min_cols, 16, bias_backward_cols, &w);
 }
 
 /* ---- Activations ----
@@ -198,67 +233,122 @@ static void vqji_gelu_apart(size_t n, const float *restrict x, float *restrict y
     VQJI_FOR(i, n, y[i] = vqji_gelu(x[i]));
 }
 
+/* Elements [b, e) of y = GELU(x). */
+static void gelu_forward_range(void *p, size_t b, size_t e)
+{
+    const layer_args *w = p;
+    /* Two restrict-qualified loops: -O2 will not add an overlap check. */
+    if (w->x == w->y)
+        vqji_gelu_inplace(e - b, w->y + b);
+    else
+        vqji_gelu_apart(e - b, w->x + b, w->y + b);
+}
+
 static void cpu_gelu_forward(vqji_device *dev, size_t n, const float *x, float *y)
 {
-    (void)dev;
-    /* Two restrict-qualified loops: -O2 will not add an overlap check. */
-    if (x == y)
-        vqji_gelu_inplace(n, y);
-    else
-        vqji_gelu_apart(n, x, y);
+    layer_args w = {.x = x, .y = y};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS / 4, VQJI_LANES,
+                      gelu_forward_range, &w);
+}
+
+static void vqji_gelu_backward(size_t n, const float *restrict x, const float *restrict dy,
+                               float *restrict dx)
+{
+    VQJI_FOR(i, n, dx[i] += dy[i] * vqji_gelu_grad(x[i]));
+}
+
+/* Elements [b, e) of dx (y) += dy (a) GELU'(x). */
+static void gelu_backward_range(void *p, size_t b, size_t e)
+{
+    const layer_args *w = p;
+    vqji_gelu_backward(e - b, w->x + b, w->a + b, w->y + b);
 }
 
 static void cpu_gelu_backward(vqji_device *dev, size_t n, const float *restrict x,
                               const float *restrict dy, float *restrict dx)
 {
-    (void)dev;
-    VQJI_FOR(i, n, dx[i] += dy[i] * vqji_gelu_grad(x[i]));
+    layer_args w = {.x = x, .a = dy, .y = dx};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS / 4, VQJI_LANES,
+                      gelu_backward_range, &w);
+}
+
+static void relu_forward_range(void *p, size_t b, size_t e)
+{
+    const layer_args *w = p;
+    const float *x = w->x;
+    float *y = w->y;
+    for (size_t i = b; i < e; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 static void cpu_relu_forward(vqji_device *dev, size_t n, const float *x, float *y)
 {
-    (void)dev;
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    layer_args w = {.x = x, .y = y};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, relu_forward_range, &w);
 }
 
-/* The subgradient at 0 is 0, as in PyTorch. */
-static void cpu_relu_backward(vqji_device *dev, size_t n, const float *restrict x,
-                              const float *restrict dy, float *restrict dx)
+/* dx (y) += dy (a) where x > 0. The subgradient at 0 is 0, as in PyTorch. */
+static void relu_backward_range(void *p, size_t b, size_t e)
 {
-    (void)dev;
-    for (size_t i = 0; i < n; i++)
+    const layer_args *w = p;
+    const float *restrict x = w->x, *restrict dy = w->a;
+    float *restrict dx = w->y;
+    for (size_t i = b; i < e; i++)
         if (x[i] > 0.0f)
             dx[i] += dy[i];
 }
 
+static void cpu_relu_backward(vqji_device *dev, size_t n, const float *restrict x,
+                              const float *restrict dy, float *restrict dx)
+{
+    layer_args w = {.x = x, .a = dy, .y = dx};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, relu_backward_range, &w);
+}
+
+static void tanh_forward_range(void *p, size_t b, size_t e)
+{
+    const layer_args *w = p;
+    for (size_t i = b; i < e; i++)
+        w->y[i] = tanhf(w->x[i]);
+}
+
 static void cpu_tanh_forward(vqji_device *dev, size_t n, const float *x, float *y)
 {
-    (void)dev;
-    for (size_t i = 0; i < n; i++)
-        y[i] = tanhf(x[i]);
+    layer_args w = {.x = x, .y = y};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS / 4, 16, tanh_forward_range,
+                      &w);
+}
+
+/* dx (y) += dy (a) (1 - t²), t = tanh output (x). */
+static void tanh_backward_range(void *p, size_t b, size_t e)
+{
+    const layer_args *w = p;
+    const float *restrict t = w->x + b, *restrict dy = w->a + b;
+    float *restrict dx = w->y + b;
+    VQJI_FOR(i, e - b, dx[i] += dy[i] * (1.0f - t[i] * t[i]));
 }
 
 static void cpu_tanh_backward(vqji_device *dev, size_t n, const float *restrict y,
                               const float *restrict dy, float *restrict dx)
 {
-    (void)dev;
-    VQJI_FOR(i, n, dx[i] += dy[i] * (1.0f - y[i] * y[i]));
+    layer_args w = {.x = y, .a = dy, .y = dx};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, tanh_backward_range, &w);
 }
 
 /* ---- Layer norm ---- */
 
 /* Two passes over the row (mean, then the centred sum of squares): the
  * one-pass E[x²] - μ² cancels badly when |μ| >> σ. */
-static void cpu_layernorm_forward(vqji_device *dev, int n, int c, const float *restrict x,
-                                  const float *restrict gamma, const float *restrict beta,
-                                  float eps, float *restrict y, float *restrict mean,
-                                  float *restrict rstd)
+/* Rows [r0, r1): x, gamma (a), beta (b) -> y, mean (m), rstd (r). */
+static void layernorm_forward_rows(void *p, size_t r0, size_t r1)
 {
-    (void)dev;
-    size_t cc = (size_t)c;
-    float inv_c = c > 0 ? 1.0f / (float)c : 0.0f;
-    for (int r = 0; r < n; r++) {
+    const layer_args *w = p;
+    const float *restrict x = w->x, *restrict gamma = w->a, *restrict beta = w->b;
+    float *restrict y = w->y, *restrict mean = w->m, *restrict rstd = w->r;
+    const float eps = w->eps;
+    size_t cc = w->c;
+    float inv_c = cc > 0 ? 1.0f / (float)cc : 0.0f;
+    for (size_t r = r0; r < r1; r++) {
         const float *xr = x + (size_t)r * cc;
         float *yr = y + (size_t)r * cc;
         float mu = vqji_sum(cc, xr) * inv_c;
@@ -279,22 +369,38 @@ static void cpu_layernorm_forward(vqji_device *dev, int n, int c, const float *r
     }
 }
 
-/* x̂ = (x - μ) r, g = dy γ: dx += r (g - mean(g) - x̂ mean(g x̂));
- * dγ += Σ_rows dy x̂; dβ += Σ_rows dy. */
-static void cpu_layernorm_backward(vqji_device *dev, int n, int c, const float *restrict dy,
-                                   const float *restrict x, const float *restrict gamma,
-                                   const float *restrict mean, const float *restrict rstd,
-                                   float *restrict dx, float *restrict dgamma,
-                                   float *restrict dbeta)
+static void cpu_layernorm_forward(vqji_device *dev, int n, int c, const float *restrict x,
+                                  const float *restrict gamma, const float *restrict beta,
+                                  float eps, float *restrict y, float *restrict mean,
+                                  float *restrict rstd)
 {
-    (void)dev;
-    size_t cc = (size_t)c;
-    float inv_c = c > 0 ? 1.0f / (float)c : 0.0f;
-    for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * cc;
-        const float *dyr = dy + (size_t)r * cc;
-        float *dxr = dx + (size_t)r * cc;
-        float mu = mean[r], rs = rstd[r];
+    layer_args w = {.c = (size_t)c, .x = x, .a = gamma, .b = beta, .y = y, .m = mean,
+                    .r = rstd, .eps = eps};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)n, VQJI_PAR_MIN_ELEMS / (c + 1) + 1, 1,
+                      layernorm_forward_rows, &w);
+}
+
+/* x̂ = (x - μ) r, g = dy γ: dx += r (g - mean(g) - x̂ mean(g x̂));
+ * dγ += Σ_rows dy x̂; dβ += Σ_rows dy. Two parallel passes: dx by row, then
+ * dγ and dβ by column, each column summed over the rows in row order as a
+ * single loop would. */
+typedef struct layernorm_bwd_args {
+    size_t n, c;
+    const float *dy, *x, *gamma, *mean, *rstd;
+    float *dx, *dgamma, *dbeta;
+} layernorm_bwd_args;
+
+static void layernorm_backward_rows(void *p, size_t r0, size_t r1)
+{
+    const layernorm_bwd_args *w = p;
+    const float *restrict gamma = w->gamma;
+    size_t cc = w->c;
+    float inv_c = cc > 0 ? 1.0f / (float)cc : 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = w->x + r * cc;
+        const float *restrict dyr = w->dy + r * cc;
+        float *restrict dxr = w->dx + r * cc;
+        float mu = w->mean[r], rs = w->rstd[r];
         float ag[VQJI_LANES] = {0}, agx[VQJI_LANES] = {0};
         size_t j = 0;
         for (; j + VQJI_LANES <= cc; j += VQJI_LANES)
@@ -317,10 +423,41 @@ static void cpu_layernorm_backward(vqji_device *dev, int n, int c, const float *
         VQJI_FOR(i, cc, {
             float xh = (xr[i] - mu) * rs;
             dxr[i] += rs * (dyr[i] * gamma[i] - mg - xh * mgx);
+        });
+    }
+}
+
+static void layernorm_backward_cols(void *p, size_t c0, size_t c1)
+{
+    const layernorm_bwd_args *w = p;
+    size_t cc = w->c, nc = c1 - c0;
+    float *restrict dgamma = w->dgamma + c0, *restrict dbeta = w->dbeta + c0;
+    for (size_t r = 0; r < w->n; r++) {
+        const float *restrict xr = w->x + r * cc + c0;
+        const float *restrict dyr = w->dy + r * cc + c0;
+        float mu = w->mean[r], rs = w->rstd[r];
+        VQJI_FOR(i, nc, {
+            float xh = (xr[i] - mu) * rs;
             dgamma[i] += dyr[i] * xh;
             dbeta[i] += dyr[i];
         });
     }
+}
+
+static void cpu_layernorm_backward(vqji_device *dev, int n, int c, const float *restrict dy,
+                                   const float *restrict x, const float *restrict gamma,
+                                   const float *restrict mean, const float *restrict rstd,
+                                   float *restrict dx, float *restrict dgamma,
+                                   float *restrict dbeta)
+{
+    vqji_pool *pool = vqji_cpu_pool(dev);
+    layernorm_bwd_args w = {.n = (size_t)(n > 0 ? n : 0), .c = (size_t)c, .dy = dy, .x = x,
+                            .gamma = gamma, .mean = mean, .rstd = rstd, .dx = dx,
+                            .dgamma = dgamma, .dbeta = dbeta};
+    vqji_parallel_for(pool, w.n, VQJI_PAR_MIN_ELEMS / (c + 1) + 1, 1, layernorm_backward_rows,
+                      &w);
+    size_t min_cols = w.n * 64 < VQJI_PAR_MIN_ELEMS ? (size_t)c : 64;
+    vqji_parallel_for(pool, (size_t)c, min_cols, 16, layernorm_backward_cols, &w);
 }
 
 /* ---- Dropout ---- */
@@ -341,30 +478,51 @@ static inline float vqji_dropout_uniform(uint64_t seed, uint64_t i)
     return (float)(vqji_mix64(vqji_mix64(seed ^ i)) >> 40) * (1.0f / 16777216.0f);
 }
 
-static void cpu_dropout_forward(vqji_device *dev, size_t n, float p, uint64_t seed,
-                                const float *x, float *y, float *restrict mask)
+/* Elements [b, e): x -> y, mask (m); p, seed; the keep factor in eps. */
+static void dropout_forward_range(void *arg, size_t b, size_t e)
 {
-    (void)dev;
+    const layer_args *w = arg;
+    const float *x = w->x;
+    float *y = w->y, *restrict mask = w->m;
+    const float p = w->p, keep = w->eps;
     if (!(p > 0.0f)) { /* p <= 0: identity, no hashing needed */
-        VQJI_FOR(i, n, mask[i] = 1.0f);
+        VQJI_FOR(i, e - b, mask[b + i] = 1.0f);
         if (y != x)
-            memcpy(y, x, n * sizeof *y);
+            memcpy(y + b, x + b, (e - b) * sizeof *y);
         return;
     }
-    /* p >= 1 drops everything (1/(1-p) would be infinite). */
-    float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        float m = vqji_dropout_uniform(seed, i) >= p ? keep : 0.0f;
+    for (size_t i = b; i < e; i++) {
+        float m = vqji_dropout_uniform(w->seed, i) >= p ? keep : 0.0f;
         mask[i] = m;
         y[i] = x[i] * m;
     }
 }
 
+static void cpu_dropout_forward(vqji_device *dev, size_t n, float p, uint64_t seed,
+                                const float *x, float *y, float *restrict mask)
+{
+    /* p >= 1 drops everything (1/(1-p) would be infinite). */
+    float keep = p > 0.0f && p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    layer_args w = {.x = x, .y = y, .m = mask, .p = p, .eps = keep, .seed = seed};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS / 4, 16, dropout_forward_range,
+                      &w);
+}
+
+/* dx (y) += dy (a) mask (x). */
+static void dropout_backward_range(void *arg, size_t b, size_t e)
+{
+    const layer_args *w = arg;
+    const float *restrict mask = w->x + b, *restrict dy = w->a + b;
+    float *restrict dx = w->y + b;
+    VQJI_FOR(i, e - b, dx[i] += dy[i] * mask[i]);
+}
+
 static void cpu_dropout_backward(vqji_device *dev, size_t n, const float *restrict mask,
                                  const float *restrict dy, float *restrict dx)
 {
-    (void)dev;
-    VQJI_FOR(i, n, dx[i] += dy[i] * mask[i]);
+    layer_args w = {.x = mask, .a = dy, .y = dx};
+    vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, dropout_backward_range,
+                      &w);
 }
 
 /* ---- Attention over packed grids ----
@@ -394,15 +552,31 @@ static inline int vqji_allowed(const uint8_t *a, int n, int i, int j)
     return j == i || a[(size_t)i * n + j];
 }
 
-static void cpu_attention_forward(vqji_device *dev, int num_grids, const int32_t *offsets,
-                                  const uint8_t *adj, const int64_t *adj_offsets, int d,
-                                  int heads, const float *restrict qkv, float *restrict out,
-                                  float *restrict probs)
+/* The attention ops' arguments; a range is a range of grids. */
+typedef struct attn_args {
+    int num_grids, d, heads;
+    const int32_t *offsets;
+    const uint8_t *adj;
+    const int64_t *adj_offsets;
+    const float *qkv, *probs, *dout;
+    float *out, *probs_out, *dqkv;
+} attn_args;
+
+/* Grid rows per part below which attention runs serially. */
+#define VQJI_ATTN_MIN_TOKENS 64
+
+static void attention_forward_grids(void *arg, size_t g0, size_t g1)
 {
-    (void)dev;
+    const attn_args *w = arg;
+    const int num_grids = w->num_grids, d = w->d, heads = w->heads;
+    const int32_t *offsets = w->offsets;
+    const uint8_t *adj = w->adj;
+    const int64_t *adj_offsets = w->adj_offsets;
+    const float *restrict qkv = w->qkv;
+    float *restrict out = w->out, *restrict probs = w->probs_out;
     const size_t dh = (size_t)(d / heads), ld = 3 * (size_t)d;
     const float scale = 1.0f / sqrtf((float)dh);
-    for (int g = 0; g < num_grids; g++) {
+    for (int g = (int)g0; g < (int)g1; g++) {
         const int base = offsets[g], n = offsets[g + 1] - offsets[g];
         const uint8_t *a = adj + adj_offsets[g];
         float *pg = probs + (size_t)heads * (size_t)adj_offsets[g];
@@ -447,22 +621,36 @@ static void cpu_attention_forward(vqji_device *dev, int num_grids, const int32_t
     }
 }
 
+static void cpu_attention_forward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                  const uint8_t *adj, const int64_t *adj_offsets, int d,
+                                  int heads, const float *restrict qkv, float *restrict out,
+                                  float *restrict probs)
+{
+    attn_args w = {.num_grids = num_grids, .d = d, .heads = heads, .offsets = offsets,
+                   .adj = adj, .adj_offsets = adj_offsets, .qkv = qkv, .out = out,
+                   .probs_out = probs};
+    vqji_parallel_for_weighted(vqji_cpu_pool(dev), (size_t)(num_grids > 0 ? num_grids : 0),
+                               offsets, VQJI_ATTN_MIN_TOKENS, attention_forward_grids, &w);
+}
+
 /* dp_ij = do_i·v_j of one row is kept on the stack for the first
  * VQJI_ATTN_CACHE keys and recomputed beyond that, so no grid size needs a
  * heap buffer (ARC grids have at most 900 tokens; typical ones under 16). */
 #define VQJI_ATTN_CACHE 256
 
-static void cpu_attention_backward(vqji_device *dev, int num_grids, const int32_t *offsets,
-                                   const uint8_t *adj, const int64_t *adj_offsets, int d,
-                                   int heads, const float *restrict qkv,
-                                   const float *restrict probs, const float *restrict dout,
-                                   float *restrict dqkv)
+static void attention_backward_grids(void *arg, size_t g0, size_t g1)
 {
-    (void)dev;
+    const attn_args *w = arg;
+    const int num_grids = w->num_grids, d = w->d, heads = w->heads;
+    const int32_t *offsets = w->offsets;
+    const uint8_t *adj = w->adj;
+    const int64_t *adj_offsets = w->adj_offsets;
+    const float *restrict qkv = w->qkv, *restrict probs = w->probs, *restrict dout = w->dout;
+    float *restrict dqkv = w->dqkv;
     const size_t dh = (size_t)(d / heads), ld = 3 * (size_t)d;
     const float scale = 1.0f / sqrtf((float)dh);
     float dp[VQJI_ATTN_CACHE];
-    for (int g = 0; g < num_grids; g++) {
+    for (int g = (int)g0; g < (int)g1; g++) {
         const int base = offsets[g], n = offsets[g + 1] - offsets[g];
         const uint8_t *a = adj + adj_offsets[g];
         const float *pg = probs + (size_t)heads * (size_t)adj_offsets[g];
@@ -506,13 +694,37 @@ static void cpu_attention_backward(vqji_device *dev, int num_grids, const int32_
     }
 }
 
+static void cpu_attention_backward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                   const uint8_t *adj, const int64_t *adj_offsets, int d,
+                                   int heads, const float *restrict qkv,
+                                   const float *restrict probs, const float *restrict dout,
+                                   float *restrict dqkv)
+{
+    attn_args w = {.num_grids = num_grids, .d = d, .heads = heads, .offsets = offsets,
+                   .adj = adj, .adj_offsets = adj_offsets, .qkv = qkv, .probs = probs,
+                   .dout = dout, .dqkv = dqkv};
+    vqji_parallel_for_weighted(vqji_cpu_pool(dev), (size_t)(num_grids > 0 ? num_grids : 0),
+                               offsets, VQJI_ATTN_MIN_TOKENS, attention_backward_grids, &w);
+}
+
 /* ---- Segment mean (grid representation) ---- */
 
-static void cpu_segment_mean_forward(vqji_device *dev, int num_grids, const int32_t *offsets,
-                                     int d, const float *restrict x, float *restrict y)
+/* Grids [g0, g1): x [tokens x d] -> y [grids x d]; offsets in `offsets`. */
+typedef struct segment_args {
+    const int32_t *offsets;
+    size_t d;
+    const float *x;
+    float *y;
+} segment_args;
+
+static void segment_mean_forward_grids(void *arg, size_t g0, size_t g1)
 {
-    (void)dev;
-    for (int g = 0; g < num_grids; g++) {
+    const segment_args *w = arg;
+    const int32_t *offsets = w->offsets;
+    const int d = (int)w->d;
+    const float *restrict x = w->x;
+    float *restrict y = w->y;
+    for (int g = (int)g0; g < (int)g1; g++) {
         int n = offsets[g + 1] - offsets[g];
         float *yg = y + (size_t)g * d;
         memset(yg, 0, (size_t)d * sizeof *yg);
@@ -525,56 +737,95 @@ static void cpu_segment_mean_forward(vqji_device *dev, int num_grids, const int3
     }
 }
 
-static void cpu_segment_mean_backward(vqji_device *dev, int num_grids, const int32_t *offsets,
-                                      int d, const float *restrict dy, float *restrict dx)
+static void cpu_segment_mean_forward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                     int d, const float *restrict x, float *restrict y)
 {
-    (void)dev;
-    for (int g = 0; g < num_grids; g++) {
+    segment_args w = {.offsets = offsets, .d = (size_t)d, .x = x, .y = y};
+    vqji_parallel_for_weighted(vqji_cpu_pool(dev), (size_t)(num_grids > 0 ? num_grids : 0),
+                               offsets, VQJI_PAR_MIN_ELEMS / (d + 1) + 1,
+                               segment_mean_forward_grids, &w);
+}
+
+/* dy (x) [grids x d] -> dx (y) [tokens x d], grids [g0, g1). */
+static void segment_mean_backward_grids(void *arg, size_t g0, size_t g1)
+{
+    const segment_args *w = arg;
+    const int32_t *offsets = w->offsets;
+    const size_t d = w->d;
+    for (size_t g = g0; g < g1; g++) {
         int n = offsets[g + 1] - offsets[g];
         if (n <= 0)
             continue;
         float inv = 1.0f / (float)n;
         for (int i = offsets[g]; i < offsets[g + 1]; i++)
-            vqji_axpy((size_t)d, inv, dy + (size_t)g * d, dx + (size_t)i * d);
+            vqji_axpy(d, inv, w->x + g * d, w->y + (size_t)i * d);
     }
+}
+
+static void cpu_segment_mean_backward(vqji_device *dev, int num_grids, const int32_t *offsets,
+                                      int d, const float *restrict dy, float *restrict dx)
+{
+    segment_args w = {.offsets = offsets, .d = (size_t)d, .x = dy, .y = dx};
+    vqji_parallel_for_weighted(vqji_cpu_pool(dev), (size_t)(num_grids > 0 ? num_grids : 0),
+                               offsets, VQJI_PAR_MIN_ELEMS / (d + 1) + 1,
+                               segment_mean_backward_grids, &w);
 }
 
 /* ---- L2 normalisation ---- */
 
 /* norm[r] saves the unclamped ‖x_r‖; the backward chooses the branch. */
+/* Rows [r0, r1): x -> y, norm (m). */
+static void l2norm_forward_rows(void *arg, size_t r0, size_t r1)
+{
+    const layer_args *w = arg;
+    const size_t c = w->c;
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = w->x + r * c;
+        float *restrict yr = w->y + r * c;
+        float nr = sqrtf(vqji_dot(c, xr, xr));
+        float inv = 1.0f / (nr > w->eps ? nr : w->eps);
+        w->m[r] = nr;
+        VQJI_FOR(j, c, yr[j] = xr[j] * inv);
+    }
+}
+
 static void cpu_l2norm_forward(vqji_device *dev, int n, int c, const float *restrict x,
                                float eps, float *restrict y, float *restrict norm)
 {
-    (void)dev;
-    for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * c;
-        float *yr = y + (size_t)r * c;
-        float nr = sqrtf(vqji_dot((size_t)c, xr, xr));
-        float inv = 1.0f / (nr > eps ? nr : eps);
-        norm[r] = nr;
-        VQJI_FOR(j, (size_t)c, yr[j] = xr[j] * inv);
-    }
+    layer_args w = {.c = (size_t)c, .x = x, .y = y, .m = norm, .eps = eps};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)(n > 0 ? n : 0),
+                      VQJI_PAR_MIN_ELEMS / (c + 1) + 1, 1, l2norm_forward_rows, &w);
 }
 
 /* ‖x‖ > eps: dx += (dy - y (y·dy)) / ‖x‖; else y = x / eps is linear and
  * dx += dy / eps. */
+/* Rows [r0, r1): y (x), norm (a), dy (b) -> dx (y). */
+static void l2norm_backward_rows(void *arg, size_t r0, size_t r1)
+{
+    const layer_args *w = arg;
+    const size_t c = w->c;
+    const float eps = w->eps;
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict yr = w->x + r * c, *restrict dyr = w->b + r * c;
+        float *restrict dxr = w->y + r * c;
+        if (w->a[r] > eps) {
+            float inv = 1.0f / w->a[r];
+            float ydy = vqji_dot(c, yr, dyr);
+            VQJI_FOR(j, c, dxr[j] += (dyr[j] - yr[j] * ydy) * inv);
+        } else {
+            vqji_axpy(c, 1.0f / eps, dyr, dxr);
+        }
+    }
+}
+
 static void cpu_l2norm_backward(vqji_device *dev, int n, int c, const float *restrict x,
                                 const float *restrict y, const float *restrict norm, float eps,
                                 const float *restrict dy, float *restrict dx)
 {
-    (void)dev;
     (void)x;
-    for (int r = 0; r < n; r++) {
-        const float *yr = y + (size_t)r * c, *dyr = dy + (size_t)r * c;
-        float *dxr = dx + (size_t)r * c;
-        if (norm[r] > eps) {
-            float inv = 1.0f / norm[r];
-            float ydy = vqji_dot((size_t)c, yr, dyr);
-            VQJI_FOR(j, (size_t)c, dxr[j] += (dyr[j] - yr[j] * ydy) * inv);
-        } else {
-            vqji_axpy((size_t)c, 1.0f / eps, dyr, dxr);
-        }
-    }
+    layer_args w = {.c = (size_t)c, .x = y, .a = norm, .b = dy, .y = dx, .eps = eps};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)(n > 0 ? n : 0),
+                      VQJI_PAR_MIN_ELEMS / (c + 1) + 1, 1, l2norm_backward_rows, &w);
 }
 
 /* ---- Context aggregators: x [batch x t x d] -> y [batch x d] ---- */

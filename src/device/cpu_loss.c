@@ -2,7 +2,9 @@
  * values unscaled and overwrites its gradient outputs with the gradient of
  * scale * Σ_rows loss (see device.h). Sums run in double: they add up
  * hundreds to thousands of terms whose differences matter (a softmax's
- * normalizer, a characteristic function near its target). */
+ * normalizer, a characteristic function near its target). Rows, slices,
+ * grids and examples are independent: the loops run on the context's thread
+ * pool, each output computed as the serial loop would (threadpool.h). */
 #include "device/cpu.h"
 #include "device/device.h"
 
@@ -11,11 +13,25 @@
 
 /* ---- InfoNCE: softmax cross-entropy with the positive on the diagonal ---- */
 
-static void cpu_infonce_xent(vqji_device *dev, int rows, int cols, int ld, float inv_tau,
-                             float scale, float *s, float *loss, float *dlogtau)
+/* The loss ops' arguments, for the pool's range functions. */
+typedef struct loss_args {
+    int rows, cols, ld, n, points, d, m, t, mm;
+    float inv_tau, scale, dt, w_align, w_self;
+    float *s, *loss, *dlogtau, *out, *dh, *dr_ctx, *dr_tgt;
+    const float *w, *x, *h, *dr, *r_ctx, *r_tgt;
+    const int32_t *offsets;
+    const uint8_t *adj;
+    const int64_t *adj_offsets;
+} loss_args;
+
+/* Rows [r0, r1) of the similarity matrix. */
+static void infonce_rows(void *arg, size_t r0, size_t r1)
 {
-    (void)dev;
-    for (int i = 0; i < rows; i++) {
+    const loss_args *a = arg;
+    const int cols = a->cols, ld = a->ld;
+    const float inv_tau = a->inv_tau, scale = a->scale;
+    float *s = a->s, *loss = a->loss, *dlogtau = a->dlogtau;
+    for (int i = (int)r0; i < (int)r1; i++) {
         float *row = s + (size_t)i * ld;
         /* Subtract the row's largest logit so exp never overflows. */
         float zmax = row[0] * inv_tau;
@@ -39,6 +55,15 @@ static void cpu_infonce_xent(vqji_device *dev, int rows, int cols, int ld, float
     }
 }
 
+static void cpu_infonce_xent(vqji_device *dev, int rows, int cols, int ld, float inv_tau,
+                             float scale, float *s, float *loss, float *dlogtau)
+{
+    loss_args a = {.cols = cols, .ld = ld, .inv_tau = inv_tau, .scale = scale, .s = s,
+                   .loss = loss, .dlogtau = dlogtau};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)(rows > 0 ? rows : 0),
+                      VQJI_PAR_MIN_ELEMS / 8 / ((size_t)cols + 1) + 1, 1, infonce_rows, &a);
+}
+
 static void cpu_fill_at(vqji_device *dev, size_t n, const int64_t *index, float value, float *x)
 {
     (void)dev;
@@ -52,14 +77,16 @@ static void cpu_fill_at(vqji_device *dev, size_t n, const int64_t *index, float 
  * instead of `points`, with a rounding error that grows only linearly in k
  * (~1e-15 per step, far below float). */
 
-static void cpu_sigreg_epps_pulley(vqji_device *dev, int slices, int n, int points, float dt,
-                                   const float *w, float scale, const float *x, float *stat,
-                                   float *dx)
+/* Slices [s0, s1): x -> stat (loss), dx (out). */
+static void sigreg_slices(void *arg, size_t s0, size_t s1)
 {
-    (void)dev;
+    const loss_args *a = arg;
+    const int n = a->n, points = a->points;
+    const float dt = a->dt, scale = a->scale, *w = a->w, *x = a->x;
+    float *stat = a->loss, *dx = a->out;
     double cmean[VQJI_SIGREG_MAX_POINTS], smean[VQJI_SIGREG_MAX_POINTS];
     double gc[VQJI_SIGREG_MAX_POINTS], gs[VQJI_SIGREG_MAX_POINTS];
-    for (int sl = 0; sl < slices; sl++) {
+    for (int sl = (int)s0; sl < (int)s1; sl++) {
         const float *xs = x + (size_t)sl * n;
         float *dxs = dx + (size_t)sl * n;
         memset(cmean, 0, (size_t)points * sizeof *cmean);
@@ -101,6 +128,17 @@ static void cpu_sigreg_epps_pulley(vqji_device *dev, int slices, int n, int poin
     }
 }
 
+static void cpu_sigreg_epps_pulley(vqji_device *dev, int slices, int n, int points, float dt,
+                                   const float *w, float scale, const float *x, float *stat,
+                                   float *dx)
+{
+    loss_args a = {.n = n, .points = points, .dt = dt, .w = w, .scale = scale, .x = x,
+                   .loss = stat, .out = dx};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)(slices > 0 ? slices : 0),
+                      VQJI_PAR_MIN_ELEMS / 16 / ((size_t)n * (size_t)points + 1) + 1, 1,
+                      sigreg_slices, &a);
+}
+
 /* ---- Relational distances r_ij = ||h_i - h_j||² over adjacent pairs ---- */
 
 static double sqdist(int d, const float *a, const float *b)
@@ -113,19 +151,20 @@ static double sqdist(int d, const float *a, const float *b)
     return s;
 }
 
-static void cpu_relational_distances_forward(vqji_device *dev, int num_grids,
-                                             const int32_t *offsets, const uint8_t *adj,
-                                             const int64_t *adj_offsets, int d, int m,
-                                             const float *h, float *r)
+/* Grids [g0, g1): h -> r (out). */
+static void relational_forward_grids(void *arg, size_t g0, size_t g1)
 {
-    (void)dev;
+    const loss_args *w = arg;
+    const int32_t *offsets = w->offsets;
+    const int d = w->d, m = w->m;
+    const float *h = w->h;
     size_t mm = (size_t)m * m;
-    memset(r, 0, (size_t)num_grids * mm * sizeof *r);
-    for (int g = 0; g < num_grids; g++) {
+    memset(w->out + g0 * mm, 0, (g1 - g0) * mm * sizeof *w->out);
+    for (int g = (int)g0; g < (int)g1; g++) {
         int n = offsets[g + 1] - offsets[g];
         const float *hg = h + (size_t)offsets[g] * d;
-        const uint8_t *a = adj + adj_offsets[g];
-        float *rg = r + (size_t)g * mm;
+        const uint8_t *a = w->adj + w->adj_offsets[g];
+        float *rg = w->out + (size_t)g * mm;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
                 if (i != j && a[i * n + j])
@@ -133,19 +172,30 @@ static void cpu_relational_distances_forward(vqji_device *dev, int num_grids,
     }
 }
 
-static void cpu_relational_distances_backward(vqji_device *dev, int num_grids,
-                                              const int32_t *offsets, const uint8_t *adj,
-                                              const int64_t *adj_offsets, int d, int m,
-                                              const float *h, const float *dr, float *dh)
+static void cpu_relational_distances_forward(vqji_device *dev, int num_grids,
+                                             const int32_t *offsets, const uint8_t *adj,
+                                             const int64_t *adj_offsets, int d, int m,
+                                             const float *h, float *r)
 {
-    (void)dev;
+    loss_args a = {.offsets = offsets, .adj = adj, .adj_offsets = adj_offsets, .d = d, .m = m,
+                   .h = h, .out = r};
+    vqji_parallel_for_weighted(vqji_cpu_pool(dev), (size_t)(num_grids > 0 ? num_grids : 0),
+                               offsets, 256, relational_forward_grids, &a);
+}
+
+/* Grids [g0, g1): h, dr -> dh. */
+static void relational_backward_grids(void *arg, size_t g0, size_t g1)
+{
+    const loss_args *w = arg;
+    const int32_t *offsets = w->offsets;
+    const int d = w->d, m = w->m;
     size_t mm = (size_t)m * m;
-    for (int g = 0; g < num_grids; g++) {
+    for (int g = (int)g0; g < (int)g1; g++) {
         int n = offsets[g + 1] - offsets[g];
-        const float *hg = h + (size_t)offsets[g] * d;
-        float *dhg = dh + (size_t)offsets[g] * d;
-        const uint8_t *a = adj + adj_offsets[g];
-        const float *drg = dr + (size_t)g * mm;
+        const float *hg = w->h + (size_t)offsets[g] * d;
+        float *dhg = w->dh + (size_t)offsets[g] * d;
+        const uint8_t *a = w->adj + w->adj_offsets[g];
+        const float *drg = w->dr + (size_t)g * mm;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) {
                 if (i == j || !a[i * n + j])
@@ -160,6 +210,17 @@ static void cpu_relational_distances_backward(vqji_device *dev, int num_grids,
                 }
             }
     }
+}
+
+static void cpu_relational_distances_backward(vqji_device *dev, int num_grids,
+                                              const int32_t *offsets, const uint8_t *adj,
+                                              const int64_t *adj_offsets, int d, int m,
+                                              const float *h, const float *dr, float *dh)
+{
+    loss_args a = {.offsets = offsets, .adj = adj, .adj_offsets = adj_offsets, .d = d, .m = m,
+                   .h = h, .dr = dr, .dh = dh};
+    vqji_parallel_for_weighted(vqji_cpu_pool(dev), (size_t)(num_grids > 0 ? num_grids : 0),
+                               offsets, 256, relational_backward_grids, &a);
 }
 
 /* ---- Relational consistency over the M x M matrices of each example ---- */

@@ -1,6 +1,8 @@
 /* CPU vector-quantization kernels: nearest code and EMA statistics
  * (docs/model.md, "Codebook"). The nearest-code search is one GEMM plus a
- * tight argmin; everything else is O(n d) or O(k d) and stays simple. */
+ * tight argmin; everything else is O(n d) or O(k d). The loops run on the
+ * context's thread pool, split by row or by code so that each output is
+ * computed as the serial loop would (threadpool.h). */
 #include "device/cpu.h"
 
 #include <math.h>
@@ -121,36 +123,75 @@ static inline int32_t row_argmin(const float *s, const float *en, int k, float *
 }
 #endif
 
+/* The VQ ops' arguments, for the pool's range functions. */
+typedef struct vq_args {
+    int n, d, k;
+    const float *z, *e, *s, *en;
+    const int32_t *idx;
+    int32_t *idx_out;
+    float *dist, *counts, *sums, *q, *out;
+    float eps;
+    double total;
+} vq_args;
+
+/* Rows [i0, i1) of a score block s [rows x k] of the rows z: nearest code
+ * and distance (idx_out, dist, both offset to the block). */
+static void assign_rows(void *arg, size_t i0, size_t i1)
+{
+    const vq_args *w = arg;
+    const int d = w->d, k = w->k;
+    for (size_t i = i0; i < i1; i++) {
+        float best;
+        w->idx_out[i] = row_argmin(w->s + i * (size_t)k, w->en, k, &best);
+        float dd = sqnorm(w->z + i * (size_t)d, d) + best;
+        w->dist[i] = dd > 0.0f ? dd : (dd == dd ? 0.0f : dd);
+    }
+}
+
+/* Code norms en (out) [k] of e, codes [c0, c1). */
+static void code_norms(void *arg, size_t c0, size_t c1)
+{
+    const vq_args *w = arg;
+    for (size_t c = c0; c < c1; c++)
+        w->out[c] = sqnorm(w->e + c * (size_t)w->d, w->d);
+}
+
 static void cpu_vq_assign(vqji_device *dev, int n, int d, int k, const float *z, const float *e,
                           float *scratch, int32_t *idx, float *dist)
 {
     if (n <= 0 || k <= 0)
         return;
+    vqji_pool *pool = vqji_cpu_pool(dev);
     float *en = scratch; /* ||e_k||^2, then the score block */
     float *s = scratch + k;
-    for (int c = 0; c < k; c++)
-        en[c] = sqnorm(e + (size_t)c * d, d);
+    vq_args w = {.d = d, .k = k, .e = e, .s = s, .en = en, .out = en};
+    size_t min_rows = VQJI_PAR_MIN_ELEMS / ((size_t)d + 1) + 1;
+    vqji_parallel_for(pool, (size_t)k, min_rows, 1, code_norms, &w);
     for (int r0 = 0; r0 < n; r0 += VQ_ASSIGN_ROWS) {
         int m = n - r0 < VQ_ASSIGN_ROWS ? n - r0 : VQ_ASSIGN_ROWS;
         const float *zb = z + (size_t)r0 * d;
         /* alpha = -2 is exact, so s + en equals ||e||^2 - 2 z.e as specified. */
         dev->ops->gemm(dev, false, true, m, k, d, -2.0f, zb, d, e, d, 0.0f, s, k);
-        for (int i = 0; i < m; i++) {
-            float best;
-            idx[r0 + i] = row_argmin(s + (size_t)i * k, en, k, &best);
-            float dd = sqnorm(zb + (size_t)i * d, d) + best;
-            dist[r0 + i] = dd > 0.0f ? dd : (dd == dd ? 0.0f : dd);
-        }
+        w.z = zb;
+        w.idx_out = idx + r0;
+        w.dist = dist + r0;
+        vqji_parallel_for(pool, (size_t)m, VQJI_PAR_MIN_ELEMS / ((size_t)k + 1) + 1, 1,
+                          assign_rows, &w);
     }
 }
 
-static void cpu_vq_accumulate(vqji_device *dev, int n, int d, int k, const float *z,
-                              const int32_t *idx, float *counts, float *sums)
+/* Codes [c0, c1): every thread scans all rows in order and adds those
+ * assigned to its codes, so each code's sums are the serial ones. */
+static void accumulate_codes(void *arg, size_t c0, size_t c1)
 {
-    (void)dev;
+    const vq_args *w = arg;
+    const int n = w->n, d = w->d;
+    const float *z = w->z;
+    const int32_t *idx = w->idx;
+    float *counts = w->counts, *sums = w->sums;
     for (int i = 0; i < n; i++) {
         int32_t c = idx[i];
-        if (c < 0 || c >= k)
+        if (c < (int32_t)c0 || c >= (int32_t)c1)
             continue;
         if (counts)
             counts[c] += 1.0f;
@@ -163,11 +204,26 @@ static void cpu_vq_accumulate(vqji_device *dev, int n, int d, int k, const float
     }
 }
 
-static void cpu_vq_gather(vqji_device *dev, int n, int d, const float *z, const float *e,
-                          const int32_t *idx, float *q, float *err)
+static void cpu_vq_accumulate(vqji_device *dev, int n, int d, int k, const float *z,
+                              const int32_t *idx, float *counts, float *sums)
 {
-    (void)dev;
-    for (int i = 0; i < n; i++) {
+    if (n <= 0 || k <= 0)
+        return;
+    vq_args w = {.n = n, .d = d, .z = z, .idx = idx, .counts = counts, .sums = sums};
+    /* Parallel only when there are sums to add (counts alone are a scan). */
+    size_t min_codes = sums && (size_t)n * (size_t)d >= VQJI_PAR_MIN_ELEMS ? 16 : (size_t)k;
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)k, min_codes, 1, accumulate_codes, &w);
+}
+
+/* Rows [i0, i1): q, err (dist) from z, e, idx. */
+static void gather_rows(void *arg, size_t i0, size_t i1)
+{
+    const vq_args *w = arg;
+    const int d = w->d;
+    const float *z = w->z, *e = w->e;
+    const int32_t *idx = w->idx;
+    float *q = w->q, *err = w->dist;
+    for (int i = (int)i0; i < (int)i1; i++) {
         const float *code = e + (size_t)idx[i] * d;
         if (err)
             err[i] = sqdiff(z + (size_t)i * d, code, d);
@@ -175,14 +231,23 @@ static void cpu_vq_gather(vqji_device *dev, int n, int d, const float *z, const 
     }
 }
 
-static void cpu_vq_ema_normalize(vqji_device *dev, int k, int d, float eps, float total,
-                                 const float *counts, const float *sums, float *e)
+static void cpu_vq_gather(vqji_device *dev, int n, int d, const float *z, const float *e,
+                          const int32_t *idx, float *q, float *err)
 {
-    (void)dev;
-    if (!(total > 0.0f))
-        return;
-    double m = total, denom = m + (double)k * eps;
-    for (int c = 0; c < k; c++) {
+    vq_args w = {.d = d, .z = z, .e = e, .idx = idx, .q = q, .dist = err};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)(n > 0 ? n : 0),
+                      VQJI_PAR_MIN_ELEMS / ((size_t)d + 1) + 1, 1, gather_rows, &w);
+}
+
+/* Codes [c0, c1) of e (out) from counts, sums; k in n. */
+static void ema_normalize_codes(void *arg, size_t c0, size_t c1)
+{
+    const vq_args *w = arg;
+    const int d = w->d;
+    const float eps = w->eps, *counts = w->counts, *sums = w->sums;
+    float *e = w->out;
+    double m = w->total, denom = m + (double)w->n * eps;
+    for (int c = (int)c0; c < (int)c1; c++) {
         double smoothed = ((double)counts[c] + eps) / denom * m;
         const float *src = sums + (size_t)c * d;
         float *dst = e + (size_t)c * d;
@@ -191,15 +256,34 @@ static void cpu_vq_ema_normalize(vqji_device *dev, int k, int d, float eps, floa
     }
 }
 
+static void cpu_vq_ema_normalize(vqji_device *dev, int k, int d, float eps, float total,
+                                 const float *counts, const float *sums, float *e)
+{
+    if (!(total > 0.0f) || k <= 0)
+        return;
+    vq_args w = {.n = k, .d = d, .eps = eps, .total = total, .counts = (float *)counts,
+                 .sums = (float *)sums, .out = e};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)k, VQJI_PAR_MIN_ELEMS / ((size_t)d + 1) + 1,
+                      1, ema_normalize_codes, &w);
+}
+
+/* Rows [i0, i1) of mind (out) against the code e. */
+static void min_sqdist_rows(void *arg, size_t i0, size_t i1)
+{
+    const vq_args *w = arg;
+    for (size_t i = i0; i < i1; i++) {
+        float dd = sqdiff(w->z + i * (size_t)w->d, w->e, w->d);
+        if (dd < w->out[i])
+            w->out[i] = dd;
+    }
+}
+
 static void cpu_vq_min_sqdist(vqji_device *dev, int n, int d, const float *z, const float *c,
                               float *mind)
 {
-    (void)dev;
-    for (int i = 0; i < n; i++) {
-        float dd = sqdiff(z + (size_t)i * d, c, d);
-        if (dd < mind[i])
-            mind[i] = dd;
-    }
+    vq_args w = {.d = d, .z = z, .e = c, .out = mind};
+    vqji_parallel_for(vqji_cpu_pool(dev), (size_t)(n > 0 ? n : 0),
+                      VQJI_PAR_MIN_ELEMS / ((size_t)d + 1) + 1, 1, min_sqdist_rows, &w);
 }
 
 /* One FSQ dimension's constants (device.h). */

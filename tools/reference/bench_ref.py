@@ -3,6 +3,7 @@
 Run:  /usr/bin/python3 tools/reference/bench_ref.py [--data DIR] [--batch B]
           [--steps N] [--warmup W] [--variant core|full] [--threads T] [--json]
           [--view-backward together|each] [--lib lib/libvqjepa.so] [--self-check]
+          [--device cpu|cuda] [--compile]
 
 Prints one line per run, as `vqjepa bench --only train_step --json` does,
 with "impl":"pytorch":
@@ -52,6 +53,16 @@ for bit-level parity and wrong for timing.
 its forward (as the C trainer does) instead of one backward of the summed
 loss: less peak memory, the same gradient. Its JSON line carries
 "view_backward":"each" (tools/bench_table.py leaves such lines out).
+
+--device cuda runs the step on the GPU (PyTorch 2.0 or later: the losses
+imported from loss_ref make their constants with the default device, which
+torch.set_default_device then sets). The data, parameters and state are
+built on the CPU as before, then moved; the random draws inside the step
+(SIGReg directions, translation shifts) come from a generator on the GPU.
+Step times wait for the GPU (torch.cuda.synchronize). --compile wraps the
+encoder and the projection head in torch.compile (PyTorch 2.0 or later;
+compilation happens in the warm-up steps). Their JSON lines carry "device"
+and "compile"; "max_gpu_mib" is torch.cuda.max_memory_allocated.
 """
 
 import argparse
@@ -79,6 +90,9 @@ def parse_args():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--view-backward", choices=("together", "each"), default="together")
     ap.add_argument("--lib", default=os.path.join(ROOT, "lib", "libvqjepa.so"))
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the encoder and head (PyTorch >= 2.0)")
     ap.add_argument("--self-check", action="store_true",
                     help="check the layers and losses against vqjepa_ref / loss_ref, then exit")
     a = ap.parse_args()
@@ -315,7 +329,7 @@ def init_params(g):
 def allowed_mask(mask, adj):
     """Attention mask of the padded layout: ((adj | eye) & key_real) | eye."""
     M = mask.shape[1]
-    eye = torch.eye(M, dtype=torch.bool)
+    eye = torch.eye(M, dtype=torch.bool, device=mask.device)
     return ((adj | eye) & mask.unsqueeze(1)) | eye
 
 
@@ -393,7 +407,7 @@ def translate(tok, gen, group):
     x, mask, adj = tok
     G = x.shape[0]
     d = CFG["translation_delta"]
-    dyx = (torch.rand(G // group, 2, generator=gen) * 2 - 1) * d
+    dyx = (torch.rand(G // group, 2, generator=gen, device=gen.device) * 2 - 1) * d
     dyx = dyx.repeat_interleave(group, 0)
     shift = x.new_zeros((G, 1, x.shape[2]))
     shift[:, 0, 7:13:2] = dyx[:, :1]  # centroid y, bbox min y, max y
@@ -402,21 +416,22 @@ def translate(tok, gen, group):
 
 
 class Trainer:
-    def __init__(self, variant, view_backward):
+    def __init__(self, variant, view_backward, device="cpu"):
         g = torch.Generator().manual_seed(CFG["seed"])
         self.full = variant == "full"
         self.view_backward = view_backward
-        self.P = {k: v.requires_grad_(True) for k, v in init_params(g).items()}
+        # Drawn on the CPU (the same values on every device), then moved.
+        self.P = {k: v.to(device).requires_grad_(True) for k, v in init_params(g).items()}
         self.target = {k: v.detach().clone() for k, v in self.P.items()}
         K, D = CFG["K"], CFG["D"]
-        self.E = (torch.rand(K, D, generator=g) * 2 - 1) / K
-        self.ema_count = torch.ones(K)
+        self.E = ((torch.rand(K, D, generator=g) * 2 - 1) / K).to(device)
+        self.ema_count = torch.ones(K, device=device)
         self.ema_sum = self.E.clone()
-        self.log_tau = torch.tensor([math.log(CFG["tau"])], requires_grad=True)
+        self.log_tau = torch.tensor([math.log(CFG["tau"])], device=device, requires_grad=True)
         q = torch.randn(CFG["queue"], CFG["P"], generator=g)
-        self.queue = q / q.norm(dim=1, keepdim=True)  # full: the steady state
+        self.queue = (q / q.norm(dim=1, keepdim=True)).to(device)  # full: the steady state
         self.head = 0
-        self.gen = torch.Generator().manual_seed(CFG["seed"] + 1)
+        self.gen = torch.Generator(device=device).manual_seed(CFG["seed"] + 1)
         params = list(self.P.values()) + [self.log_tau]
         self.opt = torch.optim.Adam(params, lr=CFG["lr"], weight_decay=CFG["weight_decay"])
 
@@ -453,7 +468,8 @@ class Trainer:
                                 1.0)
         loss = loss + relational_loss(qc, ctx, qt, tgt, CFG["w_rel"], CFG["w_self"]) + commit
         if self.full:
-            dirs = torch.randn(CFG["P"], CFG["slices"], generator=self.gen)
+            dirs = torch.randn(CFG["P"], CFG["slices"], generator=self.gen,
+                               device=self.gen.device)
             dirs = dirs / dirs.norm(dim=0, keepdim=True)
             loss = loss + loss_ref.sigreg(c, dirs, CFG["points"], CFG["sigreg"])
         # The codebook's EMA update from this batch's real context tokens.
@@ -494,7 +510,7 @@ class Trainer:
             for k, v in self.P.items():
                 self.target[k].mul_(d).add_(v.detach(), alpha=1 - d)
             B = t.shape[0]
-            rows = (self.head + torch.arange(B)) % self.queue.shape[0]
+            rows = (self.head + torch.arange(B, device=t.device)) % self.queue.shape[0]
             self.queue[rows] = t
             self.head = (self.head + B) % self.queue.shape[0]
         return float(loss)
@@ -558,16 +574,49 @@ def self_check():
 
 # ----------------------------------------------------------------------------
 
+def check_device():
+    """Whether this PyTorch can do --device and --compile; exits if not."""
+    new_torch = hasattr(torch, "set_default_device") and hasattr(torch, "compile")
+    if (ARGS.device != "cpu" or ARGS.compile) and not new_torch:
+        sys.exit("bench_ref: --device cuda and --compile need PyTorch 2.0 or later (this is %s)"
+                 % torch.__version__)
+    if ARGS.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_ref: --device cuda: torch.cuda.is_available() is False")
+
+
+def use_device(batches):
+    """--device and --compile: move the batches, compile the encoder and head."""
+    global encoder, head
+    if ARGS.device != "cpu":
+        for b in batches:
+            for k in b:
+                b[k] = tuple(t.to(ARGS.device) for t in b[k])
+    if ARGS.compile:
+        encoder = torch.compile(encoder)
+        head = torch.compile(head)
+
+
+def sync():
+    if ARGS.device == "cuda":
+        torch.cuda.synchronize()
+
+
 def main():
     if ARGS.self_check:
         self_check()
         return
+    check_device()
     batches, tokens_per_step, data_dir = load_batches(ARGS)
-    tr = Trainer(ARGS.variant, ARGS.view_backward)
+    use_device(batches)
+    tr = Trainer(ARGS.variant, ARGS.view_backward, ARGS.device)
+    if ARGS.device != "cpu":
+        torch.set_default_device(ARGS.device)
     times, loss = [], float("nan")
     for s, b in enumerate(batches):
+        sync()
         t0 = time.perf_counter()
         loss = tr.step(b)
+        sync()
         dt = time.perf_counter() - t0
         if s >= ARGS.warmup:
             times.append(dt)
@@ -577,6 +626,11 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if ARGS.json:
         extra = ',"view_backward":"each"' if ARGS.view_backward == "each" else ""
+        if ARGS.device != "cpu" or ARGS.compile:
+            extra += ',"device":"%s","compile":%s' % (ARGS.device,
+                                                     "true" if ARGS.compile else "false")
+        if ARGS.device == "cuda":
+            extra += ',"max_gpu_mib":%.1f' % (torch.cuda.max_memory_allocated() / 2.0 ** 20)
         print('{"what":"train_step","impl":"pytorch","variant":"%s","batch":%d,"threads":%d,'
               '"ms_per_step":%.2f,"samples_per_s":%.2f,"max_rss_mib":%.1f%s}'
               % (ARGS.variant, ARGS.batch, ARGS.threads, ms, sps, rss, extra))
