@@ -378,8 +378,11 @@ typedef enum vqj_quantizer {
                                       needs ema_decay > 0 */
     VQJ_QUANTIZER_FSQ = 2,       /**< finite scalar quantization over fsq_levels: no codes
                                       to learn; K = the product of the levels */
-    VQJ_QUANTIZER_SIMVQ = 3      /**< SimVQ: codes C W^T, C a fixed random basis, W learned
+    VQJ_QUANTIZER_SIMVQ = 3,     /**< SimVQ: codes C W^T, C a fixed random basis, W learned
                                       by gradient (no EMA) */
+    VQJ_QUANTIZER_RESIDUAL = 4   /**< residual codes (ResidualVQ): num_quantizers Euclidean
+                                      codebooks of K codes each, level l quantizing what the
+                                      levels before it left: q = q_1 + ... + q_L */
 } vqj_quantizer;
 
 /** How the gradient passes the quantizer (docs/model.md, "Quantizers"). */
@@ -392,6 +395,9 @@ typedef enum vqj_gradient_estimator {
 
 /** Most dimensions of an FSQ code (vqj_codebook_params.fsq_levels). */
 #define VQJ_FSQ_MAX_LEVELS 8
+
+/** Most levels of residual codes (vqj_codebook_params.num_quantizers). */
+#define VQJ_MAX_QUANTIZERS 16
 
 /** Parameters of vqj_codebook_create(). Fill with vqj_codebook_params_default(). */
 typedef struct vqj_codebook_params {
@@ -422,6 +428,13 @@ typedef struct vqj_codebook_params {
                                         {8, 5, 5, 5} */
     vqj_gradient_estimator gradient_estimator; /**< default straight-through; the rotation
                                         trick is not for FSQ */
+    int dead_code_max_per_step;    /**< dead-code replacement re-seeds at most this many codes
+                                        an update (per level), those with the lowest
+                                        ema_count first; the rest wait for the next update;
+                                        default 0 (no cap); 0..65536 */
+    int num_quantizers;            /**< residual codes: the number of levels L, each with K
+                                        codes; default 2; 1..16; only VQJ_QUANTIZER_RESIDUAL
+                                        reads it */
 } vqj_codebook_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */
@@ -2237,7 +2250,8 @@ VQJ_API int vqj_model_max_objects(const vqj_model *model);
  *  predictor's context_window); 0 for NULL. */
 VQJ_API int vqj_model_context_window(const vqj_model *model);
 
-/** K, the codebook size: codes are in 0..K-1; 0 for NULL. */
+/** K, the codebook size: codes are in 0..K-1 (residual codes: K codes at
+ *  each level); 0 for NULL. */
 VQJ_API int vqj_model_num_codes(const vqj_model *model);
 
 /** Encode one grid. Thread-safe (see the group's notes).
@@ -2262,6 +2276,28 @@ VQJ_API int vqj_model_num_codes(const vqj_model *model);
  *  names the cell), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
 VQJ_API vqj_status vqj_model_encode_grid(const vqj_model *model, const vqj_grid *grid,
                                          int32_t *codes, size_t *num_objects, float *embedding);
+
+/** L, the number of levels of the codebook's codes: num_quantizers for
+ *  residual codes (VQJ_QUANTIZER_RESIDUAL), 1 for every other quantizer;
+ *  0 for NULL. */
+VQJ_API int vqj_model_num_quantizers(const vqj_model *model);
+
+/** Encode one grid's codes with every level (docs/model.md, "Residual
+ *  codes"). Thread-safe.
+ *   - `codes` (may be NULL; capacity vqj_model_max_objects()): each
+ *     object's code as one mixed-radix index c_1 K^(L-1) + c_2 K^(L-2) + ...
+ *     + c_L (the first level most significant), -1 where K^L does not fit
+ *     in 63 bits; with one level this is the code of
+ *     vqj_model_encode_grid().
+ *   - `level_codes` (may be NULL; capacity max_objects * L): object i's
+ *     code at level l (0..K-1) at level_codes[i * L + l].
+ *   - `num_objects` (may be NULL): the object count.
+ *  Entries past the object count are -1, and every code is -1 when the
+ *  codebook was created with enabled = 0 (VQ disabled). vqj_model_encode_grid()
+ *  gives the first level's code c_1. Errors as vqj_model_encode_grid(). */
+VQJ_API vqj_status vqj_model_encode_grid_levels(const vqj_model *model, const vqj_grid *grid,
+                                                int64_t *codes, int32_t *level_codes,
+                                                size_t *num_objects);
 
 /** Encode `num_grids` grids in one batch (cheaper per grid than single
  *  calls: one pass through each layer). Grid g's codes go to

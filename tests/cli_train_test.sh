@@ -213,7 +213,8 @@ ok
 "$VQJEPA" ablate --steps 1 $small --out "$tmp/abl" --eval-data "$tmp/tasks" > "$tmp/abl.out" \
     || fail "ablate failed"
 for col in "Sixth Run (VQ+Refresh)" "No VQ" "VQ No Refresh" "VQ Gentle" "Base (F)" \
-           "Cosine codes" "32-dim lookup" "SimVQ" "FSQ 8-5-5-5" "Rotation trick + dead-code"; do
+           "Cosine codes" "32-dim lookup" "SimVQ" "FSQ 8-5-5-5" "Rotation trick + dead-code" \
+           "Residual 2 levels"; do
     grep -qF "$col" "$tmp/abl/ablation.md" || fail "ablation table has no column $col"
 done
 for row in "Steps Completed" "Final Val Loss" "Final Val InfoNCE" "Context Eff. Rank (End)" \
@@ -222,10 +223,19 @@ for row in "Steps Completed" "Final Val Loss" "Final Val InfoNCE" "Context Eff. 
     grep -qF "$row" "$tmp/abl/ablation.md" || fail "ablation table has no row $row"
 done
 grep -q "features" "$tmp/abl/ablation.md" || fail "ablation table does not name the baselines"
-for v in vq_refresh no_vq vq_no_refresh vq_gentle base cosine code_dim_32 simvq fsq; do
+for v in vq_refresh no_vq vq_no_refresh vq_gentle base cosine code_dim_32 simvq fsq residual; do
     [ -s "$tmp/abl/$v/report.html" ] || fail "ablate wrote no report for $v"
 done
 grep -F "VQ Usage (End)" "$tmp/abl/ablation.md" | grep -q "n/a" || fail "the no-VQ column should have no usage"
+# --variants: only the named columns; an unknown name is refused
+# shellcheck disable=SC2086
+"$VQJEPA" ablate --steps 1 $small --out "$tmp/abl2" --eval-data "$tmp/tasks" \
+    --variants residual,fsq > "$tmp/abl2.out" || fail "ablate --variants failed"
+grep -qF "Residual 2 levels" "$tmp/abl2/ablation.md" || fail "--variants lost a column"
+! grep -qF "Cosine codes" "$tmp/abl2/ablation.md" || fail "--variants kept an unnamed column"
+[ ! -e "$tmp/abl2/base" ] || fail "--variants ran an unnamed variant"
+set +e; "$VQJEPA" ablate --variants nope > /dev/null 2>&1; rc=$?; set -e
+[ "$rc" -eq 2 ] || fail "ablate --variants nope gave $rc, expected 2"
 ok
 
 echo "cli_train_test: $passed passed, 0 failed"

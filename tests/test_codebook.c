@@ -1,6 +1,7 @@
 /* The codebook (docs/model.md, "Codebook"): assignment, straight-through
  * backward, commitment, EMA with Laplace smoothing, refresh, k-means++,
  * statistics, errors, and a collapse scenario. */
+#include "model/workspace.h"
 #include "testutil.h"
 #include "vectors.h"
 
@@ -310,6 +311,24 @@ static float commit_at(vqj_context *ctx, vqj_codebook *cb, vqj_tensor *zt, vqj_t
     return which ? s.codebook_loss : s.commitment_loss;
 }
 
+/* Central differences of the reported commitment at z [nz] into fd [nz]. */
+static void commit_fd(vqj_context *ctx, vqj_codebook *cb, vqj_tensor *zt, vqj_tensor *qt,
+                      const float *z, int nz, float h, float *fd)
+{
+    float *zp = malloc((size_t)nz * sizeof *zp);
+    assert_non_null(zp);
+    memcpy(zp, z, (size_t)nz * sizeof *zp);
+    for (int i = 0; i < nz; i++) {
+        zp[i] = z[i] + h;
+        float lp = commit_at(ctx, cb, zt, qt, zp, (size_t)nz, 0);
+        zp[i] = z[i] - h;
+        float lm = commit_at(ctx, cb, zt, qt, zp, (size_t)nz, 0);
+        zp[i] = z[i];
+        fd[i] = (lp - lm) / (2.0f * h);
+    }
+    free(zp);
+}
+
 /* Central differences of the reported code term (codebook_loss) at z over
  * the n values x of tensor `name`, left at x afterwards. */
 static void code_loss_fd(vqj_context *ctx, vqj_codebook *cb, const char *name, const float *x,
@@ -352,15 +371,7 @@ static void test_backward_dz(void **state)
         test_fill(pre, N * D, 12, 1.0f);
         vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
         const float h = 1e-2f;
-        for (int i = 0; i < N * D; i++) {
-            float zp[N * D];
-            memcpy(zp, z, sizeof zp);
-            zp[i] = z[i] + h;
-            float lp = commit_at(ctx, cb, zt, qt, zp, N * D, 0);
-            zp[i] = z[i] - h;
-            float lm = commit_at(ctx, cb, zt, qt, zp, N * D, 0);
-            fd[i] = (lp - lm) / (2.0f * h);
-        }
+        commit_fd(ctx, cb, zt, qt, z, N * D, h, fd);
         /* One training forward at z, then the backward with dq = R into a
          * dz that already holds values (the backward accumulates). */
         assert_ok(ctx, vqj_tensor_write(zt, z, N * D));
@@ -675,6 +686,31 @@ static void test_dead_code(void **state)
     vqj_tensor_destroy(zt);
     vqj_tensor_destroy(qt);
     vqj_codebook_destroy(cb);
+
+    /* A cap of 2 a step: of the three dead codes (equal counts) the two of
+     * lowest index are re-seeded, the third keeps its decayed count. */
+    vqj_codebook_params pc = params(K, D, 0.5f);
+    pc.dead_code_threshold = 0.6f;
+    pc.dead_code_max_per_step = 2;
+    cb = make(ctx, &pc);
+    set_codes(ctx, cb, e, K, D);
+    zt = tensor(ctx, N, D, z);
+    qt = tensor(ctx, 0, 0, NULL);
+    s = new_stats();
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, &s));
+    assert_int_equal(s.dead_replaced, 2);
+    float cc[K];
+    read_w(ctx, cb, "codebook.ema_count", cc, K);
+    assert_float_equal(cc[1], 0.6f, 0.0f);
+    assert_float_equal(cc[2], 0.6f, 0.0f);
+    assert_float_equal(cc[3], 0.5f, 1e-6);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_codebook_destroy(cb);
+    pc.dead_code_max_per_step = -1;
+    vqj_codebook *xc = NULL;
+    assert_status(ctx, vqj_codebook_create(ctx, &pc, &xc), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "dead_code_max_per_step"));
 
     /* The threshold needs EMA counts, and must be finite and >= 0. */
     const float bad[] = {-1.0f, NAN, INFINITY};
@@ -1088,12 +1124,16 @@ static void test_collapse(void **state)
  * the origin; then the tokens come from 32 clusters. Without help the codes
  * stay collapsed (ties at the origin go to one code); dead-code replacement
  * re-seeds the starved codes from the batch until usage recovers. */
-static void dead_code_run(vqj_context *ctx, float threshold, float *usage_out, float *err_out,
-                          int *replaced_last)
+static void dead_code_run(vqj_context *ctx, float threshold, int levels, float *usage_out,
+                          float *err_out, int *replaced_last)
 {
     enum { K = 64, D = 16, C = 32, B = 256, SAME = 40, STEPS = 200 };
     vqj_codebook_params p = params(K, D, 0.95f);
     p.dead_code_threshold = threshold;
+    if (levels > 1) {
+        p.quantizer = VQJ_QUANTIZER_RESIDUAL;
+        p.num_quantizers = levels;
+    }
     vqj_codebook *cb = make(ctx, &p);
     static float centers[C * D], z[B * D];
     uint32_t s = 777;
@@ -1115,7 +1155,7 @@ static void dead_code_run(vqj_context *ctx, float threshold, float *usage_out, f
         assert_ok(ctx, vqj_tensor_write(zt, z, B * D));
         assert_ok(ctx, vqj_codebook_forward(cb, zt, t < SAME + STEPS, qt, NULL, &st));
         if (t == SAME - 1 && threshold == 0.0f)
-            assert_int_equal(st.active_codes, 1); /* the start did collapse */
+            assert_int_equal(st.active_codes, levels); /* collapsed: one a level */
         if (t < SAME + STEPS)
             replaced = st.dead_replaced;
     }
@@ -1133,13 +1173,130 @@ static void test_dead_code_recovers(void **state)
     vqj_context *ctx = test_context();
     float usage_on, err_on, usage_off, err_off;
     int rep_on, rep_off;
-    dead_code_run(ctx, 1.0f, &usage_on, &err_on, &rep_on);
-    dead_code_run(ctx, 0.0f, &usage_off, &err_off, &rep_off);
-    assert_int_equal(rep_off, 0);
-    if (!(usage_on >= 0.5f && err_on < 1e-3f && usage_off < 0.1f && err_off > 10.0f * err_on))
-        fail_msg("dead-code on: usage %.3f, mse %.2e, re-seeded last step %d; off: usage %.3f, "
-                 "mse %.2e",
-                 usage_on, err_on, rep_on, usage_off, err_off);
+    for (int levels = 1; levels <= 2; levels++) { /* plain, then residual codes */
+        dead_code_run(ctx, 1.0f, levels, &usage_on, &err_on, &rep_on);
+        dead_code_run(ctx, 0.0f, levels, &usage_off, &err_off, &rep_off);
+        assert_int_equal(rep_off, 0);
+        if (!(usage_on >= 0.5f && err_on < 1e-3f * levels && usage_off < 0.1f * levels &&
+              err_off > 10.0f * err_on))
+            fail_msg("%d levels: dead-code on: usage %.3f, mse %.2e, re-seeded last step %d; "
+                     "off: usage %.3f, mse %.2e",
+                     levels, usage_on, err_on, rep_on, usage_off, err_off);
+    }
+    vqj_context_destroy(ctx);
+}
+
+/* Residual codes, two levels: level-1 codes on the corners of setup_fd,
+ * level-2 codes on small corners, tokens near their sums, so a step of h
+ * changes no assignment. The forward by hand (q = e1 + e2, codes the first
+ * level's), the commitment beta (|R_1|^2 + |R_2|^2) / (N D) and its
+ * gradient by central differences, the code term's gradient (ema_decay 0)
+ * by hand and, for the last level, by central differences; stats over both
+ * levels, the EMA usage per level, a checkpoint round trip and bad sizes. */
+static void test_residual(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { N = 8, K = 4, D = 5, L = 2 };
+    float e[L * K * D], z[N * D], z1[N * D];
+    setup_fd(e, z1, N, K, D, 7);
+    for (int c = 0; c < K; c++)
+        for (int j = 0; j < D; j++)
+            e[(K + c) * D + j] = ((c >> (j % 2)) & 1 ? 0.5f : -0.5f) + 0.01f * (float)j;
+    int want1[N], want2[N];
+    for (int i = 0; i < N; i++) {
+        want1[i] = i % K;
+        want2[i] = (i / K + i) % K;
+        for (int j = 0; j < D; j++) /* setup_fd's noise (scale 0.4) shrunk to 0.04 */
+            z[i * D + j] = e[want1[i] * D + j] +
+                           0.1f * (z1[i * D + j] - e[want1[i] * D + j]) +
+                           e[(K + want2[i]) * D + j];
+    }
+    for (int grad = 0; grad < 2; grad++) {
+        vqj_codebook_params p = params(K, D, grad ? 0.0f : 0.9f);
+        p.quantizer = VQJ_QUANTIZER_RESIDUAL;
+        p.num_quantizers = L;
+        p.commitment_cost = 0.3f;
+        vqj_codebook *cb = make(ctx, &p);
+        vqj_weights *w = vqj_codebook_weights(cb);
+        set_codes(ctx, cb, e, L * K, D);
+        vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+        int32_t codes[N];
+        float q[N * D], r[N * D], want_g[L * K * D] = {0};
+        vqj_codebook_stats st = new_stats();
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, &st));
+        assert_ok(ctx, vqj_tensor_read(qt, q, N * D));
+        double commit = 0.0;
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(codes[i], want1[i]);
+            for (int j = 0; j < D; j++) {
+                float q1 = e[want1[i] * D + j], q2 = e[(K + want2[i]) * D + j];
+                assert_float_equal(q[i * D + j], q1 + q2, 1e-5);
+                double r1 = z[i * D + j] - q1, r2 = r1 - q2;
+                commit += r1 * r1 + r2 * r2;
+                r[i * D + j] = (float)(r1 + r2); /* the commitment's gradient / (2 beta / N D) */
+                /* the code term's: -2 R_l / (N D) into level l's code */
+                want_g[want1[i] * D + j] -= (float)(2.0 * r1 / (N * D));
+                want_g[(K + want2[i]) * D + j] -= (float)(2.0 * r2 / (N * D));
+            }
+        }
+        assert_float_equal(st.commitment_loss, 0.3 * commit / (N * D), 1e-6);
+        assert_int_equal(st.active_codes, 2 * K);
+        assert_float_equal(st.usage_ratio, 1.0f, 0.0f);
+        assert_float_equal(st.perplexity, (float)K, 1e-4); /* each level uniform */
+
+        /* dz = dq + 2 beta (R_1 + R_2) / (N D), against central differences */
+        float dq[N * D], dz[N * D], fd[N * D], got[N * D];
+        test_fill(dq, N * D, 13, 1.0f);
+        const float h = 1e-2f;
+        commit_fd(ctx, cb, zt, qt, z, N * D, h, fd);
+        float fdc[L * K * D], gc[L * K * D];
+        if (grad)
+            code_loss_fd(ctx, cb, "codebook.embedding", e, L * K * D, zt, qt, z, N * D, 1e-2f,
+                         fdc);
+        assert_ok(ctx, vqj_tensor_write(zt, z, N * D));
+        vqj_weights_zero_grad(w);
+        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+        vqj_tensor *dqt = tensor(ctx, N, D, dq), *dzt = tensor(ctx, N, D, NULL);
+        assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+        assert_ok(ctx, vqj_tensor_read(dzt, dz, N * D));
+        for (int i = 0; i < N * D; i++) {
+            got[i] = dz[i] - dq[i];
+            assert_float_equal(got[i], 2.0f * 0.3f * r[i] / (N * D), 1e-6);
+        }
+        assert_true(test_rel_err(got, fd, N * D, 1e-3) < 2e-3);
+        if (grad) {
+            assert_ok(ctx, vqj_weights_read_grad(w, "codebook.embedding", gc, L * K * D));
+            for (int i = 0; i < L * K * D; i++)
+                assert_float_equal(gc[i], want_g[i], 1e-6);
+            /* the last level's codes: only its own term depends on them */
+            assert_true(test_rel_err(gc + K * D, fdc + K * D, K * D, 1e-3) < 2e-3);
+        } else {
+            float u[L * K];
+            assert_ok(ctx, vqj_codebook_ema_usage(cb, u, L * K));
+            for (int l = 0; l < L; l++) {
+                double sum = 0.0;
+                for (int c = 0; c < K; c++)
+                    sum += u[l * K + c];
+                assert_float_equal(sum, 1.0, 1e-5); /* each level on its own */
+            }
+            assert_status(ctx, vqj_codebook_ema_usage(cb, u, K), VQJ_ERR_INVALID_ARGUMENT);
+        }
+        vqj_tensor_destroy(dqt);
+        vqj_tensor_destroy(dzt);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    for (int bad = 0; bad < 2; bad++) {
+        vqj_codebook_params b = params(K, D, 0.9f);
+        b.quantizer = VQJ_QUANTIZER_RESIDUAL;
+        b.num_quantizers = bad ? VQJ_MAX_QUANTIZERS + 1 : 0;
+        vqj_codebook *x = (vqj_codebook *)&x;
+        assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+        assert_null(x);
+        assert_non_null(strstr(vqj_context_last_error(ctx), "num_quantizers"));
+    }
     vqj_context_destroy(ctx);
 }
 
@@ -1485,25 +1642,13 @@ static void test_cosine_and_code_dim(void **state)
  * and outputs after loading into a codebook of another seed); today's
  * Euclidean codebook of example.safetensors still loads; a file without the
  * projections is refused by a codebook that has them, naming the tensor. */
-static void test_checkpoint_round_trip(void **state)
+/* Train a codebook of `p` three steps in ctx, save it, load it into a fresh
+ * one in ctx2 (another seed): the same q and codes. Returns the first
+ * codebook, for the caller to destroy. */
+static vqj_codebook *round_trip(vqj_context *ctx, vqj_context *ctx2, const char *path,
+                                const vqj_codebook_params *p)
 {
-    (void)state;
-    vqj_context *ctx = test_context();
-    vqj_context_params cp;
-    vqj_context_params_default(&cp);
-    cp.seed = 999;
-    vqj_context *ctx2 = NULL;
-    assert_int_equal(vqj_context_create(&cp, &ctx2), VQJ_OK);
-    char path[] = "/tmp/vqj_cb_ckpt_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-
-    vqj_codebook_params p = params(8, 6, 0.9f);
-    p.quantizer = VQJ_QUANTIZER_COSINE;
-    p.code_dim = 3;
-    p.dead_code_threshold = 0.5f;
-    vqj_codebook *a = make(ctx, &p), *b = make(ctx2, &p);
+    vqj_codebook *a = make(ctx, p), *b = make(ctx2, p);
     static float z[20 * 6], qa[20 * 6], qb[20 * 6];
     test_fill(z, 20 * 6, 51, 1.0f);
     vqj_tensor *zt = tensor(ctx, 20, 6, z), *qt = tensor(ctx, 0, 0, NULL);
@@ -1521,6 +1666,42 @@ static void test_checkpoint_round_trip(void **state)
     assert_ok(ctx2, vqj_tensor_read(qt2, qb, 20 * 6));
     assert_memory_equal(ca, cb2, sizeof ca);
     assert_memory_equal(qa, qb, sizeof qa);
+    vqj_tensor_destroy(zt);
+    vqj_tensor_destroy(qt);
+    vqj_tensor_destroy(zt2);
+    vqj_tensor_destroy(qt2);
+    vqj_codebook_destroy(b);
+    return a;
+}
+
+static void test_checkpoint_round_trip(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    vqj_context_params cp;
+    vqj_context_params_default(&cp);
+    cp.seed = 999;
+    vqj_context *ctx2 = NULL;
+    assert_int_equal(vqj_context_create(&cp, &ctx2), VQJ_OK);
+    char path[] = "/tmp/vqj_cb_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+
+    /* residual codes: three levels of 8 codes, with a code_dim */
+    vqj_codebook_params pr = params(8, 6, 0.9f);
+    pr.quantizer = VQJ_QUANTIZER_RESIDUAL;
+    pr.num_quantizers = 3;
+    pr.code_dim = 3;
+    pr.dead_code_threshold = 0.5f;
+    vqj_codebook_destroy(round_trip(ctx, ctx2, path, &pr));
+
+    vqj_codebook_params p = params(8, 6, 0.9f);
+    p.quantizer = VQJ_QUANTIZER_COSINE;
+    p.code_dim = 3;
+    p.dead_code_threshold = 0.5f;
+    vqj_codebook *a = round_trip(ctx, ctx2, path, &p);
+    vqj_checkpoint_entry ea = {"", vqj_codebook_weights(a)};
 
     /* A Euclidean codebook's file lacks the projections. */
     vqj_codebook_params pe = params(8, 6, 0.9f);
@@ -1540,23 +1721,19 @@ static void test_checkpoint_round_trip(void **state)
                                            VQJ_CHECKPOINT_ALLOW_EXTRA));
         static float zo[5 * 64];
         test_fill(zo, 5 * 64, 52, 1.0f);
-        vqj_tensor *zot = tensor(ctx, 5, 64, zo);
+        vqj_tensor *zot = tensor(ctx, 5, 64, zo), *qt = tensor(ctx, 0, 0, NULL);
         int32_t co[5];
         assert_ok(ctx, vqj_codebook_forward(old, zot, 0, qt, co, NULL));
         for (int i = 0; i < 5; i++)
             assert_true(co[i] >= 0 && co[i] < 64);
         vqj_tensor_destroy(zot);
+        vqj_tensor_destroy(qt);
         vqj_codebook_destroy(old);
     } else {
         print_message("skipped: example.safetensors not found (run from the repository root)\n");
     }
     vqj_codebook_destroy(plain);
-    vqj_tensor_destroy(zt);
-    vqj_tensor_destroy(qt);
-    vqj_tensor_destroy(zt2);
-    vqj_tensor_destroy(qt2);
     vqj_codebook_destroy(a);
-    vqj_codebook_destroy(b);
     vqj_context_destroy(ctx2);
     vqj_context_destroy(ctx);
 }
@@ -1693,8 +1870,8 @@ static void test_reference_vectors(void **state)
     if (!f)
         fail_msg("%s (regenerate with /usr/bin/python3 tools/reference/quant_vectors.py)", err);
     vqj_context *ctx = test_context();
-    const char *cases[] = {"cosine", "rotation", "fsq", "simvq"};
-    for (int ci = 0; ci < 4; ci++) {
+    const char *cases[] = {"cosine", "rotation", "fsq", "simvq", "residual"};
+    for (int ci = 0; ci < 5; ci++) {
         const char *cs = cases[ci];
         char key[128];
         size_t nz, nq;
@@ -1709,7 +1886,9 @@ static void test_reference_vectors(void **state)
         p.quantizer = ci == 0   ? VQJ_QUANTIZER_COSINE
                       : ci == 2 ? VQJ_QUANTIZER_FSQ
                       : ci == 3 ? VQJ_QUANTIZER_SIMVQ
+                      : ci == 4 ? VQJ_QUANTIZER_RESIDUAL
                                 : VQJ_QUANTIZER_EUCLIDEAN;
+        p.num_quantizers = 3;
         p.gradient_estimator = ci == 1 || ci == 3 ? VQJ_GRADIENT_ROTATION
                                                   : VQJ_GRADIENT_STRAIGHT_THROUGH;
         vqj_codebook *cb = make(ctx, &p);
@@ -1729,6 +1908,20 @@ static void test_reference_vectors(void **state)
         int32_t codes[64];
         assert_true(n <= 64);
         vqj_codebook_stats st = new_stats();
+        if (ci == 4) { /* every level's code, through an inference workspace,
+                       * before the training forward moves the codes */
+            vqji_codebook_ws *ws;
+            int32_t levels[64 * 3];
+            size_t nl;
+            assert_int_equal(vqji_codebook_levels(cb), 3);
+            assert_ok(ctx, vqji_codebook_ws_create(cb, &ws));
+            assert_ok(ctx, vqji_codebook_quantize_ws(cb, ws, zt, qt, NULL, NULL));
+            assert_ok(ctx, vqji_codebook_ws_level_codes(ws, n, levels));
+            const int32_t *want_levels = vqjt_i32(f, "residual.level_codes", &nl);
+            assert_int_equal(nl, (size_t)n * 3);
+            assert_memory_equal(levels, want_levels, nl * sizeof(int32_t));
+            vqji_codebook_ws_destroy(ws);
+        }
         vqj_weights_zero_grad(w);
         assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, codes, &st));
         snprintf(key, sizeof key, "%s.codes", cs);
@@ -1806,6 +1999,7 @@ int main(void)
         cmocka_unit_test(test_fsq),
         cmocka_unit_test(test_simvq),
         cmocka_unit_test(test_reference_vectors),
+        cmocka_unit_test(test_residual),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

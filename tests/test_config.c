@@ -1260,6 +1260,18 @@ static void test_quantizer_keys(void **state)
     assert_int_equal(p.code_dim, 32);
     assert_int_equal(p.num_embeddings, 768);
     vqj_config_destroy(cfg);
+    cfg = parse_ok(ctx, "object_encoder:\n  quantizer: residual\n  num_quantizers: 3\n"
+                        "  dead_code_max_per_step: 5\n");
+    assert_ok(ctx, vqj_config_codebook_params(cfg, &p));
+    assert_int_equal(p.quantizer, VQJ_QUANTIZER_RESIDUAL);
+    assert_int_equal(p.num_quantizers, 3);
+    assert_int_equal(p.dead_code_max_per_step, 5);
+    assert_int_equal(p.num_embeddings, 768); /* at each level */
+    vqj_config_destroy(cfg);
+    parse_fails(ctx, "object_encoder:\n  num_quantizers: 17\n", VQJ_ERR_INVALID_ARGUMENT,
+                "object_encoder.num_quantizers");
+    parse_fails(ctx, "object_encoder:\n  dead_code_max_per_step: -1\n",
+                VQJ_ERR_INVALID_ARGUMENT, "object_encoder.dead_code_max_per_step");
     parse_fails(ctx, "object_encoder:\n  fsq_levels: [8, 1]\n", VQJ_ERR_INVALID_ARGUMENT,
                 "[2, 256]");
     parse_fails(ctx, "object_encoder:\n  fsq_levels: 8\n", VQJ_ERR_INVALID_ARGUMENT,

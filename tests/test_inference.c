@@ -326,6 +326,71 @@ static void test_accessors(void **state)
     vqj_model_destroy(m);
 }
 
+/* vqj_model_encode_grid_levels(): with one level the codes of
+ * vqj_model_encode_grid(); with residual codes of L levels the first level's
+ * code is vqj_model_encode_grid()'s, the index is the mixed-radix one (first
+ * level most significant) and -1 where K^L does not fit in 63 bits. */
+static void test_level_codes(void **state)
+{
+    fixture *f = *state;
+    vqj_context *ctx = f->ctx;
+    test_grid tg;
+    make_grid(&tg, 77, 5);
+    vqj_grid g = as_grid(&tg);
+    int32_t codes[M], levels[M * 16];
+    int64_t index[M];
+    size_t n, nl;
+    assert_int_equal(vqj_model_num_quantizers(f->model), 1);
+    assert_int_equal(vqj_model_num_quantizers(NULL), 0);
+    assert_ok(ctx, vqj_model_encode_grid(f->model, &g, codes, &n, NULL));
+    assert_ok(ctx, vqj_model_encode_grid_levels(f->model, &g, index, levels, &nl));
+    assert_int_equal(n, nl);
+    for (int j = 0; j < M; j++) {
+        assert_int_equal(index[j], codes[j]);
+        assert_int_equal(levels[j], codes[j]);
+    }
+    for (int L = 3; L <= 16; L += 13) {
+        vqj_codebook_params cp;
+        vqj_codebook_params_default(&cp);
+        cp.dim = D;
+        cp.num_embeddings = K;
+        cp.quantizer = VQJ_QUANTIZER_RESIDUAL;
+        cp.num_quantizers = L;
+        cp.kmeans_init = 0;
+        vqj_codebook *cb = NULL;
+        assert_ok(ctx, vqj_codebook_create(ctx, &cp, &cb));
+        vqj_model *m = NULL;
+        assert_ok(ctx, vqj_model_create(ctx, NULL, f->enc, cb, f->pred, NULL, NULL, &m));
+        assert_int_equal(vqj_model_num_quantizers(m), L);
+        assert_int_equal(vqj_model_num_codes(m), K);
+        assert_ok(ctx, vqj_model_encode_grid(m, &g, codes, &n, NULL));
+        assert_ok(ctx, vqj_model_encode_grid_levels(m, &g, index, levels, &nl));
+        assert_int_equal(n, nl);
+        assert_true(n > 0);
+        for (size_t i = 0; i < M; i++) {
+            int64_t want = 0;
+            for (int l = 0; l < L; l++) {
+                int32_t c = levels[i * L + l];
+                if (i >= n) {
+                    assert_int_equal(c, -1);
+                    continue;
+                }
+                assert_in_range(c, 0, K - 1);
+                want = want * K + c;
+            }
+            if (i < n)
+                assert_int_equal(levels[i * L], codes[i]);
+            /* 16^16 = 2^64 does not fit */
+            assert_int_equal(index[i], i >= n || L == 16 ? -1 : want);
+        }
+        assert_status(ctx, vqj_model_encode_grid_levels(m, NULL, index, levels, &nl),
+                      VQJ_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(vqj_context_last_error(ctx), "grid is NULL"));
+        vqj_model_destroy(m);
+        vqj_codebook_destroy(cb);
+    }
+}
+
 /* Three objects that are not adjacent (an empty row between each), of
  * areas 6, 3 and 1: the codes come largest first, and each equals the code
  * of the object alone in an otherwise empty grid of the same size (no
@@ -437,6 +502,10 @@ static void test_disabled_codebook(void **state)
     assert_true(n > 0);
     for (int j = 0; j < M; j++)
         assert_int_equal(codes[j], -1);
+    int64_t index[M];
+    assert_ok(f.ctx, vqj_model_encode_grid_levels(f.model, &g, index, codes, &n));
+    for (int j = 0; j < M; j++)
+        assert_true(index[j] == -1 && codes[j] == -1);
     int32_t wc[M];
     size_t wn;
     stage_encode(&f, &g, 1, 1, wc, &wn, want);
@@ -1063,6 +1132,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_stage_calls),
         cmocka_unit_test_setup_teardown(test_accessors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_level_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_codes_in_tokenizer_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_grid, setup, teardown),
         cmocka_unit_test(test_disabled_codebook),

@@ -43,6 +43,7 @@ static const variant variants[] = {
     {"code_dim_32", "32-dim lookup", {{"code_dim", "32"}}},
     {"simvq", "SimVQ", {{"quantizer", "simvq"}, {"dead_code_threshold", "0"}}},
     {"fsq", "FSQ 8-5-5-5", {{"quantizer", "fsq"}, {"dead_code_threshold", "0"}}},
+    {"residual", "Residual 2 levels", {{"quantizer", "residual"}, {"num_quantizers", "2"}}},
 };
 #define NUM_VARIANTS (sizeof variants / sizeof *variants)
 
@@ -90,20 +91,51 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vqjepa ablate [--config F] [--data PATH] [--steps N | --epochs N]\n"
             "                     [--out DIR] [--threads T] [--seed S] [--batch B]\n"
-            "                     [--eval-data PATH]\n\n"
+            "                     [--eval-data PATH] [--variants A,B,...]\n\n"
             "Trains, on the same data, seed and budget, the seed's four variants (VQ with\n"
             "aggressive refresh: commitment 0.3, codebook EMA 0.99, refresh every 500 steps\n"
             "at 0.05; no VQ; VQ without refresh; the gentle VQ), each with the original's\n"
             "straight-through codes, then every quantizer over the base configuration F\n"
             "(default: the built-in one), and measures each with `vqjepa eval` on PATH\n"
             "(default: the built-in ARC-AGI-1 evaluation tasks). Writes DIR/ablation.md (default DIR:\n"
-            "ablation) and DIR/<variant>/ with each run and its report.html.\n");
+            "ablation) and DIR/<variant>/ with each run and its report.html.\n\n"
+            "--variants runs only the named variants, in the table's order:");
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        fprintf(f, "%s %s", v ? "," : "", variants[v].dir);
+    fprintf(f, ".\n");
+}
+
+/* Mark the variants named in the comma-separated `list`; 0 and a message
+ * on an unknown or empty name. */
+static int select_variants(const char *list, int *selected)
+{
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        selected[v] = 0;
+    for (const char *p = list;;) {
+        size_t len = strcspn(p, ",");
+        size_t v = 0;
+        while (v < NUM_VARIANTS &&
+               (strlen(variants[v].dir) != len || strncmp(variants[v].dir, p, len) != 0))
+            v++;
+        if (v == NUM_VARIANTS) {
+            fprintf(stderr, "vqjepa ablate: --variants: no variant '%.*s'\n", (int)len, p);
+            usage(stderr);
+            return 0;
+        }
+        selected[v] = 1;
+        if (!p[len])
+            return 1;
+        p += len + 1;
+    }
 }
 
 int cmd_ablate(int argc, char **argv)
 {
     run_options base = {.seed = -1, .device = -1};
     const char *eval_data = VQJ_ARC_BUILTIN_EVALUATION;
+    int selected[NUM_VARIANTS];
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        selected[v] = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -111,6 +143,11 @@ int cmd_ablate(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--eval-data") && i + 1 < argc) {
             eval_data = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--variants") && i + 1 < argc) {
+            if (!select_variants(argv[++i], selected))
+                return CLI_BAD_INPUT;
             continue;
         }
         int r = run_parse_option(&base, argc, argv, &i);
@@ -145,8 +182,15 @@ int cmd_ablate(int argc, char **argv)
     run_outcome res[NUM_VARIANTS];
     double top1[NUM_VARIANTS], hard1[NUM_VARIANTS];
     json_t *base_eval = NULL; /* the base variant's evaluation, with the baselines */
+    /* The baselines come with the base variant, or the first one run without it. */
+    size_t baseline_of = NUM_VARIANTS;
+    for (size_t v = 0; v < NUM_VARIANTS; v++)
+        if (selected[v] && (baseline_of == NUM_VARIANTS || variants[v].keys[0][0] == NULL))
+            baseline_of = v;
     int rc = CLI_OK;
     for (size_t v = 0; v < NUM_VARIANTS && rc == CLI_OK; v++) {
+        if (!selected[v])
+            continue;
         char *text = strdup(yaml);
         for (int k = 0; text && variants[v].keys[k][0]; k++) {
             char *next = yaml_set(text, variants[v].keys[k][0], variants[v].keys[k][1]);
@@ -178,7 +222,7 @@ int cmd_ablate(int argc, char **argv)
         report_write(dir, report);
         char ckpt[4200];
         snprintf(ckpt, sizeof ckpt, "%s/last.safetensors", dir);
-        int erc, is_base = variants[v].keys[0][0] == NULL;
+        int erc, is_base = v == baseline_of;
         json_t *e = eval_checkpoint(ckpt, eval_data, base.threads,
                                     base.device >= 0 ? (vqj_device_kind)base.device : VQJ_DEVICE_CPU,
                                     is_base, &erc);
@@ -212,13 +256,16 @@ int cmd_ablate(int argc, char **argv)
                            : "each trained for the configured epochs");
     fprintf(f, "| Metric |");
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        fprintf(f, " %s |", variants[v].title);
+        if (selected[v])
+            fprintf(f, " %s |", variants[v].title);
     fprintf(f, "\n|---|");
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        fprintf(f, "---|");
+        if (selected[v])
+            fprintf(f, "---|");
     fprintf(f, "\n| **Steps Completed** |");
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        fprintf(f, " %lld%s |", (long long)res[v].steps, res[v].aborted ? " (aborted)" : "");
+        if (selected[v])
+            fprintf(f, " %lld%s |", (long long)res[v].steps, res[v].aborted ? " (aborted)" : "");
     static const struct {
         const char *name;
         size_t offset;
@@ -240,34 +287,39 @@ int cmd_ablate(int argc, char **argv)
     for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
         fprintf(f, "\n| **%s** |", rows[r].name);
         for (size_t v = 0; v < NUM_VARIANTS; v++)
-            cell(f, *(const double *)((const char *)&res[v] + rows[r].offset), rows[r].percent);
+            if (selected[v])
+                cell(f, *(const double *)((const char *)&res[v] + rows[r].offset), rows[r].percent);
     }
     fprintf(f, "\n| **Most codes re-seeded in a step after warmup** |");
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        fprintf(f, " %lld |", (long long)res[v].reseeded_max_after_warmup);
+        if (selected[v])
+            fprintf(f, " %lld |", (long long)res[v].reseeded_max_after_warmup);
     fprintf(f, "\n| **Retrieval top-1** |");
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        cell(f, top1[v], 1);
+        if (selected[v])
+            cell(f, top1[v], 1);
     fprintf(f, "\n| **Retrieval hard top-1** |");
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        cell(f, hard1[v], 1);
+        if (selected[v])
+            cell(f, hard1[v], 1);
     fprintf(f, "\n\nVQ usage is the share of the K codes used by real tokens, context and target, "
                "in a diagnostics window; n/a where a variant has no codebook or no "
                "measurement. Retrieval is `vqjepa eval` on %s (%.0f pairs, chance %.3f%%); on "
                "the same pairs the hand-made baselines "
                "give top-1 %.1f%% (features) and %.1f%% (analogy), hard top-1 %.1f%% and "
-               "%.1f%%, and the base configuration untrained %.1f%% (hard %.1f%%).\n",
+               "%.1f%%, and the %s configuration untrained %.1f%% (hard %.1f%%).\n",
             eval_data, json_number_value(json_object_get(base_eval, "pairs")),
             100 * json_number_value(json_object_get(base_eval, "retrieval_chance")),
             100 * json_number_value(json_object_get(base_eval, "baseline_features_top1")),
             100 * json_number_value(json_object_get(base_eval, "baseline_analogy_top1")),
             100 * json_number_value(json_object_get(base_eval, "baseline_features_hard_top1")),
             100 * json_number_value(json_object_get(base_eval, "baseline_analogy_hard_top1")),
+            variants[baseline_of].keys[0][0] ? variants[baseline_of].title : "base",
             100 * json_number_value(json_object_get(base_eval, "baseline_init_top1")),
             100 * json_number_value(json_object_get(base_eval, "baseline_init_hard_top1")));
     json_decref(base_eval);
     for (size_t v = 0; v < NUM_VARIANTS; v++)
-        if (res[v].aborted)
+        if (selected[v] && res[v].aborted)
             fprintf(f, "\n%s stopped on an abort criterion: %s\n", variants[v].title,
                     res[v].abort_reason);
     fclose(f);

@@ -902,7 +902,7 @@ _AGGREGATORS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}
 _VQ_PATHS = {"straight_through": 0, "beside": 1}
 _OPT_KINDS = {"adam": 0, "adamw": 1}
 _SCHEDULES = {"constant": 0, "cosine": 1, "linear": 2}
-_QUANTIZERS = {"euclidean": 0, "cosine": 1, "fsq": 2, "simvq": 3}
+_QUANTIZERS = {"euclidean": 0, "cosine": 1, "fsq": 2, "simvq": 3, "residual": 4}
 _GRADIENT_ESTIMATORS = {"straight_through": 0, "rotation": 1}
 
 
@@ -944,7 +944,7 @@ class Encoder(_Model):
 
 class Codebook(_Model):
     """The VQ codebook (num_embeddings, dim, commitment_cost, ema_decay,
-    dead_code_threshold, quantizer "euclidean"|"cosine"|"fsq"|"simvq", code_dim,
+    dead_code_threshold, quantizer "euclidean"|"cosine"|"fsq"|"simvq"|"residual", code_dim,
     fsq_levels, gradient_estimator "straight_through"|"rotation", ...)."""
 
     _weights_fn = staticmethod(lambda p: fn.vqj_codebook_weights(p))

@@ -127,7 +127,8 @@ class vqj_codebook_params(_Struct):
                 ("refresh_interval", ctypes.c_int), ("refresh_usage_threshold", ctypes.c_float),
                 ("kmeans_init", ctypes.c_int), ("dead_code_threshold", ctypes.c_float),
                 ("quantizer", ctypes.c_int), ("code_dim", ctypes.c_int),
-                ("fsq_levels", ctypes.c_int * 8), ("gradient_estimator", ctypes.c_int)]
+                ("fsq_levels", ctypes.c_int * 8), ("gradient_estimator", ctypes.c_int),
+                ("dead_code_max_per_step", ctypes.c_int), ("num_quantizers", ctypes.c_int)]
 
 
 class vqj_codebook_stats(_Struct):
@@ -493,6 +494,8 @@ _PROTOTYPES = {
     "vqj_model_max_objects": (I, [P]),
     "vqj_model_context_window": (I, [P]),
     "vqj_model_num_codes": (I, [P]),
+    "vqj_model_num_quantizers": (I, [P]),
+    "vqj_model_encode_grid_levels": (S, [P, ctypes.POINTER(vqj_grid), P, P, c_size_t_p]),
     "vqj_model_encode_grid": (S, [P, ctypes.POINTER(vqj_grid), P, c_size_t_p, P]),
     "vqj_model_encode_grids": (S, [P, ctypes.POINTER(vqj_grid), SZ, P, c_size_t_p, P]),
     "vqj_model_predict": (S, [P, ctypes.POINTER(vqj_grid), SZ, P]),

@@ -128,9 +128,11 @@ static const int vq_path_values[] = {VQJ_VQ_STRAIGHT_THROUGH, VQJ_VQ_BESIDE};
 _Static_assert(sizeof(vqj_vq_path) == sizeof(int), "enum size");
 static const char *const grad_names[] = {"straight_through", "rotation", NULL};
 static const int grad_values[] = {VQJ_GRADIENT_STRAIGHT_THROUGH, VQJ_GRADIENT_ROTATION};
-static const char *const quant_names[] = {"euclidean", "cosine", "fsq", "simvq", NULL};
+static const char *const quant_names[] = {"euclidean", "cosine", "fsq", "simvq", "residual",
+                                          NULL};
 static const int quant_values[] = {VQJ_QUANTIZER_EUCLIDEAN, VQJ_QUANTIZER_COSINE,
-                                   VQJ_QUANTIZER_FSQ, VQJ_QUANTIZER_SIMVQ};
+                                   VQJ_QUANTIZER_FSQ, VQJ_QUANTIZER_SIMVQ,
+                                   VQJ_QUANTIZER_RESIDUAL};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const int device_values[] = {VQJ_DEVICE_CPU, VQJ_DEVICE_CUDA};
 static const char *const mode_names[] = {"min", "max", NULL};
@@ -199,6 +201,10 @@ static const key_def keys[] = {
      EXT},
     {.path = "object_encoder.gradient_estimator", .kind = K_ENUM,
      .offset = OFF(cb.gradient_estimator), .names = grad_names, .values = grad_values, EXT},
+    {.path = "object_encoder.dead_code_max_per_step", .kind = K_INT,
+     .offset = OFF(cb.dead_code_max_per_step), .ilo = 0, .ihi = 65536, EXT},
+    {.path = "object_encoder.num_quantizers", .kind = K_INT, .offset = OFF(cb.num_quantizers),
+     .ilo = 1, .ihi = VQJ_MAX_QUANTIZERS, EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),

@@ -53,6 +53,8 @@ struct vqji_codebook_ws {
     size_t qc_cap;
     float *codes; /* [K x c] SimVQ: basis W^T */
     size_t codes_cap;
+    float *lv_r; /* residual: [(L + 1) x N x c] R_0 = u, R_l = R_{l-1} - q_l */
+    size_t lv_r_cap;
 };
 
 struct vqj_codebook {
@@ -64,6 +66,8 @@ struct vqj_codebook {
     int fsq;    /* finite scalar quantization: no codes, K = prod of the levels */
     int rot;    /* the rotation trick instead of straight-through */
     int simvq;  /* codes = basis W^T, W trained by gradient */
+    int levels; /* residual codes: L levels of K codes; 1 otherwise */
+    int rows;   /* L K: the rows of the code tensors, every level's codes */
     size_t i_basis, i_transform;
     vqji_fsq_levels lv;
     vqj_weights w;
@@ -112,6 +116,7 @@ struct vqj_codebook {
     size_t h_order_cap;
     int32_t *h_perm; /* [N] dead-code replacement's token draw */
     size_t h_perm_cap;
+    order_item *h_dorder; /* [K] dead codes by count, for dead_code_max_per_step */
 };
 
 /* FNV-1a of a name: the vqji_rng stream of what it names, so each tensor and
@@ -157,6 +162,7 @@ void vqj_codebook_params_default(vqj_codebook_params *params)
         .refresh_usage_threshold = 0.01f,
         .kmeans_init = 1,
         .fsq_levels = {8, 5, 5, 5},
+        .num_quantizers = 2,
     };
 }
 
@@ -200,12 +206,26 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.dead_code_threshold is %g; must be finite and >= 0", s,
                          (double)p->dead_code_threshold);
-    if ((unsigned)p->quantizer > VQJ_QUANTIZER_SIMVQ)
+    if ((unsigned)p->quantizer > VQJ_QUANTIZER_RESIDUAL)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.quantizer is %d; allowed: VQJ_QUANTIZER_EUCLIDEAN (0), "
                          "VQJ_QUANTIZER_COSINE (1), VQJ_QUANTIZER_FSQ (2), "
-                         "VQJ_QUANTIZER_SIMVQ (3)",
+                         "VQJ_QUANTIZER_SIMVQ (3), VQJ_QUANTIZER_RESIDUAL (4)",
                          s, (int)p->quantizer);
+    if (p->dead_code_max_per_step < 0 || p->dead_code_max_per_step > 65536)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.dead_code_max_per_step is %d; allowed: 0 (no cap) or 1..65536", s,
+                         p->dead_code_max_per_step);
+    if (p->num_quantizers < 1 || p->num_quantizers > VQJ_MAX_QUANTIZERS)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.num_quantizers is %d; allowed range 1..%d", s, p->num_quantizers,
+                         VQJ_MAX_QUANTIZERS);
+    if (p->quantizer == VQJ_QUANTIZER_RESIDUAL &&
+        (long long)p->num_embeddings * p->num_quantizers > 1048576)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: residual codes of %d levels x %d codes; at most 1048576 codes in "
+                         "all",
+                         s, p->num_quantizers, p->num_embeddings);
     if (p->quantizer == VQJ_QUANTIZER_SIMVQ && p->dead_code_threshold > 0.0f)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.dead_code_threshold is %g but SimVQ's codes are trained by "
@@ -272,6 +292,7 @@ static void ws_release(vqji_device *dev, vqji_codebook_ws *ws)
     dev->ops->free(dev, ws->norm);
     dev->ops->free(dev, ws->qc);
     dev->ops->free(dev, ws->codes);
+    dev->ops->free(dev, ws->lv_r);
     dev->ops->free(dev, ws->scratch);
     dev->ops->free(dev, ws->idx);
     dev->ops->free(dev, ws->err);
@@ -299,6 +320,7 @@ void vqj_codebook_destroy(vqj_codebook *cb)
     free(cb->h_vals);
     free(cb->h_order);
     free(cb->h_perm);
+    free(cb->h_dorder);
     free(cb);
 }
 
@@ -308,7 +330,7 @@ void vqj_codebook_destroy(vqj_codebook *cb)
 static vqj_status init_codes(vqj_codebook *cb)
 {
     vqji_device *dev = cb->ctx->device;
-    size_t kd = (size_t)cb->p.num_embeddings * (size_t)cb->c;
+    size_t kd = (size_t)cb->rows * (size_t)cb->c;
     float *host;
     vqj_status st = vqji_malloc(cb->ctx, kd * sizeof(float), "the initial codes", (void **)&host);
     if (st)
@@ -325,12 +347,10 @@ static vqj_status init_codes(vqj_codebook *cb)
         return st;
     if (cb->cosine) {
         dev->ops->copy(dev, cb->sums, e, kd * sizeof(float));
-        dev->ops->l2norm_forward(dev, cb->p.num_embeddings, cb->c, cb->sums, NORM_EPS, e,
-                                 cb->knorm);
+        dev->ops->l2norm_forward(dev, cb->rows, cb->c, cb->sums, NORM_EPS, e, cb->knorm);
     }
     dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_sum), e, kd * sizeof(float));
-    dev->ops->fill(dev, (size_t)cb->p.num_embeddings, 1.0f,
-                   vqji_weights_data(&cb->w, cb->i_count));
+    dev->ops->fill(dev, (size_t)cb->rows, 1.0f, vqji_weights_data(&cb->w, cb->i_count));
     return dev->ops->sync(dev);
 }
 
@@ -394,6 +414,7 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     cb->fsq = p.quantizer == VQJ_QUANTIZER_FSQ;
     cb->rot = p.gradient_estimator == VQJ_GRADIENT_ROTATION;
     cb->simvq = p.quantizer == VQJ_QUANTIZER_SIMVQ;
+    cb->levels = p.quantizer == VQJ_QUANTIZER_RESIDUAL ? p.num_quantizers : 1;
     if (cb->simvq) { /* trained by gradient: no EMA, k-means++ or refresh */
         cb->p.kmeans_init = 0;
         cb->p.refresh_enabled = 0;
@@ -414,7 +435,8 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     }
     vqji_weights_init(&cb->w, ctx);
     vqji_device *dev = ctx->device;
-    int k = cb->p.num_embeddings, d = p.dim, c = cb->c;
+    cb->rows = cb->levels * cb->p.num_embeddings;
+    int k = cb->rows, d = p.dim, c = cb->c;
     size_t kd = (size_t)k * (size_t)c;
 
     /* Trainable tensors come first in a weights view. */
@@ -447,6 +469,8 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
                           (void **)&cb->h_ema)) ||
         (st = vqji_malloc(ctx, (size_t)k * sizeof(int32_t), "codebook refresh list",
                           (void **)&cb->h_dead)) ||
+        (st = vqji_malloc(ctx, (size_t)k * sizeof(order_item), "codebook dead codes",
+                          (void **)&cb->h_dorder)) ||
         (!cb->fsq && !cb->simvq && (st = init_codes(cb))) || (st = init_projections(cb)) ||
         (cb->simvq && (st = init_simvq(cb)))) {
         vqj_codebook_destroy(cb);
@@ -496,12 +520,12 @@ const float *vqji_codebook_embedding(const vqj_codebook *cb)
  * distance to the nearest chosen code. A chosen token (and every duplicate
  * of it) has distance exactly 0, so the codes are distinct tokens as long as
  * the batch has K distinct ones; past that, draws fall back to uniform. */
-static vqj_status kmeans_seed(vqj_codebook *cb, const float *z, int n)
+static vqj_status kmeans_seed(vqj_codebook *cb, const float *z, int n, int level)
 {
     vqji_device *dev = cb->ctx->device;
     int k = cb->p.num_embeddings, d = cb->c;
-    size_t row = (size_t)d * sizeof(float);
-    float *e = vqji_weights_data(&cb->w, cb->i_emb);
+    size_t row = (size_t)d * sizeof(float), first = (size_t)level * (size_t)k;
+    float *e = vqji_weights_data(&cb->w, cb->i_emb) + first * (size_t)d;
     float *h = cb->h_vals;
     dev->ops->fill(dev, (size_t)n, INFINITY, cb->mind);
     for (int c = 0; c < k; c++) {
@@ -532,8 +556,9 @@ static vqj_status kmeans_seed(vqj_codebook *cb, const float *z, int n)
         if (c + 1 < k)
             dev->ops->vq_min_sqdist(dev, n, d, z, code, cb->mind);
     }
-    dev->ops->fill(dev, (size_t)k, 1.0f, vqji_weights_data(&cb->w, cb->i_count));
-    dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_sum), e, (size_t)k * row);
+    dev->ops->fill(dev, (size_t)k, 1.0f, vqji_weights_data(&cb->w, cb->i_count) + first);
+    dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_sum) + first * (size_t)d, e,
+                   (size_t)k * row);
     return VQJ_OK;
 }
 
@@ -558,38 +583,39 @@ static void reseed(vqj_codebook *cb, size_t k, const float *x, float count)
     dev->ops->scale(dev, c, count, ema_sum);
 }
 
-/* The EMA counts into cb->h_ema [K]. */
+/* The EMA counts of every level into cb->h_ema [L K]. */
 static vqj_status download_counts(vqj_codebook *cb)
 {
     vqji_device *dev = cb->ctx->device;
     return dev->ops->download(dev, cb->h_ema, vqji_weights_data(&cb->w, cb->i_count),
-                              (size_t)cb->p.num_embeddings * sizeof(float));
+                              (size_t)cb->rows * sizeof(float));
 }
 
-/* Re-seed the codes whose EMA share is <= the threshold, in ascending k,
- * from the batch's tokens in descending quantization error (ties: lower i),
- * one token per code: e_k = z_i, ema_count_k = M/K, ema_sum_k = e_k M/K. */
-static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *refreshed)
+/* Re-seed the codes of one level whose EMA share is <= the threshold, in
+ * ascending k, from the level's input tokens z in descending quantization
+ * error (ties: lower i), one token per code: e_k = z_i, ema_count_k = M/K,
+ * ema_sum_k = e_k M/K. Reads the counts download_counts() left. */
+static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int level,
+                               int *refreshed)
 {
     vqji_device *dev = cb->ctx->device;
     int k = cb->p.num_embeddings, d = cb->c;
+    const float *ema = cb->h_ema + (size_t)level * k;
     *refreshed = 0;
-    vqj_status st = download_counts(cb);
-    if (st)
-        return st;
     double m = 0.0;
     for (int c = 0; c < k; c++)
-        m += cb->h_ema[c];
+        m += ema[c];
     if (!(m > 0.0))
         return VQJ_OK;
     int ndead = 0;
     for (int c = 0; c < k; c++)
-        if (cb->h_ema[c] / m <= cb->p.refresh_usage_threshold)
-            cb->h_dead[ndead++] = c;
+        if (ema[c] / m <= cb->p.refresh_usage_threshold)
+            cb->h_dead[ndead++] = level * k + c;
     int count = ndead < n ? ndead : n;
     if (count == 0)
         return VQJ_OK;
-    st = dev->ops->download(dev, cb->h_vals, cb->ws.err, (size_t)n * sizeof(float));
+    vqj_status st = dev->ops->download(dev, cb->h_vals, cb->ws.err + (size_t)level * n,
+                                       (size_t)n * sizeof(float));
     if (st)
         return st;
     for (int i = 0; i < n; i++)
@@ -609,23 +635,49 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *ref
  * ema_sum_k = t z_i, so that ema_sum / ema_count is the new code. The draw is
  * a function of the context seed and the update number alone, so a resumed
  * run draws the same tokens. */
-static vqj_status replace_dead(vqj_codebook *cb, const float *z, int n, int *replaced)
+static int count_cmp(const void *a, const void *b)
+{
+    const order_item *x = a, *y = b;
+    if (x->err != y->err)
+        return x->err < y->err ? -1 : 1; /* smaller count first */
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* With dead_code_max_per_step m > 0 and more than m dead codes, keep in
+ * cb->h_dead the m with the lowest ema_count (ties: lower k), in ascending
+ * k; returns how many are kept. */
+static int cap_dead(vqj_codebook *cb, int ndead)
+{
+    const int m = cb->p.dead_code_max_per_step;
+    if (m == 0 || ndead <= m)
+        return ndead;
+    for (int j = 0; j < ndead; j++)
+        cb->h_dorder[j] = (order_item){cb->h_ema[cb->h_dead[j]], cb->h_dead[j]};
+    qsort(cb->h_dorder, (size_t)ndead, sizeof *cb->h_dorder, count_cmp);
+    for (int j = 0; j < m; j++)
+        cb->h_dorder[j].err = 0.0f; /* now by k alone */
+    qsort(cb->h_dorder, (size_t)m, sizeof *cb->h_dorder, count_cmp);
+    for (int j = 0; j < m; j++)
+        cb->h_dead[j] = cb->h_dorder[j].i;
+    return m;
+}
+
+static vqj_status replace_dead(vqj_codebook *cb, const float *z, int n, int level, int *replaced)
 {
     const int k = cb->p.num_embeddings, d = cb->c;
     const float t = cb->p.dead_code_threshold;
     *replaced = 0;
-    vqj_status st = download_counts(cb);
-    if (st)
-        return st;
     int ndead = 0;
-    for (int c = 0; c < k; c++)
+    for (int c = level * k; c < (level + 1) * k; c++)
         if (cb->h_ema[c] < t)
             cb->h_dead[ndead++] = c;
+    ndead = cap_dead(cb, ndead);
     if (ndead == 0)
         return VQJ_OK;
     vqji_rng rng;
     vqji_rng_seed(&rng, cb->ctx->params.seed,
-                  stream_of("codebook.dead_code") ^ (uint64_t)cb->updates);
+                  stream_of("codebook.dead_code") ^ (uint64_t)cb->updates ^
+                      ((uint64_t)level << 48));
     for (int i = 0; i < n; i++)
         cb->h_perm[i] = i;
     for (int j = 0; j < ndead; j++) {
@@ -658,18 +710,24 @@ static void write_stats(const vqj_codebook *cb, const float *h_counts, int n, in
     s.refreshed = refreshed;
     s.updates = cb->updates;
     if (have_counts && n > 0) {
-        double h = 0.0;
-        for (int c = 0; c < cb->p.num_embeddings; c++) {
-            float cnt = h_counts[c];
-            if (cnt > 0.0f) {
-                double pk = (double)cnt / n;
-                h -= pk * log(pk);
-                s.active_codes++;
+        /* residual codes: active codes over every level, perplexity the mean
+         * of the levels' (docs/model.md, "Residual codes") */
+        double ppl = 0.0;
+        for (int l = 0; l < cb->levels; l++) {
+            double h = 0.0;
+            for (int c = 0; c < cb->p.num_embeddings; c++) {
+                float cnt = h_counts[(size_t)l * cb->p.num_embeddings + c];
+                if (cnt > 0.0f) {
+                    double pk = (double)cnt / n;
+                    h -= pk * log(pk);
+                    s.active_codes++;
+                }
             }
+            ppl += exp(h);
         }
-        s.perplexity = (float)exp(h);
+        s.perplexity = (float)(ppl / cb->levels);
     }
-    s.usage_ratio = (float)s.active_codes / (float)cb->p.num_embeddings;
+    s.usage_ratio = (float)s.active_codes / (float)cb->rows;
     /* a caller built against an older header gets the fields it knows */
     memcpy(out, &s, out->size < sizeof s ? out->size : sizeof s);
 }
@@ -713,12 +771,15 @@ static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, i
         return vqji_fail(cb->ctx, VQJ_ERR_OUT_OF_MEMORY,
                          "vqj_codebook_forward: %d x %d scores overflow", n, k);
     vqj_status st;
-    size_t nc = (size_t)n * (size_t)cb->c * sizeof(float);
+    size_t nc = (size_t)n * (size_t)cb->c * sizeof(float), nl = (size_t)n * cb->levels;
     if (cb->fsq) /* no scores, no distances */
         scratch = sizeof(float);
     if ((st = dev_reserve(dev, (void **)&ws->scratch, &ws->scratch_cap, scratch)) ||
-        (st = dev_reserve(dev, (void **)&ws->idx, &ws->idx_cap, (size_t)n * sizeof(int32_t))) ||
-        (st = dev_reserve(dev, (void **)&ws->err, &ws->err_cap, (size_t)n * sizeof(float))))
+        (st = dev_reserve(dev, (void **)&ws->idx, &ws->idx_cap, nl * sizeof(int32_t))) ||
+        (st = dev_reserve(dev, (void **)&ws->err, &ws->err_cap, nl * sizeof(float))))
+        return st;
+    if (cb->levels > 1 &&
+        (st = dev_reserve(dev, (void **)&ws->lv_r, &ws->lv_r_cap, nc * (cb->levels + 1))))
         return st;
     if (cb->proj && ((st = dev_reserve(dev, (void **)&ws->proj, &ws->proj_cap, nc)) ||
                      (st = dev_reserve(dev, (void **)&ws->qc, &ws->qc_cap, nc))))
@@ -754,6 +815,42 @@ static const float *to_code_space(const vqj_codebook *cb, vqji_codebook_ws *ws, 
     return u;
 }
 
+/* Residual codes (docs/model.md, "Residual codes"): R_0 = u, and for each
+ * level l = 1..L the nearest code q_l of R_{l-1} among the level's K codes,
+ * R_l = R_{l-1} - q_l, qc = q_1 + ... + q_L; the level's indices into
+ * ws->idx + (l-1) N, its errors |R_l|^2 into ws->err + (l-1) N, R_l into
+ * ws->lv_r + l N c. With `seed`, k-means++ seeds each level's codes from
+ * R_{l-1} before its assignment. Writes the sum over levels of the mean
+ * squared error per element into *mse. */
+static vqj_status residual_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *u,
+                                  int n, float *qc, vqj_codebook *seed, double *mse)
+{
+    vqji_device *dev = cb->ctx->device;
+    const int k = cb->p.num_embeddings, c = cb->c;
+    const size_t nc = (size_t)n * (size_t)c;
+    *mse = 0.0;
+    dev->ops->copy(dev, ws->lv_r, u, nc * sizeof(float));
+    dev->ops->fill(dev, nc, 0.0f, qc);
+    for (int l = 0; l < cb->levels; l++) {
+        const float *in = ws->lv_r + (size_t)l * nc;
+        float *out = ws->lv_r + (size_t)(l + 1) * nc;
+        int32_t *idx = ws->idx + (size_t)l * n;
+        float *err = ws->err + (size_t)l * n;
+        vqj_status st;
+        if (seed && (st = kmeans_seed(seed, in, n, l)))
+            return st;
+        const float *e = vqji_weights_data(&cb->w, cb->i_emb) + (size_t)l * k * c;
+        dev->ops->vq_assign(dev, n, c, k, in, e, ws->scratch, idx, err);
+        dev->ops->vq_gather(dev, n, c, in, e, idx, out, err); /* q_l for now */
+        dev->ops->axpy(dev, nc, 1.0f, out, qc);
+        dev->ops->scale(dev, nc, -1.0f, out);
+        dev->ops->axpy(dev, nc, 1.0f, in, out);
+        if (n > 0)
+            *mse += (double)dev->ops->sum(dev, (size_t)n, err) / ((double)n * c);
+    }
+    return VQJ_OK;
+}
+
 /* The code of each u_i [N x c]: its index into ws->idx and its vector into
  * qc. Returns the mean squared quantization error per element, the
  * commitment's mean (0 for FSQ, which has none). */
@@ -766,6 +863,11 @@ static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *
         dev->ops->fsq_forward(dev, n, &cb->lv, u, ws->u, qc, ws->idx); /* t into ws->u */
         return 0.0;
     }
+    if (cb->levels > 1) {
+        double mse;
+        residual_assign(cb, ws, u, n, qc, NULL, &mse); /* cannot fail without a seed */
+        return mse;
+    }
     const float *e = vqji_weights_data(&cb->w, cb->simvq ? cb->i_basis : cb->i_emb);
     if (cb->simvq) { /* the codes e = C W^T, for this call */
         vqji_linear_forward(dev, k, c, c, e, vqji_weights_data(&cb->w, cb->i_transform), NULL,
@@ -775,6 +877,23 @@ static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *
     dev->ops->vq_assign(dev, n, c, k, u, e, ws->scratch, ws->idx, ws->err);
     dev->ops->vq_gather(dev, n, c, u, e, ws->idx, qc, ws->err);
     return n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)n * c) : 0.0;
+}
+
+/* The batch's code counts of every level into ws->counts [L K], and with
+ * `sums` the sums of each code's tokens (each level's input) [L K x c]. */
+static void accumulate(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *u, int n,
+                       float *sums)
+{
+    vqji_device *dev = cb->ctx->device;
+    const int k = cb->p.num_embeddings, c = cb->c;
+    const size_t nc = (size_t)n * (size_t)c, kc = (size_t)k * (size_t)c;
+    dev->ops->fill(dev, (size_t)cb->rows, 0.0f, ws->counts);
+    if (sums)
+        dev->ops->fill(dev, kc * cb->levels, 0.0f, sums);
+    for (int l = 0; l < cb->levels; l++)
+        dev->ops->vq_accumulate(dev, n, c, k, cb->levels > 1 ? ws->lv_r + (size_t)l * nc : u,
+                                ws->idx + (size_t)l * n, ws->counts + (size_t)l * k,
+                                sums ? sums + (size_t)l * kc : NULL);
 }
 
 /* The output of the codes qc [N x c]: q = qc, or P_out qc + b_out. */
@@ -793,7 +912,7 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
 {
     vqj_context *ctx = cb->ctx;
     vqji_device *dev = ctx->device;
-    const int k = cb->p.num_embeddings, d = cb->p.dim, n = z->rows;
+    const int k = cb->rows, d = cb->p.dim, n = z->rows;
     const size_t nd = (size_t)n * (size_t)d;
     const float *zd = z->data;
     const int enabled = cb->p.enabled;
@@ -828,8 +947,7 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
     if (stats) {
-        dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
-        dev->ops->vq_accumulate(dev, n, cb->c, k, u, ws->idx, ws->counts, NULL);
+        accumulate(cb, ws, u, n, NULL);
         if ((st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
             return st;
     }
@@ -841,6 +959,31 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
     if (stats)
         write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, 0, 0, stats);
     return VQJ_OK;
+}
+
+int vqji_codebook_levels(const vqj_codebook *cb) { return cb->levels; }
+
+vqj_status vqji_codebook_ws_level_codes(const vqji_codebook_ws *ws, int n, int32_t *dst)
+{
+    const vqj_codebook *cb = ws->owner;
+    const int nlev = cb->levels;
+    const size_t count = (size_t)n * nlev;
+    if (!cb->p.enabled || n == 0) {
+        for (size_t i = 0; i < count; i++)
+            dst[i] = -1;
+        return VQJ_OK;
+    }
+    int32_t *h;
+    vqj_status st = vqji_malloc(cb->ctx, count * sizeof *h, "level codes", (void **)&h);
+    if (st)
+        return st;
+    vqji_device *dev = cb->ctx->device;
+    st = dev->ops->download(dev, h, ws->idx, count * sizeof *h); /* [L x n] */
+    for (int i = 0; !st && i < n; i++)
+        for (int l = 0; l < nlev; l++)
+            dst[(size_t)i * nlev + l] = h[(size_t)l * n + i];
+    free(h);
+    return st;
 }
 
 vqj_status vqji_codebook_quantize_ws(const vqj_codebook *cb, vqji_codebook_ws *ws,
@@ -875,9 +1018,9 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     vqj_context *ctx = cb->ctx;
     vqji_codebook_ws *ws = &cb->ws;
     const int k = cb->p.num_embeddings, d = cb->p.dim, c = cb->c, n = z->rows;
+    const int nlev = cb->levels;
     vqji_device *dev = ctx->device;
     const size_t nd = (size_t)n * (size_t)d, nc = (size_t)n * (size_t)c;
-    const size_t kc = (size_t)k * (size_t)c;
     const float *zd = z->data;
     if (n > 0 && !dev->ops->all_finite(dev, nd, zd))
         return vqji_fail(ctx, VQJ_ERR_NUMERIC,
@@ -897,9 +1040,9 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         if ((st = reserve_assign(cb, ws, n)))
             return st;
         if ((st = dev_reserve(dev, (void **)&cb->bw_resid, &cb->bw_resid_cap,
-                              nc * sizeof(float))) ||
+                              nc * nlev * sizeof(float))) ||
             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
-                              (size_t)n * sizeof(int32_t))))
+                              (size_t)n * nlev * sizeof(int32_t))))
             return st;
         if ((cb->cosine || cb->fsq || cb->rot) &&
             ((st = dev_reserve(dev, (void **)&cb->bw_u, &cb->bw_u_cap, nc * sizeof(float))) ||
@@ -944,33 +1087,39 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     /* Everything from here to the output projection is in the code space. */
     const float *u = to_code_space(cb, ws, zd, n);
     float *qc = cb->proj ? ws->qc : q->data;
-    if (kmeans) {
-        if ((st = kmeans_seed(cb, u, n)))
+    double mse;
+    if (nlev > 1) {
+        if ((st = residual_assign(cb, ws, u, n, qc, kmeans ? cb : NULL, &mse)))
             return st;
-        cb->initialized = 1;
+    } else {
+        if (kmeans && (st = kmeans_seed(cb, u, n, 0)))
+            return st;
+        mse = assign(cb, ws, u, n, qc);
     }
-    double mse = assign(cb, ws, u, n, qc);
+    if (kmeans)
+        cb->initialized = 1;
     from_code_space(cb, qc, n, q->data);
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
 
-    if (stats || ema) {
-        dev->ops->fill(dev, (size_t)k, 0.0f, ws->counts);
-        if (ema)
-            dev->ops->fill(dev, kc, 0.0f, cb->sums);
-        dev->ops->vq_accumulate(dev, n, c, k, u, ws->idx, ws->counts, ema ? cb->sums : NULL);
-    }
-    if (stats &&
-        (st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
+    if (stats || ema)
+        accumulate(cb, ws, u, n, ema ? cb->sums : NULL);
+    if (stats && (st = dev->ops->download(dev, ws->h_counts, ws->counts,
+                                          (size_t)cb->rows * sizeof(float))))
         return st;
     if (codes && n > 0 &&
         (st = dev->ops->download(dev, codes, ws->idx, (size_t)n * sizeof(int32_t))))
         return st;
-    /* What the backward pass needs: r = u - qc, the assignment, and the
-     * inputs of the normalization and the projections. */
-    dev->ops->copy(dev, cb->bw_resid, u, nc * sizeof(float));
-    dev->ops->axpy(dev, nc, -1.0f, qc, cb->bw_resid);
-    dev->ops->copy(dev, cb->bw_idx, ws->idx, (size_t)n * sizeof(int32_t));
+    /* What the backward pass needs: r = u - qc (residual codes: R_1..R_L),
+     * the assignment, and the inputs of the normalization and the
+     * projections. */
+    if (nlev > 1) {
+        dev->ops->copy(dev, cb->bw_resid, ws->lv_r + nc, nc * nlev * sizeof(float));
+    } else {
+        dev->ops->copy(dev, cb->bw_resid, u, nc * sizeof(float));
+        dev->ops->axpy(dev, nc, -1.0f, qc, cb->bw_resid);
+    }
+    dev->ops->copy(dev, cb->bw_idx, ws->idx, (size_t)n * nlev * sizeof(int32_t));
     if (cb->cosine || cb->fsq || cb->rot) /* FSQ: its t = tanh(p + s) instead */
         dev->ops->copy(dev, cb->bw_u, cb->fsq ? ws->u : u, nc * sizeof(float));
     if (cb->cosine)
@@ -987,12 +1136,20 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         float *e = vqji_weights_data(&cb->w, cb->i_emb);
         float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
         float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
-        dev->ops->scale(dev, (size_t)k, g, ema_count);
-        dev->ops->axpy(dev, (size_t)k, 1.0f - g, ws->counts, ema_count);
-        dev->ops->scale(dev, kc, g, ema_sum);
-        dev->ops->axpy(dev, kc, 1.0f - g, cb->sums, ema_sum);
+        const size_t rows = (size_t)cb->rows, rc = rows * (size_t)c;
+        dev->ops->scale(dev, rows, g, ema_count);
+        dev->ops->axpy(dev, rows, 1.0f - g, ws->counts, ema_count);
+        dev->ops->scale(dev, rc, g, ema_sum);
+        dev->ops->axpy(dev, rc, 1.0f - g, cb->sums, ema_sum);
         float total = dev->ops->sum(dev, (size_t)k, ema_count);
-        if (cb->cosine) {
+        if (nlev > 1) { /* each level smoothed over its own K codes */
+            for (int l = 0; l < nlev; l++) {
+                const size_t o = (size_t)l * k;
+                total = dev->ops->sum(dev, (size_t)k, ema_count + o);
+                dev->ops->vq_ema_normalize(dev, k, c, VQJI_CODEBOOK_EPS, total, ema_count + o,
+                                           ema_sum + o * c, e + o * c);
+            }
+        } else if (cb->cosine) {
             /* the smoothed means, then back onto the unit sphere */
             dev->ops->vq_ema_normalize(dev, k, c, VQJI_CODEBOOK_EPS, total, ema_count, ema_sum,
                                        cb->sums);
@@ -1003,10 +1160,23 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
                                        e);
         }
         cb->updates++;
-        if (refresh && (st = refresh_dead(cb, u, n, &refreshed)))
+        /* each level re-seeds from its own input tokens R_{l-1} */
+        if (refresh && (st = download_counts(cb)))
             return st;
-        if (dead && (st = replace_dead(cb, u, n, &replaced)))
+        for (int l = 0; refresh && l < nlev; l++) {
+            int r;
+            if ((st = refresh_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : u, n, l, &r)))
+                return st;
+            refreshed += r;
+        }
+        if (dead && (st = download_counts(cb)))
             return st;
+        for (int l = 0; dead && l < nlev; l++) {
+            int r;
+            if ((st = replace_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : u, n, l, &r)))
+                return st;
+            replaced += r;
+        }
     }
     if ((st = dev->ops->sync(dev)))
         return st;
@@ -1048,10 +1218,13 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         return dev->ops->sync(dev);
     }
     const float commit = (float)(2.0 * cb->p.commitment_cost / (double)nc);
+    const int nlev = cb->levels;
     if (!cb->proj && !cb->cosine && !cb->rot) {
-        /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment) */
+        /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment;
+         * residual codes: the sum over levels of R_l) */
         dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
-        dev->ops->axpy(dev, nd, commit, cb->bw_resid, dz->data);
+        for (int l = 0; l < nlev; l++)
+            dev->ops->axpy(dev, nd, commit, cb->bw_resid + (size_t)l * nc, dz->data);
     } else {
         vqj_status st;
         if ((st = dev_reserve(dev, (void **)&cb->bw_t1, &cb->bw_t1_cap, nc * sizeof(float))) ||
@@ -1073,8 +1246,8 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
             dev->ops->vq_rotation_backward(dev, n, c, cb->bw_u, cb->bw_qc, du, cb->bw_t2);
             dev->ops->copy(dev, du, cb->bw_t2, nc * sizeof(float));
         }
-        if (!cb->fsq)
-            dev->ops->axpy(dev, nc, commit, cb->bw_resid, du);
+        for (int l = 0; !cb->fsq && l < nlev; l++)
+            dev->ops->axpy(dev, nc, commit, cb->bw_resid + (size_t)l * nc, du);
         /* FSQ: straight through the rounding, back through the bound */
         if (cb->fsq) {
             dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
@@ -1099,8 +1272,11 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
     if (cb->p.ema_decay == 0.0f && !cb->fsq) {
         /* de_k += 2 sum_{i->k} (e_k - u_i) / (N c) = -2/(N c) * sum_{i->k} r_i. */
         size_t kc = (size_t)k * (size_t)c;
-        dev->ops->fill(dev, kc, 0.0f, cb->sums);
-        dev->ops->vq_accumulate(dev, n, c, k, cb->bw_resid, cb->bw_idx, NULL, cb->sums);
+        dev->ops->fill(dev, kc * nlev, 0.0f, cb->sums);
+        for (int l = 0; l < nlev; l++) /* residual codes: level l's R_l and assignment */
+            dev->ops->vq_accumulate(dev, n, c, k, cb->bw_resid + (size_t)l * nc,
+                                    cb->bw_idx + (size_t)l * n, NULL, cb->sums + (size_t)l * kc);
+        kc *= nlev;
         if (cb->simvq) { /* e = C W^T: dW += de^T C */
             dev->ops->scale(dev, kc, (float)(-2.0 / (double)nc), cb->sums);
             vqji_linear_backward(dev, k, c, c, vqji_weights_data(&cb->w, cb->i_basis),
@@ -1124,21 +1300,23 @@ vqj_status vqj_codebook_ema_usage(const vqj_codebook *cb, float *dst, size_t cou
         return vqji_fail(cb->ctx, VQJ_ERR_UNSUPPORTED,
                          "vqj_codebook_ema_usage: an %s codebook keeps no EMA counts",
                          cb->fsq ? "FSQ" : "SimVQ");
-    size_t k = (size_t)cb->p.num_embeddings;
-    if (count != k)
+    size_t k = (size_t)cb->p.num_embeddings, rows = (size_t)cb->rows;
+    if (count != rows)
         return vqji_fail(cb->ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_codebook_ema_usage: count is %zu; the codebook has %zu codes",
-                         count, k);
+                         count, rows);
     vqji_device *dev = cb->ctx->device;
     vqj_status st = dev->ops->download(dev, dst, vqji_weights_data(&cb->w, cb->i_count),
-                                       k * sizeof(float));
+                                       rows * sizeof(float));
     if (st)
         return st;
-    double m = 0.0;
-    for (size_t c = 0; c < k; c++)
-        m += dst[c];
-    for (size_t c = 0; c < k; c++)
-        dst[c] = m > 0.0 ? (float)(dst[c] / m) : 0.0f;
+    for (size_t first = 0; first < rows; first += k) { /* each level on its own */
+        double m = 0.0;
+        for (size_t c = first; c < first + k; c++)
+            m += dst[c];
+        for (size_t c = first; c < first + k; c++)
+            dst[c] = m > 0.0 ? (float)(dst[c] / m) : 0.0f;
+    }
     return VQJ_OK;
 }
 

@@ -33,6 +33,8 @@ typedef struct model_ws {
     vqj_tensor *z, *q, *y;
     int32_t *codes; /* host, one per object of the batch */
     size_t codes_cap;
+    int32_t *lcodes; /* host, [objects x L] per-level codes */
+    size_t lcodes_cap;
     float *emb; /* host, rows x P */
     size_t emb_cap;
 } model_ws;
@@ -68,6 +70,7 @@ static void ws_destroy(model_ws *ws)
     vqj_tensor_destroy(ws->q);
     vqj_tensor_destroy(ws->y);
     free(ws->codes);
+    free(ws->lcodes);
     free(ws->emb);
     free(ws);
 }
@@ -300,6 +303,7 @@ int vqj_model_embedding_dim(const vqj_model *m) { return m ? m->P : 0; }
 int vqj_model_max_objects(const vqj_model *m) { return m ? m->tp.max_objects : 0; }
 int vqj_model_context_window(const vqj_model *m) { return m ? m->T : 0; }
 int vqj_model_num_codes(const vqj_model *m) { return m ? m->K : 0; }
+int vqj_model_num_quantizers(const vqj_model *m) { return m ? vqji_codebook_levels(m->cb) : 0; }
 
 /* Grow the host staging buffers for n objects and `rows` embeddings. */
 static vqj_status reserve_host(const vqj_model *m, model_ws *ws, size_t n, size_t rows)
@@ -457,6 +461,64 @@ vqj_status vqj_model_encode_grids(const vqj_model *model, const vqj_grid *grids,
 {
     return run_encode(model, grids, num_grids, codes, num_objects, embeddings,
                       "vqj_model_encode_grids");
+}
+
+/* The mixed-radix index of one object's level codes c_1..c_L (c_1 most
+ * significant): sum_l c_l K^(L-l); -1 for every object when K^L - 1, the
+ * largest index, exceeds INT64_MAX. */
+static int64_t mixed_radix(const int32_t *c, int nlev, int k)
+{
+    uint64_t codes = 1; /* K^L, while it stays <= 2^63 */
+    for (int l = 0; l < nlev; l++) {
+        if (codes > ((uint64_t)1 << 63) / (uint64_t)k)
+            return -1;
+        codes *= (uint64_t)k;
+    }
+    int64_t index = 0;
+    for (int l = 0; l < nlev; l++)
+        index = index * k + c[l];
+    return index;
+}
+
+vqj_status vqj_model_encode_grid_levels(const vqj_model *model, const vqj_grid *grid,
+                                        int64_t *codes, int32_t *level_codes,
+                                        size_t *num_objects)
+{
+    const char *fn = "vqj_model_encode_grid_levels";
+    if (!model)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: model is NULL", fn);
+    if (!grid)
+        return vqji_fail(model->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
+    vqj_model *m = (vqj_model *)model; /* only the pool and its locks change */
+    vqji_clear_error(m->ctx);
+    model_ws *ws;
+    vqj_status st = acquire(m, &ws);
+    if (st)
+        return rewrap(m->ctx, st, fn);
+    const int nlev = vqji_codebook_levels(m->cb);
+    size_t n = 0;
+    if (!(st = tokenize(m, ws, grid, 1, 1)) && !(st = online(m, ws, 1))) {
+        n = (size_t)vqj_tokens_num_objects(ws->tokens);
+        st = vqji_reserve(m->ctx, (void **)&ws->lcodes, &ws->lcodes_cap,
+                          (n ? n : 1) * nlev * sizeof(int32_t), "level codes");
+    }
+    if (!st)
+        st = vqji_codebook_ws_level_codes(ws->cb, (int)n, ws->lcodes);
+    if (!st) {
+        const size_t M = (size_t)m->tp.max_objects;
+        const int enabled = vqji_codebook_params(m->cb)->enabled;
+        for (size_t i = 0; i < M; i++) {
+            const int32_t *c = ws->lcodes + i * nlev;
+            if (codes)
+                codes[i] = i < n && enabled ? mixed_radix(c, nlev, m->K) : -1;
+            for (int l = 0; level_codes && l < nlev; l++)
+                level_codes[i * nlev + l] = i < n ? c[l] : -1;
+        }
+        if (num_objects)
+            *num_objects = n;
+    }
+    release(m, ws);
+    return st ? rewrap(m->ctx, st, fn) : VQJ_OK;
 }
 
 static vqj_status run_predict(const vqj_model *cm, const vqj_grid *context, size_t batch,

@@ -11,7 +11,9 @@ gradients of the projections and SimVQ's transform for
 
 Cases: cosine codes with a code_dim (straight-through), Euclidean codes with
 a code_dim and the rotation trick, FSQ over levels [8, 5, 5, 5], SimVQ with
-the rotation trick. Run: /usr/bin/python3 tools/reference/quant_vectors.py
+the rotation trick, residual codes of LEVELS levels with a code_dim
+(straight-through; the commitment summed over the levels, each level's
+input residual R_{l-1} = u - sg(q_1 + ... + q_{l-1}), as ResidualVQ). Run: /usr/bin/python3 tools/reference/quant_vectors.py
 """
 import os
 import sys
@@ -25,6 +27,7 @@ from make_vectors import DT, Writer, f32, leaf, randn  # noqa: E402
 N, D, C, K = 11, 6, 4, 9
 BETA = 0.25
 FSQ_LEVELS = [8, 5, 5, 5]
+LEVELS = 3
 
 
 def linear(x, w, b=None):
@@ -92,6 +95,11 @@ def case(w, name, g, kind):
             tw = param("codebook.transform.weight", randn(g, c, c, scale=c ** -0.5))
             e = linear(basis, tw)
             u = p
+        elif kind == "residual":
+            # level l's codes shrink by 2^-l, as residuals do
+            e = torch.cat([randn(g, K, c) * 0.5 ** lv for lv in range(LEVELS)])
+            w.add(name + ".codebook.embedding", e)
+            u = p
         elif kind == "cosine":
             e = F.normalize(randn(g, K, c), dim=1)
             w.add(name + ".codebook.embedding", e)
@@ -100,9 +108,23 @@ def case(w, name, g, kind):
             e = randn(g, K, c)
             w.add(name + ".codebook.embedding", e)
             u = p
-        codes = nearest(u.detach(), e.detach())
-        qc = e[codes]
-        commit = BETA * ((u - qc.detach()) ** 2).mean()
+        if kind == "residual":
+            res, qc, level_codes = u, torch.zeros_like(u), []
+            for lv in range(LEVELS):
+                el = e[lv * K:(lv + 1) * K]
+                idx = nearest(res.detach(), el.detach())
+                ql = el[idx]
+                commit = commit + BETA * ((res - ql.detach()) ** 2).mean()
+                qc = qc + ql
+                res = res - ql.detach()
+                level_codes.append(idx)
+            level_codes = torch.stack(level_codes, 1)
+            w.add(name + ".level_codes", level_codes.int())
+            codes = level_codes[:, 0]
+        else:
+            codes = nearest(u.detach(), e.detach())
+            qc = e[codes]
+            commit = BETA * ((u - qc.detach()) ** 2).mean()
         if kind == "simvq":
             code_term = ((u.detach() - qc) ** 2).mean()
         qc_st = rotate(u, qc.detach()) if kind in ("rotation", "simvq") else u + (qc - u).detach()
@@ -122,7 +144,7 @@ def case(w, name, g, kind):
 def main():
     g = torch.Generator().manual_seed(1234)
     w = Writer()
-    for kind in ("cosine", "rotation", "fsq", "simvq"):
+    for kind in ("cosine", "rotation", "fsq", "simvq", "residual"):
         case(w, kind, g, kind)
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data",
                        "quant.bin")

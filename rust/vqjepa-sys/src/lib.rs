@@ -83,6 +83,7 @@ c_enum!(vqj_objective { VQJ_OBJECTIVE_INFONCE = 0, VQJ_OBJECTIVE_SIGREG = 1 });
 c_enum!(vqj_vq_path { VQJ_VQ_STRAIGHT_THROUGH = 0, VQJ_VQ_BESIDE = 1 });
 c_enum!(vqj_quantizer {
     VQJ_QUANTIZER_EUCLIDEAN = 0, VQJ_QUANTIZER_COSINE = 1, VQJ_QUANTIZER_FSQ = 2, VQJ_QUANTIZER_SIMVQ = 3,
+    VQJ_QUANTIZER_RESIDUAL = 4,
 });
 c_enum!(vqj_gradient_estimator { VQJ_GRADIENT_STRAIGHT_THROUGH = 0, VQJ_GRADIENT_ROTATION = 1 });
 c_enum!(vqj_invariance_kind {
@@ -161,6 +162,8 @@ pub struct vqj_codebook_params {
     pub code_dim: c_int,
     pub fsq_levels: [c_int; 8],
     pub gradient_estimator: vqj_gradient_estimator,
+    pub dead_code_max_per_step: c_int,
+    pub num_quantizers: c_int,
 }
 
 #[repr(C)]
@@ -965,6 +968,14 @@ extern "C" {
     pub fn vqj_model_max_objects(model: *const vqj_model) -> c_int;
     pub fn vqj_model_context_window(model: *const vqj_model) -> c_int;
     pub fn vqj_model_num_codes(model: *const vqj_model) -> c_int;
+    pub fn vqj_model_num_quantizers(model: *const vqj_model) -> c_int;
+    pub fn vqj_model_encode_grid_levels(
+        model: *const vqj_model,
+        grid: *const vqj_grid,
+        codes: *mut i64,
+        level_codes: *mut i32,
+        num_objects: *mut usize,
+    ) -> vqj_status;
     pub fn vqj_model_encode_grid(
         model: *const vqj_model,
         grid: *const vqj_grid,
@@ -1062,7 +1073,7 @@ mod tests {
             vqj_weight_info { name, ndim, shape, count, trainable }
             vqj_grid { height, width, cells }
             vqj_tokenizer_params { size, max_objects, max_color_features, background, connectivity, normalize, respect_colors }
-            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels, gradient_estimator }
+            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels, gradient_estimator, dead_code_max_per_step, num_quantizers }
             vqj_codebook_stats { size, commitment_loss, codebook_loss, perplexity, active_codes, refreshed, usage_ratio, updates, dead_replaced }
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
