@@ -140,20 +140,29 @@ bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) l
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -o $@ $< -Llib -lvqjepa \
 	  -Wl,-rpath,'$$ORIGIN/../lib' -pthread
 
-# Every test program runs even when an earlier one fails; the summary line
-# counts the programs.
+# Every test program runs even when an earlier one fails. A program that
+# exits 77 was skipped (its toolchain or data is missing: it says why); the
+# summary counts passed, failed and skipped programs, and the cmocka cases
+# that passing programs skipped (" N SKIPPED TEST(S)").
 check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference
-	@passed=0; failed=0; failures=""; \
+	@passed=0; failed=0; skipped=0; cases=0; failures=""; skips=""; \
+	log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
 	for t in $(TEST_BIN) tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
 	    tests/cli_train_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh \
 	    tests/python_test.sh tests/rust_test.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
-	  if CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) \
-	    VQJ_REFERENCE_CONFIGS=../shared/reference-configs $$cmd; then passed=$$((passed+1)); \
+	  { CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) \
+	    VQJ_REFERENCE_CONFIGS=../shared/reference-configs $$cmd 2>&1; echo $$? > "$$log.rc"; } \
+	    | tee "$$log"; rc=$$(cat "$$log.rc"); \
+	  if [ $$rc -eq 0 ]; then passed=$$((passed+1)); \
+	    n=$$(sed -n 's/^ *\([0-9][0-9]*\) SKIPPED TEST(S)$$/\1/p' "$$log" | tail -1); \
+	    if [ -n "$$n" ]; then cases=$$((cases+n)); skips="$$skips $$t($$n cases)"; fi; \
+	  elif [ $$rc -eq 77 ]; then skipped=$$((skipped+1)); skips="$$skips $$t"; \
 	  else failed=$$((failed+1)); failures="$$failures $$t"; fi; \
 	done; \
-	echo "check: $$passed passed, $$failed failed"; \
+	echo "check: $$passed passed, $$failed failed, $$skipped skipped ($$cases cases skipped inside passing programs)"; \
+	[ -z "$$skips" ] || echo "skipped:$$skips"; \
 	[ $$failed -eq 0 ] || { echo "failed:$$failures"; exit 1; }
 test: check
 

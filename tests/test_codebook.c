@@ -1639,8 +1639,8 @@ static void test_cosine_and_code_dim(void **state)
 }
 
 /* Checkpoints: a cosine codebook with a code_dim round-trips (same codes
- * and outputs after loading into a codebook of another seed); today's
- * Euclidean codebook of example.safetensors still loads; a file without the
+ * and outputs after loading into a codebook of another seed); the
+ * Euclidean codebook of a 0.1.0 checkpoint still loads; a file without the
  * projections is refused by a codebook that has them, naming the tensor. */
 /* Train a codebook of `p` three steps in ctx, save it, load it into a fresh
  * one in ctx2 (another seed): the same q and codes. Returns the first
@@ -1712,12 +1712,12 @@ static void test_checkpoint_round_trip(void **state)
     assert_non_null(strstr(vqj_context_last_error(ctx), "codebook."));
     unlink(path);
 
-    /* Today's Euclidean codebook from the shipped example checkpoint. */
-    if (access("example.safetensors", R_OK) == 0) {
+    /* The Euclidean codebook of a 0.1.0 checkpoint (tests/data). */
+    if (access("tests/data/codebook-0.1.safetensors", R_OK) == 0) {
         vqj_codebook_params po = params(64, 64, 0.95f);
         vqj_codebook *old = make(ctx, &po);
         vqj_checkpoint_entry eo = {"", vqj_codebook_weights(old)};
-        assert_ok(ctx, vqj_checkpoint_load(ctx, "example.safetensors", &eo, 1,
+        assert_ok(ctx, vqj_checkpoint_load(ctx, "tests/data/codebook-0.1.safetensors", &eo, 1,
                                            VQJ_CHECKPOINT_ALLOW_EXTRA));
         static float zo[5 * 64];
         test_fill(zo, 5 * 64, 52, 1.0f);
@@ -1730,7 +1730,7 @@ static void test_checkpoint_round_trip(void **state)
         vqj_tensor_destroy(qt);
         vqj_codebook_destroy(old);
     } else {
-        print_message("skipped: example.safetensors not found (run from the repository root)\n");
+        fail_msg("tests/data/codebook-0.1.safetensors not found (run from the repository root)");
     }
     vqj_codebook_destroy(plain);
     vqj_codebook_destroy(a);
