@@ -1384,6 +1384,26 @@ VQJ_API vqj_status vqj_loss_invariance(vqj_loss *loss, vqj_invariance_kind kind,
                                        const vqj_tensor *view, const vqj_tensor *original,
                                        vqj_tensor *d_view, float *value);
 
+/** Invariance of one kind on representations (DESIGN.md §4): each grid's
+ *  representation is the mean of its token vectors (0 objects: the zero
+ *  vector), r_g = (1/n_g) Σ_{i in g} h_i, for the view (rv) and for the
+ *  original (ro), and L = weight * Σ_g ‖rv_g - ro_g‖² / (G D) over the G
+ *  grids and D columns. Gradient into both sides (either NULL to skip):
+ *  dh_view_i += 2 weight (rv_g - ro_g) / (G D n_g) for the tokens of view
+ *  grid g and dh_original_j -= 2 weight (rv_g - ro_g) / (G D n'_g) for those
+ *  of original grid g. The two token sets must have the same grid count; the
+ *  objects per grid may differ. Calls for one kind add up in the report
+ *  (e.g. one for the context grids and one for the target grids).
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL loss, tokens or h, another
+ *  context, different grid counts or widths, row counts that differ from
+ *  the token counts, an unknown kind), VQJ_ERR_NUMERIC,
+ *  VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_loss_invariance_tokens(vqj_loss *loss, vqj_invariance_kind kind,
+                                              const vqj_tokens *view, const vqj_tensor *h_view,
+                                              vqj_tensor *dh_view, const vqj_tokens *original,
+                                              const vqj_tensor *h_original,
+                                              vqj_tensor *dh_original, float *value);
+
 /** Add the codebook's (already weighted) commitment loss to the report.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL), VQJ_ERR_NUMERIC (not finite). */
 VQJ_API vqj_status vqj_loss_add_commitment(vqj_loss *loss, float value);
@@ -1405,12 +1425,18 @@ VQJ_API vqj_status vqj_loss_add_commitment(vqj_loss *loss, float value);
  *      refresh), predictor context path -> c [B x P];
  *   4. losses with gradients: InfoNCE(c, t), SIGReg(c), relational(q of the
  *      context grids vs the target grids), the codebook's commitment;
- *   5. backward: predictor, codebook (straight-through + commitment), encoder;
+ *   5. backward: predictor, codebook (straight-through + commitment);
  *   6. invariance views (weights > 0 and grids given): palette permutation,
  *      horizontal/vertical flip of the grids (re-tokenized) and translation of
- *      the coordinate features, each through the online network with the
- *      codebook not updated, for the context (against c) and the target
- *      (against t); forward and backward one view at a time;
+ *      the coordinate features, each through the online encoder and the
+ *      codebook (updated with VQJ_EMA_PASSES_ALL_ONLINE), forward and backward
+ *      one view at a time: vqj_loss_invariance_tokens() of the view's context
+ *      grids against the main pass's token vectors (gradient into both; the
+ *      original side's goes straight through the codebook into dL/dz) and of
+ *      its target grids against the target path's (a constant);
+ *      then the encoder's backward of the main pass. (The trainer keeps the
+ *      main pass's encoder activations aside while the views run, which the
+ *      public calls cannot do: examples/train_stages.c runs without views.)
  *   7. every grad_accum_steps micro-batches: the optimizer step with the
  *      gradient averaged over them, then (only when the step was applied) the
  *      target EMA and the queue push of the cycle's target projections

@@ -974,6 +974,112 @@ static void test_invariance(void **state)
     assert_memory_equal(b2, b, sizeof(float) * R * C);
 }
 
+/* On representations: each grid's mean token vector, view against
+ * original, gradient into both. The view is grids 0..5 of rel_grids (grid 2
+ * empty), the original grids 3..8 (grid 4 empty): one grid count, different
+ * objects per grid. rel_fd's fields hold view (ctx_*) and original (tgt_*,
+ * ht). */
+static double inv_tok_value(void *u)
+{
+    rel_fd *f = u;
+    float v;
+    assert_ok(fx->ctx, vqj_loss_invariance_tokens(fx->loss, VQJ_INVARIANCE_COLOR, f->ctx_tokens,
+                                                  f->hc, NULL, f->tgt_tokens, f->ht, NULL, &v));
+    return v;
+}
+
+/* The mean of grid g's rows of h (D columns) into r, in double. */
+static void grid_mean(const vqj_tokens *tk, const float *h, int D, int g, double *r)
+{
+    const int32_t *o = vqj_tokens_offsets(tk);
+    for (int k = 0; k < D; k++) {
+        r[k] = 0.0;
+        for (int i = o[g]; i < o[g + 1]; i++)
+            r[k] += h[(size_t)i * D + k];
+        if (o[g + 1] > o[g])
+            r[k] /= o[g + 1] - o[g];
+    }
+}
+
+static void test_invariance_tokens(void **state)
+{
+    (void)state;
+    enum { G = 6, D = 4 };
+    vqj_loss_params p = small_params(4, 0);
+    p.color_weight = 4.0f;
+    vqj_loss *l = make_loss(&p);
+    rel_fd f = {make_tokens(0, G), make_tokens(3, G), NULL, NULL};
+    int nv = (int)vqj_tokens_num_objects(f.ctx_tokens), no = (int)vqj_tokens_num_objects(f.tgt_tokens);
+    assert_int_equal(vqj_tokens_offsets(f.ctx_tokens)[3] - vqj_tokens_offsets(f.ctx_tokens)[2], 0);
+    assert_int_equal(vqj_tokens_offsets(f.tgt_tokens)[5] - vqj_tokens_offsets(f.tgt_tokens)[4], 0);
+    assert_int_not_equal(vqj_tokens_offsets(f.ctx_tokens)[1], vqj_tokens_offsets(f.tgt_tokens)[1]);
+    float *hv = trand((size_t)nv * D, 73, 1.0f), *ho = trand((size_t)no * D, 74, 1.0f);
+    f.hc = ttensor(nv, D, hv);
+    f.ht = ttensor(no, D, ho);
+    vqj_tensor *dhv = ttensor(nv, D, NULL), *dho = ttensor(no, D, NULL);
+    float v;
+    assert_ok(fx->ctx, vqj_loss_invariance_tokens(l, VQJ_INVARIANCE_COLOR, f.ctx_tokens, f.hc, dhv,
+                                                  f.tgt_tokens, f.ht, dho, &v));
+    /* L = w Σ_g ‖rv_g - ro_g‖² / (G D), from the grid means in double. */
+    double ref = 0.0, rv[D], ro[D];
+    for (int g = 0; g < G; g++) {
+        grid_mean(f.ctx_tokens, hv, D, g, rv);
+        grid_mean(f.tgt_tokens, ho, D, g, ro);
+        for (int k = 0; k < D; k++)
+            ref += (rv[k] - ro[k]) * (rv[k] - ro[k]);
+    }
+    ref *= 4.0 / (G * D);
+    assert_true(ref > 0.0);
+    assert_float_equal(v, ref, 1e-6 * ref);
+    float *gv = tget(dhv), *go = tget(dho);
+    fd_check("invariance_tokens dh_view", hv, (size_t)nv * D, f.hc, inv_tok_value, &f, gv);
+    fd_check("invariance_tokens dh_original", ho, (size_t)no * D, f.ht, inv_tok_value, &f, go);
+    /* The representations' gradients are opposite: per grid, the view's
+     * token gradients sum to minus the original's (where both have tokens). */
+    const int32_t *ov = vqj_tokens_offsets(f.ctx_tokens), *oo = vqj_tokens_offsets(f.tgt_tokens);
+    for (int g = 0; g < G; g++) {
+        if (ov[g + 1] == ov[g] || oo[g + 1] == oo[g])
+            continue;
+        for (int k = 0; k < D; k++) {
+            double sv = 0.0, so = 0.0;
+            for (int i = ov[g]; i < ov[g + 1]; i++)
+                sv += gv[(size_t)i * D + k];
+            for (int i = oo[g]; i < oo[g + 1]; i++)
+                so += go[(size_t)i * D + k];
+            assert_float_equal(sv, -so, 1e-6);
+        }
+    }
+    /* NULL gradients: the original is then a constant; the report adds up. */
+    vqj_loss_reset(l);
+    float v2;
+    assert_ok(fx->ctx, vqj_loss_invariance_tokens(l, VQJ_INVARIANCE_COLOR, f.ctx_tokens, f.hc, dhv,
+                                                  f.tgt_tokens, f.ht, NULL, &v2));
+    assert_float_equal(v2, v, 0.0f);
+    float *go2 = tget(dho);
+    assert_memory_equal(go2, go, sizeof(float) * (size_t)no * D);
+    vqj_loss_values r = {.size = sizeof r};
+    assert_ok(fx->ctx, vqj_loss_get_values(l, &r));
+    assert_float_equal(r.invariance_color, v, 0.0f);
+    /* Errors: grid counts, widths, rows. */
+    vqj_context *ctx = fx->ctx;
+    assert_status(ctx, vqj_loss_invariance_tokens(l, VQJ_INVARIANCE_COLOR, f.ctx_tokens, f.hc, NULL,
+                                                  make_tokens(0, G - 1), f.ht, NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_loss_invariance_tokens(l, VQJ_INVARIANCE_COLOR, f.ctx_tokens, f.hc, NULL,
+                                                  f.tgt_tokens, ttensor(no, D + 1, NULL), NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_loss_invariance_tokens(l, VQJ_INVARIANCE_COLOR, f.ctx_tokens,
+                                                  ttensor(nv + 1, D, NULL), NULL, f.tgt_tokens, f.ht,
+                                                  NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_loss_invariance_tokens(l, (vqj_invariance_kind)9, f.ctx_tokens, f.hc, NULL,
+                                                  f.tgt_tokens, f.ht, NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_loss_invariance_tokens(l, VQJ_INVARIANCE_COLOR, NULL, f.hc, NULL,
+                                                  f.tgt_tokens, f.ht, NULL, NULL),
+                  VQJ_ERR_INVALID_ARGUMENT);
+}
+
 /* ---- report, zero weights ---- */
 
 static void test_report(void **state)
@@ -1340,6 +1446,7 @@ int main(void)
         T(test_relational_gradients),
         T(test_relational_small_exact),
         T(test_invariance),
+        T(test_invariance_tokens),
         T(test_report),
         T(test_zero_weights),
         T(test_errors),

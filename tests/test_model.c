@@ -530,6 +530,89 @@ static void test_predictor_options_behaviour(void **state)
     }
 }
 
+/* model.analogy_residual in a forward pass: two predictors with the same
+ * weights, one with the residual and one without, on the same tokens and
+ * token vectors. Their aggregates must differ by exactly
+ * r_{b,T} + r_{b,T-1} - r_{b,T-2} (slots from 1: query input + demo output
+ * - demo input), r the grid means computed here from the token vectors. A
+ * finite-difference check cannot see a wrong sign or slot (the backward is
+ * the forward's transpose and would be wrong the same way); this can. T = 4
+ * so the demo input is not slot 1, and every aggregator, since the residual
+ * is added after any of them. Slot T-1 of example 1 (its demo output) is an
+ * empty grid (a zero vector). */
+static void test_analogy_residual_forward(void **state)
+{
+    (void)state;
+    enum { T = 4, B = 2, G = B * T, D = 8, P = 4 };
+    static const vqj_aggregator aggs[] = {VQJ_AGG_MEAN, VQJ_AGG_LAST, VQJ_AGG_ATTENTION,
+                                          VQJ_AGG_GRU};
+    vqj_context *ctx = test_context();
+    vqj_tokenizer_params tp;
+    vqj_tokenizer_params_default(&tp);
+    vqj_tokens *tokens = NULL;
+    assert_ok(ctx, vqj_tokens_create(ctx, &tp, &tokens));
+    test_grid tg[G];
+    const int rects[G] = {2, 3, 1, 4, 3, 2, 0, 2};
+    tokenize_test_grids(ctx, tokens, tg, G, rects, 21);
+    const int32_t *o = vqj_tokens_offsets(tokens);
+    assert_int_equal(o[T + T - 1] - o[T + T - 2], 0); /* example 1, slot T-1 (from 1): empty */
+    const int N = (int)vqj_tokens_num_objects(tokens);
+    float *h = malloc((size_t)N * D * sizeof *h);
+    assert_non_null(h);
+    test_fill(h, (size_t)N * D, 17, 1.0f);
+    vqj_tensor *tv = new_tensor(ctx), *out = new_tensor(ctx);
+    set_tensor(ctx, tv, N, D, h);
+    /* The grid means r [G x D], in double. */
+    double r[G][D];
+    for (int g = 0; g < G; g++)
+        for (int k = 0; k < D; k++) {
+            double sum = 0.0;
+            for (int i = o[g]; i < o[g + 1]; i++)
+                sum += h[(size_t)i * D + k];
+            r[g][k] = o[g + 1] > o[g] ? sum / (o[g + 1] - o[g]) : 0.0;
+        }
+    for (size_t a = 0; a < sizeof aggs / sizeof *aggs; a++) {
+        vqj_predictor *pred[2];
+        float c[2][B * D];
+        for (int on = 0; on <= 1; on++) {
+            vqj_predictor_params pp;
+            vqj_predictor_params_default(&pp);
+            pp.hidden_dim = D;
+            pp.projection_dim = P;
+            pp.context_window = T;
+            pp.aggregator = aggs[a];
+            pp.analogy_residual = on;
+            assert_ok(ctx, vqj_predictor_create(ctx, &pp, &pred[on]));
+            if (on) /* decay 0: the same weights as the first */
+                assert_ok(ctx, vqj_weights_ema(vqj_predictor_weights(pred[1]),
+                                               vqj_predictor_weights(pred[0]), 0.0f));
+            assert_ok(ctx, vqj_predictor_forward_context(pred[on], tokens, tv, out));
+            memcpy(c[on], vqji_predictor_context_vectors(pred[on]), sizeof c[on]); /* CPU */
+        }
+        double diff_max = 0.0;
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < D; k++) {
+                const double *slot = &r[b * T][0];
+                double want = slot[(T - 1) * D + k] + slot[(T - 2) * D + k] -
+                              slot[(T - 3) * D + k];
+                double got = (double)c[1][b * D + k] - c[0][b * D + k];
+                diff_max = fmax(diff_max, fabs(want));
+                if (fabs(got - want) > 1e-5)
+                    fail_msg("aggregator %d, example %d, column %d: the residual added %g, "
+                             "expected r_T + r_(T-1) - r_(T-2) = %g",
+                             (int)aggs[a], b, k, got, want);
+            }
+        assert_true(diff_max > 0.1); /* the check is not vacuous */
+        vqj_predictor_destroy(pred[0]);
+        vqj_predictor_destroy(pred[1]);
+    }
+    free(h);
+    vqj_tensor_destroy(tv);
+    vqj_tensor_destroy(out);
+    vqj_tokens_destroy(tokens);
+    vqj_context_destroy(ctx);
+}
+
 static void test_gradcheck_mean(void **state)
 {
     (void)state;
@@ -1387,6 +1470,7 @@ int main(void)
         cmocka_unit_test(test_gradcheck_predictor_options),
         cmocka_unit_test(test_gradcheck_beside),
         cmocka_unit_test(test_predictor_options_behaviour),
+        cmocka_unit_test(test_analogy_residual_forward),
         cmocka_unit_test(test_gradcheck_gru),
         cmocka_unit_test(test_gradcheck_attention),
         cmocka_unit_test(test_gradcheck_grids_path),

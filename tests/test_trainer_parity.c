@@ -5,7 +5,10 @@
  * the gradient norm, the learning rate, the codebook statistics, the
  * projections of every step and the final weights of the online network,
  * the codebook, the loss (temperature, queue) and the target network.
- * Two runs: grad_accum_steps 2 (five optimizer steps) and 1 (ten).
+ * Three runs: grad_accum_steps 2 (five optimizer steps) and 1 (ten), and
+ * "switches" (accumulation 1) through the built-in default's predictor
+ * path: codes beside the path, grid features, slot embedding, GRU
+ * aggregation, the analogy residual and a linear last head layer.
  *
  * Run from the repository root (or set VQJ_TEST_DATA to the folder holding
  * train.bin). */
@@ -33,11 +36,14 @@
  * queue, target network), max-norm relative per tensor, floor 1e-2 for
  * tensors near 0. Both sides start from the same floats; the float32 run
  * drifts from the float64 reference by its rounding, amplified a little by
- * ten steps: measured at most 2.6e-6 (a qkv bias after ten Adam steps).
- * Adam divides each gradient component by its own moments, so it does not
- * blow that drift up unless a component is near eps (1e-8), which the
- * weight decay (1e-4 |p|) rules out. 1e-4 leaves a margin of 40 for other
- * compilers and BLAS kernels, while the smallest deviation from the
+ * ten steps: measured 2.7e-6 (switches), 1.1e-5 (accum2) and 5.3e-5
+ * (accum1, a layer-0 qkv weight) with the committed file, init seed 146
+ * (with seed 145 and the earlier objective: 2.6e-6). Adam divides each
+ * gradient component by its own moments: a component whose gradient is
+ * small beside its float rounding (the weight decay, 1e-4 |p|, keeps it
+ * away from eps = 1e-8 but not from that) moves by up to lr per step on
+ * rounding alone, which is where the larger figures come from. 1e-4 leaves
+ * a margin of 2 on this machine, while the smallest deviation from the
  * documented step tried (one translation for the whole batch instead of
  * one per example) moves the weights by 2e-3 (tools/reference/README.md,
  * "train.bin"). */
@@ -131,7 +137,15 @@ static void write_init(vqj_context *ctx, const vqjt_file *f, vqj_weights *w)
     }
 }
 
-static void rig_create(rig *r, const vqjt_file *f, int accum)
+/* An int of run `pre` ("accum2.", "switches."), or `fallback`. */
+static int run_int(const vqjt_file *f, const char *pre, const char *name, int fallback)
+{
+    char key[160];
+    snprintf(key, sizeof key, "%s%s", pre, name);
+    return vqjt_int(f, key, fallback);
+}
+
+static void rig_create(rig *r, const vqjt_file *f, const char *pre)
 {
     memset(r, 0, sizeof *r);
     vqj_context_params cp;
@@ -173,7 +187,12 @@ static void rig_create(rig *r, const vqjt_file *f, int accum)
     pp.projection_dim = P;
     pp.projection_layers = cfg_int(f, "projection_layers");
     pp.projection_activation = (vqj_activation)cfg_int(f, "projection_activation");
-    pp.aggregator = VQJ_AGG_MEAN;
+    pp.aggregator = (vqj_aggregator)run_int(f, pre, "aggregator", VQJ_AGG_MEAN);
+    pp.final_activation = run_int(f, pre, "final_activation", 1);
+    pp.slot_embedding = run_int(f, pre, "slot_embedding", 0);
+    pp.analogy_residual = run_int(f, pre, "analogy_residual", 0);
+    pp.grid_features = run_int(f, pre, "grid_features", 0);
+    pp.vq_path = (vqj_vq_path)run_int(f, pre, "vq_path", VQJ_VQ_STRAIGHT_THROUGH);
     pp.context_window = r->window;
     assert_ok(ctx, vqj_predictor_create(ctx, &pp, &r->predictor));
 
@@ -225,15 +244,13 @@ static void rig_create(rig *r, const vqjt_file *f, int accum)
     tp.max_objects = cfg_int(f, "max_objects");
     vqj_trainer_params trp;
     vqj_trainer_params_default(&trp);
-    trp.grad_accum_steps = accum;
+    trp.grad_accum_steps = run_int(f, pre, "grad_accum_steps", -1);
     trp.target_ema_decay = cfg_float(f, "target_ema_decay");
     trp.use_target_encoder = 1;
     trp.translation_max_delta = cfg_float(f, "translation_max_delta");
     trp.symmetry_modes = cfg_int(f, "symmetry_modes");
     trp.background = (uint16_t)cfg_int(f, "background");
-    char passes[64];
-    snprintf(passes, sizeof passes, "accum%d.ema_update_passes", accum);
-    trp.ema_update_passes = (vqj_ema_passes)vqjt_int(f, passes, -1);
+    trp.ema_update_passes = (vqj_ema_passes)run_int(f, pre, "ema_update_passes", -1);
     assert_ok(ctx, vqj_trainer_create(ctx, &trp, &tp, r->encoder, r->codebook, r->predictor,
                                       r->loss, r->optimizer, &r->trainer));
 
@@ -310,16 +327,13 @@ static double compare_view(vqj_context *ctx, const vqjt_file *f, const vqj_weigh
     return max_err;
 }
 
-static void run_parity(int accum)
+static void run_parity(const char *pre)
 {
     vqjt_file *f = load_ref();
     rig r;
-    rig_create(&r, f, accum);
+    rig_create(&r, f, pre);
     vqj_context *ctx = r.ctx;
-    char pre[32], key[160];
-    snprintf(pre, sizeof pre, "accum%d.", accum);
-    snprintf(key, sizeof key, "%sgrad_accum_steps", pre);
-    assert_int_equal(vqjt_int(f, key, -1), accum);
+    char key[160];
 
     size_t S = (size_t)r.steps, BP = (size_t)r.batch * (size_t)r.projection;
     const float *want[NUM_VALUES];
@@ -362,8 +376,8 @@ static void run_parity(int accum)
             if (e > err[k])
                 err[k] = e;
             if (e > TOL)
-                fail_msg("accum %d step %zu: %s is %.9g, reference %.9g (relative %.3g)", accum,
-                         s, VALUE_NAMES[k], (double)metric_value(&m, k), (double)want[k][s], e);
+                fail_msg("%s step %zu: %s is %.9g, reference %.9g (relative %.3g)", pre, s,
+                         VALUE_NAMES[k], (double)metric_value(&m, k), (double)want[k][s], e);
         }
         double e = scalar_err(m.lr, want_lr[s], 1e-30);
         err_lr = e > err_lr ? e : err_lr;
@@ -399,7 +413,7 @@ static void run_parity(int accum)
             snprintf(worst, sizeof worst, "%s", where);
         }
 
-    printf("accum %d, %zu micro-steps: max |c - ref| / max(|ref|, floor)\n", accum, S);
+    printf("%s %zu micro-steps: max |c - ref| / max(|ref|, floor)\n", pre, S);
     for (int k = 0; k < NUM_VALUES; k++)
         printf("  %-24s %.3g\n", VALUE_NAMES[k], err[k]);
     printf("  %-24s %.3g\n  %-24s %.3g\n  %-24s %.3g\n  %-24s %.3g\n", "lr", err_lr,
@@ -419,13 +433,19 @@ static void run_parity(int accum)
 static void test_accum2_matches_torch(void **state)
 {
     (void)state;
-    run_parity(2);
+    run_parity("accum2.");
 }
 
 static void test_accum1_matches_torch(void **state)
 {
     (void)state;
-    run_parity(1);
+    run_parity("accum1.");
+}
+
+static void test_switches_match_torch(void **state)
+{
+    (void)state;
+    run_parity("switches.");
 }
 
 int main(void)
@@ -433,6 +453,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accum2_matches_torch),
         cmocka_unit_test(test_accum1_matches_torch),
+        cmocka_unit_test(test_switches_match_torch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

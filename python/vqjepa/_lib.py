@@ -419,6 +419,7 @@ _PROTOTYPES = {
     "vqj_loss_sigreg": (S, [P, P, U64, P, ctypes.POINTER(F)]),
     "vqj_loss_relational": (S, [P, P, P, P, P, P, P, ctypes.POINTER(F)]),
     "vqj_loss_invariance": (S, [P, I, P, P, P, ctypes.POINTER(F)]),
+    "vqj_loss_invariance_tokens": (S, [P, I, P, P, P, P, P, P, ctypes.POINTER(F)]),
     "vqj_loss_add_commitment": (S, [P, F]),
     "vqj_trainer_create": (S, [P, ctypes.POINTER(vqj_trainer_params),
                                ctypes.POINTER(vqj_tokenizer_params), P, P, P, P, P, ctypes.POINTER(P)]),

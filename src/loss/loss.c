@@ -907,7 +907,45 @@ vqj_status vqj_loss_relational(vqj_loss *l, const vqj_tokens *context,
         h_target->data, dh_target ? dh_target->data : NULL, value);
 }
 
-/* ---- invariance: weight * mean (view - original)², gradient into view ---- */
+/* ---- invariance: weight * mean (view - original)² ---- */
+
+/* The weight and the report field of one kind. */
+static vqj_status invariance_kind(vqj_loss *l, vqj_invariance_kind kind, const char *fn,
+                                  float *w, float **acc)
+{
+    switch (kind) {
+    case VQJ_INVARIANCE_COLOR:
+        *w = l->p.color_weight, *acc = &l->acc.invariance_color;
+        return VQJ_OK;
+    case VQJ_INVARIANCE_TRANSLATION:
+        *w = l->p.translation_weight, *acc = &l->acc.invariance_translation;
+        return VQJ_OK;
+    case VQJ_INVARIANCE_SYMMETRY:
+        *w = l->p.symmetry_weight, *acc = &l->acc.invariance_symmetry;
+        return VQJ_OK;
+    }
+    return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: unknown kind %d", fn, (int)kind);
+}
+
+/* L = w Σ (v - o)² / n over device arrays of n floats; diff = v - o is
+ * left in `diff` for the gradients, 2 w diff / n into the view and its
+ * negative into the original. */
+static vqj_status invariance_value(vqj_loss *l, const char *fn, float w, const float *v,
+                                   const float *o, size_t n, float *diff, float *value)
+{
+    vqji_device *dev = devof(l);
+    const vqji_device_ops *op = dev->ops;
+    op->copy(dev, diff, v, n * sizeof(float));
+    op->axpy(dev, n, -1.0f, o, diff);
+    float L = w * op->dot(dev, n, diff, diff) / (float)n;
+    vqj_status st = op->sync(dev);
+    if (st)
+        return st;
+    if (!isfinite(L))
+        return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the loss is not finite", fn);
+    *value = L;
+    return VQJ_OK;
+}
 
 vqj_status vqj_loss_invariance(vqj_loss *l, vqj_invariance_kind kind, const vqj_tensor *view,
                                const vqj_tensor *original, vqj_tensor *d_view, float *value)
@@ -916,22 +954,9 @@ vqj_status vqj_loss_invariance(vqj_loss *l, vqj_invariance_kind kind, const vqj_
     if (!l)
         return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: loss is NULL", fn);
     vqji_clear_error(l->ctx);
-    float w, *acc;
-    switch (kind) {
-    case VQJ_INVARIANCE_COLOR:
-        w = l->p.color_weight, acc = &l->acc.invariance_color;
-        break;
-    case VQJ_INVARIANCE_TRANSLATION:
-        w = l->p.translation_weight, acc = &l->acc.invariance_translation;
-        break;
-    case VQJ_INVARIANCE_SYMMETRY:
-        w = l->p.symmetry_weight, acc = &l->acc.invariance_symmetry;
-        break;
-    default:
-        return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: unknown kind %d", fn, (int)kind);
-    }
-    vqj_status st = check_tensor(l, view, fn, "view");
-    if (st)
+    float w = 0.0f, *acc = NULL;
+    vqj_status st = invariance_kind(l, kind, fn, &w, &acc);
+    if (st || (st = check_tensor(l, view, fn, "view")))
         return st;
     int rows = view->rows, cols = view->cols;
     if ((st = check_shape(l, original, rows, cols, fn, "original")) ||
@@ -946,20 +971,109 @@ vqj_status vqj_loss_invariance(vqj_loss *l, vqj_invariance_kind kind, const vqj_
         (st = check_finite(l, original->data, n, fn, "original")))
         return st;
     vqji_device *dev = devof(l);
-    const vqji_device_ops *op = dev->ops;
     size_t off = 0;
-    if ((st = vqji_device_reserve(devof(l), &l->ws, &l->ws_cap, span(n))))
+    if ((st = vqji_device_reserve(dev, &l->ws, &l->ws_cap, span(n))))
         return st;
-    float *diff = carve(l, &off, n);
-    op->copy(dev, diff, view->data, n * sizeof(float));
-    op->axpy(dev, n, -1.0f, original->data, diff);
-    float v = w * op->dot(dev, n, diff, diff) / (float)n;
-    if ((st = op->sync(dev)))
+    float *diff = carve(l, &off, n), v;
+    if ((st = invariance_value(l, fn, w, view->data, original->data, n, diff, &v)))
         return st;
-    if (!isfinite(v))
-        return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the loss is not finite", fn);
     if (d_view)
-        op->axpy(dev, n, 2.0f * w / (float)n, diff, d_view->data);
+        dev->ops->axpy(dev, n, 2.0f * w / (float)n, diff, d_view->data);
+    if ((st = dev->ops->sync(dev)))
+        return st;
+    *acc += v;
+    set_value(value, v);
+    return VQJ_OK;
+}
+
+/* ---- invariance on representations (DESIGN.md §4, §3.4) ----
+ * r_g = mean of grid g's token vectors (0 objects: the zero vector), for
+ * the view (rv) and the original (ro), G grids each, D columns:
+ *   L = w Σ_g ‖rv_g - ro_g‖² / (G D),
+ *   dh_view_i     += 2 w (rv_g - ro_g) / (G D n_g)   (token i of view grid g),
+ *   dh_original_j -= 2 w (rv_g - ro_g) / (G D n'_g)  (token j of original grid g). */
+
+static vqj_status invariance_tokens_args(vqj_loss *l, const vqj_tokens *tk, const vqj_tensor *h,
+                                         const vqj_tensor *dh, int d, const char *name,
+                                         const char *dname)
+{
+    static const char fn[] = "vqj_loss_invariance_tokens";
+    if (!tk)
+        return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: the %s tokens are NULL", fn,
+                         name);
+    if (tk->ctx != l->ctx)
+        return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: the %s tokens belong to another context", fn, name);
+    int n = (int)vqj_tokens_num_objects(tk);
+    vqj_status st = check_shape(l, h, n, d, fn, name[0] == 'v' ? "h_view" : "h_original");
+    if (!st && dh)
+        st = check_shape(l, dh, n, d, fn, dname);
+    return st;
+}
+
+vqj_status vqj_loss_invariance_tokens(vqj_loss *l, vqj_invariance_kind kind,
+                                      const vqj_tokens *view, const vqj_tensor *h_view,
+                                      vqj_tensor *dh_view, const vqj_tokens *original,
+                                      const vqj_tensor *h_original, vqj_tensor *dh_original,
+                                      float *value)
+{
+    static const char fn[] = "vqj_loss_invariance_tokens";
+    if (!l)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: loss is NULL", fn);
+    vqji_clear_error(l->ctx);
+    float w = 0.0f, *acc = NULL;
+    vqj_status st = invariance_kind(l, kind, fn, &w, &acc);
+    if (st || (st = check_tensor(l, h_view, fn, "h_view")))
+        return st;
+    const int d = h_view->cols;
+    if ((st = invariance_tokens_args(l, view, h_view, dh_view, d, "view", "dh_view")) ||
+        (st = invariance_tokens_args(l, original, h_original, dh_original, d, "original",
+                                     "dh_original")))
+        return st;
+    size_t G = vqj_tokens_num_grids(view);
+    if (vqj_tokens_num_grids(original) != G)
+        return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: the view has %zu grids and the original %zu; they must match", fn,
+                         G, vqj_tokens_num_grids(original));
+    if (G > (size_t)INT32_MAX / (size_t)(d ? d : 1))
+        return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: %zu grids is too many", fn, G);
+    size_t n = G * (size_t)d;
+    if (w == 0.0f || n == 0) {
+        set_value(value, 0.0f);
+        return VQJ_OK;
+    }
+    size_t nv = vqj_tokens_num_objects(view) * (size_t)d;
+    size_t no = vqj_tokens_num_objects(original) * (size_t)d;
+    if ((st = check_finite(l, h_view->data, nv, fn, "h_view")) ||
+        (st = check_finite(l, h_original->data, no, fn, "h_original")))
+        return st;
+    vqji_device *dev = devof(l);
+    const vqji_device_ops *op = dev->ops;
+    size_t obytes = ((G + 1) * sizeof(int32_t) + 63) & ~(size_t)63;
+    if ((st = vqji_device_reserve(dev, &l->idx, &l->idx_cap, 2 * obytes)) ||
+        (st = vqji_device_reserve(dev, &l->ws, &l->ws_cap, 4 * span(n))))
+        return st;
+    int32_t *vo = (int32_t *)l->idx, *oo = (int32_t *)((char *)l->idx + obytes);
+    if ((st = op->upload(dev, vo, vqj_tokens_offsets(view), (G + 1) * sizeof(int32_t))) ||
+        (st = op->upload(dev, oo, vqj_tokens_offsets(original), (G + 1) * sizeof(int32_t))))
+        return st;
+    size_t off = 0;
+    float *rv = carve(l, &off, n), *ro = carve(l, &off, n);
+    float *diff = carve(l, &off, n), *dr = carve(l, &off, n), v;
+    op->segment_mean_forward(dev, (int)G, vo, d, h_view->data, rv);
+    op->segment_mean_forward(dev, (int)G, oo, d, h_original->data, ro);
+    if ((st = invariance_value(l, fn, w, rv, ro, n, diff, &v)))
+        return st;
+    if (dh_view) { /* dr = dL/drv = 2 w diff / n */
+        op->fill(dev, n, 0.0f, dr);
+        op->axpy(dev, n, 2.0f * w / (float)n, diff, dr);
+        op->segment_mean_backward(dev, (int)G, vo, d, dr, dh_view->data);
+    }
+    if (dh_original) { /* dL/dro = -dL/drv */
+        op->fill(dev, n, 0.0f, dr);
+        op->axpy(dev, n, -2.0f * w / (float)n, diff, dr);
+        op->segment_mean_backward(dev, (int)G, oo, d, dr, dh_original->data);
+    }
     if ((st = op->sync(dev)))
         return st;
     *acc += v;

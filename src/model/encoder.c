@@ -353,6 +353,23 @@ vqj_status vqji_encoder_ws_create(const vqj_encoder *e, vqji_encoder_ws **out)
     return VQJ_OK;
 }
 
+vqj_status vqji_encoder_train_ws_create(const vqj_encoder *e, vqji_encoder_ws **out)
+{
+    vqj_status st = vqji_encoder_ws_create(e, out);
+    if (st)
+        return st;
+    (*out)->keep = e->ws.keep;
+    (*out)->with_masks = e->ws.with_masks;
+    return VQJ_OK;
+}
+
+void vqji_encoder_ws_swap(vqj_encoder *e, vqji_encoder_ws *ws)
+{
+    vqji_encoder_ws own = e->ws;
+    e->ws = *ws;
+    *ws = own;
+}
+
 void vqji_encoder_ws_destroy(vqji_encoder_ws *ws)
 {
     if (!ws)

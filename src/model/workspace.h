@@ -37,6 +37,18 @@ void vqji_encoder_ws_destroy(vqji_encoder_ws *ws); /* NULL is ignored */
 vqj_status vqji_encoder_forward_ws(const vqj_encoder *encoder, vqji_encoder_ws *ws,
                                    const vqj_tokens *tokens, vqj_tensor *out);
 
+/* A training workspace: like the handle's own (every block's activations
+ * and, with dropout, its masks kept for a backward pass). For a trainer
+ * that holds two forward passes of one encoder at once: it swaps this in
+ * with vqji_encoder_ws_swap(), runs forward and backward calls on it
+ * through the public functions, and swaps the first pass back for its
+ * backward. Errors: VQJ_ERR_OUT_OF_MEMORY. */
+vqj_status vqji_encoder_train_ws_create(const vqj_encoder *encoder, vqji_encoder_ws **out);
+
+/* Exchange the handle's own workspace (its last forward pass) with `ws`, a
+ * training workspace of the same encoder. */
+void vqji_encoder_ws_swap(vqj_encoder *encoder, vqji_encoder_ws *ws);
+
 /* ---- codebook ---- */
 typedef struct vqji_codebook_ws vqji_codebook_ws;
 

@@ -9,6 +9,7 @@
 #include "model/encoder.h"
 #include "model/predictor.h"
 #include "model/tokens.h"
+#include "model/workspace.h"
 #include "train/trainer.h"
 
 #include <math.h>
@@ -46,7 +47,8 @@ struct vqj_trainer {
     /* Activations and gradients of a step. */
     vqj_tensor *z, *q, *c, *dc, *dq, *dz;
     vqj_tensor *zt, *qt, *t;
-    vqj_tensor *zv, *qv, *pv, *dpv, *dqv; /* a view's pass */
+    vqj_tensor *zv, *qv, *dqv; /* a view's pass */
+    vqji_encoder_ws *view_ws;  /* the views' encoder passes, beside the main pass's */
     vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
     uint64_t *pending_ids; /* host: their target grids' ids (InfoNCE's duplicate mask) */
     size_t pending_ids_cap;
@@ -119,12 +121,13 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     vqj_tokens_destroy(tr->view.context);
     vqj_tokens_destroy(tr->view.target);
     vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc,  tr->dq,  tr->dz,
-                             tr->zt, tr->qt, tr->t,  tr->zv,  tr->qv,  tr->pv,
-                             tr->dpv, tr->dqv, tr->pending};
+                             tr->zt, tr->qt, tr->t,  tr->zv,  tr->qv,  tr->dqv,
+                             tr->pending};
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
         vqj_tensor_destroy(tensors[i]);
     if (tr->codebook_copy)
         tr->ctx->device->ops->free(tr->ctx->device, tr->codebook_copy);
+    vqji_encoder_ws_destroy(tr->view_ws);
     free(tr->cells);
     free(tr->grids);
     free(tr->codes);
@@ -230,12 +233,14 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
     for (size_t i = 0; !st && i < sizeof tokens / sizeof *tokens; i++)
         st = vqj_tokens_create(ctx, &tp, tokens[i]);
     vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc,  &tr->dq,  &tr->dz,
-                              &tr->zt, &tr->qt, &tr->t,  &tr->zv,  &tr->qv,  &tr->pv,
-                              &tr->dpv, &tr->dqv, &tr->pending};
+                              &tr->zt, &tr->qt, &tr->t,  &tr->zv,  &tr->qv,  &tr->dqv,
+                              &tr->pending};
     for (size_t i = 0; !st && i < sizeof tensors / sizeof *tensors; i++)
         st = vqj_tensor_create(ctx, 0, 1, tensors[i]);
     if (!st && p.use_target_encoder)
         st = make_target(tr);
+    if (!st)
+        st = vqji_encoder_train_ws_create(encoder, &tr->view_ws);
     if (!st) {
         vqj_weights *cw = vqj_codebook_weights(codebook);
         st = ctx->device->ops->alloc(ctx->device, cw->total * sizeof(float),
@@ -418,14 +423,17 @@ static vqj_status make_translation_view(vqj_trainer *tr, uint64_t seed, const vq
     return st;
 }
 
-/* One view pass: online encoder (training) -> codebook (its EMA updated
- * with ema_update_passes = all_online, as the original's every training
- * pass did) -> predictor -> invariance against `original` -> backward. The
- * codebook's straight-through backward without commitment is dq itself, so
- * the view's dq goes to the encoder directly (the main pass's backward has
- * run already, so the view's forward may replace its saved state). */
+/* One view pass: online encoder (training, on the views' workspace) ->
+ * codebook (its EMA updated with ema_update_passes = all_online, as the
+ * original's every training pass did) -> invariance between the view's
+ * grid representations and the original's (the mean of each grid's token
+ * vectors, DESIGN.md §4) -> backward. The codebook's straight-through
+ * backward without commitment is dq itself, so the view's dq goes to the
+ * encoder directly. The original side's gradient is accumulated into
+ * `dh_original` (NULL: a constant). */
 static vqj_status view_pass(vqj_trainer *tr, vqj_invariance_kind kind, const vqj_tokens *tokens,
-                            int context_path, const vqj_tensor *original)
+                            const vqj_tokens *original, const vqj_tensor *h_original,
+                            vqj_tensor *dh_original)
 {
     vqj_status st = vqj_encoder_forward(tr->encoder, tokens, 1, tr->zv);
     if (!st)
@@ -434,17 +442,10 @@ static vqj_status view_pass(vqj_trainer *tr, vqj_invariance_kind kind, const vqj
                                   NULL, NULL);
     const vqj_tensor *vin = beside(tr) ? tr->zv : tr->qv;
     if (!st)
-        st = context_path ? vqj_predictor_forward_context(tr->predictor, tokens, vin, tr->pv)
-                          : vqj_predictor_forward_grids(tr->predictor, tokens, vin, tr->pv);
+        st = zero_like(tr->dqv, vin);
     if (!st)
-        st = zero_like(tr->dpv, tr->pv);
-    if (!st)
-        st = vqj_loss_invariance(tr->loss, kind, tr->pv, original, tr->dpv, NULL);
-    if (!st)
-        st = zero_like(tr->dqv, tr->qv);
-    if (!st)
-        st = context_path ? vqj_predictor_backward_context(tr->predictor, tr->dpv, tr->dqv)
-                          : vqj_predictor_backward_grids(tr->predictor, tr->dpv, tr->dqv);
+        st = vqj_loss_invariance_tokens(tr->loss, kind, tokens, vin, tr->dqv, original, h_original,
+                                        dh_original, NULL);
     if (!st)
         st = vqj_encoder_backward(tr->encoder, tr->dqv, NULL);
     return st;
@@ -458,9 +459,15 @@ static float weight_of(const vqj_loss *loss, vqj_invariance_kind kind)
                                                 : lp->symmetry_weight;
 }
 
+/* The invariance views of every kind with a weight. The context side's
+ * original is the main pass's token vectors (tv, their gradient into dtv,
+ * straight through to z); the target side's is the target path's, a
+ * constant. The views' encoder passes run on their own workspace, so the
+ * main pass's activations wait for its backward, which comes after. */
 static vqj_status invariance_views(vqj_trainer *tr, const vqj_tokens *context,
                                    const vqj_tokens *targets, const vqj_grid *context_grids,
-                                   const vqj_grid *target_grids)
+                                   const vqj_grid *target_grids, const vqj_tensor *tv,
+                                   vqj_tensor *dtv)
 {
     uint64_t seed = tr->ctx->params.seed ^ (0xA24BAED4963EE407ull * (uint64_t)(tr->micro_step + 1));
     static const vqj_invariance_kind kinds[] = {VQJ_INVARIANCE_COLOR, VQJ_INVARIANCE_TRANSLATION,
@@ -486,9 +493,10 @@ static vqj_status invariance_views(vqj_trainer *tr, const vqj_tokens *context,
                                     tr->view.target);
         }
         if (!st)
-            st = view_pass(tr, kind, tr->view.context, 1, tr->c);
+            st = view_pass(tr, kind, tr->view.context, context, tv, dtv);
         if (!st)
-            st = view_pass(tr, kind, tr->view.target, 0, tr->t);
+            st = view_pass(tr, kind, tr->view.target, targets, beside(tr) ? tr->zt : tr->qt,
+                           NULL);
     }
     return st;
 }
@@ -636,10 +644,16 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
         st = vqj_predictor_backward_context(tr->predictor, tr->dc, dtv);
     if (!st)
         st = vqj_codebook_backward(tr->codebook, tr->dq, tr->dz);
+    /* The views, on their own encoder workspace: the main pass's stays for
+     * its backward, which also takes the views' gradient into the original
+     * context representations (straight through the codebook, into dz). */
+    if (!st) {
+        vqji_encoder_ws_swap(tr->encoder, tr->view_ws);
+        st = invariance_views(tr, context, targets, context_grids, target_grids, tv, tr->dz);
+        vqji_encoder_ws_swap(tr->encoder, tr->view_ws);
+    }
     if (!st)
         st = vqj_encoder_backward(tr->encoder, tr->dz, NULL);
-    if (!st)
-        st = invariance_views(tr, context, targets, context_grids, target_grids);
     if (st)
         return skip_or_fail(tr, st, updates, initialized, dropout_step, m);
 

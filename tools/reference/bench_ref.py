@@ -446,12 +446,13 @@ class Trainer:
         self.params = params
         self.skipped = 0
 
-    def view_loss(self, tok, original, weight, context):
+    def view_loss(self, tok, original, weight):
+        """MSE between the view's grid representations (mean token vectors)
+        and the original's (DESIGN.md §4)."""
         x, mask, adj = tok
         z = encoder(x, allowed_mask(mask, adj), self.P, True)
         qpad, _, _, _ = quantize_padded(z, mask, self.E)  # codebook not updated
-        p = (predictor_context if context else predictor_grids)(qpad, mask, self.P)
-        return weight * F.mse_loss(p, original)
+        return weight * F.mse_loss(grid_means(qpad, mask), original)
 
     def step(self, b):
         ctx, tgt = b["ctx"], b["tgt"]
@@ -481,15 +482,17 @@ class Trainer:
         if self.full:
             views = (("palette", CFG["w_color"]), ("translation", CFG["w_translation"]),
                      ("flip", CFG["w_symmetry"]))
-            c0, t0 = c.detach(), t
+            # the originals: the main pass's context representations (with
+            # gradient) and the target path's (constant)
+            r0, rt0 = grid_means(qc, ctx[1]), grid_means(qt, tgt[1])
             for kind, w in views:
                 if kind == "translation":
                     vc, vt = translate(ctx, self.gen, CFG["T"]), translate(tgt, self.gen, 1)
                 else:
                     vc, vt = b[kind + ".ctx"], b[kind + ".tgt"]
-                lv = self.view_loss(vc, c0, w, True) + self.view_loss(vt, t0, w, False)
+                lv = self.view_loss(vc, r0, w) + self.view_loss(vt, rt0, w)
                 if self.view_backward == "each":
-                    lv.backward()
+                    lv.backward(retain_graph=True)  # r0 belongs to the main graph
                 else:
                     loss = loss + lv
         if not torch.isfinite(loss):

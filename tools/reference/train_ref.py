@@ -18,8 +18,11 @@ One micro-step, for B examples (B*T context grids, B target grids):
      through the online network with the codebook *after* this step's update
      (straight-through without commitment; with ema_update_passes all_online
      each view's context pass and target pass update the codebook again,
-     refresh included, as the main pass does), context side against c and
-     target side against t (both constants);
+     refresh included, as the main pass does): MSE between each grid's
+     representation (the mean of its quantized token vectors) in the view
+     and in the original, the context side against the main pass's q
+     (gradient into both sides) and the target side against the target
+     path's qt (a constant: the target network has no gradient);
   5. backward of the sum (autograd; the C side accumulates the same terms);
   6. every grad_accum_steps micro-batches: gradients times 1/accum, global
      norm clipping (torch.nn.utils.clip_grad_norm_), torch.optim.Adam with the
@@ -33,6 +36,12 @@ normal in double): SIGReg's directions (src/loss/loss.c), the palette
 permutation (src/data/augment.c), the flip direction and the translation
 deltas (src/train/trainer.c). self_check() compares the port with values
 printed by the C library.
+
+Three runs: accumulation 2 with the codebook updated by every online pass,
+accumulation 1 by the main pass only, and "switches" (accumulation 1, every
+pass) through the built-in default's predictor path: codes beside the path,
+grid features, slot embedding, GRU, analogy residual, linear last head
+layer.
 
 For parity the encoder's dropout is 0 and k-means++ is off (both draw from
 hashes or RNG streams that a reference would have to mirror mask by mask; the
@@ -64,7 +73,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import loss_ref  # noqa: E402
 import optim_ref  # noqa: E402
 import vqjepa_ref as ref  # noqa: E402
-from make_vectors import Writer, f32, init_weights, make_codebook, random_grid  # noqa: E402
+from make_vectors import (Writer, f32, init_weights, make_codebook, random_grid,  # noqa: E402
+                          randn, uniform)
 
 torch.set_num_threads(1)
 DT = torch.float64
@@ -288,6 +298,7 @@ class Tokens:
         self.offsets, self.adj, self.adj_offsets = tk["offsets"], tk["adj"], tk["adj_offsets"]
         # The C tokenizer writes float features; the model sees those values.
         self.features = np.asarray(tk["features"], np.float32) if features is None else features
+        self.grid_features = grid_features(grids, self.offsets, tp.max_objects)
 
     def translated(self, deltas, group):
         """vqj_view_translate_features on each grid's rows, float adds."""
@@ -300,10 +311,25 @@ class Tokens:
         out = Tokens.__new__(Tokens)
         out.offsets, out.adj, out.adj_offsets, out.features = (
             self.offsets, self.adj, self.adj_offsets, f)
+        out.grid_features = self.grid_features
         return out
 
     def rel(self):
         return (self.offsets, self.adj, self.adj_offsets)
+
+
+def grid_features(grids, offsets, max_objects):
+    """The tokenizer's whole-grid features (src/model/tokenizer.c,
+    write_grid_features): H/30, W/30, the share of each color's cells, the
+    objects kept / max_objects; each a double quotient rounded to float."""
+    rows = []
+    for g, grid in enumerate(grids):
+        H, W = grid.shape
+        f = [H / 30.0, W / 30.0]
+        f += [float(np.count_nonzero(grid == c)) / (H * W) for c in range(ref.NUM_COLORS)]
+        f.append((int(offsets[g + 1]) - int(offsets[g])) / float(max_objects))
+        rows.append(np.array(f, np.float32))
+    return np.stack(rows) if rows else np.zeros((0, 2 + ref.NUM_COLORS + 1), np.float32)
 
 
 # Margins the discrete decisions must clear. Squared distances are
@@ -352,43 +378,80 @@ def straight_through(z, e, cond):
     return z + (e[idx] - z).detach()
 
 
-def head(x, P, cfg, cond):
+def head(x, P, cfg, cond, sw):
+    """Linear layers, each followed by the activation (the last one only
+    with final_activation), then L2 normalization."""
     m = cfg.model
-    y = x.detach()
-    for i in range(m.projection_layers):
-        pre = ref.linear(y, P["head.%d.weight" % i], P["head.%d.bias" % i])
-        cond.relu = min(cond.relu, float(pre.detach().abs().min()))
-        y = ref.activation(m.projection_activation, pre)
-    return ref.head(x, P, m)
+    L = m.projection_layers
+    for i in range(L):
+        x = ref.linear(x, P["head.%d.weight" % i], P["head.%d.bias" % i])
+        if i < L - 1 or sw["final_activation"]:
+            cond.relu = min(cond.relu, float(x.detach().abs().min()))
+            x = ref.activation(m.projection_activation, x)
+    return ref.l2normalize(x)
 
 
-def context_path(q, tok, P, cfg, cond):
+def pool(v, tok, P, sw):
+    """Grid vectors: segment means (+ f W^T + b with grid features)."""
+    r = ref.segment_mean(v, tok.offsets)
+    if sw["grid_features"]:
+        f = torch.as_tensor(tok.grid_features.astype(np.float64))
+        r = r + ref.linear(f, P["grid_features.weight"], P["grid_features.bias"])
+    return r
+
+
+def context_path(v, tok, P, cfg, cond, sw):
+    """Pool, slot embedding, aggregation, analogy residual, head."""
     m = cfg.model
-    r = ref.segment_mean(q, tok.offsets).reshape(-1, m.T, m.D)
-    return head(ref.aggregate("mean", r, P), P, cfg, cond)
+    r = pool(v, tok, P, sw).reshape(-1, m.T, m.D)
+    if sw["slot_embedding"]:
+        r = r + P["aggregator.slot_embedding"]
+    c = ref.aggregate(sw["aggregator"], r, P)
+    if sw["analogy_residual"]:  # query input + demo output - demo input
+        c = c + r[:, m.T - 1] + r[:, m.T - 2] - r[:, m.T - 3]
+    return head(c, P, cfg, cond, sw)
 
 
-def grids_path(q, tok, P, cfg, cond):
-    return head(ref.segment_mean(q, tok.offsets), P, cfg, cond)
+def grids_path(v, tok, P, cfg, cond, sw):
+    return head(pool(v, tok, P, sw), P, cfg, cond, sw)
 
 
 # ----------------------------------------------------------------------------
 # The training run
 # ----------------------------------------------------------------------------
 
-def trainable_names(cfg):
-    return ref.encoder_param_names(cfg.model) + ref.head_param_names(cfg.model)
+# The predictor switches of a run (vqj_predictor_params): the first two runs
+# use the reference configuration's, "switches." the built-in default's.
+PLAIN = dict(aggregator="mean", final_activation=1, slot_embedding=0, analogy_residual=0,
+             grid_features=0, beside=0)
+DEFAULT_PATH = dict(aggregator="gru", final_activation=0, slot_embedding=1, analogy_residual=1,
+                    grid_features=1, beside=1)
+AGGREGATOR_IDS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}
+GRID_FEATURES = 2 + ref.NUM_COLORS + 1
 
 
-def run(cfg, init, batches, accum, cond, ema_passes):
+def trainable_names(cfg, sw=PLAIN):
+    names = ref.encoder_param_names(cfg.model) + ref.head_param_names(cfg.model)
+    names += ref.aggregator_param_names(sw["aggregator"])
+    if sw["slot_embedding"]:
+        names.append("aggregator.slot_embedding")
+    if sw["grid_features"]:
+        names += ["grid_features.weight", "grid_features.bias"]
+    return names
+
+
+def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
     """The trajectory of vqj_trainer_step over the batches. Returns the
     per-step records and the final state. ema_passes: 0 main (the codebook's
     EMA updated by the main context pass only), 1 all_online (by every
-    training pass of the online encoder: the views' passes too)."""
+    training pass of the online encoder: the views' passes too). sw: the
+    predictor switches; with `beside` the predictor, the relational loss and
+    the invariance read z instead of q (the codebook still runs)."""
     m = cfg.model
     B, T, K = m.B, m.T, m.K
     tp = ref.TokenizerParams(max_objects=cfg.max_objects)
-    names = trainable_names(cfg)
+    names = trainable_names(cfg, sw)
+    via = (lambda z, q: z) if sw["beside"] else (lambda z, q: q)
     P = {n: init[n].clone().requires_grad_(True) for n in names}
     P["loss.log_temperature"] = init["loss.log_temperature"].clone().requires_grad_(True)
     target = {n: init[n].clone() for n in names}
@@ -423,13 +486,13 @@ def run(cfg, init, batches, accum, cond, ema_passes):
             zt = encode(ttok, target, cfg)
             idx_t, _ = assign(zt, e, cond)
             qt = e[idx_t]
-            t = grids_path(qt, ttok, target, cfg, cond)
+            t = grids_path(via(zt, qt), ttok, target, cfg, cond, sw)
 
         # 2. online path; the codebook updates after the assignment
         z = encode(ctok, P, cfg)
         assign(z, e, cond)  # margins only; quantize() assigns the same way
         q, idx, dist, commit = ref.quantize(z, e, m.commitment_cost)
-        c = context_path(q, ctok, P, cfg, cond)
+        c = context_path(via(z, q), ctok, P, cfg, cond, sw)
         perp, active = ref.vq_stats(idx, K)
 
         def update(zd, idx, dist):
@@ -453,13 +516,14 @@ def run(cfg, init, batches, accum, cond, ema_passes):
 
         def view_quantize(zv):
             """A view's pass through the codebook: straight-through with the
-            codes as they are, then (all_online) their update."""
+            codes as they are, then (all_online) their update. Returns the
+            vectors the invariance reads."""
             if not ema_passes:
-                return straight_through(zv, e, cond)
+                return via(zv, straight_through(zv, e, cond))
             idx_v, dist_v = assign(zv, e, cond)
             qv = zv + (e[idx_v] - zv).detach()
             update(zv.detach(), idx_v, dist_v)
-            return qv
+            return via(zv, qv)
 
         refreshed = update(z.detach(), idx, dist)
 
@@ -473,8 +537,9 @@ def run(cfg, init, batches, accum, cond, ema_passes):
                                  cfg.temperature_max, cfg.infonce_weight)
         A = f32(sigreg_directions(SEED, ms, m.P, cfg.sigreg_num_slices))
         L_sig = loss_ref.sigreg(c, A, cfg.sigreg_num_points, cfg.sigreg_weight)
-        L_rel = loss_ref.relational(q, ctok.rel(), qt, ttok.rel(), B, T, cfg.max_objects,
-                                    cfg.relational_weight, cfg.context_self_weight)
+        L_rel = loss_ref.relational(via(z, q), ctok.rel(), via(zt, qt), ttok.rel(), B, T,
+                                    cfg.max_objects, cfg.relational_weight,
+                                    cfg.context_self_weight)
         terms = {"infonce": L_inf, "sigreg": L_sig, "relational": L_rel, "commitment": commit}
 
         # 4. invariance views, codebook as updated above
@@ -493,10 +558,15 @@ def run(cfg, init, batches, accum, cond, ema_passes):
                                    view_flip(gr, flip_horizontal(es, cfg.symmetry_modes)))
                     return Tokens(out, tp)
                 vc, vt = view(ctx_grids, T), view(tgt_grids, 1)
-            pc = context_path(view_quantize(encode(vc, P, cfg)), vc, P, cfg, cond)
-            pt = grids_path(view_quantize(encode(vt, P, cfg)), vt, P, cfg, cond)
-            terms[view_names[k]] = (view_w[k] * F.mse_loss(pc, c.detach())
-                                    + view_w[k] * F.mse_loss(pt, t))
+            # representations: each grid's mean token vector (DESIGN.md
+            # §4, §3.4); the context side against the main pass's (gradient
+            # into both), the target side against the target path's
+            rc = ref.segment_mean(view_quantize(encode(vc, P, cfg)), vc.offsets)
+            rt = ref.segment_mean(view_quantize(encode(vt, P, cfg)), vt.offsets)
+            ro = ref.segment_mean(via(z, q), ctok.offsets)
+            rto = ref.segment_mean(via(zt, qt), ttok.offsets)
+            terms[view_names[k]] = (view_w[k] * F.mse_loss(rc, ro)
+                                    + view_w[k] * F.mse_loss(rt, rto))
 
         # 5. backward (gradients accumulate over the cycle)
         total = sum(terms.values())
@@ -564,7 +634,12 @@ def make_init(cfg, batches, seed):
     m = cfg.model
     g = torch.Generator().manual_seed(seed)
     W = init_weights(m, g)
-    init = {n: W[n] for n in trainable_names(cfg)}
+    init = {n: W[n] for n in trainable_names(cfg, DEFAULT_PATH) if n in W}
+    # the built-in default path's own tensors (the library's init scales)
+    init["aggregator.slot_embedding"] = randn(g, m.T, m.D, scale=1.0 / math.sqrt(m.D))
+    b = 1.0 / math.sqrt(GRID_FEATURES)
+    init["grid_features.weight"] = uniform(g, -b, b, m.D, GRID_FEATURES)
+    init["grid_features.bias"] = uniform(g, -b, b, m.D)
     tok = Tokens(batches[0][0], ref.TokenizerParams(max_objects=cfg.max_objects))
     with torch.no_grad():
         z0 = encode(tok, init, cfg)
@@ -607,6 +682,13 @@ def write_config(w, cfg):
         w.add("config." + k, np.float32(v))
 
 
+# The runs: (name, grad_accum_steps, ema_update_passes, switches). accum2
+# updates the codebook from every online pass (the library's default),
+# accum1 from the main pass only; switches takes the built-in default's
+# predictor path with all_online updates.
+RUNS = (("accum2", 2, 1, PLAIN), ("accum1", 1, 0, PLAIN), ("switches", 1, 1, DEFAULT_PATH))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "tests", "data")
@@ -618,12 +700,13 @@ def main():
     for seed in range(100, 400):
         init = make_init(cfg, batches, seed)
         cond = Conditioning()
-        # accum2 updates the codebook from every online pass (the library's
-        # default), accum1 from the main pass only.
-        runs = [(accum, passes, *run(cfg, init, batches, accum, cond, passes))
-                for accum, passes in ((2, 1), (1, 0))]
+        runs = []
         try:
-            cond.check()
+            # the margins only shrink run by run: stop at the first failure
+            for name, accum, passes, sw in RUNS:
+                runs.append((name, accum, passes, sw,
+                             *run(cfg, init, batches, accum, cond, passes, sw)))
+                cond.check()
             break
         except AssertionError as err:
             print("init seed %d: %s; next" % (seed, err))
@@ -640,10 +723,16 @@ def main():
     w.add("grids.cells", np.concatenate([g.reshape(-1) for g in grids]).astype(np.uint8))
     for n, v in init.items():
         w.add("init." + n, v)
-    for accum, passes, rec, final, final_target in runs:
-        p = "accum%d." % accum
+    for name, accum, passes, sw, rec, final, final_target in runs:
+        p = name + "."
         w.add(p + "grad_accum_steps", np.int32(accum))
         w.add(p + "ema_update_passes", np.int32(passes))
+        if sw is not PLAIN:
+            w.add(p + "aggregator", np.int32(AGGREGATOR_IDS[sw["aggregator"]]))
+            for k in ("final_activation", "slot_embedding", "analogy_residual",
+                      "grid_features"):
+                w.add(p + k, np.int32(sw[k]))
+            w.add(p + "vq_path", np.int32(sw["beside"]))  # VQJ_VQ_BESIDE = 1
         for k, v in rec.items():
             dtype = np.int32 if k in ("optimizer_step", "refreshed", "active_codes") else None
             w.add(p + k, np.array(v), dtype)
@@ -651,7 +740,7 @@ def main():
             w.add(p + "final." + n, v)
         for n, v in final_target.items():
             w.add(p + "target." + n, v)
-        print("accum %d: total %s" % (accum, " ".join("%.4f" % v for v in rec["total"])))
+        print("%s: total %s" % (name, " ".join("%.4f" % v for v in rec["total"])))
         print("  refreshed %s, active %s, grad_norm %s" % (
             rec["refreshed"], rec["active_codes"],
             " ".join("%.3g" % v for v in rec["grad_norm"])))

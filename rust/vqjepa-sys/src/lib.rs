@@ -786,6 +786,17 @@ extern "C" {
         d_view: *mut vqj_tensor,
         value: *mut f32,
     ) -> vqj_status;
+    pub fn vqj_loss_invariance_tokens(
+        loss: *mut vqj_loss,
+        kind: vqj_invariance_kind,
+        view: *const vqj_tokens,
+        h_view: *const vqj_tensor,
+        dh_view: *mut vqj_tensor,
+        original: *const vqj_tokens,
+        h_original: *const vqj_tensor,
+        dh_original: *mut vqj_tensor,
+        value: *mut f32,
+    ) -> vqj_status;
     pub fn vqj_loss_add_commitment(loss: *mut vqj_loss, value: f32) -> vqj_status;
     pub fn vqj_trainer_params_default(params: *mut vqj_trainer_params);
     pub fn vqj_trainer_create(
