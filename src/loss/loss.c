@@ -1001,7 +1001,7 @@ static vqj_status invariance_tokens_args(vqj_loss *l, const vqj_tokens *tk, cons
     if (!tk)
         return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: the %s tokens are NULL", fn,
                          name);
-    if (tk->ctx != l->ctx)
+    if (!vqji_same_context(tk->ctx, l->ctx))
         return vqji_fail(l->ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: the %s tokens belong to another context", fn, name);
     int n = (int)vqj_tokens_num_objects(tk);
