@@ -673,6 +673,12 @@ public:
         std::vector<float> embedding; /**< P floats, unit length */
     };
 
+    /** Every level's codes of one grid (vqj_model_encode_grid_levels()). */
+    struct level_codes {
+        std::vector<int64_t> index;  /**< one mixed-radix index per object (-1: no fit) */
+        std::vector<int32_t> levels; /**< objects x num_quantizers() codes, row-major */
+    };
+
     /** A model over trained parts; target_encoder / target_predictor (may
      *  be null: the online ones) compute grid embeddings. */
     model(const context &ctx, const encoder &enc, const codebook &cb, const predictor &pred,
@@ -723,6 +729,22 @@ public:
     int max_objects() const noexcept { return max_objects_; }
     int context_window() const noexcept { return context_window_; }
     int num_codes() const noexcept { return num_codes_; }
+    /** L, the levels of residual codes (1 for other quantizers). */
+    int num_quantizers() const noexcept { return vqj_model_num_quantizers(get()); }
+
+    /** Every level's codes of one grid. */
+    level_codes encode_levels(const vqj_grid &g) const
+    {
+        const size_t m = static_cast<size_t>(max_objects_);
+        const size_t l = static_cast<size_t>(num_quantizers());
+        level_codes c{std::vector<int64_t>(m), std::vector<int32_t>(m * l)};
+        size_t n = 0;
+        detail::check(vqj_model_encode_grid_levels(get(), &g, c.index.data(), c.levels.data(), &n));
+        c.index.resize(n);
+        c.levels.resize(n * l);
+        return c;
+    }
+    level_codes encode_levels(const grid &g) const { return encode_levels(g.view()); }
 
     /** Codes and embedding of one grid. */
     encoded encode(const vqj_grid &g) const

@@ -442,6 +442,9 @@ int main()
         EXPECT(model.embedding_dim() == 16 && model.context_window() == 3 && model.num_codes() == 16);
         auto e = model.encode(vqjepa::grid{{2, 2, 0, 0}, {2, 2, 0, 1}, {0, 0, 0, 0}});
         EXPECT(e.codes.size() == 2);
+        auto lc = model.encode_levels(vqjepa::grid{{2, 2, 0, 0}, {2, 2, 0, 1}, {0, 0, 0, 0}});
+        EXPECT(model.num_quantizers() == 1 && lc.index.size() == 2 && lc.levels.size() == 2);
+        EXPECT(lc.index[0] == e.codes[0] && lc.levels[1] == e.codes[1]);
         float norm = 0;
         for (float x : e.embedding)
             norm += x * x;

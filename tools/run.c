@@ -88,6 +88,7 @@ static const char builtin_default_yaml[] =
     "  vq_path: beside\n"
     "  grid_features: true\n"
     "  dead_code_threshold: 0.5\n"
+    "  dead_code_max_per_step: 5\n"
     "model:\n"
     "  projection_dim: 128\n"
     "  aggregator: gru\n"

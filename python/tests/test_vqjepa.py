@@ -672,6 +672,9 @@ class TestModel(unittest.TestCase):
         z = self.tr.encoder.forward(tokens)
         _, stage_codes, _ = self.tr.codebook.forward(z)
         self.assertEqual(tolist(stage_codes), codes)
+        # one level: the index and the tuple are the codes
+        self.assertEqual(m.num_quantizers, 1)
+        self.assertEqual(m.encode_levels(README_GRID), (codes, [[c] for c in codes]))
         self.assertEqual(m.encode([[0, 0], [0, 0]])[0] if np is None else
                          tolist(m.encode([[0, 0], [0, 0]])[0]), [])
         with self.assertRaises(vqjepa.InvalidArgumentError) as cm:

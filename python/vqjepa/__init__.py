@@ -1473,6 +1473,7 @@ class Model(_Handle):
         self.max_objects = fn.vqj_model_max_objects(p)
         self.context_window = fn.vqj_model_context_window(p)
         self.num_codes = fn.vqj_model_num_codes(p)
+        self.num_quantizers = fn.vqj_model_num_quantizers(p)
 
     def encode(self, grid):
         """(codes, embedding) of one grid: one code per object (largest
@@ -1485,6 +1486,23 @@ class Model(_Handle):
         n = ctypes.c_size_t()
         fn.vqj_model_encode_grid(self._ptr(), batch.ptr(), cptr, ctypes.byref(n), eptr)
         return _ints_out(codes[:n.value]), _shaped(emb, (self.embedding_dim,))
+
+    def encode_levels(self, grid):
+        """(codes, level_codes) of one grid with every level of residual codes:
+        each object's mixed-radix index (first level most significant; -1
+        where K^L does not fit in 63 bits) and its num_quantizers codes, one
+        list per object."""
+        batch = _GridBatch([grid], "grid")
+        if batch.count != 1:
+            raise InvalidArgumentError(1, "Model.encode_levels: expected one grid")
+        m, lv = self.max_objects, self.num_quantizers
+        index = (ctypes.c_int64 * max(m, 1))()
+        levels, lptr = _ints32_out(m * lv)
+        n = ctypes.c_size_t()
+        fn.vqj_model_encode_grid_levels(self._ptr(), batch.ptr(), ctypes.cast(index, ctypes.c_void_p),
+                                        lptr, ctypes.byref(n))
+        k = n.value
+        return list(index[:k]), [list(int(c) for c in levels[i * lv:(i + 1) * lv]) for i in range(k)]
 
     def encode_batch(self, grids):
         """(codes per grid, embeddings [N x P]) of several grids in one pass."""
