@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install what building and testing libvqjepa needs, from Debian's packages.
+# Install what building and testing libvqjepa needs, from Debian's packages
+# (clang: the libFuzzer harnesses of tests/fuzz/; valgrind: docs/failures.md).
 # Run as root (or through sudo) on Debian 12 or later.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
@@ -7,7 +8,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     build-essential pkg-config python3 \
     libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev zlib1g-dev \
-    chromium doxygen \
+    chromium doxygen clang valgrind \
     python3-numpy python3-pip python3-setuptools python3-wheel
 
 # The Python binding's tests (tests/python_test.sh) open a checkpoint with

@@ -20,6 +20,7 @@ typedef struct run_options {
     int threads;             /* 0: all cores */
     int64_t seed;            /* >= 0 overrides seed */
     int batch;               /* > 0 overrides training.batch_size */
+    int checkpoint_steps;    /* > 0 overrides training.checkpoint_steps; < 0: off; 0: the config's */
     int abort_on_collapse;
     int skip_bad;
     int quiet;               /* no progress output */
