@@ -144,11 +144,12 @@ bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) l
 # exits 77 was skipped (its toolchain or data is missing: it says why); the
 # summary counts passed, failed and skipped programs, and the cmocka cases
 # that passing programs skipped (" N SKIPPED TEST(S)").
-check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference
+check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_fail_test \
+    $(if $(FUZZ_OK),$(FUZZ_BIN))
 	@passed=0; failed=0; skipped=0; cases=0; failures=""; skips=""; \
 	log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
-	for t in $(TEST_BIN) tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
-	    tests/cli_train_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh \
+	for t in $(TEST_BIN) bin/alloc_fail_test tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
+	    tests/cli_train_test.sh tests/crash_test.sh tests/fuzz_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh \
 	    tests/python_test.sh tests/rust_test.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
@@ -172,6 +173,89 @@ test: check
 check-cuda-emu:
 	cuda/emu/run_tests.sh
 .PHONY: check-cuda-emu
+
+# AddressSanitizer + UBSan (docs/failures.md): the library's objects in
+# build/asan/, lib/asan/libvqjepa.a, the C tests and the CLI linked to it.
+# `make asan` runs the C tests and the CLI tests under it; `make check` runs
+# tests/alloc_fail_test.c, which needs LeakSanitizer to find the leaks of
+# failure paths.
+ASAN_CFLAGS := -std=c11 $(WARN) -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=undefined $(DEPS_CFLAGS)
+ASAN_CPPFLAGS := $(filter-out -DVQJ_WITH_CUDA,$(CPPFLAGS))
+ASAN_LIBS := $(filter-out $(CUDA_LIBS),$(DEPS_LIBS))
+ASAN_OBJ := $(LIB_SRC:%.c=build/asan/%.o)
+.SECONDARY: $(ASAN_OBJ)
+build/asan/%.o: %.c $(wildcard include/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	@echo "CC $< (asan)"
+	@$(CC) $(ASAN_CPPFLAGS) $(ASAN_CFLAGS) -c $< -o $@
+build/asan/src/data/builtin.o: $(ARC_BUILTIN)
+lib/asan/libvqjepa.a: $(ASAN_OBJ)
+	@mkdir -p lib/asan
+	@rm -f $@
+	@ar rcs $@ $(ASAN_OBJ)
+bin/alloc_fail_test: tests/alloc_fail_test.c tests/testutil.h lib/asan/libvqjepa.a
+	@mkdir -p bin
+	@echo "LD $@ (AddressSanitizer)"
+	@$(CC) $(ASAN_CPPFLAGS) $(ASAN_CFLAGS) -o $@ $< lib/asan/libvqjepa.a $(ASAN_LIBS) \
+	  $(shell $(PKG_CONFIG) --libs cmocka)
+bin/asan/test_%: tests/test_%.c tests/testutil.h tests/testmodel.h lib/asan/libvqjepa.a
+	@mkdir -p bin/asan
+	@echo "LD $@ (AddressSanitizer)"
+	@$(CC) $(ASAN_CPPFLAGS) $(ASAN_CFLAGS) -o $@ $< lib/asan/libvqjepa.a $(ASAN_LIBS) \
+	  $(shell $(PKG_CONFIG) --libs cmocka)
+bin/asan/vqjepa: $(TOOL_SRC) lib/asan/libvqjepa.a
+	@mkdir -p bin/asan
+	@echo "LD $@ (AddressSanitizer)"
+	@$(CC) $(ASAN_CPPFLAGS) $(ASAN_CFLAGS) -o $@ $(TOOL_SRC) lib/asan/libvqjepa.a $(ASAN_LIBS)
+ASAN_TEST_BIN := $(TEST_SRC:tests/%.c=bin/asan/%)
+.PHONY: asan
+asan: $(ASAN_TEST_BIN) bin/asan/vqjepa bin/alloc_fail_test
+	@passed=0; failed=0; failures=""; \
+	for t in $(ASAN_TEST_BIN) bin/alloc_fail_test tests/cli_test.sh tests/cli_train_test.sh; do \
+	  echo "== $$t (asan)"; \
+	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
+	  if VQJEPA=bin/asan/vqjepa VQJ_ARC_DATA=$(ARC_DATA) VQJ_REFERENCE_CONFIGS=../shared/reference-configs \
+	    ASAN_OPTIONS=detect_leaks=1 $$cmd; then passed=$$((passed+1)); \
+	  else failed=$$((failed+1)); failures="$$failures $$t"; fi; \
+	done; \
+	echo "asan: $$passed passed, $$failed failed"; \
+	[ $$failed -eq 0 ] || { echo "failed:$$failures"; exit 1; }
+
+# libFuzzer harnesses (tests/fuzz/, docs/failures.md): the library built
+# with clang's coverage, AddressSanitizer and UBSan. `make fuzz
+# FUZZ_SECONDS=N` fuzzes each harness N seconds (new inputs go to
+# build/fuzz/corpus/, crashes to build/fuzz/); `make check` runs each over
+# its committed corpus once (tests/fuzz_test.sh; SKIPPED without clang).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES := arc jsonl config checkpoint tokenizer
+FUZZ_BIN := $(FUZZ_NAMES:%=bin/fuzz_%)
+FUZZ_OK := $(shell command -v $(FUZZ_CC) >/dev/null 2>&1 && echo yes)
+FUZZ_CFLAGS := -std=c11 $(WARN) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+  $(DEPS_CFLAGS)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/%.o)
+.SECONDARY: $(FUZZ_OBJ)
+build/fuzz/%.o: %.c $(wildcard include/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	@echo "CC $< (fuzz)"
+	@$(FUZZ_CC) $(filter-out -DVQJ_WITH_CUDA,$(CPPFLAGS)) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	  -c $< -o $@
+build/fuzz/src/data/builtin.o: $(ARC_BUILTIN)
+bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJ)
+	@mkdir -p bin
+	@echo "LD $@ (libFuzzer)"
+	@$(FUZZ_CC) $(filter-out -DVQJ_WITH_CUDA,$(CPPFLAGS)) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	  $(FUZZ_OBJ) $(filter-out $(CUDA_LIBS),$(DEPS_LIBS))
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+	@for n in $(FUZZ_NAMES); do \
+	  mkdir -p build/fuzz/corpus/$$n; \
+	  echo "== fuzz_$$n: $(FUZZ_SECONDS) s"; \
+	  ./bin/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -artifact_prefix=build/fuzz/fuzz_$$n- build/fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+	    2>&1 | tail -3 || exit 1; \
+	done
 
 # ThreadSanitizer over the thread-safe inference calls (vqj_model_*): the
 # library and tests/test_inference.c built with -fsanitize=thread, CPU only.

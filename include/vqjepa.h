@@ -2025,6 +2025,9 @@ typedef struct vqj_run_params {
     int logging_enabled;           /**< logging.enabled; default 1 */
     const char *log_dir;           /**< logging.log_dir; default "logs" */
     const char *run_name;          /**< logging.run_name; default "vqjepa" */
+    int checkpoint_steps;          /**< training.checkpoint_steps: last.safetensors every this
+                                        many optimizer steps, atomically; 0: only at the end and
+                                        on Ctrl-C; default 100 */
 } vqj_run_params;
 
 /** A configuration holding the built-in defaults. On success *out holds a

@@ -860,9 +860,21 @@ public:
     trainer &operator=(trainer &&) noexcept = default;
 
     vqj_trainer *get() const { return detail::live(h_, "trainer"); }
+    /** Throws unless `context` holds T grids per target: the library reads
+     *  batch*T of them, so a shorter vector would be read past its end. */
+    void check_batch(const std::vector<vqj_grid> &context, const std::vector<vqj_grid> &targets) const
+    {
+        const size_t t = pred_params_.context_window > 0 ? static_cast<size_t>(pred_params_.context_window) : 1;
+        if (targets.empty() || context.size() != targets.size() * t)
+            throw error(VQJ_ERR_INVALID_ARGUMENT,
+                        "vqjepa::trainer: " + std::to_string(context.size()) + " context grids for " +
+                            std::to_string(targets.size()) + " targets; expected " +
+                            std::to_string(targets.size() * t));
+    }
     /** One micro-batch: `context` holds batch*T grids, `targets` batch grids. */
     vqj_train_metrics step(const std::vector<vqj_grid> &context, const std::vector<vqj_grid> &targets)
     {
+        check_batch(context, targets);
         vqj_train_metrics m = new_metrics();
         detail::check(vqj_trainer_step(get(), context.data(), targets.data(), static_cast<int>(targets.size()), &m));
         return m;
@@ -881,6 +893,7 @@ public:
     /** The losses of a batch without training. */
     vqj_train_metrics evaluate(const std::vector<vqj_grid> &context, const std::vector<vqj_grid> &targets)
     {
+        check_batch(context, targets);
         vqj_train_metrics m = new_metrics();
         detail::check(vqj_trainer_evaluate(get(), context.data(), targets.data(), static_cast<int>(targets.size()), &m));
         return m;

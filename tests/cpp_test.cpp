@@ -256,7 +256,17 @@ int main()
             EXPECT(false);
         } catch (const vqjepa::error &e) {
             EXPECT(e.status() == VQJ_ERR_INVALID_ARGUMENT);
-            EXPECT(std::string(e.what()).size() > 0);
+            EXPECT(std::string(e.what()).find("context grids") != std::string::npos);
+        }
+        // fewer context grids than batch * T throw before the library reads them
+        for (int n : {0, 1, 3 * batch - 1, 3 * batch + 1}) {
+            bool threw = false;
+            try {
+                tr.evaluate(some_grids(n, 0), some_grids(batch, 0));
+            } catch (const vqjepa::error &e) {
+                threw = e.status() == VQJ_ERR_INVALID_ARGUMENT;
+            }
+            EXPECT(threw);
         }
     });
 

@@ -9,6 +9,7 @@
 #include "core/tensor.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -813,6 +814,101 @@ static void test_resume_bit_identical(void **state)
     model_destroy(&c);
 }
 
+/* I/O faults (docs/failures.md): a write hook (vqji_set_write_hook())
+ * makes the k-th write(2) of a save fail with ENOSPC or EIO or make no
+ * progress, for every k of the save, or cuts every write to 7 bytes. A
+ * failed save is a VQJ_ERR_IO naming the path and the system's reason; no
+ * temporary file is left; the previous checkpoint stays whole and loads to
+ * its weights. Short writes still give a whole file. */
+static long io_writes, io_fail_at, io_short;
+static int io_errno;
+
+static long faulty_write(int fd, const void *buf, size_t n)
+{
+    io_writes++;
+    if (io_fail_at && io_writes == io_fail_at) {
+        if (!io_errno)
+            return 0; /* a write that makes no progress */
+        errno = io_errno;
+        return -1;
+    }
+    if (io_short && n > (size_t)io_short)
+        n = (size_t)io_short;
+    return (long)write(fd, buf, n);
+}
+
+static void read_codes(model *m, float *out)
+{
+    assert_ok(m->ctx, vqj_weights_read(vqj_codebook_weights(m->codebook), "codebook.embedding",
+                                       out, (size_t)K * 32));
+}
+
+static void test_write_faults(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, 5, 32);
+    vqj_train_metrics mm;
+    const char *path = path_in("faults.safetensors");
+    float saved[K * 32], now[K * 32];
+    step(&m, 0, &mm);
+    step(&m, 1, &mm);
+    vqji_set_write_hook(faulty_write);
+    const int errs[] = {ENOSPC, EIO, 0};
+    int failures = 0;
+    for (size_t e = 0; e < sizeof errs / sizeof *errs; e++) {
+        io_fail_at = 0;
+        assert_ok(m.ctx, vqj_trainer_save(m.trainer, path, NULL)); /* the previous checkpoint */
+        read_codes(&m, saved);
+        step(&m, 2 + 2 * (int)e, &mm);
+        step(&m, 3 + 2 * (int)e, &mm); /* the weights now differ from the file's */
+        for (long k = 1;; k++) {
+            io_writes = 0;
+            io_fail_at = k;
+            io_errno = errs[e];
+            vqj_status st = vqj_trainer_save(m.trainer, path, NULL);
+            if (io_writes < k) { /* every write of the save has failed once */
+                assert_int_equal(st, VQJ_OK);
+                break;
+            }
+            assert_int_equal(st, VQJ_ERR_IO);
+            const char *msg = vqj_context_last_error(m.ctx);
+            assert_non_null(strstr(msg, path));
+            if (errs[e])
+                assert_non_null(strstr(msg, strerror(errs[e])));
+            assert_int_equal(temp_files(dir), 0);
+            failures++;
+            if (k == 1 || k % 16 == 0) { /* the previous checkpoint is whole and loads */
+                vqji_set_write_hook(NULL);
+                assert_ok(m.ctx, vqj_checkpoint_verify(m.ctx, path));
+                model other;
+                model_create(&other, 5, 32);
+                assert_ok(other.ctx, vqj_trainer_load(other.trainer, path));
+                read_codes(&other, now);
+                assert_memory_equal(now, saved, sizeof now);
+                model_destroy(&other);
+                vqji_set_write_hook(faulty_write);
+            }
+        }
+    }
+    /* Writes of at most 7 bytes still give the whole file. */
+    io_fail_at = 0;
+    io_short = 7;
+    io_writes = 0;
+    read_codes(&m, saved);
+    assert_ok(m.ctx, vqj_trainer_save(m.trainer, path, NULL));
+    assert_true(io_writes > 100);
+    io_short = 0;
+    vqji_set_write_hook(NULL);
+    step(&m, 9, &mm);
+    assert_ok(m.ctx, vqj_trainer_load(m.trainer, path));
+    read_codes(&m, now);
+    assert_memory_equal(now, saved, sizeof now);
+    print_message("%d failed saves, each leaving the previous checkpoint whole\n", failures);
+    unlink(path);
+    model_destroy(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_atomic),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_resume_bit_identical),
+        cmocka_unit_test(test_write_faults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -264,6 +264,7 @@ static void test_defaults_are_design_section_6(void **state)
     assert_float_equal(rp.validation_split, 0.02f, 0.0f);
     assert_int_equal(rp.validation_seed, 13);
     assert_int_equal(rp.checkpoint_interval, 5);
+    assert_int_equal(rp.checkpoint_steps, 100);
     assert_int_equal(rp.epochs, 30); /* jepa_vq_gentle.yaml */
     assert_int_equal(rp.seed, 123);
     assert_int_equal(rp.shuffle, 1);
@@ -601,7 +602,7 @@ static void test_round_trip(void **state)
         "optimizer:\n  name: adamw\n  lr: 3e-4\n  weight_decay: 0.01\n  betas: [0.8, 0.95]\n"
         "  eps: 1e-6\n"
         "training:\n  batch_size: 7\n  grad_accum_steps: 3\n  epochs: 2\n"
-        "  checkpoint_dir: null\n  checkpoint_interval: 1\n  device: cpu\n"
+        "  checkpoint_dir: null\n  checkpoint_interval: 1\n  checkpoint_steps: 0\n  device: cpu\n"
         "  grad_clip: {max_norm: 1.5, norm_type: 2}\n"
         "  lr_scheduler: {name: linear, warmup_steps: 0, min_lr_scale: 0.0, "
         "total_steps: 10000000000}\n"

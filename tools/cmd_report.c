@@ -214,11 +214,9 @@ int report_write(const char *run_dir, const char *out_path)
         rc = CLI_BAD_INPUT;
         goto done;
     }
-    f = fopen(out_path, "w");
-    if (!f) {
-        fprintf(stderr, "vqjepa report: cannot write %s: %s\n", out_path, strerror(errno));
+    char tmp[4200];
+    if (!(f = runlog_create(out_path, tmp, sizeof tmp)))
         goto done;
-    }
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>"
                "vqjepa run ");
     escape(f, run_dir);
@@ -289,10 +287,8 @@ int report_write(const char *run_dir, const char *out_path)
     fprintf(f, "</body></html>\n");
     rc = CLI_OK;
 done:
-    if (f && fclose(f) != 0) {
-        fprintf(stderr, "vqjepa report: cannot write %s\n", out_path);
+    if (f && runlog_commit(f, tmp, out_path, rc == CLI_OK))
         rc = CLI_FAILED;
-    }
     json_decref(loss);
     json_decref(epoch);
     json_decref(emb);

@@ -11,7 +11,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: vqjepa train [--config F] [--data PATH] [--out DIR] [--epochs N | --steps N]\n"
             "                    [--resume CKPT] [--threads T] [--seed S] [--batch B]\n"
-            "                    [--device cpu|cuda]\n"
+            "                    [--device cpu|cuda] [--checkpoint-steps N]\n"
             "                    [--abort-on-collapse] [--skip-bad] [--quiet]\n\n"
             "Trains the configuration F (default: the built-in defaults, the seed's gentle\n"
             "run) on PATH (an ARC task file or folder, or a .jsonl manifest; default: the\n"
@@ -20,6 +20,9 @@ static void usage(FILE *f)
             "checkpoints (best, every checkpoint_interval epochs, last) and report.html.\n"
             "--device overrides the config's training.device (a build without CUDA refuses\n"
             "cuda). --steps N stops after N optimizer steps. Ctrl-C writes a checkpoint and stops.\n"
+            "--checkpoint-steps N (training.checkpoint_steps) rewrites last.safetensors\n"
+            "atomically every N optimizer steps (0: only at the end), so a killed run loses\n"
+            "at most N steps; --resume DIR/last.safetensors continues it.\n"
             "--abort-on-collapse stops when one of the seed's abort criteria fires.\n"
             "Exit status: 0 done, 1 failed, 2 bad input, 3 aborted on collapse, 130\n"
             "interrupted.\n");
@@ -92,6 +95,14 @@ int run_parse_option(run_options *o, int argc, char **argv, int *i)
         if ((n = number(a, v, 1)) < 0)
             return -1;
         o->batch = (int)n;
+    } else if (!strcmp(a, "--checkpoint-steps")) {
+        VALUE();
+        if ((n = number(a, v, 0)) < 0 || n > 1000000000) {
+            if (n > 1000000000)
+                fprintf(stderr, "vqjepa: --checkpoint-steps must be at most 1000000000\n");
+            return -1;
+        }
+        o->checkpoint_steps = n ? (int)n : -1;
     } else if (!strcmp(a, "--skip-bad")) {
         o->skip_bad = 1;
     } else if (!strcmp(a, "--quiet")) {

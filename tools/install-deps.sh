@@ -3,6 +3,7 @@
 # on Debian 12 or later: `sh tools/install-deps.sh`. As root it installs;
 # otherwise it runs itself again through sudo (a fresh machine where you are
 # root often has no sudo, and one where you are not needs it).
+# (clang: the libFuzzer harnesses of tests/fuzz/; valgrind: docs/failures.md.)
 set -eu
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
@@ -16,7 +17,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     build-essential pkg-config python3 \
     libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev zlib1g-dev \
-    chromium doxygen \
+    chromium doxygen clang valgrind \
     python3-numpy python3-pip python3-setuptools python3-wheel
 
 # The Python binding's tests (tests/python_test.sh) open a checkpoint with

@@ -668,10 +668,11 @@ static int end_eval(vqj_context *ctx, const vqj_config *cfg, const run_options *
     json_object_set_new(r, "data", json_string("validation split"));
     char path[4096];
     snprintf(path, sizeof path, "%s/eval.json", dir);
-    if (json_dump_file(r, path, JSON_COMPACT | JSON_REAL_PRECISION(6)) != 0) {
-        fprintf(stderr, "vqjepa: cannot write %s\n", path);
+    char tmp[4200];
+    FILE *f = runlog_create(path, tmp, sizeof tmp);
+    if (!f ||
+        runlog_commit(f, tmp, path, json_dumpf(r, f, JSON_COMPACT | JSON_REAL_PRECISION(6)) == 0))
         goto done;
-    }
     if (!o->quiet) {
         printf("evaluation on the validation split (%s):\n", path);
         eval_print_table(stdout, r);
@@ -792,12 +793,15 @@ int run_training(const run_options *o, run_outcome *out)
         fprintf(stderr, "vqjepa: cannot create %s: %s\n", dir, strerror(errno));
         goto done;
     }
+    int stale = runlog_remove_stale(dir);
+    if (stale && !o->quiet)
+        fprintf(stderr, "vqjepa: removed %d unfinished temporary file%s from %s\n", stale,
+                stale > 1 ? "s" : "", dir);
     snprintf(path, sizeof path, "%s/config.yaml", dir);
-    FILE *cf = fopen(path, "w");
-    if (!cf || fputs(yaml, cf) < 0 || fclose(cf) != 0) {
-        fprintf(stderr, "vqjepa: cannot write %s\n", path);
+    char tmp[4200];
+    FILE *cf = runlog_create(path, tmp, sizeof tmp);
+    if (!cf || runlog_commit(cf, tmp, path, fputs(yaml, cf) >= 0))
         goto done;
-    }
 
     run_state s;
     memset(&s, 0, sizeof s);
@@ -856,6 +860,8 @@ int run_training(const run_options *o, run_outcome *out)
     int stop = 0, aborted = 0, interrupted_by_abort = 0;
     float last_usage = NAN, last_crank = NAN, last_trank = NAN;
     const char *label = o->label ? o->label : "train";
+    int ckpt_steps = o->checkpoint_steps > 0 ? o->checkpoint_steps
+                     : o->checkpoint_steps < 0 ? 0 : rp.checkpoint_steps;
     rc = CLI_OK;
 
     /* Diagnostics over the window: one embedding_metrics.jsonl record. A
@@ -1006,6 +1012,10 @@ int run_training(const run_options *o, run_outcome *out)
                                    last_trank, rp.early_stopping_min_delta, out))
                     aborted = interrupted_by_abort = 1;
             }
+            if (runlog_failures) {
+                rc = CLI_FAILED;
+                goto done;
+            }
             double t = now();
             if (!o->quiet && (tty || t - last_print >= 10.0 || s.next + 1 == batches)) {
                 double done_steps = (double)(step - start_steps);
@@ -1032,6 +1042,16 @@ int run_training(const run_options *o, run_outcome *out)
                 s.next++;
                 stop = 1;
                 break;
+            }
+            /* Every ckpt_steps optimizer steps, last.safetensors to resume
+             * from after a crash (written atomically: the old one stays
+             * whole until the new one is). */
+            if (mm.applied && ckpt_steps > 0 && step % ckpt_steps == 0) {
+                run_state at = s;
+                at.next = s.next + 1;
+                snprintf(path, sizeof path, "%s/last.safetensors", dir);
+                if (save_checkpoint(ctx, m.trainer, path, yaml, &at))
+                    goto fail;
             }
         }
         if (tty)

@@ -21,6 +21,7 @@ typedef struct run_options {
     int64_t seed;            /* >= 0 overrides seed */
     int device;              /* >= 0: a vqj_device_kind overriding training.device */
     int batch;               /* > 0 overrides training.batch_size */
+    int checkpoint_steps;    /* > 0 overrides training.checkpoint_steps; < 0: off; 0: the config's */
     int abort_on_collapse;
     int skip_bad;
     int quiet;               /* no progress output */

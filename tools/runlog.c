@@ -1,32 +1,133 @@
 #include "runlog.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void join(char *buf, size_t cap, const char *dir, const char *name)
 {
     snprintf(buf, cap, "%s/%s", dir, name);
 }
 
+int runlog_failures;
+
+/* write(2) until done: a short write (a full disk) goes on or fails. */
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int runlog_append(const char *dir, const char *name, json_t *record)
 {
     char path[4096];
     join(path, sizeof path, dir, name);
-    FILE *f = fopen(path, "a");
-    if (!f) {
-        fprintf(stderr, "vqjepa: cannot open %s: %s\n", path, strerror(errno));
+    char *text = json_dumps(record, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    size_t len = text ? strlen(text) : 0;
+    char *line = text ? realloc(text, len + 2) : NULL;
+    if (!line) {
+        free(text);
+        fprintf(stderr, "vqjepa: out of memory writing %s\n", path);
+        runlog_failures++;
         return -1;
     }
-    char *text = json_dumps(record, JSON_COMPACT | JSON_REAL_PRECISION(9));
-    int rc = text && fprintf(f, "%s\n", text) > 0 ? 0 : -1;
-    free(text);
-    if (fclose(f) != 0)
+    line[len] = '\n';
+    /* One write(2) of the whole line with O_APPEND: a process killed at any
+     * moment leaves whole lines (a full disk may leave a torn last line,
+     * which runlog_read() skips). */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    int rc = fd >= 0 && write_all(fd, line, len + 1) == 0 ? 0 : -1;
+    int err = errno;
+    if (fd >= 0 && close(fd) != 0 && rc == 0) {
         rc = -1;
-    if (rc)
-        fprintf(stderr, "vqjepa: cannot write %s\n", path);
+        err = errno;
+    }
+    free(line);
+    if (rc) {
+        fprintf(stderr, "vqjepa: cannot write %s: %s\n", path, strerror(err));
+        runlog_failures++;
+    }
     return rc;
+}
+
+FILE *runlog_create(const char *path, char *tmp, size_t cap)
+{
+    if ((size_t)snprintf(tmp, cap, "%s.tmp.XXXXXX", path) >= cap) {
+        fprintf(stderr, "vqjepa: path too long: %s\n", path);
+        return NULL;
+    }
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "vqjepa: cannot write %s: %s\n", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+    }
+    return f;
+}
+
+int runlog_commit(FILE *f, const char *tmp, const char *path, int ok)
+{
+    int err = 0;
+    if (ok && (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0))
+        err = errno ? errno : EIO;
+    if (fclose(f) != 0 && ok && !err)
+        err = errno;
+    if (ok && !err && rename(tmp, path) != 0)
+        err = errno;
+    if (!ok || err) {
+        unlink(tmp);
+        if (ok)
+            fprintf(stderr, "vqjepa: cannot write %s: %s\n", path, strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+int runlog_remove_stale(const char *dir)
+{
+    static const char *const kinds[] = {".safetensors", ".yaml", ".json", ".html"};
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t || strlen(t) != 11 || strstr(t + 1, ".tmp."))
+            continue;
+        size_t stem = (size_t)(t - e->d_name);
+        for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+            size_t kl = strlen(kinds[k]);
+            if (stem > kl && !memcmp(t - kl, kinds[k], kl)) {
+                char path[4096];
+                join(path, sizeof path, dir, e->d_name);
+                if (unlink(path) == 0)
+                    removed++;
+                break;
+            }
+        }
+    }
+    closedir(d);
+    return removed;
 }
 
 json_t *runlog_read(const char *dir, const char *name)
@@ -47,6 +148,11 @@ json_t *runlog_read(const char *dir, const char *name)
             continue;
         json_error_t err;
         json_t *rec = json_loads(line, 0, &err);
+        if (!rec && line[n - 1] != '\n') {
+            /* A torn last line (the disk filled mid-write): skipped. */
+            fprintf(stderr, "vqjepa: %s:%ld: skipping an unfinished last line\n", path, lineno);
+            break;
+        }
         if (!rec) {
             fprintf(stderr, "vqjepa: %s:%ld: %s\n", path, lineno, err.text);
             json_decref(all);

@@ -539,6 +539,13 @@ def _child(obj, ctx, ptr, destroy, deps=(), lock_with=(), keep=None):
 # ---------------------------------------------------------------------------
 # Weights, tensors, tokens
 
+def _name(name):
+    """A tensor name as bytes for the library; TypeError for anything but str."""
+    if not isinstance(name, str):
+        raise TypeError("a tensor name must be str, not %s" % type(name).__name__)
+    return name.encode()
+
+
 class Weights(_Handle):
     """A borrowed view of a handle's named tensors (weights and state such
     as the codebook's EMA statistics). Works like a mapping from names to
@@ -593,7 +600,7 @@ class Weights(_Handle):
             count *= s
         buf, ptr = _floats_out(count)
         with self._locked():
-            c_fn(self._ptr(), name.encode(), ptr, count)
+            c_fn(self._ptr(), _name(name), ptr, count)
         return _shaped(buf, shape)
 
     def read(self, name):
@@ -609,7 +616,7 @@ class Weights(_Handle):
         and C-contiguous), nested lists or an array('f')."""
         keep, ptr, count = _floats_in(values, "Weights.write(%s)" % name)
         with self._locked():
-            fn.vqj_weights_write(self._ptr(), name.encode(), ptr, count)
+            fn.vqj_weights_write(self._ptr(), _name(name), ptr, count)
         del keep
 
     __getitem__ = read
@@ -1179,6 +1186,13 @@ class Trainer(_Handle):
     def _grids(self, context, targets):
         c = _GridBatch(context, "context")
         t = _GridBatch(targets, "targets")
+        # The library reads batch * T context grids: a shorter list would
+        # be read past its end.
+        if t.count < 1 or c.count != t.count * self.context_window:
+            raise InvalidArgumentError(
+                1, "Trainer: %d context grids for %d targets; expected %d (context_window %d "
+                "per target)" % (c.count, t.count, t.count * self.context_window,
+                                 self.context_window))
         return c, t
 
     def step(self, context, targets):
@@ -1683,7 +1697,9 @@ class Config(_Handle):
         if path is not None:
             ptr = _create(fn.vqj_config_load, ctx._ptr(), os.fsencode(path))
         elif text is not None:
-            data = text.encode()
+            if not isinstance(text, (str, bytes)):
+                raise TypeError("Config: text must be str or bytes, not %s" % type(text).__name__)
+            data = text.encode() if isinstance(text, str) else text
             ptr = _create(fn.vqj_config_parse, ctx._ptr(), data, len(data),
                           None if name is None else name.encode())
         else:

@@ -271,7 +271,7 @@ class vqj_run_params(_Struct):
                 ("diagnostics_max_samples", ctypes.c_int), ("device", ctypes.c_int),
                 ("vq_enabled", ctypes.c_int), ("use_target_encoder", ctypes.c_int),
                 ("logging_enabled", ctypes.c_int), ("log_dir", ctypes.c_char_p),
-                ("run_name", ctypes.c_char_p)]
+                ("run_name", ctypes.c_char_p), ("checkpoint_steps", ctypes.c_int)]
 
 
 class vqj_checkpoint_entry(_Struct):

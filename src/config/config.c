@@ -45,7 +45,7 @@ struct vqj_config {
 
     /* Run-level settings (vqj_run_params). */
     uint64_t seed;
-    int epochs, batch_size, shuffle, checkpoint_interval;
+    int epochs, batch_size, shuffle, checkpoint_interval, checkpoint_steps;
     int device;
     int es_enabled, es_patience, es_mode;
     float es_min_delta;
@@ -228,6 +228,8 @@ static const key_def keys[] = {
     KINT("training.epochs", epochs, 1, 1000000),
     KSTR("training.checkpoint_dir", checkpoint_dir),
     KINT("training.checkpoint_interval", checkpoint_interval, 1, 1000000),
+    {.path = "training.checkpoint_steps", .kind = K_INT, .offset = OFF(checkpoint_steps), .ilo = 0,
+     .ihi = 1000000000, EXT},
     KENUM("training.device", device, device_names, device_values),
     KFLT("training.grad_clip.max_norm", opt.max_grad_norm, 0, 0, HI_INF),
     {.path = "training.grad_clip.norm_type", .kind = K_NORM_TYPE, .offset = OFF(norm_type)},
@@ -361,6 +363,7 @@ static void set_defaults(vqj_config *c)
     c->batch_size = 512;
     c->shuffle = 1;
     c->checkpoint_interval = 5;
+    c->checkpoint_steps = 100;
     c->device = VQJ_DEVICE_CPU;
     c->es_enabled = 1;
     c->es_patience = 20;
@@ -1347,6 +1350,7 @@ vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out)
     r.logging_enabled = cfg->log_enabled;
     r.log_dir = cfg->log_dir;
     r.run_name = cfg->run_name;
+    r.checkpoint_steps = cfg->checkpoint_steps;
     return copy_out(cfg, out, &r, sizeof r, "vqj_config_run");
 }
 
@@ -1367,7 +1371,7 @@ static void put(sbuf *b, const char *fmt, ...)
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int w = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        int w = vsnprintf(b->data ? b->data + b->len : NULL, b->cap - b->len, fmt, ap);
         va_end(ap);
         if (w < 0) {
             b->st = vqji_fail(b->ctx, VQJ_ERR_INTERNAL, "vqj_config_write_yaml: bad format");

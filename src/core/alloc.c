@@ -1,7 +1,40 @@
 #include "core.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Fault injection (core.h): the countdown to the allocation that fails. */
+static atomic_long fail_countdown;
+static atomic_long alloc_count;
+
+void vqji_alloc_fail_at(long n)
+{
+    atomic_store(&fail_countdown, 0);
+    atomic_store(&alloc_count, 0);
+    atomic_store(&fail_countdown, n > 0 ? n : 0);
+}
+
+long vqji_alloc_count(void) { return atomic_load(&alloc_count); }
+
+bool vqji_alloc_injected(void)
+{
+    atomic_fetch_add(&alloc_count, 1);
+    if (atomic_load_explicit(&fail_countdown, memory_order_relaxed) <= 0)
+        return false;
+    return atomic_fetch_sub(&fail_countdown, 1) == 1;
+}
+
+static _Atomic(vqji_write_fn) write_hook;
+
+void vqji_set_write_hook(vqji_write_fn fn) { atomic_store(&write_hook, fn); }
+
+long vqji_write(int fd, const void *buf, size_t n)
+{
+    vqji_write_fn fn = atomic_load(&write_hook);
+    return fn ? fn(fd, buf, n) : (long)write(fd, buf, n);
+}
 
 bool vqji_mul_size(size_t count, size_t size, size_t *out)
 {
@@ -13,7 +46,7 @@ bool vqji_mul_size(size_t count, size_t size, size_t *out)
 
 vqj_status vqji_malloc(const vqj_context *ctx, size_t bytes, const char *what, void **out)
 {
-    void *p = malloc(bytes ? bytes : 1);
+    void *p = vqji_alloc_injected() ? NULL : malloc(bytes ? bytes : 1);
     if (!p)
         return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "out of memory allocating %zu bytes for %s",
                          bytes, what);
@@ -28,7 +61,7 @@ vqj_status vqji_calloc(const vqj_context *ctx, size_t count, size_t size, const 
     if (!vqji_mul_size(count, size, &bytes))
         return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "size of %s overflows (%zu x %zu bytes)",
                          what, count, size);
-    void *p = calloc(bytes ? bytes : 1, 1);
+    void *p = vqji_alloc_injected() ? NULL : calloc(bytes ? bytes : 1, 1);
     if (!p)
         return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "out of memory allocating %zu bytes for %s",
                          bytes, what);
@@ -44,7 +77,7 @@ vqj_status vqji_reserve(const vqj_context *ctx, void **buf, size_t *capacity, si
     size_t grown = *capacity + *capacity / 2;
     if (grown < bytes)
         grown = bytes;
-    void *p = realloc(*buf, grown ? grown : 1);
+    void *p = vqji_alloc_injected() ? NULL : realloc(*buf, grown ? grown : 1);
     if (!p)
         return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "out of memory growing %s to %zu bytes",
                          what, grown);

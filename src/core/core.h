@@ -64,6 +64,22 @@ vqj_status vqji_reserve(const vqj_context *ctx, void **buf, size_t *capacity, si
 /* count * size, false when it overflows size_t. */
 bool vqji_mul_size(size_t count, size_t size, size_t *out);
 
+/* Fault injection for the tests (tests/alloc_fail_test.c, tests/test_checkpoint.c;
+ * not public ABI, docs/failures.md). vqji_alloc_fail_at(n), n > 0: the
+ * n-th allocation through vqji_malloc/calloc/reserve from now on (that one
+ * only) fails as if memory were exhausted; 0 turns it off. Either way the
+ * count of allocations restarts at 0: vqji_alloc_count() reads it.
+ * vqji_alloc_injected() counts one allocation and says whether it is the
+ * one to fail (for allocators outside this file: jansson's in the tests). */
+void vqji_alloc_fail_at(long n);
+long vqji_alloc_count(void);
+bool vqji_alloc_injected(void);
+/* The write(2) that checkpoint writes go through; NULL restores write(2). A
+ * test installs one that fails (ENOSPC, EIO) or writes short. */
+typedef long (*vqji_write_fn)(int fd, const void *buf, size_t n);
+void vqji_set_write_hook(vqji_write_fn fn);
+long vqji_write(int fd, const void *buf, size_t n);
+
 /* Seeded RNG: xoshiro256** seeded through splitmix64. Deterministic across
  * platforms; one state per consumer, derived from the context seed and a
  * stream id so that consumers never share a sequence. */

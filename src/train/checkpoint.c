@@ -136,7 +136,7 @@ static int write_all(int fd, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
     while (n) {
-        ssize_t r = write(fd, p, n);
+        long r = vqji_write(fd, p, n);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
@@ -385,6 +385,43 @@ static vqj_status build_header(vqj_context *ctx, const char *fn,
     return VQJ_OK;
 }
 
+/* The header as JSON text. Not json_dumps(): jansson 2.14 ignores a failed
+ * allocation while it writes an object's key and returns text without the
+ * key (found by tests/alloc_fail_test.c). Every byte goes through
+ * append_text() here, whose failure sticks. */
+typedef struct text_buf {
+    const vqj_context *ctx;
+    char *data;
+    size_t len, cap;
+    vqj_status st;
+} text_buf;
+
+static int append_text(const char *bytes, size_t n, void *user)
+{
+    text_buf *b = user;
+    if (!b->st)
+        b->st = vqji_reserve(b->ctx, (void **)&b->data, &b->cap, b->len + n + 1,
+                             "checkpoint header");
+    if (b->st)
+        return -1;
+    memcpy(b->data + b->len, bytes, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+static vqj_status dump_header(const vqj_context *ctx, const json_t *header, char **out)
+{
+    text_buf b = {.ctx = ctx};
+    if (json_dump_callback(header, append_text, &b, JSON_COMPACT) != 0 || b.st || !b.data) {
+        free(b.data);
+        return b.st ? b.st : vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY,
+                                       "out of memory writing the checkpoint header");
+    }
+    *out = b.data;
+    return VQJ_OK;
+}
+
 /* The folder of `path`, to create the temporary file in and to fsync. */
 static char *folder_of(const char *path)
 {
@@ -437,8 +474,8 @@ static vqj_status save_impl(vqj_context *ctx, const char *fn, const char *path,
     if (json_object_set_new(meta, META_FORMAT, json_string(FORMAT_NAME)) ||
         json_object_set_new(meta, META_VERSION, json_string(vqj_version())) ||
         json_object_set_new(meta, META_CHECKSUM, json_string(sum)) ||
-        !(text = json_dumps(header, JSON_COMPACT))) {
-        st = oom(ctx, fn, "checkpoint header");
+        (st = dump_header(ctx, header, &text))) {
+        st = st ? st : oom(ctx, fn, "checkpoint header");
         goto done;
     }
 

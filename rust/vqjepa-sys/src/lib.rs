@@ -478,6 +478,7 @@ pub struct vqj_run_params {
     pub logging_enabled: c_int,
     pub log_dir: *const c_char,
     pub run_name: *const c_char,
+    pub checkpoint_steps: c_int,
 }
 
 extern "C" {
@@ -1104,7 +1105,7 @@ mod tests {
             vqj_health_check { name, level, message }
             vqj_early_stopping { size, patience, min_delta, mode, has_best, best, best_epoch, bad_epochs, updates }
             vqj_checkpoint_entry { prefix, weights }
-            vqj_run_params { size, seed, epochs, batch_size, grad_accum_steps, shuffle, dataset_manifest, arc_path, validation_split, validation_seed, checkpoint_dir, checkpoint_interval, early_stopping_enabled, early_stopping_patience, early_stopping_min_delta, early_stopping_mode, diagnostics_enabled, diagnostics_interval, diagnostics_max_samples, device, vq_enabled, use_target_encoder, logging_enabled, log_dir, run_name }
+            vqj_run_params { size, seed, epochs, batch_size, grad_accum_steps, shuffle, dataset_manifest, arc_path, validation_split, validation_seed, checkpoint_dir, checkpoint_interval, early_stopping_enabled, early_stopping_patience, early_stopping_min_delta, early_stopping_mode, diagnostics_enabled, diagnostics_interval, diagnostics_max_samples, device, vq_enabled, use_target_encoder, logging_enabled, log_dir, run_name, checkpoint_steps }
         );
         let dir = std::env::temp_dir().join(format!("vqjepa-sys-layout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

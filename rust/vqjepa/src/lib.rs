@@ -1365,9 +1365,24 @@ impl<'c> Trainer<'c> {
         Metrics { size: std::mem::size_of::<Metrics>(), ..Default::default() }
     }
 
-    fn batch_of<G: AsGrid>(context: &[G], targets: &[G]) -> Result<(Vec<sys::vqj_grid>, Vec<sys::vqj_grid>, c_int)> {
+    fn batch_of<G: AsGrid>(&self, context: &[G], targets: &[G]) -> Result<(Vec<sys::vqj_grid>, Vec<sys::vqj_grid>, c_int)> {
         let batch = c_int::try_from(targets.len())
             .map_err(|_| Error::new(Status::InvalidArgument, "Trainer: too many targets"))?;
+        // The library reads batch * T context grids: a shorter slice would
+        // be read past its end.
+        let t = self.config.predictor.context_window.max(1) as usize;
+        if targets.is_empty() || context.len() != targets.len() * t {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "Trainer: {} context grids for {} targets; expected {} (context_window {} per target)",
+                    context.len(),
+                    targets.len(),
+                    targets.len() * t,
+                    t
+                ),
+            ));
+        }
         Ok((raw_grids(context), raw_grids(targets), batch))
     }
 
@@ -1375,7 +1390,7 @@ impl<'c> Trainer<'c> {
     /// b*T .. b*T+T-1), `targets` batch grids. A non-finite step is not an
     /// error: `skipped` is 1 in the metrics.
     pub fn step<G: AsGrid>(&mut self, context: &[G], targets: &[G]) -> Result<Metrics> {
-        let (c, t, batch) = Self::batch_of(context, targets)?;
+        let (c, t, batch) = self.batch_of(context, targets)?;
         let mut m = Self::metrics();
         // SAFETY: the grids borrow cells alive during the call.
         check(unsafe { sys::vqj_trainer_step(self.as_ptr(), c.as_ptr(), t.as_ptr(), batch, &mut m) })?;
@@ -1392,7 +1407,7 @@ impl<'c> Trainer<'c> {
 
     /// The losses of a batch without training.
     pub fn evaluate<G: AsGrid>(&mut self, context: &[G], targets: &[G]) -> Result<Metrics> {
-        let (c, t, batch) = Self::batch_of(context, targets)?;
+        let (c, t, batch) = self.batch_of(context, targets)?;
         let mut m = Self::metrics();
         // SAFETY: as step().
         check(unsafe { sys::vqj_trainer_evaluate(self.as_ptr(), c.as_ptr(), t.as_ptr(), batch, &mut m) })?;

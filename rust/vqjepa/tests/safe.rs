@@ -342,3 +342,21 @@ fn trainer_from_config_and_model_load() {
     cfg.set("seed", "3").unwrap();
     assert_eq!(cfg.set("training.epochs", "0").unwrap_err().status(), Status::InvalidArgument);
 }
+
+#[test]
+fn mismatched_batches_are_refused() {
+    // A context slice shorter than targets * T must be an error, never a
+    // read past its end.
+    let ctx = Context::cpu(7, 1).unwrap();
+    let mut tr = Trainer::new(&ctx, &small_config()).unwrap();
+    let t = small_config().predictor.context_window as usize;
+    let targets = some_grids(2, 1);
+    for n in [0, 1, t, 2 * t - 1, 2 * t + 1] {
+        let e = tr.step(&some_grids(n, 2), &targets).unwrap_err();
+        assert_eq!(e.status(), Status::InvalidArgument);
+        assert!(e.message().contains("context grids"), "{}", e.message());
+        assert!(tr.evaluate(&some_grids(n, 2), &targets).is_err());
+    }
+    assert!(tr.step(&some_grids(0, 2), &some_grids(0, 1)).is_err());
+    tr.step(&some_grids(2 * t, 2), &targets).unwrap(); // still usable
+}

@@ -1,0 +1,127 @@
+#!/bin/sh
+# Crash safety (docs/failures.md): a small training run is killed with
+# SIGKILL at random moments, KILLS times (default 50), each time resumed
+# from the newest last.safetensors. After every kill the checkpoint loads
+# and the run goes on from it, and no file under a final name in the run
+# folder is partial (temporary files are named NAME.tmp.XXXXXX). Run from
+# the repository root; tools/crash_soak.sh runs it with more kills.
+set -eu
+VQJEPA=${VQJEPA:-bin/vqjepa}
+KILLS=${KILLS:-50}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT INT TERM
+fail() { echo "crash_test: FAIL: $*" >&2; exit 1; }
+cat > "$tmp/tiny.yaml" <<'Y'
+synthetic:
+  num_examples: 200
+tokenizer:
+  max_objects: 16
+object_encoder:
+  hidden_dim: 16
+  num_embeddings: 16
+  relational_layers: 1
+  relational_heads: 2
+model:
+  projection_dim: 16
+training:
+  batch_size: 8
+  grad_accum_steps: 1
+  epochs: 1000
+  checkpoint_steps: 1
+  checkpoint_interval: 2
+loss:
+  queue_size: 32
+diagnostics:
+  embedding_metrics:
+    interval: 5
+Y
+run="$tmp/run"
+ck="$run/last.safetensors"
+# Whole files only: every JSONL line parses, config.yaml is whole, and every
+# checkpoint under its final name loads (vqjepa eval reads it end to end).
+check_folder() {
+    for f in "$run"/*.jsonl; do
+        [ -e "$f" ] || continue
+        python3 -c 'import json,sys
+for i, l in enumerate(open(sys.argv[1]), 1):
+    json.loads(l)
+' "$f" || fail "kill $1: $f has a partial line"
+    done
+    if [ -e "$run/config.yaml" ]; then
+        "$VQJEPA" config --config "$run/config.yaml" > /dev/null 2>&1 ||
+            fail "kill $1: config.yaml is partial"
+    fi
+}
+# The seed for the random delays; printed, so a failure can be replayed.
+seed=${CRASH_SEED:-$$}
+echo "crash_test: $KILLS kills, seed $seed"
+awk -v n="$KILLS" -v s="$seed" 'BEGIN { srand(s); for (i = 0; i < n; i++) printf "%.3f\n", rand() * 0.4 }' \
+    > "$tmp/delays"
+k=0
+resumed=0
+last_step=0
+while read -r delay; do
+    k=$((k + 1))
+    resume=""
+    [ -e "$ck" ] && resume="--resume $ck"
+    : > "$tmp/err" # now, not when the background job gets to it
+    # shellcheck disable=SC2086
+    "$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$run" --threads 1 $resume \
+        > "$tmp/out" 2> "$tmp/err" &
+    pid=$!
+    # Every fifth kill lands during start-up; the others wait until the run
+    # trains (its resume line, or a first checkpoint), so that a slow,
+    # loaded machine still kills runs at random moments of training.
+    if [ $((k % 5)) -ne 0 ]; then
+        waited=0
+        until grep -q "resumed from" "$tmp/err" 2>/dev/null || { [ -z "$resume" ] && [ -e "$ck" ]; }; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.02
+            waited=$((waited + 1))
+            [ "$waited" -lt 6000 ] || fail "kill $k: the run did not start training in 120 s"
+        done
+    fi
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null || true
+    st=0
+    wait "$pid" 2> /dev/null || st=$?
+    # 137: killed. Anything else means the run ended on its own: a failure.
+    [ "$st" -eq 137 ] || { cat "$tmp/err" >&2; fail "kill $k: the run exited $st before the kill"; }
+    check_folder "$k"
+    # The temporary files of killed runs do not pile up: each run removes
+    # the ones it finds.
+    n=$(find "$run" -name '*.tmp.*' | wc -l)
+    [ "$n" -le 2 ] || fail "kill $k: $n temporary files left"
+    if [ -n "$resume" ]; then
+        # The resumed run's position never goes backwards.
+        step=$(sed -n 's/.*resumed from .* step \([0-9]*\)$/\1/p' "$tmp/err")
+        [ -n "$step" ] || [ $((k % 5)) -eq 0 ] || { cat "$tmp/err" >&2; fail "kill $k: no resume line"; }
+        if [ -n "$step" ]; then
+            [ "$step" -ge "$last_step" ] || fail "kill $k: resumed at step $step after $last_step"
+            last_step=$step
+            resumed=$((resumed + 1))
+        fi
+    fi
+done < "$tmp/delays"
+# The newest checkpoint loads and the run goes on from it; its step never
+# goes backwards.
+[ -e "$ck" ] || fail "no last.safetensors after $KILLS kills"
+"$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$run" --threads 1 --quiet --resume "$ck" \
+    --steps 2 > /dev/null 2> "$tmp/err" || { cat "$tmp/err" >&2; fail "the final resume failed"; }
+check_folder final
+[ -z "$(find "$run" -name '*.tmp.*')" ] || fail "temporary files left after the final run"
+[ "$last_step" -gt 2 ] || fail "the runs made no progress (step $last_step)"
+# A full disk under the run's logs (/dev/full as loss_metrics.jsonl): the
+# run stops with the system's reason, and last.safetensors is untouched.
+cp "$ck" "$tmp/before.safetensors"
+rm -f "$run/loss_metrics.jsonl"
+ln -s /dev/full "$run/loss_metrics.jsonl"
+st=0
+"$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$run" --threads 1 --quiet \
+    --resume "$ck" --steps 3 > /dev/null 2> "$tmp/err" || st=$?
+[ "$st" -eq 1 ] || { cat "$tmp/err" >&2; fail "a full disk under the logs gave exit $st, not 1"; }
+grep -q "loss_metrics.jsonl: No space left on device" "$tmp/err" ||
+    { cat "$tmp/err" >&2; fail "a full disk was not reported"; }
+cmp -s "$ck" "$tmp/before.safetensors" || fail "the failed run changed last.safetensors"
+[ "$resumed" -ge $((KILLS * 2 / 3)) ] || fail "only $resumed of $KILLS runs resumed"
+echo "crash_test: $KILLS kills, $resumed resumed from last.safetensors (last at step $last_step): ok"
