@@ -24,6 +24,7 @@ typedef struct test_model_spec {
     vqj_vq_path vq_path; /* 0: straight-through */
     vqj_objective objective;
     int grid_features;
+    float dead_code; /* codebook dead_code_threshold (0: off) */
 } test_model_spec;
 
 static inline test_model_spec test_model_spec_default(void)
@@ -86,6 +87,7 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
     bp.dim = s->hidden;
     bp.refresh_interval = s->refresh_interval;
     bp.refresh_usage_threshold = s->refresh_threshold;
+    bp.dead_code_threshold = s->dead_code;
     assert_ok(ctx, vqj_codebook_create(ctx, &bp, &m->codebook));
     vqj_predictor_params pp;
     vqj_predictor_params_default(&pp);

@@ -1,4 +1,5 @@
 #include "runlog.h"
+#include "run.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,6 +13,8 @@ static void join(char *buf, size_t cap, const char *dir, const char *name)
 
 int runlog_append(const char *dir, const char *name, json_t *record)
 {
+    if (run_rank() != 0) /* data-parallel: only rank 0 writes the run folder */
+        return 0;
     char path[4096];
     join(path, sizeof path, dir, name);
     FILE *f = fopen(path, "a");

@@ -17,6 +17,7 @@ typedef struct vqji_device vqji_device;
 struct vqj_context {
     vqj_context_params params; /* a full, current-size copy */
     vqji_device *device;
+    vqj_comm *comm; /* borrowed; NULL: one process (src/comm/comm.h) */
 };
 
 #if defined(__GNUC__) || defined(__clang__)

@@ -3,6 +3,7 @@
  * accumulates the gradient in one pass, through device ops only: the heavy
  * products are gemm calls, the rest fused kernels of cpu_loss.c. */
 #include "loss/loss.h"
+#include "comm/comm.h"
 
 #include "core/params.h"
 #include "core/tensor.h"
@@ -786,11 +787,21 @@ vqj_status vqji_loss_relational_packed(vqj_loss *l, int batch, int t, int d,
                                      M, h_ctx, r_ctx);
     op->relational_distances_forward(dev, batch, tgt_offsets, tgt_adj, tgt_adj_offsets, d, M,
                                      h_tgt, r_tgt);
-    op->relational_consistency(dev, batch, t, mm, r_ctx, r_tgt, wr, wsf, 1.0f / (float)batch,
+    /* Data-parallel: this rank's examples get their share of the global
+     * batch's mean, and the value is the global one (docs/distributed.md). */
+    int64_t gbatch = batch;
+    if (vqji_comm_size(l->ctx) > 1 &&
+        (st = vqji_comm_allreduce_host(l->ctx, &gbatch, 1, VQJ_COMM_INT64, VQJ_COMM_SUM)))
+        return st;
+    op->relational_consistency(dev, batch, t, mm, r_ctx, r_tgt, wr, wsf, 1.0f / (float)gbatch,
                                loss_b, dr_ctx, dr_tgt);
-    float v = op->sum(dev, (size_t)batch, loss_b) / (float)batch;
+    float v = op->sum(dev, (size_t)batch, loss_b);
     if ((st = op->sync(dev)))
         return st;
+    if (vqji_comm_size(l->ctx) > 1 &&
+        (st = vqji_comm_allreduce_host(l->ctx, &v, 1, VQJ_COMM_FLOAT32, VQJ_COMM_SUM)))
+        return st;
+    v /= (float)gbatch;
     if (!isfinite(v))
         return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the loss is not finite", fn);
     if (dh_ctx)

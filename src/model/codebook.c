@@ -5,6 +5,7 @@
  * the same code; the host only sees K-sized statistics and, on the rare
  * refresh and the one-time k-means++ pass, N floats. */
 #include "model/codebook.h"
+#include "comm/comm.h"
 #include "core/params.h"
 #include "core/tensor.h"
 #include "device/device.h"
@@ -112,6 +113,16 @@ struct vqj_codebook {
     size_t h_order_cap;
     int32_t *h_perm; /* [N] dead-code replacement's token draw */
     size_t h_perm_cap;
+
+    /* Data-parallel (docs/distributed.md): the ranks' token counts (2 x size:
+     * tokens, then floats of u), the global batch's tokens and errors
+     * gathered for k-means++, refresh and replacement, and the global token
+     * count of the last training forward, the commitment's N. */
+    int64_t *shard;
+    size_t shard_cap;
+    float *g_u, *g_err;
+    size_t g_u_cap, g_err_cap;
+    int64_t bw_total;
 };
 
 /* FNV-1a of a name: the vqji_rng stream of what it names, so each tensor and
@@ -290,12 +301,15 @@ void vqj_codebook_destroy(vqj_codebook *cb)
     dev->ops->free(dev, cb->bw_resid);
     dev->ops->free(dev, cb->bw_idx);
     dev->ops->free(dev, cb->knorm);
+    dev->ops->free(dev, cb->g_u);
+    dev->ops->free(dev, cb->g_err);
     float *bw[] = {cb->bw_u, cb->bw_norm, cb->bw_z, cb->bw_qc, cb->bw_t1, cb->bw_t2};
     for (size_t i = 0; i < sizeof bw / sizeof *bw; i++)
         dev->ops->free(dev, bw[i]);
     vqji_weights_release(&cb->w);
     free(cb->h_ema);
     free(cb->h_dead);
+    free(cb->shard);
     free(cb->h_vals);
     free(cb->h_order);
     free(cb->h_perm);
@@ -569,7 +583,8 @@ static vqj_status download_counts(vqj_codebook *cb)
 /* Re-seed the codes whose EMA share is <= the threshold, in ascending k,
  * from the batch's tokens in descending quantization error (ties: lower i),
  * one token per code: e_k = z_i, ema_count_k = M/K, ema_sum_k = e_k M/K. */
-static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *refreshed)
+static vqj_status refresh_dead(vqj_codebook *cb, const float *z, const float *err, int n,
+                               int *refreshed)
 {
     vqji_device *dev = cb->ctx->device;
     int k = cb->p.num_embeddings, d = cb->c;
@@ -589,7 +604,7 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int *ref
     int count = ndead < n ? ndead : n;
     if (count == 0)
         return VQJ_OK;
-    st = dev->ops->download(dev, cb->h_vals, cb->ws.err, (size_t)n * sizeof(float));
+    st = dev->ops->download(dev, cb->h_vals, err, (size_t)n * sizeof(float));
     if (st)
         return st;
     for (int i = 0; i < n; i++)
@@ -879,18 +894,38 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     const size_t nd = (size_t)n * (size_t)d, nc = (size_t)n * (size_t)c;
     const size_t kc = (size_t)k * (size_t)c;
     const float *zd = z->data;
-    if (n > 0 && !dev->ops->all_finite(dev, nd, zd))
+    /* Data-parallel: z is this rank's shard; the ranks agree on a
+     * non-finite value and on the global token count (docs/distributed.md). */
+    const int size = vqji_comm_size(ctx);
+    int32_t bad = n > 0 && !dev->ops->all_finite(dev, nd, zd);
+    if (size > 1 && (st = vqji_comm_allreduce_host(ctx, &bad, 1, VQJ_COMM_INT32, VQJ_COMM_MAX)))
+        return st;
+    if (bad)
         return vqji_fail(ctx, VQJ_ERR_NUMERIC,
                          "vqj_codebook_forward: z holds a non-finite value; the codebook was "
                          "left unchanged");
+    int64_t ntok = n, first = 0;
+    if (size > 1 &&
+        ((st = vqji_reserve(ctx, (void **)&cb->shard, &cb->shard_cap,
+                            2 * (size_t)size * sizeof *cb->shard, "codebook shard counts")) ||
+         (st = vqji_comm_counts(ctx, n, cb->shard, &ntok, &first))))
+        return st;
+    if (ntok > INT32_MAX)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: %lld tokens over the ranks is too many",
+                         (long long)ntok);
+    for (int r = 0; size > 1 && r < size; r++)
+        cb->shard[size + r] = cb->shard[r] * c;
 
     const int enabled = cb->p.enabled;
-    const int kmeans = enabled && !cb->initialized && n >= k;
-    const int ema = enabled && cb->p.ema_decay > 0.0f && n > 0;
+    const int kmeans = enabled && !cb->initialized && ntok >= k;
+    const int ema = enabled && cb->p.ema_decay > 0.0f && ntok > 0;
     /* This call's update is number updates + 1 (written so it cannot overflow). */
     const int refresh = ema && cb->p.refresh_enabled &&
                         cb->updates % cb->p.refresh_interval == cb->p.refresh_interval - 1;
     const int dead = ema && cb->p.dead_code_threshold > 0.0f;
+    const int gather = size > 1 && (kmeans || refresh || dead);
+    const size_t tn = (size_t)ntok; /* the tokens k-means++, refresh and replacement see */
 
     /* Every allocation comes first, so a failure leaves everything as it was. */
     if (enabled) {
@@ -914,16 +949,21 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         if ((kmeans || refresh) &&
             (st = vqji_reserve(ctx, (void **)&cb->h_vals, &cb->h_vals_cap,
-                               (size_t)n * sizeof(float), "codebook distances")))
+                               tn * sizeof(float), "codebook distances")))
             return st;
         if (kmeans &&
-            (st = dev_reserve(dev, (void **)&cb->mind, &cb->mind_cap, (size_t)n * sizeof(float))))
+            (st = dev_reserve(dev, (void **)&cb->mind, &cb->mind_cap, tn * sizeof(float))))
             return st;
         if (refresh && (st = vqji_reserve(ctx, (void **)&cb->h_order, &cb->h_order_cap,
-                                          (size_t)n * sizeof(order_item), "codebook refresh")))
+                                          tn * sizeof(order_item), "codebook refresh")))
             return st;
         if (dead && (st = vqji_reserve(ctx, (void **)&cb->h_perm, &cb->h_perm_cap,
-                                       (size_t)n * sizeof(int32_t), "codebook dead codes")))
+                                       tn * sizeof(int32_t), "codebook dead codes")))
+            return st;
+        if (gather &&
+            ((st = dev_reserve(dev, (void **)&cb->g_u, &cb->g_u_cap,
+                               tn * (size_t)c * sizeof(float))) ||
+             (st = dev_reserve(dev, (void **)&cb->g_err, &cb->g_err_cap, tn * sizeof(float)))))
             return st;
     }
     if ((st = vqj_tensor_reshape(q, n, d)))
@@ -944,12 +984,26 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     /* Everything from here to the output projection is in the code space. */
     const float *u = to_code_space(cb, ws, zd, n);
     float *qc = cb->proj ? ws->qc : q->data;
+    /* k-means++, refresh and replacement draw from the global batch's
+     * tokens, gathered in rank order (the order one process would see). */
+    const float *gu = u;
+    if (gather) {
+        if ((st = vqji_comm_allgatherv_dev(ctx, u, cb->g_u, cb->shard + size, VQJ_COMM_FLOAT32)))
+            return st;
+        gu = cb->g_u;
+    }
     if (kmeans) {
-        if ((st = kmeans_seed(cb, u, n)))
+        if ((st = kmeans_seed(cb, gu, (int)ntok)))
             return st;
         cb->initialized = 1;
     }
     double mse = assign(cb, ws, u, n, qc);
+    if (size > 1) { /* the global batch's mean */
+        float part = (float)(mse * (double)n * c);
+        if ((st = vqji_comm_allreduce_host(ctx, &part, 1, VQJ_COMM_FLOAT32, VQJ_COMM_SUM)))
+            return st;
+        mse = ntok > 0 ? (double)part / ((double)ntok * c) : 0.0;
+    }
     from_code_space(cb, qc, n, q->data);
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
@@ -959,6 +1013,14 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         if (ema)
             dev->ops->fill(dev, kc, 0.0f, cb->sums);
         dev->ops->vq_accumulate(dev, n, c, k, u, ws->idx, ws->counts, ema ? cb->sums : NULL);
+        /* the global batch's counts and sums: every rank applies the same
+         * EMA update, so the codebooks stay bit-identical */
+        if (size > 1 &&
+            ((st = vqji_comm_allreduce_dev(ctx, ws->counts, (size_t)k, VQJ_COMM_FLOAT32,
+                                           VQJ_COMM_SUM)) ||
+             (ema && (st = vqji_comm_allreduce_dev(ctx, cb->sums, kc, VQJ_COMM_FLOAT32,
+                                                   VQJ_COMM_SUM)))))
+            return st;
     }
     if (stats &&
         (st = dev->ops->download(dev, ws->h_counts, ws->counts, (size_t)k * sizeof(float))))
@@ -980,6 +1042,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     if (cb->proj || cb->rot)
         dev->ops->copy(dev, cb->bw_qc, qc, nc * sizeof(float));
     cb->bw_n = n;
+    cb->bw_total = ntok;
     cb->bw_valid = 1;
     int refreshed = 0, replaced = 0;
     if (ema) {
@@ -1003,15 +1066,34 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
                                        e);
         }
         cb->updates++;
-        if (refresh && (st = refresh_dead(cb, u, n, &refreshed)))
+        const float *gerr = ws->err;
+        if (refresh && gather) {
+            if ((st = vqji_comm_allgatherv_dev(ctx, ws->err, cb->g_err, cb->shard,
+                                               VQJ_COMM_FLOAT32)))
+                return st;
+            gerr = cb->g_err;
+        }
+        if (refresh && (st = refresh_dead(cb, gu, gerr, (int)ntok, &refreshed)))
             return st;
-        if (dead && (st = replace_dead(cb, u, n, &replaced)))
+        if (dead && (st = replace_dead(cb, gu, (int)ntok, &replaced)))
             return st;
     }
+    /* Every rank decided the same from the same gathered tokens; rank 0's
+     * codes are broadcast so the codebooks are identical by construction. */
+    if (size > 1 && (kmeans || refreshed || replaced)) {
+        size_t idx[3] = {cb->i_emb, cb->i_count, cb->i_sum}, len[3] = {kc, (size_t)k, kc};
+        for (int t = 0; t < 3 && !st; t++)
+            st = vqji_comm_broadcast_dev(ctx, vqji_weights_data(&cb->w, idx[t]), len[t],
+                                         VQJ_COMM_FLOAT32, 0);
+        if (st)
+            return st;
+    }
+    (void)first;
     if ((st = dev->ops->sync(dev)))
         return st;
     if (stats)
-        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, refreshed, replaced, stats);
+        write_stats(cb, ws->h_counts, (int)ntok, 1, commitment, codebook_loss, refreshed,
+                    replaced, stats);
     return VQJ_OK;
 }
 
@@ -1047,7 +1129,10 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
         return dev->ops->sync(dev);
     }
-    const float commit = (float)(2.0 * cb->p.commitment_cost / (double)nc);
+    /* N is the global batch's token count (this rank's n without a
+     * communicator): each rank's shard gets its share of the mean. */
+    const double gnc = (double)cb->bw_total * (double)c;
+    const float commit = (float)(2.0 * cb->p.commitment_cost / gnc);
     if (!cb->proj && !cb->cosine && !cb->rot) {
         /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment) */
         dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
@@ -1102,12 +1187,12 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         dev->ops->fill(dev, kc, 0.0f, cb->sums);
         dev->ops->vq_accumulate(dev, n, c, k, cb->bw_resid, cb->bw_idx, NULL, cb->sums);
         if (cb->simvq) { /* e = C W^T: dW += de^T C */
-            dev->ops->scale(dev, kc, (float)(-2.0 / (double)nc), cb->sums);
+            dev->ops->scale(dev, kc, (float)(-2.0 / gnc), cb->sums);
             vqji_linear_backward(dev, k, c, c, vqji_weights_data(&cb->w, cb->i_basis),
                                  vqji_weights_data(&cb->w, cb->i_transform), cb->sums, NULL,
                                  vqji_weights_grad(&cb->w, cb->i_transform), NULL);
         } else {
-            dev->ops->axpy(dev, kc, (float)(-2.0 / (double)nc), cb->sums,
+            dev->ops->axpy(dev, kc, (float)(-2.0 / gnc), cb->sums,
                            vqji_weights_grad(&cb->w, cb->i_emb));
         }
     }
