@@ -38,6 +38,23 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudar
 DEPS_LIBS += $(CUDA_LIBS)
 endif
 
+# `make MPI=1`: the MPI communicator backend (src/comm/), built with Open
+# MPI's compiler wrapper; with CUDA=1 also NCCL for the device buffers
+# (docs/distributed.md).
+MPI ?= 0
+MPICC ?= mpicc
+ifeq ($(MPI),1)
+CC := $(MPICC)
+CPPFLAGS += -DVQJ_WITH_MPI
+ifeq ($(CUDA),1)
+CPPFLAGS += -DVQJ_WITH_NCCL -I$(CUDA_HOME)/include
+DEPS_LIBS += -lnccl
+endif
+endif
+
+HAVE_MPICC := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
+MPI_CHECK_BIN := $(if $(HAVE_MPICC),bin/mpi/vqjepa bin/mpi/test_mpi)
+
 LIB_SRC := $(wildcard src/*/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=build/%.o) $(CUDA_OBJ)
 SONAME := libvqjepa.so.$(VERSION_MAJOR)
@@ -56,7 +73,7 @@ all: $(SHARED) lib/libvqjepa.so lib/$(SONAME) $(STATIC) $(PCFILE) bin/vqjepa
 
 # Objects of a CUDA=1 and a CUDA=0 build differ (VQJ_WITH_CUDA): switching
 # rewrites this stamp, which every object depends on, so nothing stale mixes.
-BUILD_FLAVOR := cuda$(CUDA)
+BUILD_FLAVOR := cuda$(CUDA)-mpi$(MPI)
 $(shell mkdir -p build; [ "$$(cat build/.flavor 2>/dev/null)" = "$(BUILD_FLAVOR)" ] || \
   echo "$(BUILD_FLAVOR)" > build/.flavor)
 build/.flavor:
@@ -145,12 +162,12 @@ bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) l
 # summary counts passed, failed and skipped programs, and the cmocka cases
 # that passing programs skipped (" N SKIPPED TEST(S)").
 check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_fail_test \
-    $(if $(FUZZ_OK),$(FUZZ_BIN))
+    $(if $(FUZZ_OK),$(FUZZ_BIN)) $(MPI_CHECK_BIN)
 	@passed=0; failed=0; skipped=0; cases=0; failures=""; skips=""; \
 	log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
 	for t in $(TEST_BIN) bin/alloc_fail_test tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
 	    tests/cli_train_test.sh tests/crash_test.sh tests/fuzz_test.sh bin/cpp_test tests/header_docs_test.sh tests/tsan_test.sh \
-	    tests/python_test.sh tests/rust_test.sh; do \
+	    tests/python_test.sh tests/rust_test.sh tests/mpi/check_mpi.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \
 	  { CC="$(CC)" CXX="$(CXX)" VQJ_ARC_DATA=$(ARC_DATA) \
@@ -166,6 +183,35 @@ check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_f
 	[ -z "$$skips" ] || echo "skipped:$$skips"; \
 	[ $$failed -eq 0 ] || { echo "failed:$$failures"; exit 1; }
 test: check
+
+# `make check-mpi`: the MPI flavor of the library, the CLI and the
+# data-parallel test, built into build/mpi and bin/mpi (beside the default
+# build, so `make check` can run it without rebuilding anything), run on
+# loopback with `mpirun --oversubscribe -np 2` (tests/mpi/check_mpi.sh;
+# docs/distributed.md). `make check` runs it when mpicc is installed.
+MPI_CPPFLAGS := $(filter-out -DVQJ_WITH_CUDA -DVQJ_WITH_MPI -DVQJ_WITH_NCCL,$(CPPFLAGS)) -DVQJ_WITH_MPI
+MPI_DEPS_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS)) -lm -lpthread
+MPI_OBJ := $(LIB_SRC:%.c=build/mpi/%.o)
+build/mpi/%.o: %.c $(wildcard include/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	@echo "MPICC $<"
+	@$(MPICC) $(MPI_CPPFLAGS) $(CFLAGS) -c $< -o $@
+build/mpi/src/data/builtin.o: $(ARC_BUILTIN)
+build/mpi/libvqjepa.a: $(MPI_OBJ)
+	@rm -f $@
+	@ar rcs $@ $(MPI_OBJ)
+bin/mpi/vqjepa: $(TOOL_SRC) build/mpi/libvqjepa.a
+	@mkdir -p bin/mpi
+	@echo "LD $@"
+	@$(MPICC) $(MPI_CPPFLAGS) $(CFLAGS) -o $@ $(TOOL_SRC) build/mpi/libvqjepa.a $(MPI_DEPS_LIBS)
+bin/mpi/test_mpi: tests/mpi/test_mpi.c tests/testutil.h tests/testmodel.h build/mpi/libvqjepa.a
+	@mkdir -p bin/mpi
+	@echo "LD $@"
+	@$(MPICC) $(MPI_CPPFLAGS) $(CFLAGS) -o $@ $< build/mpi/libvqjepa.a $(MPI_DEPS_LIBS) \
+	  $(shell $(PKG_CONFIG) --libs cmocka)
+check-mpi: $(MPI_CHECK_BIN)
+	sh tests/mpi/check_mpi.sh
+.PHONY: check-mpi
 
 # The CUDA kernels' logic on the CPU, with no nvcc or GPU: tests/test_cuda.c
 # against the backend compiled for the emulation in cuda/emu/ (not part of
@@ -306,6 +352,30 @@ bench: all
 	@echo "bench: the core step again with tokenizer.max_objects 64 (the default above is 16):"
 	./bin/vqjepa bench $(BENCH_DATA) --only train_step --variant core --max-objects 64 \
 	  --batch $(BENCH_BATCH_CORE) $(BENCH_TRAIN)
+	@if [ -n "$(HAVE_MPICC)" ] && command -v mpirun >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory bench-mpi; \
+	else echo "bench: no Open MPI (mpicc, mpirun); skipping the data-parallel rows"; fi
+
+# Data-parallel rows (docs/distributed.md): the core step of the reference
+# model at 1 and 2 ranks on loopback, one thread each, the same global batch;
+# scaling efficiency = samples/s at 2 ranks / (2 x samples/s at 1 rank).
+BENCH_MPI_BATCH ?= 64
+bench-mpi: bin/mpi/vqjepa
+	@mkdir -p build/bench-mpi && rm -f build/bench-mpi/*.jsonl
+	@for np in 1 2; do \
+	  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	  mpirun --oversubscribe --bind-to none -np $$np bin/mpi/vqjepa bench $(BENCH_DATA) \
+	    --only train_step --variant core --threads 1 --batch $(BENCH_MPI_BATCH) \
+	    --steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) --json \
+	    > build/bench-mpi/ranks-$$np.jsonl || exit 1; \
+	done
+	@python3 -c 'import json; \
+	r = [json.loads(open("build/bench-mpi/ranks-%d.jsonl" % n).readline()) for n in (1, 2)]; \
+	[print("bench-mpi: %d rank(s), 1 thread each, global batch %d: %.1f ms/step, %.2f samples/s" \
+	  % (n, x["batch"], x["ms_per_step"], x["samples_per_s"])) for n, x in zip((1, 2), r)]; \
+	print("bench-mpi: scaling efficiency at 2 ranks: %.0f%%" \
+	  % (100 * r[1]["samples_per_s"] / (2 * r[0]["samples_per_s"])))'
+.PHONY: bench-mpi
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)

@@ -140,6 +140,112 @@ VQJ_API int vqj_context_num_threads(const vqj_context *ctx);
 /** The seed this context was created with. */
 VQJ_API uint64_t vqj_context_seed(const vqj_context *ctx);
 
+/* ---- Communicator (data-parallel training, docs/distributed.md) ----
+ * A communicator joins the processes of one training run. Attached to a
+ * context (vqj_context_set_comm()), it makes vqj_trainer_step() split the
+ * global batch it is given across the ranks and keeps every rank's model,
+ * codebook and queue identical; every rank must then make the same calls in
+ * the same order. Backends: "single" (always built; size 1), "mpi" (a build
+ * with `make MPI=1`) and "nccl" (`make CUDA=1 MPI=1`, CUDA contexts). */
+
+/** Opaque handle of a communicator. */
+typedef struct vqj_comm vqj_comm;
+
+/** Element type of a collective's buffers. */
+typedef enum vqj_comm_type {
+    VQJ_COMM_FLOAT32 = 0, /**< float */
+    VQJ_COMM_INT32 = 1,   /**< int32_t */
+    VQJ_COMM_INT64 = 2    /**< int64_t */
+} vqj_comm_type;
+
+/** Reduction of vqj_comm_allreduce(). */
+typedef enum vqj_comm_op {
+    VQJ_COMM_SUM = 0, /**< element-wise sum over the ranks */
+    VQJ_COMM_AVG = 1, /**< the sum divided by the size (VQJ_COMM_FLOAT32 only) */
+    VQJ_COMM_MAX = 2  /**< element-wise maximum */
+} vqj_comm_op;
+
+/** Whether this build has the MPI backend (1) or not (0). Never fails. */
+VQJ_API int vqj_comm_mpi_available(void);
+
+/** A communicator of one process (rank 0 of 1): every collective copies its
+ *  input. `ctx` receives errors and is the device the buffers of
+ *  vqj_comm_allreduce() and the others live on. The caller destroys *out
+ *  with vqj_comm_destroy(). Errors: VQJ_ERR_INVALID_ARGUMENT (NULL),
+ *  VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_comm_create_single(vqj_context *ctx, vqj_comm **out);
+
+/** A communicator over the host's MPI communicator: `mpi_comm` points to an
+ *  MPI_Comm (NULL: MPI_COMM_WORLD). MPI must be initialized by the host (the
+ *  library never calls MPI_Init here); the library duplicates the
+ *  communicator, so its traffic never mixes with the host's, and sets
+ *  MPI_ERRORS_RETURN on the duplicate so a failed collective is an error
+ *  status, not an abort. With a CUDA context and an NCCL build the float
+ *  collectives run over NCCL (one GPU a rank: device_index picks it). The
+ *  caller destroys *out with vqj_comm_destroy() before MPI_Finalize.
+ *  Collective: every rank of `mpi_comm` calls it. Errors:
+ *  VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_UNSUPPORTED (a build without MPI, or MPI
+ *  not initialized), VQJ_ERR_DEVICE (MPI or NCCL failed), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_comm_create_mpi(vqj_context *ctx, void *mpi_comm, vqj_comm **out);
+
+/** Like vqj_comm_create_mpi() over MPI_COMM_WORLD, but the library
+ *  initializes MPI first (MPI_Init_thread with MPI_THREAD_FUNNELED, `argc`
+ *  and `argv` may be NULL) when the host has not, and then finalizes it in
+ *  vqj_comm_destroy(). For hosts that do not use MPI themselves. The caller
+ *  destroys *out with vqj_comm_destroy(). Errors: as vqj_comm_create_mpi(). */
+VQJ_API vqj_status vqj_comm_init_mpi(vqj_context *ctx, int *argc, char ***argv,
+                                     vqj_comm **out);
+
+/** Free a communicator (NULL is a no-op); detach it from contexts first.
+ *  Finalizes MPI when vqj_comm_init_mpi() initialized it. */
+VQJ_API void vqj_comm_destroy(vqj_comm *comm);
+
+/** This process's rank, 0 .. size-1 (0 for NULL). */
+VQJ_API int vqj_comm_rank(const vqj_comm *comm);
+
+/** The number of ranks (1 for NULL). */
+VQJ_API int vqj_comm_size(const vqj_comm *comm);
+
+/** The backend's name: "single", "mpi" or "nccl" (static string). */
+VQJ_API const char *vqj_comm_backend(const vqj_comm *comm);
+
+/** In-place all-reduce of `count` elements of host memory `buf`; every rank
+ *  ends with bit-identical results (the MPI backend reduces on rank 0 and
+ *  broadcasts, so the order of the sum is the same for all). Collective.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, VQJ_COMM_AVG on integers),
+ *  VQJ_ERR_DEVICE (the transport failed, e.g. a rank died). */
+VQJ_API vqj_status vqj_comm_allreduce(vqj_comm *comm, void *buf, size_t count,
+                                      vqj_comm_type type, vqj_comm_op op);
+
+/** All-gather: every rank sends `count` elements of host memory `send`;
+ *  `recv` (count * size elements) receives them in rank order. Collective.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT, VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_comm_allgather(vqj_comm *comm, const void *send, size_t count,
+                                      void *recv, vqj_comm_type type);
+
+/** Broadcast `count` elements of host memory `buf` from rank `root` to all.
+ *  Collective. Errors: VQJ_ERR_INVALID_ARGUMENT (root out of range),
+ *  VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_comm_broadcast(vqj_comm *comm, void *buf, size_t count,
+                                      vqj_comm_type type, int root);
+
+/** Check that every rank passed the same `bytes` (a hash of them is
+ *  compared): VQJ_ERR_INVALID_ARGUMENT on every rank, with a message naming
+ *  `what` and the first rank that differs, when one does. Use it on the
+ *  configuration at start. Collective. Errors: VQJ_ERR_INVALID_ARGUMENT,
+ *  VQJ_ERR_DEVICE. */
+VQJ_API vqj_status vqj_comm_check_same(vqj_comm *comm, const void *bytes, size_t n,
+                                       const char *what);
+
+/** Attach `comm` to `ctx` (NULL detaches). The communicator is borrowed: it
+ *  must outlive its use by the context. From then on vqj_trainer_step() on
+ *  this context is data-parallel (docs/distributed.md). Errors:
+ *  VQJ_ERR_INVALID_ARGUMENT (NULL ctx). */
+VQJ_API vqj_status vqj_context_set_comm(vqj_context *ctx, vqj_comm *comm);
+
+/** The communicator attached to `ctx` (borrowed), or NULL. */
+VQJ_API vqj_comm *vqj_context_comm(const vqj_context *ctx);
+
 /** Whether this build of the library can run on `device` (compiled in). A
  *  CUDA build still needs a GPU at vqj_context_create(). */
 VQJ_API int vqj_device_compiled(vqj_device_kind device);
@@ -1530,20 +1636,28 @@ VQJ_API void vqj_trainer_destroy(vqj_trainer *trainer);
  *  are b*T .. b*T+T-1), `targets` batch grids. `metrics` may be NULL.
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, batch < 1, a bad grid: the message
  *  names it), VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. A non-finite step is not
- *  an error: it returns VQJ_OK with metrics->skipped = 1. */
+ *  an error: it returns VQJ_OK with metrics->skipped = 1. With a
+ *  communicator of size N > 1 on the context (vqj_context_set_comm()),
+ *  every rank passes the same global batch and trains on its share; the
+ *  metrics are the global batch's (docs/distributed.md). Then also
+ *  VQJ_ERR_INVALID_ARGUMENT when the ranks' batch sizes differ or batch < N,
+ *  and VQJ_ERR_DEVICE when the transport fails. */
 VQJ_API vqj_status vqj_trainer_step(vqj_trainer *trainer, const vqj_grid *context,
                                     const vqj_grid *targets, int batch,
                                     vqj_train_metrics *metrics);
 
 /** One micro-batch from ready tokens (B*T context grids, B target grids).
  *  The palette and flip views need grids, so only the translation view runs.
- *  Errors as vqj_trainer_step(). */
+ *  Errors as vqj_trainer_step(), and VQJ_ERR_UNSUPPORTED with a
+ *  communicator of size > 1 (not data-parallel: pass grids). */
 VQJ_API vqj_status vqj_trainer_step_tokens(vqj_trainer *trainer, const vqj_tokens *context,
                                            const vqj_tokens *targets,
                                            vqj_train_metrics *metrics);
 
 /** The losses of a batch without training: no dropout, no codebook update,
  *  no gradient, no queue push, no invariance views (their fields are 0).
+ *  With a communicator attached, every rank evaluates the whole batch on
+ *  its own (the same result on every rank, no traffic).
  *  Errors as vqj_trainer_step(). */
 VQJ_API vqj_status vqj_trainer_evaluate(vqj_trainer *trainer, const vqj_grid *context,
                                         const vqj_grid *targets, int batch,

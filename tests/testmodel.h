@@ -25,6 +25,7 @@ typedef struct test_model_spec {
     vqj_objective objective;
     int grid_features;
     int threads; /* the context's num_threads; 0: 1 */
+    float dead_code; /* codebook dead_code_threshold (0: off) */
 } test_model_spec;
 
 static inline test_model_spec test_model_spec_default(void)
@@ -122,6 +123,8 @@ static inline void test_model_create(test_model *m, const test_model_spec *s)
     test_model_set(ctx, cfg, "training.lr_scheduler.total_steps", "%d", s->total_steps);
     test_model_set(ctx, cfg, "training.grad_accum_steps", "%d", s->accum);
     test_model_set(ctx, cfg, "loss.use_target_encoder", "%s", s->target ? "true" : "false");
+    if (s->dead_code > 0.0f)
+        test_model_set(ctx, cfg, "object_encoder.dead_code_threshold", "%.9g", (double)s->dead_code);
     assert_ok(ctx, vqj_trainer_create_from_config(ctx, cfg, &m->trainer));
     vqj_config_destroy(cfg);
     m->encoder = vqj_trainer_encoder(m->trainer);

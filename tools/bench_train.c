@@ -187,7 +187,19 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     double sps = total > 0 ? (double)batch * steps / total : 0.0;
     double rss = max_rss_mib();
     int threads = vqj_context_num_threads(ctx);
-    if (json)
+    /* Data-parallel (under mpirun): rank 0 reports the global batch's rate. */
+    int ranks = vqj_comm_size(vqj_context_comm(ctx));
+    if (vqj_comm_rank(vqj_context_comm(ctx)) != 0) {
+        status = CLI_OK;
+        goto done;
+    }
+    if (json && ranks > 1)
+        printf("{\"what\":\"train_step\",\"impl\":\"c\",\"variant\":\"%s\",\"batch\":%d,"
+               "\"threads\":%d,\"ranks\":%d,\"ms_per_step\":%.2f,\"samples_per_s\":%.2f,"
+               "\"max_rss_mib\":%.1f,\"max_objects\":%d}\n",
+               variant, batch, threads, ranks, ms, sps, rss,
+               bench_max_objects ? bench_max_objects : 16);
+    else if (json)
         printf("{\"what\":\"train_step\",\"impl\":\"c\",\"variant\":\"%s\",\"batch\":%d,"
                "\"threads\":%d,\"ms_per_step\":%.2f,\"samples_per_s\":%.2f,"
                "\"max_rss_mib\":%.1f,\"max_objects\":%d}\n",
@@ -236,6 +248,8 @@ int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int ste
     vqj_context *ctx = run_context("bench", threads, bench_device);
     if (!ctx)
         return CLI_FAILED;
+    if (run_comm()) /* under mpirun: the global batch split over the ranks */
+        vqj_context_set_comm(ctx, run_comm());
     int status = CLI_FAILED;
     vqj_dataset *data = NULL;
     size_t *order = NULL;

@@ -143,7 +143,7 @@ int cmd_train(int argc, char **argv)
     }
     run_outcome out;
     int rc = run_training(&o, &out);
-    if (rc == CLI_OK || rc == RUN_INTERRUPTED || rc == RUN_ABORTED) {
+    if (run_rank() == 0 && (rc == CLI_OK || rc == RUN_INTERRUPTED || rc == RUN_ABORTED)) {
         char report[4200];
         snprintf(report, sizeof report, "%s/report.html", out.out_dir);
         if (report_write(out.out_dir, report) == CLI_OK)

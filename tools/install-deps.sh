@@ -17,6 +17,7 @@ apt-get update
 apt-get install -y --no-install-recommends \
     build-essential pkg-config python3 \
     libopenblas-dev libcmocka-dev libjansson-dev libyaml-dev zlib1g-dev \
+    libopenmpi-dev openmpi-bin \
     chromium doxygen clang valgrind \
     python3-numpy python3-pip python3-setuptools python3-wheel
 

@@ -17,12 +17,63 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef VQJ_WITH_MPI
+#include <mpi.h>
+#endif
 
 static void log_to_stderr(void *user, vqj_log_level level, const char *message)
 {
     const char *command = user;
     fprintf(stderr, "vqjepa %s: %s%s\n", command, level >= VQJ_LOG_WARNING ? "warning: " : "",
             message);
+}
+
+static vqj_comm *world;
+static int world_tried;
+
+static void world_finish(void)
+{
+    vqj_comm_destroy(world);
+    world = NULL;
+}
+
+vqj_comm *run_comm(void)
+{
+    if (world_tried)
+        return world;
+    world_tried = 1;
+    /* Only under a launcher: a plain `vqjepa train` stays one process. */
+    if (!vqj_comm_mpi_available() ||
+        !(getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK")))
+        return NULL;
+    static vqj_context *cctx;
+    vqj_context_params p;
+    vqj_context_params_default(&p);
+    p.num_threads = 1;
+    if (vqj_context_create(&p, &cctx) != VQJ_OK ||
+        vqj_comm_init_mpi(cctx, NULL, NULL, &world) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: cannot join the MPI run: %s\n", vqj_last_error());
+        world = NULL;
+        return NULL;
+    }
+    atexit(world_finish);
+    return world;
+}
+
+int run_rank(void) { return vqj_comm_rank(run_comm()); }
+
+void run_comm_fail(int status)
+{
+#ifdef VQJ_WITH_MPI
+    if (vqj_comm_size(world) > 1) {
+        fprintf(stderr, "vqjepa: rank %d failed (exit status %d): ending every rank\n",
+                vqj_comm_rank(world), status);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, status);
+    }
+#else
+    (void)status;
+#endif
 }
 
 vqj_context *run_context(const char *command, int threads, vqj_device_kind device)
@@ -458,6 +509,8 @@ static int mkdir_p(const char *path)
 static int save_checkpoint(vqj_context *ctx, vqj_trainer *tr, const char *path, const char *yaml,
                            const run_state *s)
 {
+    if (run_rank() != 0) /* data-parallel: rank 0 writes, the others hold the same */
+        return 0;
     char epoch[32], next[32], sum_w[48], es[256], loss[256], vals[4096 * 16 + 8];
     snprintf(epoch, sizeof epoch, "%d", s->epoch);
     snprintf(next, sizeof next, "%zu", s->next);
@@ -745,6 +798,39 @@ int run_training(const run_options *o, run_outcome *out)
     char path[4096];
     if (!ctx)
         goto done;
+    /* Data-parallel (docs/distributed.md): every rank trains its share of
+     * each global batch; they must start from the same configuration. Rank
+     * 0 alone prints progress and writes the run folder. */
+    vqj_comm *comm = run_comm();
+    run_options rank_o;
+    if (comm) {
+        char *id = NULL;
+        size_t idn = 0;
+        FILE *f = open_memstream(&id, &idn);
+        if (f) {
+            fprintf(f, "%s\nseed %llu batch %d epochs %d steps %lld data %s resume %s", yaml,
+                    (unsigned long long)seed, B, epochs, (long long)o->steps,
+                    o->data_path ? o->data_path : "-", o->resume ? o->resume : "-");
+            fclose(f);
+        }
+        if (!id || vqj_context_set_comm(ctx, comm) != VQJ_OK ||
+            vqj_comm_check_same(comm, id, idn, "the configuration (with seed, batch, steps, "
+                                               "data and resume)") != VQJ_OK) {
+            fprintf(stderr, "vqjepa: %s\n", id ? vqj_last_error() : "out of memory");
+            free(id);
+            rc = CLI_BAD_INPUT;
+            goto done;
+        }
+        free(id);
+        if (vqj_comm_rank(comm) > 0) {
+            rank_o = *o;
+            rank_o.quiet = 1;
+            o = &rank_o;
+        } else if (!o->quiet) {
+            fprintf(stderr, "vqjepa: data-parallel over %d ranks (%s): global batch %d\n",
+                    vqj_comm_size(comm), vqj_comm_backend(comm), B);
+        }
+    }
     all = load_data(ctx, cfg, &rp, o);
     if (!all)
         goto done;
@@ -789,7 +875,7 @@ int run_training(const run_options *o, run_outcome *out)
 
     const char *dir = o->out_dir ? o->out_dir : rp.checkpoint_dir;
     snprintf(out->out_dir, sizeof out->out_dir, "%s", dir);
-    if (mkdir_p(dir) != 0) {
+    if (run_rank() == 0 && mkdir_p(dir) != 0) {
         fprintf(stderr, "vqjepa: cannot create %s: %s\n", dir, strerror(errno));
         goto done;
     }
@@ -799,8 +885,8 @@ int run_training(const run_options *o, run_outcome *out)
                 stale > 1 ? "s" : "", dir);
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     char tmp[4200];
-    FILE *cf = runlog_create(path, tmp, sizeof tmp);
-    if (!cf || runlog_commit(cf, tmp, path, fputs(yaml, cf) >= 0))
+    FILE *cf = run_rank() == 0 ? runlog_create(path, tmp, sizeof tmp) : NULL;
+    if (run_rank() == 0 && (!cf || runlog_commit(cf, tmp, path, fputs(yaml, cf) >= 0)))
         goto done;
 
     run_state s;
@@ -1038,6 +1124,15 @@ int run_training(const run_options *o, run_outcome *out)
             /* Stop only between optimizer steps: a checkpoint then holds no
              * half-accumulated gradient, and resuming is exact. */
             int boundary = mm.optimizer_step || (mm.micro_step % accum == 0);
+            if (boundary && comm) { /* Ctrl-C on any rank stops every rank here */
+                int32_t flag = interrupted;
+                if (vqj_comm_allreduce(comm, &flag, 1, VQJ_COMM_INT32, VQJ_COMM_MAX) != VQJ_OK) {
+                    fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
+                    rc = CLI_FAILED;
+                    goto done;
+                }
+                interrupted = flag;
+            }
             if (boundary && (step >= max_steps || interrupted || interrupted_by_abort)) {
                 s.next++;
                 stop = 1;
@@ -1050,7 +1145,7 @@ int run_training(const run_options *o, run_outcome *out)
                 run_state at = s;
                 at.next = s.next + 1;
                 snprintf(path, sizeof path, "%s/last.safetensors", dir);
-                if (save_checkpoint(ctx, m.trainer, path, yaml, &at))
+                if (save_checkpoint(ctx, tr, path, yaml, &at))
                     goto fail;
             }
         }
@@ -1149,7 +1244,7 @@ int run_training(const run_options *o, run_outcome *out)
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     if (save_checkpoint(ctx, tr, path, yaml, &s))
         goto fail;
-    if (!interrupted && vqj_dataset_num_examples(val) > 0 &&
+    if (!interrupted && run_rank() == 0 && vqj_dataset_num_examples(val) > 0 &&
         end_eval(ctx, cfg, o, tr, val, dir))
         goto fail;
     if (interrupted) {
@@ -1165,6 +1260,8 @@ int run_training(const run_options *o, run_outcome *out)
 fail:
     rc = CLI_FAILED;
 done:
+    if (rc != CLI_OK && rc != RUN_INTERRUPTED && rc != RUN_ABORTED)
+        run_comm_fail(rc);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     free(order);

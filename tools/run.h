@@ -64,6 +64,16 @@ vqj_config *run_load_config(vqj_context *ctx, const run_options *o);
  * seed's gentle run), anything else a YAML file. */
 vqj_status run_config_open(vqj_context *ctx, const char *path, vqj_config **out);
 
+/* Data-parallel runs (docs/distributed.md). Launched by mpirun (or another
+ * PMI launcher) in an MPI build, the world communicator: MPI is initialized
+ * by the library on the first call and finalized at exit. NULL otherwise. */
+vqj_comm *run_comm(void);
+/* This process's rank (0 without a communicator): only rank 0 writes. */
+int run_rank(void);
+/* A rank failed: end every rank of the run (MPI_Abort) so that none waits
+ * for it forever. Does nothing without a communicator of size > 1. */
+void run_comm_fail(int status);
+
 /* A context on `device` whose warnings go to stderr (NULL after printing
  * why). Seeds come from the configuration, not the context. */
 vqj_context *run_context(const char *command, int threads, vqj_device_kind device);

@@ -1,4 +1,5 @@
 #include "runlog.h"
+#include "run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +37,8 @@ static int write_all(int fd, const char *p, size_t n)
 
 int runlog_append(const char *dir, const char *name, json_t *record)
 {
+    if (run_rank() != 0) /* data-parallel: only rank 0 writes the run folder */
+        return 0;
     char path[4096];
     join(path, sizeof path, dir, name);
     char *text = json_dumps(record, JSON_COMPACT | JSON_REAL_PRECISION(9));

@@ -18,6 +18,7 @@ struct vqj_context {
     vqj_context_params params; /* a full, current-size copy */
     vqji_device *device;
     const vqj_context *parent; /* a derived context: errors go to the parent's */
+    vqj_comm *comm; /* borrowed; NULL: one process (src/comm/comm.h) */
 };
 
 /* A context over `parent`'s device with another seed (a trainer built from

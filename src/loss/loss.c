@@ -3,6 +3,7 @@
  * accumulates the gradient in one pass, through device ops only: the heavy
  * products are gemm calls, the rest fused kernels of cpu_loss.c. */
 #include "loss/loss.h"
+#include "comm/comm.h"
 
 #include "core/params.h"
 #include "core/tensor.h"
@@ -786,11 +787,21 @@ vqj_status vqji_loss_relational_packed(vqj_loss *l, int batch, int t, int d,
                                      M, h_ctx, r_ctx);
     op->relational_distances_forward(dev, batch, tgt_offsets, tgt_adj, tgt_adj_offsets, d, M,
                                      h_tgt, r_tgt);
-    op->relational_consistency(dev, batch, t, mm, r_ctx, r_tgt, wr, wsf, 1.0f / (float)batch,
+    /* Data-parallel: this rank's examples get their share of the global
+     * batch's mean, and the value is the global one (docs/distributed.md). */
+    int64_t gbatch = batch;
+    if (vqji_comm_size(l->ctx) > 1 &&
+        (st = vqji_comm_allreduce_host(l->ctx, &gbatch, 1, VQJ_COMM_INT64, VQJ_COMM_SUM)))
+        return st;
+    op->relational_consistency(dev, batch, t, mm, r_ctx, r_tgt, wr, wsf, 1.0f / (float)gbatch,
                                loss_b, dr_ctx, dr_tgt);
-    float v = op->sum(dev, (size_t)batch, loss_b) / (float)batch;
+    float v = op->sum(dev, (size_t)batch, loss_b);
     if ((st = op->sync(dev)))
         return st;
+    if (vqji_comm_size(l->ctx) > 1 &&
+        (st = vqji_comm_allreduce_host(l->ctx, &v, 1, VQJ_COMM_FLOAT32, VQJ_COMM_SUM)))
+        return st;
+    v /= (float)gbatch;
     if (!isfinite(v))
         return vqji_fail(l->ctx, VQJ_ERR_NUMERIC, "%s: the loss is not finite", fn);
     if (dh_ctx)
@@ -1064,14 +1075,27 @@ vqj_status vqj_loss_invariance_tokens(vqj_loss *l, vqj_invariance_kind kind,
     op->segment_mean_forward(dev, (int)G, oo, d, h_original->data, ro);
     if ((st = invariance_value(l, fn, w, rv, ro, n, diff, &v)))
         return st;
+    /* Data-parallel: each rank holds its grids and their views; the mean is
+     * over the global batch's grids, and the value is the global one
+     * (docs/distributed.md). */
+    float nn = (float)n;
+    if (vqji_comm_size(l->ctx) > 1) {
+        int64_t gg = (int64_t)G;
+        float part = v * (float)n;
+        if ((st = vqji_comm_allreduce_host(l->ctx, &gg, 1, VQJ_COMM_INT64, VQJ_COMM_SUM)) ||
+            (st = vqji_comm_allreduce_host(l->ctx, &part, 1, VQJ_COMM_FLOAT32, VQJ_COMM_SUM)))
+            return st;
+        nn = (float)gg * (float)d;
+        v = part / nn;
+    }
     if (dh_view) { /* dr = dL/drv = 2 w diff / n */
         op->fill(dev, n, 0.0f, dr);
-        op->axpy(dev, n, 2.0f * w / (float)n, diff, dr);
+        op->axpy(dev, n, 2.0f * w / nn, diff, dr);
         op->segment_mean_backward(dev, (int)G, vo, d, dr, dh_view->data);
     }
     if (dh_original) { /* dL/dro = -dL/drv */
         op->fill(dev, n, 0.0f, dr);
-        op->axpy(dev, n, -2.0f * w / (float)n, diff, dr);
+        op->axpy(dev, n, -2.0f * w / nn, diff, dr);
         op->segment_mean_backward(dev, (int)G, oo, d, dr, dh_original->data);
     }
     if ((st = op->sync(dev)))

@@ -5,6 +5,7 @@
  * the same code; the host only sees K-sized statistics and, on the rare
  * refresh and the one-time k-means++ pass, N floats. */
 #include "model/codebook.h"
+#include "comm/comm.h"
 #include "core/params.h"
 #include "core/tensor.h"
 #include "device/device.h"
@@ -117,6 +118,16 @@ struct vqj_codebook {
     int32_t *h_perm; /* [N] dead-code replacement's token draw */
     size_t h_perm_cap;
     order_item *h_dorder; /* [K] dead codes by count, for dead_code_max_per_step */
+
+    /* Data-parallel (docs/distributed.md): the ranks' token counts (2 x size:
+     * tokens, then floats of u), the global batch's tokens and errors
+     * gathered for k-means++, refresh and replacement, and the global token
+     * count of the last training forward, the commitment's N. */
+    int64_t *shard;
+    size_t shard_cap;
+    float *g_u, *g_err;
+    size_t g_u_cap, g_err_cap;
+    int64_t bw_total;
 };
 
 /* FNV-1a of a name: the vqji_rng stream of what it names, so each tensor and
@@ -311,12 +322,15 @@ void vqj_codebook_destroy(vqj_codebook *cb)
     dev->ops->free(dev, cb->bw_resid);
     dev->ops->free(dev, cb->bw_idx);
     dev->ops->free(dev, cb->knorm);
+    dev->ops->free(dev, cb->g_u);
+    dev->ops->free(dev, cb->g_err);
     float *bw[] = {cb->bw_u, cb->bw_norm, cb->bw_z, cb->bw_qc, cb->bw_t1, cb->bw_t2};
     for (size_t i = 0; i < sizeof bw / sizeof *bw; i++)
         dev->ops->free(dev, bw[i]);
     vqji_weights_release(&cb->w);
     free(cb->h_ema);
     free(cb->h_dead);
+    free(cb->shard);
     free(cb->h_vals);
     free(cb->h_order);
     free(cb->h_perm);
@@ -593,9 +607,9 @@ static vqj_status download_counts(vqj_codebook *cb)
 
 /* Re-seed the codes of one level whose EMA share is <= the threshold, in
  * ascending k, from the level's input tokens z in descending quantization
- * error (ties: lower i), one token per code: e_k = z_i, ema_count_k = M/K,
+ * error err (ties: lower i), one token per code: e_k = z_i, ema_count_k = M/K,
  * ema_sum_k = e_k M/K. Reads the counts download_counts() left. */
-static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int level,
+static vqj_status refresh_dead(vqj_codebook *cb, const float *z, const float *err, int n, int level,
                                int *refreshed)
 {
     vqji_device *dev = cb->ctx->device;
@@ -614,8 +628,7 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, int n, int leve
     int count = ndead < n ? ndead : n;
     if (count == 0)
         return VQJ_OK;
-    vqj_status st = dev->ops->download(dev, cb->h_vals, cb->ws.err + (size_t)level * n,
-                                       (size_t)n * sizeof(float));
+    vqj_status st = dev->ops->download(dev, cb->h_vals, err, (size_t)n * sizeof(float));
     if (st)
         return st;
     for (int i = 0; i < n; i++)
@@ -1021,19 +1034,45 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     const int nlev = cb->levels;
     vqji_device *dev = ctx->device;
     const size_t nd = (size_t)n * (size_t)d, nc = (size_t)n * (size_t)c;
+    const size_t kc = (size_t)k * (size_t)c;
     const float *zd = z->data;
-    if (n > 0 && !dev->ops->all_finite(dev, nd, zd))
+    /* Data-parallel: z is this rank's shard; the ranks agree on a
+     * non-finite value and on the global token count (docs/distributed.md). */
+    const int size = vqji_comm_size(ctx);
+    int32_t bad = n > 0 && !dev->ops->all_finite(dev, nd, zd);
+    if (size > 1 && (st = vqji_comm_allreduce_host(ctx, &bad, 1, VQJ_COMM_INT32, VQJ_COMM_MAX)))
+        return st;
+    if (bad)
         return vqji_fail(ctx, VQJ_ERR_NUMERIC,
                          "vqj_codebook_forward: z holds a non-finite value; the codebook was "
                          "left unchanged");
+    if (size > 1 && nlev > 1)
+        return vqji_fail(ctx, VQJ_ERR_UNSUPPORTED,
+                         "vqj_codebook_forward: residual codes (num_quantizers %d) do not train "
+                         "data-parallel yet; train them in one process",
+                         nlev);
+    int64_t ntok = n, first = 0;
+    if (size > 1 &&
+        ((st = vqji_reserve(ctx, (void **)&cb->shard, &cb->shard_cap,
+                            2 * (size_t)size * sizeof *cb->shard, "codebook shard counts")) ||
+         (st = vqji_comm_counts(ctx, n, cb->shard, &ntok, &first))))
+        return st;
+    if (ntok > INT32_MAX)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_codebook_forward: %lld tokens over the ranks is too many",
+                         (long long)ntok);
+    for (int r = 0; size > 1 && r < size; r++)
+        cb->shard[size + r] = cb->shard[r] * c;
 
     const int enabled = cb->p.enabled;
-    const int kmeans = enabled && !cb->initialized && n >= k;
-    const int ema = enabled && cb->p.ema_decay > 0.0f && n > 0;
+    const int kmeans = enabled && !cb->initialized && ntok >= k;
+    const int ema = enabled && cb->p.ema_decay > 0.0f && ntok > 0;
     /* This call's update is number updates + 1 (written so it cannot overflow). */
     const int refresh = ema && cb->p.refresh_enabled &&
                         cb->updates % cb->p.refresh_interval == cb->p.refresh_interval - 1;
     const int dead = ema && cb->p.dead_code_threshold > 0.0f;
+    const int gather = size > 1 && (kmeans || refresh || dead);
+    const size_t tn = (size_t)ntok; /* the tokens k-means++, refresh and replacement see */
 
     /* Every allocation comes first, so a failure leaves everything as it was. */
     if (enabled) {
@@ -1057,16 +1096,21 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         if ((kmeans || refresh) &&
             (st = vqji_reserve(ctx, (void **)&cb->h_vals, &cb->h_vals_cap,
-                               (size_t)n * sizeof(float), "codebook distances")))
+                               tn * sizeof(float), "codebook distances")))
             return st;
         if (kmeans &&
-            (st = dev_reserve(dev, (void **)&cb->mind, &cb->mind_cap, (size_t)n * sizeof(float))))
+            (st = dev_reserve(dev, (void **)&cb->mind, &cb->mind_cap, tn * sizeof(float))))
             return st;
         if (refresh && (st = vqji_reserve(ctx, (void **)&cb->h_order, &cb->h_order_cap,
-                                          (size_t)n * sizeof(order_item), "codebook refresh")))
+                                          tn * sizeof(order_item), "codebook refresh")))
             return st;
         if (dead && (st = vqji_reserve(ctx, (void **)&cb->h_perm, &cb->h_perm_cap,
-                                       (size_t)n * sizeof(int32_t), "codebook dead codes")))
+                                       tn * sizeof(int32_t), "codebook dead codes")))
+            return st;
+        if (gather &&
+            ((st = dev_reserve(dev, (void **)&cb->g_u, &cb->g_u_cap,
+                               tn * (size_t)c * sizeof(float))) ||
+             (st = dev_reserve(dev, (void **)&cb->g_err, &cb->g_err_cap, tn * sizeof(float)))))
             return st;
     }
     if ((st = vqj_tensor_reshape(q, n, d)))
@@ -1087,23 +1131,47 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     /* Everything from here to the output projection is in the code space. */
     const float *u = to_code_space(cb, ws, zd, n);
     float *qc = cb->proj ? ws->qc : q->data;
+    /* k-means++, refresh and replacement draw from the global batch's
+     * tokens, gathered in rank order (the order one process would see).
+     * Residual codes train in one process only (refused above). */
+    const float *gu = u;
+    if (gather) {
+        if ((st = vqji_comm_allgatherv_dev(ctx, u, cb->g_u, cb->shard + size, VQJ_COMM_FLOAT32)))
+            return st;
+        gu = cb->g_u;
+    }
     double mse;
     if (nlev > 1) {
         if ((st = residual_assign(cb, ws, u, n, qc, kmeans ? cb : NULL, &mse)))
             return st;
     } else {
-        if (kmeans && (st = kmeans_seed(cb, u, n, 0)))
+        if (kmeans && (st = kmeans_seed(cb, gu, (int)ntok, 0)))
             return st;
         mse = assign(cb, ws, u, n, qc);
     }
     if (kmeans)
         cb->initialized = 1;
+    if (size > 1) { /* the global batch's mean */
+        float part = (float)(mse * (double)n * c);
+        if ((st = vqji_comm_allreduce_host(ctx, &part, 1, VQJ_COMM_FLOAT32, VQJ_COMM_SUM)))
+            return st;
+        mse = ntok > 0 ? (double)part / ((double)ntok * c) : 0.0;
+    }
     from_code_space(cb, qc, n, q->data);
     float commitment = (float)(cb->p.commitment_cost * mse);
     float codebook_loss = cb->p.ema_decay == 0.0f ? (float)mse : 0.0f;
 
-    if (stats || ema)
+    if (stats || ema) {
         accumulate(cb, ws, u, n, ema ? cb->sums : NULL);
+        /* the global batch's counts and sums: every rank applies the same
+         * EMA update, so the codebooks stay bit-identical */
+        if (size > 1 &&
+            ((st = vqji_comm_allreduce_dev(ctx, ws->counts, (size_t)cb->rows, VQJ_COMM_FLOAT32,
+                                           VQJ_COMM_SUM)) ||
+             (ema && (st = vqji_comm_allreduce_dev(ctx, cb->sums, kc, VQJ_COMM_FLOAT32,
+                                                   VQJ_COMM_SUM)))))
+            return st;
+    }
     if (stats && (st = dev->ops->download(dev, ws->h_counts, ws->counts,
                                           (size_t)cb->rows * sizeof(float))))
         return st;
@@ -1129,6 +1197,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     if (cb->proj || cb->rot)
         dev->ops->copy(dev, cb->bw_qc, qc, nc * sizeof(float));
     cb->bw_n = n;
+    cb->bw_total = ntok;
     cb->bw_valid = 1;
     int refreshed = 0, replaced = 0;
     if (ema) {
@@ -1160,12 +1229,21 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
                                        e);
         }
         cb->updates++;
+        const float *gerr = ws->err;
+        if (refresh && gather) {
+            if ((st = vqji_comm_allgatherv_dev(ctx, ws->err, cb->g_err, cb->shard,
+                                               VQJ_COMM_FLOAT32)))
+                return st;
+            gerr = cb->g_err;
+        }
         /* each level re-seeds from its own input tokens R_{l-1} */
         if (refresh && (st = download_counts(cb)))
             return st;
         for (int l = 0; refresh && l < nlev; l++) {
             int r;
-            if ((st = refresh_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : u, n, l, &r)))
+            if ((st = refresh_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : gu,
+                                   nlev > 1 ? ws->err + (size_t)l * n : gerr,
+                                   nlev > 1 ? n : (int)ntok, l, &r)))
                 return st;
             refreshed += r;
         }
@@ -1173,15 +1251,28 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         for (int l = 0; dead && l < nlev; l++) {
             int r;
-            if ((st = replace_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : u, n, l, &r)))
+            if ((st = replace_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : gu,
+                                   nlev > 1 ? n : (int)ntok, l, &r)))
                 return st;
             replaced += r;
         }
     }
+    /* Every rank decided the same from the same gathered tokens; rank 0's
+     * codes are broadcast so the codebooks are identical by construction. */
+    if (size > 1 && (kmeans || refreshed || replaced)) {
+        size_t idx[3] = {cb->i_emb, cb->i_count, cb->i_sum}, len[3] = {kc, (size_t)k, kc};
+        for (int t = 0; t < 3 && !st; t++)
+            st = vqji_comm_broadcast_dev(ctx, vqji_weights_data(&cb->w, idx[t]), len[t],
+                                         VQJ_COMM_FLOAT32, 0);
+        if (st)
+            return st;
+    }
+    (void)first;
     if ((st = dev->ops->sync(dev)))
         return st;
     if (stats)
-        write_stats(cb, ws->h_counts, n, 1, commitment, codebook_loss, refreshed, replaced, stats);
+        write_stats(cb, ws->h_counts, (int)ntok, 1, commitment, codebook_loss, refreshed,
+                    replaced, stats);
     return VQJ_OK;
 }
 
@@ -1217,7 +1308,10 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
         dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
         return dev->ops->sync(dev);
     }
-    const float commit = (float)(2.0 * cb->p.commitment_cost / (double)nc);
+    /* N is the global batch's token count (this rank's n without a
+     * communicator): each rank's shard gets its share of the mean. */
+    const double gnc = (double)cb->bw_total * (double)c;
+    const float commit = (float)(2.0 * cb->p.commitment_cost / gnc);
     const int nlev = cb->levels;
     if (!cb->proj && !cb->cosine && !cb->rot) {
         /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment;
@@ -1278,12 +1372,12 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
                                     cb->bw_idx + (size_t)l * n, NULL, cb->sums + (size_t)l * kc);
         kc *= nlev;
         if (cb->simvq) { /* e = C W^T: dW += de^T C */
-            dev->ops->scale(dev, kc, (float)(-2.0 / (double)nc), cb->sums);
+            dev->ops->scale(dev, kc, (float)(-2.0 / gnc), cb->sums);
             vqji_linear_backward(dev, k, c, c, vqji_weights_data(&cb->w, cb->i_basis),
                                  vqji_weights_data(&cb->w, cb->i_transform), cb->sums, NULL,
                                  vqji_weights_grad(&cb->w, cb->i_transform), NULL);
         } else {
-            dev->ops->axpy(dev, kc, (float)(-2.0 / (double)nc), cb->sums,
+            dev->ops->axpy(dev, kc, (float)(-2.0 / gnc), cb->sums,
                            vqji_weights_grad(&cb->w, cb->i_emb));
         }
     }

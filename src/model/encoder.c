@@ -3,6 +3,7 @@
  * only. A forward writes its activations into a workspace: the handle's own
  * (kept for the backward pass) or an inference one (model/workspace.h). */
 #include "model/encoder.h"
+#include "comm/comm.h"
 
 #include "core/params.h"
 #include "model/layers.h"
@@ -550,6 +551,8 @@ static vqj_status forward_ws(const vqj_encoder *e, vqji_encoder_ws *ws, const vq
     const int dropout = training && e->p.relational_dropout > 0.0f;
     const float p = e->p.relational_dropout;
     const uint64_t step = step_counter ? *step_counter : 0;
+    /* Data-parallel: each rank draws its own masks (docs/distributed.md). */
+    const uint64_t dseed = ctx->params.seed ^ (0xBF58476D1CE4E5B9ull * (uint64_t)vqji_comm_rank(ctx));
     if (training)
         (*step_counter)++;
     ws->num_tokens = n;
@@ -589,7 +592,7 @@ static vqj_status forward_ws(const vqj_encoder *e, vqji_encoder_ws *ws, const vq
                               e->p.relational_heads, a->qkv, a->o, a->probs);
         vqji_linear_forward(dev, n, D, D, a->o, W(b->out_w), W(b->out_b), ws->tmp);
         if (dropout)
-            op->dropout_forward(dev, ND, p, vqji_dropout_seed(ctx->params.seed, step, 2u * l),
+            op->dropout_forward(dev, ND, p, vqji_dropout_seed(dseed, step, 2u * l),
                                 ws->tmp, ws->tmp, a->mask1);
         op->copy(dev, a->mid, a->h, ND * sizeof(float));
         op->axpy(dev, ND, 1.0f, ws->tmp, a->mid);
@@ -600,7 +603,7 @@ static vqj_status forward_ws(const vqj_encoder *e, vqji_encoder_ws *ws, const vq
         vqji_linear_forward(dev, n, 2 * D, D, a->gu, W(b->fc2_w), W(b->fc2_b), ws->tmp);
         if (dropout)
             op->dropout_forward(dev, ND, p,
-                                vqji_dropout_seed(ctx->params.seed, step, 2u * l + 1u), ws->tmp,
+                                vqji_dropout_seed(dseed, step, 2u * l + 1u), ws->tmp,
                                 ws->tmp, a->mask2);
         /* Without `keep`, next is a->h: h was last read by the copy above. */
         op->copy(dev, next, a->mid, ND * sizeof(float));

@@ -1,6 +1,7 @@
 /* The one-call training step (include/vqjepa.h, "Trainer"). It is built
  * from the public stage calls, in the order the header lists, so a host
  * program driving the stages itself computes exactly the same thing. */
+#include "comm/comm.h"
 #include "core/params.h"
 #include "core/tensor.h"
 #include "device/device.h"
@@ -60,6 +61,17 @@ struct vqj_trainer {
     size_t target_codes_cap, num_target_codes;
     int64_t micro_step;
     int64_t cycle_start; /* micro_step at the start of this accumulation cycle */
+
+    /* Data-parallel (docs/distributed.md): this rank's examples of the
+     * global batch, the ranks' example counts (rows, then rows x P), and the
+     * global batch's projections, gradients, grid ids and codes. */
+    int dist;            /* the context's communicator has size > 1 */
+    int64_t first, total; /* this rank's first example; the global batch */
+    int64_t *shard;      /* host [2 x size] */
+    size_t shard_cap;
+    vqj_tensor *gc, *gt, *gdc, *gpv, *gdpv;
+    uint64_t *gids;
+    size_t gids_cap;
 };
 
 void vqj_trainer_params_default(vqj_trainer_params *params)
@@ -142,6 +154,11 @@ void vqj_trainer_destroy(vqj_trainer *tr)
         vqj_context_destroy(tr->own_ctx);
     }
     free(tr->config_yaml);
+    vqj_tensor *global[] = {tr->gc, tr->gt, tr->gdc, tr->gpv, tr->gdpv};
+    for (size_t i = 0; i < sizeof global / sizeof *global; i++)
+        vqj_tensor_destroy(global[i]);
+    free(tr->shard);
+    free(tr->gids);
     free(tr);
 }
 
@@ -237,6 +254,9 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
                               &tr->pending};
     for (size_t i = 0; !st && i < sizeof tensors / sizeof *tensors; i++)
         st = vqj_tensor_create(ctx, 0, 1, tensors[i]);
+    vqj_tensor **global[] = {&tr->gc, &tr->gt, &tr->gdc, &tr->gpv, &tr->gdpv};
+    for (size_t i = 0; !st && i < sizeof global / sizeof *global; i++)
+        st = vqj_tensor_create(ctx, 0, 1, global[i]);
     if (!st && p.use_target_encoder)
         st = make_target(tr);
     if (!st)
@@ -291,8 +311,11 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     /* The quantizer would turn a non-finite z into a finite (arbitrary)
      * code, hiding the fault from the loss: catch it here. */
     vqji_device *dev = tr->ctx->device;
-    if (!st && !dev->ops->all_finite(dev, (size_t)tr->zt->rows * (size_t)tr->zt->cols,
-                                     tr->zt->data))
+    int32_t bad = !st && !dev->ops->all_finite(dev, (size_t)tr->zt->rows * (size_t)tr->zt->cols,
+                                               tr->zt->data);
+    if (!st && tr->dist) /* every rank skips the step, or none */
+        st = vqji_comm_allreduce_host(tr->ctx, &bad, 1, VQJ_COMM_INT32, VQJ_COMM_MAX);
+    if (!st && bad)
         st = vqji_fail(tr->ctx, VQJ_ERR_NUMERIC, "the target encoder's output is not finite");
     if (!st)
         st = vqj_codebook_forward(tr->codebook, tr->zt, 0, tr->qt, tr->target_codes, NULL);
@@ -329,6 +352,117 @@ static vqj_status append_rows(vqj_tensor *dst, const vqj_tensor *src)
     dst->rows = rows + src->rows;
     dst->cols = src->cols;
     return VQJ_OK;
+}
+
+/* ---- data-parallel (docs/distributed.md) ----
+ * Every rank is given the same global batch and trains on its share of
+ * it: rank r takes examples [first, first + b_r), b_r = B/size (+1 for the
+ * first B mod size ranks). The losses over the batch (InfoNCE with its
+ * in-batch negatives, SIGReg, invariance) are computed on the gathered
+ * projections, identically on every rank, and each rank keeps its rows of
+ * the gradient; the shard gradients then sum to the global one. */
+
+static vqj_status shard_of(vqj_trainer *tr, int batch)
+{
+    const int size = vqji_comm_size(tr->ctx), rank = vqji_comm_rank(tr->ctx);
+    vqj_status st = vqji_reserve(tr->ctx, (void **)&tr->shard, &tr->shard_cap,
+                                 2 * (size_t)size * sizeof *tr->shard, "the shard counts");
+    int64_t total, first;
+    if (!st) /* the ranks must agree on the batch */
+        st = vqji_comm_counts(tr->ctx, batch, tr->shard, &total, &first);
+    if (st)
+        return st;
+    for (int r = 1; r < size; r++)
+        if (tr->shard[r] != tr->shard[0])
+            return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "vqj_trainer_step: rank %d passed a batch of %lld but rank 0 one of "
+                             "%lld; every rank passes the same global batch",
+                             r, (long long)tr->shard[r], (long long)tr->shard[0]);
+    if (batch < size)
+        return vqji_fail(tr->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_trainer_step: a global batch of %d cannot be split over %d ranks",
+                         batch, size);
+    tr->first = 0;
+    for (int r = 0; r < size; r++) {
+        tr->shard[r] = batch / size + (r < batch % size);
+        if (r < rank)
+            tr->first += tr->shard[r];
+    }
+    tr->total = batch;
+    return VQJ_OK;
+}
+
+/* The global batch's rows of x [b_rank x cols], in rank order, into g. */
+static vqj_status gather_rows(vqj_trainer *tr, const vqj_tensor *x, vqj_tensor *g)
+{
+    const int size = vqji_comm_size(tr->ctx);
+    for (int r = 0; r < size; r++)
+        tr->shard[size + r] = tr->shard[r] * x->cols;
+    vqj_status st = vqj_tensor_reshape(g, (int)tr->total, x->cols);
+    if (!st)
+        st = vqji_comm_allgatherv_dev(tr->ctx, x->data, g->data, tr->shard + size,
+                                      VQJ_COMM_FLOAT32);
+    return st;
+}
+
+/* d += this rank's rows of the global gradient g. */
+static void add_own_rows(vqj_trainer *tr, const vqj_tensor *g, vqj_tensor *d)
+{
+    vqji_device *dev = tr->ctx->device;
+    size_t cols = (size_t)g->cols;
+    dev->ops->axpy(dev, (size_t)d->rows * cols, 1.0f, g->data + (size_t)tr->first * cols,
+                   d->data);
+}
+
+/* The global batch's c, t and target grid ids, and a zero gradient for c. */
+static vqj_status gather_projections(vqj_trainer *tr, const vqj_tokens *targets)
+{
+    vqj_status st = gather_rows(tr, tr->c, tr->gc);
+    if (!st)
+        st = gather_rows(tr, tr->t, tr->gt);
+    if (!st)
+        st = zero_like(tr->gdc, tr->gc);
+    if (!st)
+        st = vqji_reserve(tr->ctx, (void **)&tr->gids, &tr->gids_cap,
+                          (size_t)tr->total * sizeof *tr->gids, "grid ids");
+    if (!st)
+        st = vqji_comm_allgatherv_host(tr->ctx, vqj_tokens_grid_ids(targets), tr->gids,
+                                       tr->shard, VQJ_COMM_INT64);
+    return st;
+}
+
+/* Sum the ranks' gradients (each is its shard's share of the global
+ * batch's mean) before the optimizer clips them; the loss's own parameter
+ * (the temperature), whose gradient every rank computed whole from the
+ * gathered batch, is averaged. */
+static vqj_status allreduce_grads(vqj_trainer *tr)
+{
+    vqj_weights *w[] = {vqj_encoder_weights(tr->encoder), vqj_predictor_weights(tr->predictor),
+                        vqj_codebook_weights(tr->codebook), vqj_loss_weights(tr->loss)};
+    vqj_status st = VQJ_OK;
+    for (size_t i = 0; i < 4 && !st; i++)
+        if (w[i]->num_params)
+            st = vqji_comm_allreduce_dev(tr->ctx, w[i]->grad, w[i]->num_params,
+                                         VQJ_COMM_FLOAT32, i == 3 ? VQJ_COMM_AVG : VQJ_COMM_SUM);
+    return st;
+}
+
+/* The global batch's codes, in rank order, in place of this rank's. */
+static vqj_status gather_codes(vqj_trainer *tr, int32_t **codes, size_t *cap, size_t *count)
+{
+    const int size = vqji_comm_size(tr->ctx);
+    int64_t total, first;
+    vqj_status st = vqji_comm_counts(tr->ctx, (int64_t)*count, tr->shard + size, &total, &first);
+    if (!st)
+        st = vqji_reserve(tr->ctx, (void **)codes, cap, ((size_t)total + 1) * sizeof **codes,
+                          "code indices");
+    if (st)
+        return st;
+    memmove(*codes + first, *codes, *count * sizeof **codes);
+    st = vqji_comm_allgatherv_host(tr->ctx, *codes + first, *codes, tr->shard + size,
+                                   VQJ_COMM_INT32);
+    *count = st ? 0 : (size_t)total;
+    return st;
 }
 
 /* Snapshot and restore of the codebook, whose training forward updates it
@@ -377,7 +511,8 @@ static vqj_status make_grid_view(vqj_trainer *tr, enum view_kind kind, uint64_t 
         return st;
     size_t off = 0;
     for (size_t i = 0; i < n && !st; i++) {
-        uint64_t example_seed = seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i / (size_t)group + 1));
+        uint64_t example = (uint64_t)(i / (size_t)group) + (uint64_t)tr->first; /* global */
+        uint64_t example_seed = seed ^ (0x9E3779B97F4A7C15ull * (example + 1));
         uint8_t *cells = tr->cells + off;
         if (kind == VIEW_COLOR) {
             st = vqj_view_palette(tr->ctx, example_seed, tr->p.background, &grids[i], cells);
@@ -411,7 +546,7 @@ static vqj_status make_translation_view(vqj_trainer *tr, uint64_t seed, const vq
     float d = tr->p.translation_max_delta;
     for (size_t g = 0; g < out->num_grids && !st; g++) {
         vqji_rng rng;
-        vqji_rng_seed(&rng, seed, g / (size_t)group);
+        vqji_rng_seed(&rng, seed, g / (size_t)group + (size_t)tr->first); /* global example */
         float dy = (2.0f * vqji_rng_uniform(&rng) - 1.0f) * d;
         float dx = (2.0f * vqji_rng_uniform(&rng) - 1.0f) * d;
         int32_t a = out->out.offsets[g], b = out->out.offsets[g + 1];
@@ -580,16 +715,22 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
      * (the invariance views are still made from the whole grids). */
     if (tr->p.object_dropout > 0.0f) {
         uint64_t seed = tr->ctx->params.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(tr->micro_step + 1));
+        /* data-parallel: each rank its own draws (docs/distributed.md) */
+        seed ^= 0x94D049BB133111EBull * (uint64_t)vqji_comm_rank(tr->ctx);
         if ((st = vqji_tokens_drop_objects(tr->dropped, context, tr->p.object_dropout, seed)))
             return st;
         context = tr->dropped;
     }
+    int64_t ntok = (int64_t)context->num_objects;
+    if (tr->dist &&
+        (st = vqji_comm_allreduce_host(tr->ctx, &ntok, 1, VQJ_COMM_INT64, VQJ_COMM_SUM)))
+        return st;
     if (m) {
         size_t size = m->size;
         memset(m, 0, size < sizeof *m ? size : sizeof *m);
         m->size = size;
-        m->batch = (int)targets->num_grids;
-        m->context_tokens = (int)context->num_objects;
+        m->batch = tr->dist ? (int)tr->total : (int)targets->num_grids;
+        m->context_tokens = (int)ntok;
     }
     int64_t updates;
     int initialized;
@@ -629,11 +770,21 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
         st = zero_like(tr->dq, tr->q);
     if (!st)
         st = zero_like(tr->dz, tr->z);
+    /* Data-parallel: InfoNCE and SIGReg over the gathered global batch
+     * (in-batch negatives are global), this rank's rows of dc kept. */
+    const vqj_tensor *bc = tr->c, *bt = tr->t;
+    vqj_tensor *bdc = tr->dc;
+    const uint64_t *bids = vqj_tokens_grid_ids(targets);
+    if (!st && tr->dist) {
+        st = gather_projections(tr, targets);
+        bc = tr->gc, bt = tr->gt, bdc = tr->gdc, bids = tr->gids;
+    }
     if (!st)
-        st = vqj_loss_infonce_ids(tr->loss, tr->c, tr->t, vqj_tokens_grid_ids(targets), tr->dc,
-                                   NULL);
+        st = vqj_loss_infonce_ids(tr->loss, bc, bt, bids, bdc, NULL);
     if (!st)
-        st = vqj_loss_sigreg(tr->loss, tr->c, (uint64_t)tr->micro_step, tr->dc, NULL);
+        st = vqj_loss_sigreg(tr->loss, bc, (uint64_t)tr->micro_step, bdc, NULL);
+    if (!st && tr->dist)
+        add_own_rows(tr, tr->gdc, tr->dc);
     if (!st)
         st = vqj_loss_relational(tr->loss, context, tv, dtv, targets, bs ? tr->zt : tr->qt,
                                  NULL, NULL);
@@ -659,19 +810,24 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
 
     /* Keep t and its grid ids for the queue: the push waits for the
      * optimizer step. */
-    size_t have = (size_t)tr->pending->rows, add = targets->num_grids;
+    /* Data-parallel: every rank's targets, in rank order, so the queues
+     * stay identical. */
+    size_t have = (size_t)tr->pending->rows, add = tr->dist ? (size_t)tr->total : targets->num_grids;
     st = vqji_reserve(tr->ctx, (void **)&tr->pending_ids, &tr->pending_ids_cap,
                       (have + add) * sizeof *tr->pending_ids, "queue grid ids");
     if (!st)
-        st = append_rows(tr->pending, tr->t);
+        st = append_rows(tr->pending, tr->dist ? tr->gt : tr->t);
     if (st)
         return st;
-    memcpy(tr->pending_ids + have, vqj_tokens_grid_ids(targets), add * sizeof *tr->pending_ids);
+    memcpy(tr->pending_ids + have, tr->dist ? tr->gids : vqj_tokens_grid_ids(targets),
+           add * sizeof *tr->pending_ids);
     tr->micro_step++;
     int boundary = (tr->micro_step - tr->cycle_start) >= tr->p.grad_accum_steps;
     vqj_step_info info = {.size = sizeof info};
     if (boundary) {
-        st = vqj_optimizer_step(tr->optimizer, 1.0f / (float)tr->p.grad_accum_steps, &info);
+        st = tr->dist ? allreduce_grads(tr) : VQJ_OK;
+        if (!st)
+            st = vqj_optimizer_step(tr->optimizer, 1.0f / (float)tr->p.grad_accum_steps, &info);
         if (st)
             return st;
         if (!info.applied) {
@@ -696,6 +852,11 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
             return st;
         tr->cycle_start = tr->micro_step;
     }
+    /* Data-parallel: the codes of the global batch, for diagnostics. */
+    if (tr->dist && ((st = gather_codes(tr, &tr->codes, &tr->codes_cap, &tr->num_codes)) ||
+                     (st = gather_codes(tr, &tr->target_codes, &tr->target_codes_cap,
+                                        &tr->num_target_codes))))
+        return st;
     if (m) {
         fill_metrics(tr, &cs, m);
         m->optimizer_step = boundary;
@@ -727,6 +888,21 @@ static vqj_status check_grids(vqj_trainer *tr, const vqj_grid *context, const vq
 vqj_status vqj_trainer_step(vqj_trainer *tr, const vqj_grid *context, const vqj_grid *targets,
                             int batch, vqj_train_metrics *m)
 {
+    if (tr && vqji_comm_size(tr->ctx) > 1 && context && targets) {
+        /* data-parallel: tokenize and train this rank's share */
+        vqji_clear_error(tr->ctx);
+        vqj_status st = shard_of(tr, batch);
+        if (st)
+            return st;
+        const int rank = vqji_comm_rank(tr->ctx);
+        context += tr->first * tr->window;
+        targets += tr->first;
+        batch = (int)tr->shard[rank];
+        tr->dist = 1;
+    } else if (tr) {
+        tr->dist = 0;
+        tr->first = 0;
+    }
     vqj_status st = check_grids(tr, context, targets, batch, "vqj_trainer_step");
     if (st)
         return st;
@@ -740,11 +916,37 @@ vqj_status vqj_trainer_step_tokens(vqj_trainer *tr, const vqj_tokens *context,
         return vqji_fail(tr ? tr->ctx : NULL, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_trainer_step_tokens: NULL argument");
     vqji_clear_error(tr->ctx);
+    if (vqji_comm_size(tr->ctx) > 1)
+        return vqji_fail(tr->ctx, VQJ_ERR_UNSUPPORTED,
+                         "vqj_trainer_step_tokens: not data-parallel; with a communicator "
+                         "attached pass grids to vqj_trainer_step");
+    tr->dist = 0;
+    tr->first = 0;
     return train_micro(tr, context, targets, NULL, NULL, m);
 }
 
+static vqj_status evaluate(vqj_trainer *tr, const vqj_grid *context, const vqj_grid *targets,
+                           int batch, vqj_train_metrics *m);
+
+/* Data-parallel: every rank evaluates the whole batch alone (the same
+ * result everywhere, no traffic); the communicator is set aside meanwhile. */
 vqj_status vqj_trainer_evaluate(vqj_trainer *tr, const vqj_grid *context,
                                 const vqj_grid *targets, int batch, vqj_train_metrics *m)
+{
+    vqj_comm *comm = tr ? tr->ctx->comm : NULL;
+    if (tr) {
+        tr->ctx->comm = NULL;
+        tr->dist = 0;
+        tr->first = 0;
+    }
+    vqj_status st = evaluate(tr, context, targets, batch, m);
+    if (tr)
+        tr->ctx->comm = comm;
+    return st;
+}
+
+static vqj_status evaluate(vqj_trainer *tr, const vqj_grid *context, const vqj_grid *targets,
+                           int batch, vqj_train_metrics *m)
 {
     vqj_status st = check_grids(tr, context, targets, batch, "vqj_trainer_evaluate");
     if (st)
@@ -831,12 +1033,12 @@ vqj_weights *vqj_trainer_target_predictor_weights(vqj_trainer *tr)
 
 const vqj_tensor *vqj_trainer_context_projections(const vqj_trainer *tr)
 {
-    return tr ? tr->c : NULL;
+    return tr ? (tr->dist ? tr->gc : tr->c) : NULL;
 }
 
 const vqj_tensor *vqj_trainer_target_projections(const vqj_trainer *tr)
 {
-    return tr ? tr->t : NULL;
+    return tr ? (tr->dist ? tr->gt : tr->t) : NULL;
 }
 
 const int32_t *vqj_trainer_codes(const vqj_trainer *tr, size_t *count)

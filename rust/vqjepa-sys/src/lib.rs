@@ -56,7 +56,8 @@ opaque!(
     vqj_trainer,
     vqj_metrics_window,
     vqj_config,
-    vqj_model
+    vqj_model,
+    vqj_comm
 );
 
 macro_rules! c_enum {
@@ -95,6 +96,8 @@ c_enum!(vqj_abort_criterion {
     VQJ_ABORT_VAL_LOSS_JUMP = 3, VQJ_ABORT_VAL_LOSS_PLATEAU = 4,
 });
 c_enum!(vqj_early_stopping_mode { VQJ_EARLY_STOPPING_MIN = 0, VQJ_EARLY_STOPPING_MAX = 1 });
+c_enum!(vqj_comm_type { VQJ_COMM_FLOAT32 = 0, VQJ_COMM_INT32 = 1, VQJ_COMM_INT64 = 2 });
+c_enum!(vqj_comm_op { VQJ_COMM_SUM = 0, VQJ_COMM_AVG = 1, VQJ_COMM_MAX = 2 });
 c_enum!(vqj_eval_method { VQJ_EVAL_MODEL = 0, VQJ_EVAL_FEATURES = 1, VQJ_EVAL_ANALOGY = 2 });
 
 /// `vqj_log_fn`: may be called from any thread calling the library.
@@ -493,6 +496,37 @@ extern "C" {
     pub fn vqj_context_device(ctx: *const vqj_context) -> vqj_device_kind;
     pub fn vqj_context_num_threads(ctx: *const vqj_context) -> c_int;
     pub fn vqj_context_seed(ctx: *const vqj_context) -> u64;
+    pub fn vqj_comm_mpi_available() -> c_int;
+    pub fn vqj_comm_create_single(ctx: *mut vqj_context, out: *mut *mut vqj_comm) -> vqj_status;
+    pub fn vqj_comm_create_mpi(ctx: *mut vqj_context, mpi_comm: *mut c_void, out: *mut *mut vqj_comm) -> vqj_status;
+    pub fn vqj_comm_init_mpi(
+        ctx: *mut vqj_context,
+        argc: *mut c_int,
+        argv: *mut *mut *mut c_char,
+        out: *mut *mut vqj_comm,
+    ) -> vqj_status;
+    pub fn vqj_comm_destroy(comm: *mut vqj_comm);
+    pub fn vqj_comm_rank(comm: *const vqj_comm) -> c_int;
+    pub fn vqj_comm_size(comm: *const vqj_comm) -> c_int;
+    pub fn vqj_comm_backend(comm: *const vqj_comm) -> *const c_char;
+    pub fn vqj_comm_allreduce(
+        comm: *mut vqj_comm,
+        buf: *mut c_void,
+        count: usize,
+        ty: vqj_comm_type,
+        op: vqj_comm_op,
+    ) -> vqj_status;
+    pub fn vqj_comm_allgather(
+        comm: *mut vqj_comm,
+        send: *const c_void,
+        count: usize,
+        recv: *mut c_void,
+        ty: vqj_comm_type,
+    ) -> vqj_status;
+    pub fn vqj_comm_broadcast(comm: *mut vqj_comm, buf: *mut c_void, count: usize, ty: vqj_comm_type, root: c_int) -> vqj_status;
+    pub fn vqj_comm_check_same(comm: *mut vqj_comm, bytes: *const c_void, n: usize, what: *const c_char) -> vqj_status;
+    pub fn vqj_context_set_comm(ctx: *mut vqj_context, comm: *mut vqj_comm) -> vqj_status;
+    pub fn vqj_context_comm(ctx: *const vqj_context) -> *mut vqj_comm;
     pub fn vqj_device_compiled(device: vqj_device_kind) -> c_int;
     pub fn vqj_tensor_create(ctx: *mut vqj_context, rows: c_int, cols: c_int, out: *mut *mut vqj_tensor) -> vqj_status;
     pub fn vqj_tensor_destroy(tensor: *mut vqj_tensor);
