@@ -842,6 +842,7 @@ public:
         h_ = detail::own(raw, vqj_trainer_destroy,
                          borrowed{ctx.shared(), enc.shared(), cb.shared(), pred.shared(), l.shared(), opt.shared()});
         ctx_ = ctx.shared();
+        window_ = pred.params().context_window;
     }
     /** Every part from a configuration in one call
      *  (vqj_trainer_create_from_config; config::make_trainer()): sizes from
@@ -854,6 +855,9 @@ public:
         trainer t;
         t.h_ = detail::own(raw, vqj_trainer_destroy, ctx.shared());
         t.ctx_ = ctx.shared();
+        vqj_predictor_params pp = defaults<vqj_predictor_params>();
+        detail::check(vqj_config_predictor_params(cfg, &pp));
+        t.window_ = pp.context_window;
         return t;
     }
     trainer(trainer &&) noexcept = default;
@@ -864,7 +868,7 @@ public:
      *  batch*T of them, so a shorter vector would be read past its end. */
     void check_batch(const std::vector<vqj_grid> &context, const std::vector<vqj_grid> &targets) const
     {
-        const size_t t = pred_params_.context_window > 0 ? static_cast<size_t>(pred_params_.context_window) : 1;
+        const size_t t = window_ > 0 ? static_cast<size_t>(window_) : 1;
         if (targets.empty() || context.size() != targets.size() * t)
             throw error(VQJ_ERR_INVALID_ARGUMENT,
                         "vqjepa::trainer: " + std::to_string(context.size()) + " context grids for " +
@@ -961,6 +965,7 @@ private:
     trainer() = default;
     std::shared_ptr<vqj_trainer> h_;
     std::shared_ptr<vqj_context> ctx_;
+    int window_ = 1; // T: context grids per target
 };
 
 /** A list of examples (T context grids and a target), read-only once built. */
