@@ -1488,8 +1488,10 @@ static void test_code_space_gradients(void **state)
         assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
         for (int i = 0; i < PN; i++)
             for (int j = 0, basis = 1; j < c; j++) {
-                float qc = e[codes[i] * c + j];
-                if (pc.mode == MODE_FSQ) { /* the code's digits, by hand */
+                float qc; /* FSQ has no code table: e is not read for it */
+                if (pc.mode != MODE_FSQ) {
+                    qc = e[codes[i] * c + j];
+                } else { /* the code's digits, by hand */
                     int l = FSQ_TEST_LEVELS[j], wj = l / 2;
                     int digit = codes[i] / basis % l;
                     basis *= l;
@@ -1577,7 +1579,7 @@ static void test_cosine_and_code_dim(void **state)
      * (0, 1) although (1, 0) is nearer in L2 to neither */
     const float z[] = {10, 1, 0.1f, 0.3f, 3, 2.9f};
     vqj_tensor *zt = tensor(ctx, 3, 2, z), *qt = tensor(ctx, 0, 0, NULL);
-    int32_t codes[3];
+    int32_t codes[10]; /* 3 rows here, 10 below */
     assert_ok(ctx, vqj_codebook_forward(cb, zt, 0, qt, codes, NULL));
     assert_int_equal(codes[0], 0);
     assert_int_equal(codes[1], 1);

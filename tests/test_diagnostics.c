@@ -469,6 +469,7 @@ static void test_window_codes(void **state)
     assert_true(m.perplexity == 0.0f);
     assert_int_equal(m.dead_codes, 10);
     vqj_metrics_window_destroy(w);
+    vqj_context_destroy(ctx);
 }
 
 /* Usage over context and target codes, perplexity and dead codes of a
