@@ -3,7 +3,7 @@
  * same global batch (losses within 1e-5 relative over 20 steps), every
  * rank's model, codebook and queue are bit-identical, a checkpoint of the
  * 2-rank run resumes in one process and one of a single process on 2
- * ranks. Every rank makes the same collective calls whatever a check finds
+ * ranks, and a non-finite value on one rank skips the step on all. Every rank makes the same collective calls whatever a check finds
  * (checks record, they do not jump), so a failure cannot hang the others.
  * Usage: test_mpi DIR (for the checkpoints). */
 #include "../testutil.h"
@@ -238,6 +238,32 @@ static void mismatched_batch(void)
     test_model_destroy(&m);
 }
 
+/* A non-finite value on one rank only (rank 1's encoder blown up): every
+ * rank skips the step, and nothing waits for ever. */
+static void skipped_together(void)
+{
+    scenario sc = {"skip", 6, 1, 0.0f};
+    test_model m;
+    make(&m, &sc, 1);
+    vqj_weights *w = vqj_encoder_weights(m.encoder);
+    vqj_weight_info info;
+    assert_ok(m.ctx, vqj_weights_info(w, 0, &info));
+    float *big = malloc(info.count * sizeof *big);
+    assert_non_null(big);
+    for (size_t i = 0; i < info.count; i++)
+        big[i] = 3e38f;
+    if (rank == 1)
+        assert_ok(m.ctx, vqj_weights_write(w, info.name, big, info.count));
+    vqj_grid context[6 * T], targets[6];
+    test_model_batch(&m, 0, 6, context, targets);
+    vqj_train_metrics r = {.size = sizeof r};
+    assert_ok(m.ctx, vqj_trainer_step(m.trainer, context, targets, 6, &r));
+    CHECK(r.skipped == 1 && r.step == 0, "rank %d: skipped %d, step %lld", rank, r.skipped,
+          (long long)r.step);
+    free(big);
+    test_model_destroy(&m);
+}
+
 int main(int argc, char **argv)
 {
     vqj_context *cctx = test_context();
@@ -258,6 +284,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof scenarios / sizeof *scenarios; i++)
         scenario_run(&scenarios[i], argv[1]);
     mismatched_batch();
+    skipped_together();
     int32_t total = failures;
     assert_ok(cctx, vqj_comm_allreduce(comm, &total, 1, VQJ_COMM_INT32, VQJ_COMM_SUM));
     vqj_comm_destroy(comm);
