@@ -10,6 +10,13 @@
  *    own size in their first field, so the library can tell older callers;
  *  - handles are opaque and owned by the caller once created: destroy them
  *    with the matching *_destroy() function (NULL is accepted and ignored).
+ *
+ * Tiers. The one-shot entry points are the stable part: vqj_model_load()
+ * and the vqj_model_* calls for inference, vqj_config_load() and
+ * vqj_trainer_create_from_config() with vqj_trainer_step() for training.
+ * The stage-level calls (tensors, weights views, each module's forward and
+ * backward, the optimizer's internals, the trainer's counters, the views)
+ * are experimental: they may change before 1.0.
  */
 #ifndef VQJEPA_H
 #define VQJEPA_H

@@ -32,7 +32,8 @@ vqj_status vqj_context_create(const vqj_context_params *params, vqj_context **ou
         return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_context_create: params is NULL");
     vqj_context_params p;
     vqj_context_params_default(&p);
-    vqj_status st = vqji_params_copy(NULL, &p, sizeof p, params, sizeof p, "vqj_context_params");
+    vqj_status st = vqji_params_copy(NULL, &p, sizeof p, params, VQJI_V1_CONTEXT_PARAMS,
+                                     "vqj_context_params");
     if (st)
         return st;
     if (p.device != VQJ_DEVICE_CPU && p.device != VQJ_DEVICE_CUDA)

@@ -8,7 +8,30 @@
 
 #include "core/core.h"
 
+#include <stddef.h>
 #include <string.h>
+
+/* The first published size of every size-prefixed struct, stated once: the
+ * end of the last field it had in 0.1.0. A caller built against that header
+ * passes at least this much; fields appended since take their defaults (or,
+ * in results, are not written). These never change when a struct grows
+ * (docs/api-conventions.md; tests/test_params.c checks each params struct at
+ * exactly this size). */
+#define VQJI_END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+#define VQJI_V1_CONTEXT_PARAMS VQJI_END_OF(vqj_context_params, log_level)
+#define VQJI_V1_TOKENIZER_PARAMS VQJI_END_OF(vqj_tokenizer_params, respect_colors)
+#define VQJI_V1_ENCODER_PARAMS VQJI_END_OF(vqj_encoder_params, relational_dropout)
+#define VQJI_V1_CODEBOOK_PARAMS offsetof(vqj_codebook_params, dead_code_threshold)
+#define VQJI_V1_PREDICTOR_PARAMS offsetof(vqj_predictor_params, final_activation)
+#define VQJI_V1_LOSS_PARAMS offsetof(vqj_loss_params, mask_duplicate_negatives)
+#define VQJI_V1_OPTIMIZER_PARAMS VQJI_END_OF(vqj_optimizer_params, min_lr_scale)
+#define VQJI_V1_TRAINER_PARAMS offsetof(vqj_trainer_params, ema_update_passes)
+#define VQJI_V1_DATASET_PARAMS VQJI_END_OF(vqj_dataset_params, max_examples_per_task)
+#define VQJI_V1_SYNTHETIC_PARAMS VQJI_END_OF(vqj_synthetic_params, max_primitives)
+#define VQJI_V1_AUGMENT_PARAMS VQJI_END_OF(vqj_augment_params, background)
+/* Results the library writes up to the caller's size. */
+#define VQJI_V1_LOSS_VALUES VQJI_END_OF(vqj_loss_values, temperature)
+#define VQJI_V1_CODEBOOK_STATS offsetof(vqj_codebook_stats, dead_replaced)
 
 /* `first_size` is the struct's size in the first release that had it. */
 static inline vqj_status vqji_params_copy(const vqj_context *ctx, void *dst, size_t dst_size,

@@ -37,7 +37,8 @@ static vqj_status resolve_params(const vqj_context *ctx, const vqj_augment_param
 {
     vqj_augment_params p;
     vqj_augment_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, in, sizeof p, "vqj_augment_params");
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, in, VQJI_V1_AUGMENT_PARAMS,
+                                     "vqj_augment_params");
     if (st)
         return st;
     if (!(p.mask_ratio >= 0.0f && p.mask_ratio <= 1.0f))

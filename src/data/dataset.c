@@ -47,7 +47,8 @@ vqj_status vqji_dataset_params_resolve(const vqj_context *ctx, const vqj_dataset
 {
     vqj_dataset_params p;
     vqj_dataset_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, in, sizeof p, "vqj_dataset_params");
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, in, VQJI_V1_DATASET_PARAMS,
+                                     "vqj_dataset_params");
     if (st)
         return st;
     if (p.context_window < 1 || p.context_window > MAX_CONTEXT_WINDOW)

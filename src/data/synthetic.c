@@ -38,7 +38,8 @@ static vqj_status resolve_params(const vqj_context *ctx, const vqj_synthetic_par
 {
     vqj_synthetic_params p;
     vqj_synthetic_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, in, sizeof p, "vqj_synthetic_params");
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, in, VQJI_V1_SYNTHETIC_PARAMS,
+                                     "vqj_synthetic_params");
     if (st)
         return st;
     if (p.num_examples < 1 || p.num_examples > MAX_EXAMPLES)

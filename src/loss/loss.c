@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* sizeof of the first published structs. */
-#define LOSS_PARAMS_V1_SIZE offsetof(vqj_loss_params, mask_duplicate_negatives)
-#define LOSS_VALUES_V1_SIZE sizeof(vqj_loss_values)
+/* The first published structs: core/params.h. */
+#define LOSS_PARAMS_V1_SIZE VQJI_V1_LOSS_PARAMS
+#define LOSS_VALUES_V1_SIZE VQJI_V1_LOSS_VALUES
 
 /* SIGReg's quadrature interval [0, 3] (DESIGN.md §4). */
 #define SIGREG_T_MAX 3.0
@@ -369,8 +369,8 @@ vqj_status vqj_loss_get_values(const vqj_loss *l, vqj_loss_values *out)
         return st;
     v.total = v.infonce + v.relational + v.commitment + v.sigreg + v.invariance_color +
               v.invariance_translation + v.invariance_symmetry;
-    v.size = sizeof v;
-    memcpy(out, &v, sizeof v); /* out->size >= sizeof v: nothing newer exists yet */
+    v.size = out->size;
+    memcpy(out, &v, out->size < sizeof v ? out->size : sizeof v);
     return VQJ_OK;
 }
 

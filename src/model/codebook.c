@@ -18,10 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The sizes of the first published params and stats structs: a caller
- * built against that header still works. */
-#define PARAMS_FIRST_SIZE offsetof(vqj_codebook_params, dead_code_threshold)
-#define STATS_FIRST_SIZE offsetof(vqj_codebook_stats, dead_replaced)
+/* The first published params and stats structs: core/params.h. */
+#define PARAMS_FIRST_SIZE VQJI_V1_CODEBOOK_PARAMS
+#define STATS_FIRST_SIZE VQJI_V1_CODEBOOK_STATS
 
 /* The eps of the cosine quantizer's l2 normalization. */
 #define NORM_EPS 1e-6f

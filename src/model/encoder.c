@@ -280,7 +280,8 @@ vqj_status vqj_encoder_create(vqj_context *ctx, const vqj_encoder_params *params
     vqji_clear_error(ctx);
     vqj_encoder_params p;
     vqj_encoder_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_encoder_params");
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, VQJI_V1_ENCODER_PARAMS,
+                                     "vqj_encoder_params");
     if (st)
         return st;
     st = check_params(ctx, &p);

@@ -172,7 +172,8 @@ vqj_status vqj_model_create(vqj_context *ctx, const vqj_tokenizer_params *tokeni
     vqj_tokenizer_params_default(&tp);
     vqj_status st;
     if (tokenizer &&
-        (st = vqji_params_copy(ctx, &tp, sizeof tp, tokenizer, sizeof tp, "vqj_tokenizer_params")))
+        (st = vqji_params_copy(ctx, &tp, sizeof tp, tokenizer, VQJI_V1_TOKENIZER_PARAMS,
+                              "vqj_tokenizer_params")))
         return st;
     const vqj_encoder_params *ep = vqji_encoder_params(encoder);
     const vqj_codebook_params *cp = vqji_codebook_params(codebook);

@@ -23,9 +23,9 @@
 #define MAX_HEAD_LAYERS 16
 #define MAX_WINDOW 1024
 #define L2_EPS 1e-12f
-/* sizeof of the first published vqj_predictor_params: a caller built before
- * final_activation existed gets the defaults of the fields after it. */
-#define PREDICTOR_PARAMS_V1_SIZE offsetof(vqj_predictor_params, final_activation)
+/* The first published vqj_predictor_params (core/params.h): a caller built
+ * before final_activation existed gets the defaults of the fields after it. */
+#define PREDICTOR_PARAMS_V1_SIZE VQJI_V1_PREDICTOR_PARAMS
 
 enum { PATH_NONE, PATH_CONTEXT, PATH_GRIDS };
 

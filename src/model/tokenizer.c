@@ -96,7 +96,8 @@ vqj_status vqj_tokens_create(vqj_context *ctx, const vqj_tokenizer_params *param
     vqji_clear_error(ctx);
     vqj_tokenizer_params p;
     vqj_tokenizer_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof p, "vqj_tokenizer_params");
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, VQJI_V1_TOKENIZER_PARAMS,
+                                     "vqj_tokenizer_params");
     if (st)
         return st;
     st = check_params(ctx, &p);

@@ -136,7 +136,7 @@ vqj_status vqj_optimizer_create(vqj_context *ctx, const vqj_optimizer_params *pa
     vqji_clear_error(ctx);
     vqj_optimizer_params p;
     vqj_optimizer_params_default(&p);
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, sizeof(vqj_optimizer_params),
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, VQJI_V1_OPTIMIZER_PARAMS,
                                      "vqj_optimizer_params");
     if (st)
         return st;

@@ -192,9 +192,7 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
     vqji_clear_error(ctx);
     vqj_trainer_params p;
     vqj_trainer_params_default(&p);
-    /* The first published struct ended before ema_update_passes. */
-    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params,
-                                     offsetof(vqj_trainer_params, ema_update_passes),
+    vqj_status st = vqji_params_copy(ctx, &p, sizeof p, params, VQJI_V1_TRAINER_PARAMS,
                                      "vqj_trainer_params");
     if (st)
         return st;
@@ -202,8 +200,8 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
         return st;
     vqj_tokenizer_params tp;
     vqj_tokenizer_params_default(&tp);
-    if (tokenizer && (st = vqji_params_copy(ctx, &tp, sizeof tp, tokenizer, sizeof tp,
-                                            "vqj_tokenizer_params")))
+    if (tokenizer && (st = vqji_params_copy(ctx, &tp, sizeof tp, tokenizer,
+                                            VQJI_V1_TOKENIZER_PARAMS, "vqj_tokenizer_params")))
         return st;
 
     const vqj_encoder_params *ep = vqji_encoder_params(encoder);
