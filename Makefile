@@ -65,6 +65,13 @@ PCFILE := lib/pkgconfig/vqjepa.pc
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=bin/%)
+# The libFuzzer harnesses (tests/fuzz/; rules below), built by `check`
+# when clang is installed.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES := arc jsonl config checkpoint tokenizer
+FUZZ_BIN := $(FUZZ_NAMES:%=bin/fuzz_%)
+FUZZ_OK := $(shell command -v $(FUZZ_CC) >/dev/null 2>&1 && echo yes)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=bin/example_%)
 
@@ -273,11 +280,6 @@ asan: $(ASAN_TEST_BIN) bin/asan/vqjepa bin/alloc_fail_test
 # FUZZ_SECONDS=N` fuzzes each harness N seconds (new inputs go to
 # build/fuzz/corpus/, crashes to build/fuzz/); `make check` runs each over
 # its committed corpus once (tests/fuzz_test.sh; SKIPPED without clang).
-FUZZ_CC ?= clang
-FUZZ_SECONDS ?= 60
-FUZZ_NAMES := arc jsonl config checkpoint tokenizer
-FUZZ_BIN := $(FUZZ_NAMES:%=bin/fuzz_%)
-FUZZ_OK := $(shell command -v $(FUZZ_CC) >/dev/null 2>&1 && echo yes)
 FUZZ_CFLAGS := -std=c11 $(WARN) -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
   $(DEPS_CFLAGS)
 FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/%.o)
