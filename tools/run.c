@@ -29,12 +29,15 @@ static void log_to_stderr(void *user, vqj_log_level level, const char *message)
 }
 
 static vqj_comm *world;
+static vqj_context *world_ctx; /* the communicator's context (its errors) */
 static int world_tried;
 
 static void world_finish(void)
 {
     vqj_comm_destroy(world);
+    vqj_context_destroy(world_ctx);
     world = NULL;
+    world_ctx = NULL;
 }
 
 vqj_comm *run_comm(void)
@@ -46,14 +49,13 @@ vqj_comm *run_comm(void)
     if (!vqj_comm_mpi_available() ||
         !(getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK")))
         return NULL;
-    static vqj_context *cctx;
     vqj_context_params p;
     vqj_context_params_default(&p);
     p.num_threads = 1;
-    if (vqj_context_create(&p, &cctx) != VQJ_OK ||
-        vqj_comm_init_mpi(cctx, NULL, NULL, &world) != VQJ_OK) {
+    if (vqj_context_create(&p, &world_ctx) != VQJ_OK ||
+        vqj_comm_init_mpi(world_ctx, NULL, NULL, &world) != VQJ_OK) {
         fprintf(stderr, "vqjepa: cannot join the MPI run: %s\n", vqj_last_error());
-        world = NULL;
+        world_finish();
         return NULL;
     }
     atexit(world_finish);
