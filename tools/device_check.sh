@@ -50,6 +50,7 @@ prepare() {
     stage="$tmp/stage"
     mkdir -p "$stage/bin" "$stage/deps"
     cp "$tmp/bin/test_cuda" "$tmp/bin/vqjepa" "$stage/bin/"
+    cp -L "$tmp/lib/libvqjepa.so.0" "$stage/deps/" # the CLI links it
     # Libraries a bare machine may lack; the C and C++ runtimes and the
     # CUDA libraries (from the GPU machine's toolkit) stay behind.
     ldd "$stage/bin/test_cuda" "$stage/bin/vqjepa" | awk '$3 ~ /^\// {print $3}' | sort -u |
