@@ -141,11 +141,14 @@ $(PCFILE): Makefile include/vqjepa.h
 	@mkdir -p lib/pkgconfig
 	printf '%s\n' "$$PC_TEXT" > $@
 
-# Programs link the static library: the CLI and the tests may use internal
-# (vqji_) functions that the shared library does not export.
-bin/vqjepa: $(TOOL_SRC) $(STATIC)
+# The CLI is a client of the shared library like any other (exported vqj_
+# functions only; `ldd bin/vqjepa` lists libvqjepa.so.0), found next to it
+# in the tree and in an installed prefix (bin/../lib). The tests link the
+# static library: they may use internal (vqji_) functions.
+bin/vqjepa: $(TOOL_SRC) lib/libvqjepa.so
 	@mkdir -p bin
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(TOOL_SRC) $(STATIC) $(DEPS_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(TOOL_SRC) -Llib -lvqjepa -Wl,-rpath,'$$ORIGIN/../lib' \
+	  $(DEPS_LIBS)
 
 bin/test_%: tests/test_%.c tests/testutil.h tests/testmodel.h $(STATIC)
 	@mkdir -p bin

@@ -25,6 +25,12 @@ bad=$(nm -D --defined-only "$lib/libvqjepa.so" | awk '$2 ~ /[TDBR]/ {print $3}' 
 nm -D --defined-only "$lib/libvqjepa.so" | grep -q ' vqj_version' || fail "vqj_version not exported"
 nm -D --defined-only "$lib/libvqjepa.so" | grep -q 'vqji_' && fail "internal vqji_ symbols exported"
 
+# The CLI links the shared library, the installed one once installed.
+loaded=$(ldd "$tmp/prefix/bin/vqjepa" | awk '$1 == "libvqjepa.so.0" {print $3}')
+[ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$lib/libvqjepa.so.0")" ] \
+    || fail "the installed vqjepa does not load the installed libvqjepa.so.0 (it loads '$loaded')"
+"$tmp/prefix/bin/vqjepa" --version >/dev/null || fail "the installed vqjepa does not run"
+
 export PKG_CONFIG_PATH="$lib/pkgconfig"
 [ "$(pkg-config --modversion vqjepa)" = "$("$top/bin/vqjepa" --version | awk '{print $NF}')" ] \
     || fail "pkg-config version differs from the library's"

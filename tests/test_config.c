@@ -999,25 +999,14 @@ static void create_all(vqj_context *ctx, const vqj_config *cfg, const char *what
     assert_ok(ctx, vqj_config_run(cfg, &rp));
 
     vqj_tokens *tokens = NULL;
-    vqj_encoder *enc = NULL;
-    vqj_codebook *cb = NULL;
-    vqj_predictor *pred = NULL;
-    vqj_loss *loss = NULL;
-    vqj_optimizer *opt = NULL;
     vqj_trainer *tr = NULL;
     vqj_status st;
 #define CREATE(call)                                                                           \
     if ((st = (call)) != VQJ_OK)                                                               \
         fail_msg("%s: %s failed: %s", what, #call, vqj_context_last_error(ctx));
     CREATE(vqj_tokens_create(ctx, &tkp, &tokens));
-    CREATE(vqj_encoder_create(ctx, &ep, &enc));
-    CREATE(vqj_codebook_create(ctx, &cp, &cb));
-    CREATE(vqj_predictor_create(ctx, &pp, &pred));
-    CREATE(vqj_loss_create(ctx, &lp, &loss));
-    vqj_weights *groups[] = {vqj_encoder_weights(enc), vqj_codebook_weights(cb),
-                             vqj_predictor_weights(pred), vqj_loss_weights(loss)};
-    CREATE(vqj_optimizer_create(ctx, &op, groups, 4, &opt));
-    CREATE(vqj_trainer_create(ctx, &tp, &tkp, enc, cb, pred, loss, opt, &tr));
+    /* Every module and the trainer over them, made from these params. */
+    CREATE(vqj_trainer_create_from_config(ctx, cfg, &tr));
     vqj_dataset_params resolved;
     CREATE(vqji_dataset_params_resolve(ctx, &dp, &resolved));
     if (sp.num_examples <= 10) {
@@ -1038,11 +1027,6 @@ static void create_all(vqj_context *ctx, const vqj_config *cfg, const char *what
 #undef CREATE
     vqj_metrics_window_destroy(win);
     vqj_trainer_destroy(tr);
-    vqj_optimizer_destroy(opt);
-    vqj_loss_destroy(loss);
-    vqj_predictor_destroy(pred);
-    vqj_codebook_destroy(cb);
-    vqj_encoder_destroy(enc);
     vqj_tokens_destroy(tokens);
 }
 

@@ -4,11 +4,10 @@
  * on batches of ARC grids, next to this machine's sgemm rate measured in the
  * same run at a representative shape. Unlike the single-thread rows of the
  * table, it runs with all the cores (or `threads`), since that is how
- * training runs; the sgemm reference uses the same context and threads. */
+ * training runs; the sgemm reference is OpenBLAS's, which the CPU backend's
+ * linear layers call, on as many threads. The CLI uses the public API only:
+ * it links libvqjepa.so like any program. */
 #include "cli.h"
-
-#include "core/tensor.h"
-#include "device/device.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -42,34 +41,31 @@ static double gemm_flops(double n, double f, double d, double layers, double k)
     return mlp_fwd + mlp_bwd + 3 * layers * block + 2 * n * d * k;
 }
 
-/* Best time of a plain sgemm C[m x n] = A[m x k] B[n x k]^T through the
- * device op the encoder's linear layers use. */
-static double sgemm_rate(vqj_context *ctx, int m, int n, int k)
+/* Best time of a plain sgemm C[m x n] = A[m x k] B[n x k]^T, the call the
+ * CPU backend's linear layers make (OpenBLAS, the context's threads). */
+static double sgemm_rate(int m, int n, int k)
 {
-    vqji_device *dev = ctx->device;
-    float *a = NULL, *b = NULL, *c = NULL;
     size_t sa = (size_t)m * k, sb = (size_t)n * k, sc = (size_t)m * n;
-    if (dev->ops->alloc(dev, sa * 4, (void **)&a) || dev->ops->alloc(dev, sb * 4, (void **)&b) ||
-        dev->ops->alloc(dev, sc * 4, (void **)&c)) {
-        dev->ops->free(dev, a);
-        dev->ops->free(dev, b);
-        return 0.0;
-    }
-    dev->ops->fill(dev, sa, 0.01f, a);
-    dev->ops->fill(dev, sb, 0.02f, b);
+    float *a = malloc(sa * sizeof *a), *b = malloc(sb * sizeof *b), *c = malloc(sc * sizeof *c);
     double best = 0.0;
-    for (int r = 0; r < 4; r++) {
-        double t0 = now_s();
-        dev->ops->gemm(dev, false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
-        dev->ops->sync(dev);
-        double dt = now_s() - t0;
-        if (r > 0 && (best == 0.0 || dt < best))
-            best = dt;
+    if (a && b && c) {
+        for (size_t i = 0; i < sa; i++)
+            a[i] = 0.01f;
+        for (size_t i = 0; i < sb; i++)
+            b[i] = 0.02f;
+        for (int r = 0; r < 4; r++) {
+            double t0 = now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f,
+                        c, n);
+            double dt = now_s() - t0;
+            if (r > 0 && (best == 0.0 || dt < best))
+                best = dt;
+        }
     }
-    dev->ops->free(dev, a);
-    dev->ops->free(dev, b);
-    dev->ops->free(dev, c);
-    return 2.0 * m * n * k / best;
+    free(a);
+    free(b);
+    free(c);
+    return best > 0.0 ? 2.0 * m * n * k / best : 0.0;
 }
 
 int bench_encoder(vqj_context *table_ctx, const vqj_grid *grids, size_t num_grids, int repeat,
@@ -84,7 +80,7 @@ int bench_encoder(vqj_context *table_ctx, const vqj_grid *grids, size_t num_grid
     vqj_encoder *enc = NULL;
     vqj_codebook *cb = NULL;
     vqj_tensor *z = NULL, *q = NULL, *dq = NULL, *dz = NULL;
-    float *host = NULL;
+    float *host = NULL, *zeros = NULL;
     if (!batch || !num_grids) {
         fprintf(stderr, "vqjepa bench: encoder: no grids or out of memory\n");
         goto done;
@@ -106,7 +102,8 @@ int bench_encoder(vqj_context *table_ctx, const vqj_grid *grids, size_t num_grid
         vqj_tensor_create(ctx, 0, 0, &dz))
         goto fail;
     const int n = (int)vqj_tokens_num_objects(tokens), d = ep.hidden_dim;
-    if (vqj_tensor_create(ctx, n, d, &dq) || !(host = malloc((size_t)n * d * sizeof *host)))
+    if (vqj_tensor_create(ctx, n, d, &dq) || !(host = malloc((size_t)n * d * sizeof *host)) ||
+        !(zeros = calloc((size_t)n * d, sizeof *zeros)))
         goto fail;
     /* A fixed upstream gradient of the size a loss would give. */
     for (size_t i = 0; i < (size_t)n * d; i++)
@@ -126,9 +123,9 @@ int bench_encoder(vqj_context *table_ctx, const vqj_grid *grids, size_t num_grid
         if (vqj_codebook_forward(cb, z, 1, q, NULL, NULL))
             goto fail;
         double t2 = now_s();
-        if (vqj_tensor_reshape(dz, n, d))
+        /* The backward passes accumulate into dz: start it at zero. */
+        if (vqj_tensor_reshape(dz, n, d) || vqj_tensor_write(dz, zeros, (size_t)n * d))
             goto fail;
-        ctx->device->ops->fill(ctx->device, (size_t)n * d, 0.0f, vqji_tensor_data(dz));
         if (vqj_codebook_backward(cb, dq, dz) || vqj_encoder_backward(enc, dz, NULL))
             goto fail;
         double t3 = now_s();
@@ -141,7 +138,7 @@ int bench_encoder(vqj_context *table_ctx, const vqj_grid *grids, size_t num_grid
     }
     double flops = gemm_flops(n, ep.feature_dim, d, ep.relational_layers, bp.num_embeddings);
     double rate = flops / best;
-    double ref = sgemm_rate(ctx, n, d, d);
+    double ref = sgemm_rate(n, d, d);
     fflush(stdout); /* keep the table's rows and these lines in order */
     fprintf(stderr,
             "encoder: D %d, %d layers x %d heads, K %d; %d grids/batch = %d tokens (%.2f per "
@@ -161,6 +158,7 @@ fail:
     fprintf(stderr, "vqjepa bench: encoder: %s\n", vqj_context_last_error(ctx));
 done:
     free(host);
+    free(zeros);
     vqj_tensor_destroy(z);
     vqj_tensor_destroy(q);
     vqj_tensor_destroy(dq);

@@ -54,7 +54,7 @@ prepare() {
     stage="$tmp/stage"
     mkdir -p "$stage/bin" "$stage/deps" "$stage/lib"
     cp "$tmp/bin/test_cuda" "$tmp/bin/vqjepa" "$stage/bin/"
-    cp -P "$tmp"/lib/libvqjepa.so* "$stage/lib/" # for bench_ref.py's data (ctypes)
+    cp -P "$tmp"/lib/libvqjepa.so* "$stage/lib/" # bench_ref.py's data (ctypes); the CLI links it
     # Libraries a bare machine may lack; the C and C++ runtimes and the
     # CUDA libraries (from the GPU machine's toolkit) stay behind.
     ldd "$stage/bin/test_cuda" "$stage/bin/vqjepa" "$stage/lib/libvqjepa.so" | awk '$3 ~ /^\// {print $3}' | sort -u |
