@@ -130,6 +130,7 @@ typedef struct vq_args {
     const int32_t *idx;
     int32_t *idx_out;
     float *dist, *counts, *sums, *q, *out;
+    const float *counts_in, *sums_in; /* vq_ema_normalize's statistics */
     float eps;
     double total;
 } vq_args;
@@ -244,7 +245,7 @@ static void ema_normalize_codes(void *arg, size_t c0, size_t c1)
 {
     const vq_args *w = arg;
     const int d = w->d;
-    const float eps = w->eps, *counts = w->counts, *sums = w->sums;
+    const float eps = w->eps, *counts = w->counts_in, *sums = w->sums_in;
     float *e = w->out;
     double m = w->total, denom = m + (double)w->n * eps;
     for (int c = (int)c0; c < (int)c1; c++) {
@@ -261,8 +262,8 @@ static void cpu_vq_ema_normalize(vqji_device *dev, int k, int d, float eps, floa
 {
     if (!(total > 0.0f) || k <= 0)
         return;
-    vq_args w = {.n = k, .d = d, .eps = eps, .total = total, .counts = (float *)counts,
-                 .sums = (float *)sums, .out = e};
+    vq_args w = {.n = k, .d = d, .eps = eps, .total = total, .counts_in = counts,
+                 .sums_in = sums, .out = e};
     vqji_parallel_for(vqji_cpu_pool(dev), (size_t)k, VQJI_PAR_MIN_ELEMS / ((size_t)d + 1) + 1,
                       1, ema_normalize_codes, &w);
 }

@@ -1,15 +1,17 @@
 /* The CPU backend's thread pool: the context's num_threads run the non-GEMM
  * kernels (OpenBLAS runs the GEMMs on its own threads). In the style of
- * ggml's: the caller is thread 0, num_threads - 1 workers wait for work, and
- * every parallel loop splits its index range statically into contiguous
- * parts, one per thread.
+ * ggml's: the caller takes part, num_threads - 1 workers wait for work, and
+ * every parallel loop cuts its index range into contiguous chunks (a few per
+ * thread, at fixed boundaries) that the threads claim one at a time, so a
+ * thread the OS runs late leaves its share to the others.
  *
  * Determinism: the kernels split work only where each output element is
  * computed by exactly one thread with the same operations in the same order
  * as the serial loop (rows, grids, columns of a column sum, codes of a
- * scatter). So results are bit-identical for every thread count, and a
- * parallel loop may run serially (tiny ranges, or while another thread of
- * the program holds the pool) without changing a bit. */
+ * scatter). So results are bit-identical for every thread count and every
+ * assignment of chunks to threads, and a parallel loop may run serially
+ * (tiny ranges, or while another thread of the program holds the pool)
+ * without changing a bit. */
 #ifndef VQJI_THREADPOOL_H
 #define VQJI_THREADPOOL_H
 
@@ -27,18 +29,18 @@ typedef void (*vqji_range_fn)(void *arg, size_t begin, size_t end);
 vqj_status vqji_pool_create(const vqj_context *ctx, int num_threads, vqji_pool **out);
 void vqji_pool_destroy(vqji_pool *pool);
 
-/* Run fn over [0, n): with t threads, thread i gets [n i / t, n (i + 1) / t),
- * each part a multiple of `align` indices (the last excepted). Serially, in
- * one call fn(arg, 0, n), when n < min_per_thread * 2, when the pool has one
- * thread, or when another thread is using the pool. pool may be NULL
- * (serial). */
+/* Run fn over [0, n): with t threads, in c = min(4 t, n) chunks, chunk i
+ * being [n i / c, n (i + 1) / c) with each boundary rounded down to a
+ * multiple of `align`. Serially, in one call fn(arg, 0, n), when
+ * n < 2 min_per_thread, when the pool has one thread, or when another thread
+ * is using the pool. pool may be NULL (serial). Returns when all is done. */
 void vqji_parallel_for(vqji_pool *pool, size_t n, size_t min_per_thread, size_t align,
                        vqji_range_fn fn, void *arg);
 
 /* Like vqji_parallel_for over items 0..n-1 whose costs are given by the
  * non-decreasing prefix sums cum[0..n] (cum[0] = 0, item i costs
- * cum[i+1] - cum[i]): thread i gets the items whose start falls in its equal
- * share of cum[n]. For packed grids, cum is the token offsets. */
+ * cum[i+1] - cum[i]): chunk i holds the items whose start falls in its
+ * equal share of cum[n]. For packed grids, cum is the token offsets. */
 void vqji_parallel_for_weighted(vqji_pool *pool, size_t n, const int32_t *cum,
                                 size_t min_total, vqji_range_fn fn, void *arg);
 
