@@ -640,13 +640,6 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, const float *er
     return VQJ_OK;
 }
 
-/* Dead-code replacement by count (docs/model.md): every code whose EMA
- * count is below the threshold t gets a token of the batch, drawn uniformly
- * (without replacement while the batch has at least as many tokens as there
- * are dead codes, with replacement past that): e_k = z_i, ema_count_k = t,
- * ema_sum_k = t z_i, so that ema_sum / ema_count is the new code. The draw is
- * a function of the context seed and the update number alone, so a resumed
- * run draws the same tokens. */
 static int count_cmp(const void *a, const void *b)
 {
     const order_item *x = a, *y = b;
@@ -674,6 +667,15 @@ static int cap_dead(vqj_codebook *cb, int ndead)
     return m;
 }
 
+/* Dead-code replacement by count (docs/model.md): every code whose EMA
+ * count is below the threshold t gets a token of the batch, drawn uniformly
+ * (without replacement while the batch has at least as many tokens as there
+ * are dead codes, with replacement past that): e_k = z_i, ema_count_k = t,
+ * ema_sum_k = t z_i, so that ema_sum / ema_count is the new code. The draw is
+ * a function of the context seed, the update number and the level alone, so
+ * a resumed run draws the same tokens. One level at a time (z: its input
+ * tokens), at most dead_code_max_per_step codes (cap_dead); reads the counts
+ * download_counts() left. */
 static vqj_status replace_dead(vqj_codebook *cb, const float *z, int n, int level, int *replaced)
 {
     const int k = cb->p.num_embeddings, d = cb->c;
