@@ -29,6 +29,8 @@ training:
   epochs: 1000
   checkpoint_steps: 1
   checkpoint_interval: 2
+  early_stopping:
+    enabled: false # the run must still be going when it is killed
 loss:
   queue_size: 32
 diagnostics:
