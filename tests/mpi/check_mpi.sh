@@ -31,7 +31,7 @@ say() { echo "check_mpi: $*"; }
 bad() { echo "check_mpi: FAIL: $*"; fail=1; }
 
 # 1. The library's trainer.
-if timeout 180 $MPIRUN -np 2 bin/mpi/test_mpi "$TMP"; then say "test_mpi passed"; else bad "test_mpi"; fi
+if timeout 600 $MPIRUN -np 2 bin/mpi/test_mpi "$TMP"; then say "test_mpi passed"; else bad "test_mpi"; fi
 
 # 2. The command line: no dropout (masks are drawn per rank), synthetic data.
 bin/mpi/vqjepa config | sed 's/relational_dropout: .*/relational_dropout: 0.0/' > "$TMP/nodrop.yaml"
