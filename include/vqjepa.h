@@ -2222,6 +2222,17 @@ VQJ_API vqj_status vqj_config_synthetic_params(const vqj_config *cfg, vqj_synthe
  *  the config. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL, size too small). */
 VQJ_API vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out);
 
+/** An upper bound (within about 2x) of the bytes a trainer made from the
+ *  configuration by vqj_trainer_create_from_config() holds once it trains:
+ *  the weights with their gradients, Adam moments and target copy, the
+ *  codebook's EMA state and the negatives queue, and the activations of one
+ *  micro-batch of training.batch_size examples (three encoder passes over
+ *  batch x (context_window + 1) grids x tokenizer.max_objects tokens, the
+ *  codebook distances, the loss's logits and relation matrices), as if
+ *  every grid held tokenizer.max_objects objects. Nothing is allocated. docs/failures.md lists what it counts.
+ *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL). */
+VQJ_API vqj_status vqj_config_estimate_bytes(const vqj_config *cfg, uint64_t *bytes);
+
 /** The resolved configuration as YAML in the reference system's layout,
  *  every key the library reads with its value, so that parsing the text
  *  gives the same configuration (without warnings). Floats are written with
@@ -2255,9 +2266,18 @@ VQJ_API vqj_status vqj_config_set(vqj_config *cfg, const char *key, const char *
  *  vqj_trainer_encoder() (...) accessors lend them to stage-level callers.
  *  vqj_trainer_save() with a NULL config_yaml records this configuration,
  *  so vqj_model_load() can read the file. Errors are read from `ctx`.
+ *  Before it allocates anything it compares vqj_config_estimate_bytes()
+ *  with a limit: the environment variable VQJEPA_MEMORY_LIMIT (bytes, with
+ *  an optional k, M, G or T suffix, powers of 1024; 0: no limit) or else
+ *  4 x the machine's physical memory (the estimate assumes every grid
+ *  holds tokenizer.max_objects objects; real grids hold far fewer).
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL; the configuration's
- *  training.device is not the context's device), and those of the modules'
- *  create functions. On failure *out is unchanged. */
+ *  training.device is not the context's device; the estimate exceeds the
+ *  limit: "the configuration needs about 27.0 GB, more than the limit of
+ *  16.0 GB (...): encoder activations 25.1 GB (batch 4096 x 4 grids x 64
+ *  objects x hidden 2048 x 3 layers), ..."; a malformed
+ *  VQJEPA_MEMORY_LIMIT), and those of the modules' create functions. On
+ *  failure *out is unchanged. */
 VQJ_API vqj_status vqj_trainer_create_from_config(vqj_context *ctx, const vqj_config *cfg,
                                                   vqj_trainer **out);
 

@@ -140,4 +140,17 @@ set +e; "$VQJEPA" train --device tpu --steps 1 > /dev/null 2> "$tmp/dev.err"; rc
     --out "$tmp/devcpu" > /dev/null || fail "train --device cpu failed"
 grep -q "device: cpu" "$tmp/devcpu/config.yaml" || fail "the run's config.yaml does not say device: cpu"
 ok
+# A configuration far beyond the machine is refused before it is allocated:
+# exit 2, the estimate and the limit named.
+printf 'object_encoder:\n  hidden_dim: 16384\ntraining:\n  batch_size: 1048576\n' > "$tmp/huge.yaml"
+set +e; "$VQJEPA" train --config "$tmp/huge.yaml" --data synthetic --steps 1 --threads 1 --quiet \
+    --out "$tmp/huge" > /dev/null 2> "$tmp/huge.err"; rc=$?; set -e
+[ "$rc" -eq 2 ] || fail "a huge configuration gave exit status $rc, expected 2: $(cat "$tmp/huge.err")"
+grep -q "the configuration needs about .* GB, more than the limit of" "$tmp/huge.err" \
+    || fail "huge configuration: $(cat "$tmp/huge.err")"
+set +e; VQJEPA_MEMORY_LIMIT=1k "$VQJEPA" train --data synthetic --steps 1 --batch 4 --threads 1 \
+    --quiet --out "$tmp/tiny" > /dev/null 2> "$tmp/tiny.err"; rc=$?; set -e
+[ "$rc" -eq 2 ] && grep -q "(VQJEPA_MEMORY_LIMIT)" "$tmp/tiny.err" \
+    || fail "VQJEPA_MEMORY_LIMIT=1k gave exit status $rc: $(cat "$tmp/tiny.err")"
+ok
 echo "cli_test: $passed passed, 0 failed"

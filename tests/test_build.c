@@ -1,8 +1,10 @@
 /* The one-call constructors: a trainer from a configuration
  * (vqj_trainer_create_from_config), a model from a trainer
- * (vqj_model_from_trainer) or from a checkpoint (vqj_model_load), and
- * vqj_config_set. */
+ * (vqj_model_from_trainer) or from a checkpoint (vqj_model_load),
+ * vqj_config_set, and the memory estimate that guards the first. */
 #include "testutil.h"
+
+#include "core/core.h" /* vqji_alloc_fail_at, vqji_alloc_count */
 
 #include <unistd.h>
 
@@ -350,12 +352,84 @@ static void test_config_set(void **state)
     vqj_context_destroy(ctx);
 }
 
+/* The memory estimate (vqj_config_estimate_bytes) grows with the batch, K
+ * and D, and vqj_trainer_create_from_config() refuses a configuration whose
+ * estimate exceeds VQJEPA_MEMORY_LIMIT before it allocates anything. */
+static uint64_t estimate_with(vqj_context *ctx, vqj_config *cfg, const char *key,
+                              const char *value)
+{
+    assert_ok(ctx, vqj_config_set(cfg, key, value));
+    uint64_t bytes = 0;
+    assert_int_equal(vqj_config_estimate_bytes(cfg, &bytes), VQJ_OK);
+    return bytes;
+}
+
+static void test_memory_estimate(void **state)
+{
+    (void)state;
+    vqj_context *ctx = context_seeded(1);
+    vqj_config *cfg = small_config(ctx);
+    uint64_t small = 0;
+    assert_int_equal(vqj_config_estimate_bytes(cfg, &small), VQJ_OK);
+    assert_true(small > 0);
+    assert_int_equal(vqj_config_estimate_bytes(NULL, &small), VQJ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vqj_config_estimate_bytes(cfg, NULL), VQJ_ERR_INVALID_ARGUMENT);
+    struct { const char *key, *lo, *hi; } grow[] = {
+        {"training.batch_size", "8", "64"},
+        {"object_encoder.num_embeddings", "32", "4096"},
+        {"object_encoder.hidden_dim", "16", "256"},
+        {"tokenizer.max_objects", "8", "64"},
+        {"loss.queue_size", "0", "65536"},
+    };
+    for (size_t i = 0; i < sizeof grow / sizeof grow[0]; i++) {
+        vqj_config *c = small_config(ctx);
+        uint64_t lo = estimate_with(ctx, c, grow[i].key, grow[i].lo);
+        uint64_t hi = estimate_with(ctx, c, grow[i].key, grow[i].hi);
+        if (!(hi > lo))
+            fail_msg("%s: %s gives %llu bytes, %s %llu", grow[i].key, grow[i].lo,
+                     (unsigned long long)lo, grow[i].hi, (unsigned long long)hi);
+        vqj_config_destroy(c);
+    }
+
+    /* The small config fits 1 GiB; at batch 1000000 it does not, and it is
+     * refused with the estimate and the limit named, before any allocation. */
+    assert_int_equal(setenv("VQJEPA_MEMORY_LIMIT", "1G", 1), 0);
+    vqj_trainer *tr = NULL;
+    assert_true(small < (1u << 30));
+    assert_ok(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr));
+    vqj_trainer_destroy(tr);
+    tr = NULL;
+    assert_ok(ctx, vqj_config_set(cfg, "training.batch_size", "1000000"));
+    vqji_alloc_fail_at(0);
+    assert_status(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr), VQJ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vqji_alloc_count(), 0);
+    assert_null(tr);
+    const char *msg = vqj_context_last_error(ctx);
+    assert_non_null(strstr(msg, "needs about"));
+    assert_non_null(strstr(msg, "more than the limit of 1.1 GB (VQJEPA_MEMORY_LIMIT)"));
+    assert_non_null(strstr(msg, "batch 1000000"));
+    /* A malformed limit is refused. */
+    assert_int_equal(setenv("VQJEPA_MEMORY_LIMIT", "lots", 1), 0);
+    assert_status(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "VQJEPA_MEMORY_LIMIT is 'lots'"));
+    /* Without the variable, a model far beyond any machine is refused too. */
+    assert_int_equal(unsetenv("VQJEPA_MEMORY_LIMIT"), 0);
+    assert_ok(ctx, vqj_config_set(cfg, "object_encoder.hidden_dim", "16384"));
+    assert_ok(ctx, vqj_config_set(cfg, "tokenizer.max_objects", "4096"));
+    assert_status(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "physical memory"));
+    assert_null(tr);
+    vqj_config_destroy(cfg);
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trainer_from_config),
         cmocka_unit_test(test_model_load),
         cmocka_unit_test(test_config_set),
+        cmocka_unit_test(test_memory_estimate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

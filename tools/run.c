@@ -848,8 +848,11 @@ int run_training(const run_options *o, run_outcome *out)
         goto done;
     }
     int T = vqj_dataset_context_window(train);
-    if (vqj_trainer_create_from_config(ctx, cfg, &tr) != VQJ_OK) {
+    vqj_status cst = vqj_trainer_create_from_config(ctx, cfg, &tr);
+    if (cst != VQJ_OK) {
         fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        if (cst == VQJ_ERR_INVALID_ARGUMENT) /* e.g. needs more memory than the limit */
+            rc = CLI_BAD_INPUT;
         goto done;
     }
     vqj_augment_params aug;

@@ -480,6 +480,7 @@ _PROTOTYPES = {
     "vqj_config_synthetic_params": (S, [P, P]),
     "vqj_config_run": (S, [P, ctypes.POINTER(vqj_run_params)]),
     "vqj_config_write_yaml": (S, [P, ctypes.POINTER(ctypes.c_void_p)]),
+    "vqj_config_estimate_bytes": (S, [P, ctypes.POINTER(ctypes.c_uint64)]),
     "vqj_config_set": (S, [P, STR, STR]),
     # one-call constructors
     "vqj_trainer_create_from_config": (S, [P, P, ctypes.POINTER(P)]),

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Every params struct of a configuration, filled from it. */
 typedef struct model_params {
@@ -53,6 +54,138 @@ static const char *device_name(vqj_device_kind d)
     return d == VQJ_DEVICE_CUDA ? "cuda" : "cpu";
 }
 
+/* ---- The memory estimate (vqj_config_estimate_bytes) ----
+ *
+ * An upper bound, in float32 counts, of what a trainer made from the
+ * configuration holds after its first step:
+ *  - state: the trainable weights W of the four modules, each with its
+ *    gradient and Adam's two moments (4 W), the target network's copy (W),
+ *    the codebook's EMA sums and counts, and the loss's negatives queue;
+ *  - encoder: the activations of one micro-batch kept for the backward pass
+ *    in three encoder passes held at once (the online pass, the invariance
+ *    view's pass and the target's), each of N = batch x (T+1) grids x
+ *    max_objects tokens: per token the feature MLP (4 D) and per relational
+ *    layer about 16 D values (layer norms, q k v, attention output, the 2 D
+ *    feed-forward hidden and its activation, residuals, dropout masks) plus
+ *    the heads x max_objects attention weights; plus their gradient (4 D a
+ *    token);
+ *  - codebook: each token's distances to the K codes of every level;
+ *  - loss and predictor: the batch x (batch + queue) logits with their
+ *    softmax and gradient, the max_objects^2 relation matrix of every grid
+ *    and its gradient, the SIGReg projections (slices x batch x 4) and the
+ *    predictor's per-grid vectors and head activations.
+ * Counted in doubles so that absurd sizes do not overflow. */
+typedef struct mem_estimate {
+    double state, encoder, codebook, loss; /* bytes */
+    double tokens;                         /* N */
+} mem_estimate;
+
+static void estimate(const model_params *p, mem_estimate *e)
+{
+    const double F = p->encoder.feature_dim, D = p->encoder.hidden_dim;
+    const double L = p->encoder.relational_layers, H = p->encoder.relational_heads;
+    const double M = p->tokenizer.max_objects, T = p->predictor.context_window;
+    const double P = p->predictor.projection_dim, PL = p->predictor.projection_layers;
+    const double B = p->run.batch_size, Q = p->loss.queue_size;
+    const double S = p->loss.sigreg_num_slices, K = p->codebook.num_embeddings;
+    const double c = p->codebook.code_dim, cw = c > 0 ? c : D;
+    const double levels =
+        p->codebook.quantizer == VQJ_QUANTIZER_RESIDUAL ? p->codebook.num_quantizers : 1;
+    const double enc_w = F * D + D * D + 4 * D + L * (8 * D * D + 11 * D);
+    const double cb_w = levels * K * cw + (c > 0 ? 2 * D * c + D + c : 0) + D * D;
+    const double pred_w = D * P + P + (PL - 1) * (P * P + P) + T * D + 15 * D;
+    const double W = enc_w + cb_w + pred_w + 1;
+    const double G = T + 1, N = B * G * M;
+    e->tokens = N;
+    e->state = 4.0 * (5 * W + levels * K * (cw + 1) + Q * P);
+    e->encoder = 4.0 * (3 * N * (4 * D + L * (16 * D + H * M)) + 4 * N * D);
+    e->codebook = p->codebook.quantizer == VQJ_QUANTIZER_FSQ ? 4.0 * N * D
+                                                               : 4.0 * N * levels * K;
+    e->loss = 4.0 * (3 * B * (B + Q) + 2 * B * G * M * M + 4 * S * B +
+                     B * G * D * 4 + B * P * PL * 4);
+}
+
+vqj_status vqj_config_estimate_bytes(const vqj_config *cfg, uint64_t *bytes)
+{
+    if (!cfg || !bytes)
+        return VQJ_ERR_INVALID_ARGUMENT;
+    model_params p;
+    vqj_status st = params_of(cfg, &p);
+    if (st)
+        return st;
+    mem_estimate e;
+    estimate(&p, &e);
+    double total = e.state + e.encoder + e.codebook + e.loss;
+    *bytes = total >= 1.8e19 ? UINT64_MAX : (uint64_t)total;
+    return VQJ_OK;
+}
+
+/* The limit of vqj_trainer_create_from_config(): VQJEPA_MEMORY_LIMIT (bytes,
+ * with an optional k, M, G or T suffix, powers of 1024; 0 turns the check
+ * off) or else 4 x the machine's physical memory (0 when unknown: no
+ * check). The factor 4: the estimate assumes every grid fills max_objects
+ * slots, and real grids fill few (builtin:gentle, 64 slots: 35 GB
+ * estimated, 3.3 GB peak RSS), so only a configuration that cannot fit
+ * whatever the data is refused by default. Returns -1 for a malformed
+ * variable. */
+static int memory_limit(double *limit, const char **source)
+{
+    const char *env = getenv("VQJEPA_MEMORY_LIMIT");
+    if (env && *env) {
+        char *end = NULL;
+        double v = strtod(env, &end);
+        double mul = 1;
+        if (end && *end) {
+            const char *units = "kMGT";
+            const char *u = strchr(units, *end);
+            if (!u || end[1])
+                return -1;
+            for (const char *q = units; q <= u; q++)
+                mul *= 1024;
+        }
+        if (end == env || !(v >= 0) || v > 1e30)
+            return -1;
+        *limit = v * mul;
+        *source = "VQJEPA_MEMORY_LIMIT";
+        return 0;
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    *limit = pages > 0 && page > 0 ? 4.0 * (double)pages * (double)page : 0;
+    *source = "4 x the machine's physical memory; VQJEPA_MEMORY_LIMIT overrides it";
+    return 0;
+}
+
+static double gb(double bytes) { return bytes / 1e9; }
+
+/* VQJ_ERR_INVALID_ARGUMENT when the configuration's estimate exceeds the
+ * limit, with the biggest parts and the sizes that make them. */
+static vqj_status check_memory(vqj_context *ctx, const char *fn, const model_params *p)
+{
+    double limit;
+    const char *source;
+    if (memory_limit(&limit, &source))
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: VQJEPA_MEMORY_LIMIT is '%s'; it must be a number of bytes with an "
+                         "optional k, M, G or T suffix (0: no limit)",
+                         fn, getenv("VQJEPA_MEMORY_LIMIT"));
+    mem_estimate e;
+    estimate(p, &e);
+    double total = e.state + e.encoder + e.codebook + e.loss;
+    if (limit <= 0 || total <= limit)
+        return VQJ_OK;
+    return vqji_fail(
+        ctx, VQJ_ERR_INVALID_ARGUMENT,
+        "%s: the configuration needs about %.1f GB, more than the limit of %.1f GB (%s): "
+        "encoder activations %.1f GB (batch %d x %d grids x %d objects x hidden %d x %d "
+        "layers), codebook distances %.1f GB (%.0f tokens x %d codes), weights and "
+        "optimizer state %.1f GB, loss %.1f GB (queue %d); lower training.batch_size, "
+        "tokenizer.max_objects, object_encoder.hidden_dim or object_encoder.num_embeddings",
+        fn, gb(total), gb(limit), source, gb(e.encoder), p->run.batch_size,
+        p->predictor.context_window + 1, p->tokenizer.max_objects, p->encoder.hidden_dim,
+        p->encoder.relational_layers, gb(e.codebook), e.tokens, p->codebook.num_embeddings,
+        gb(e.state), gb(e.loss), p->loss.queue_size);
+}
+
 vqj_status vqj_trainer_create_from_config(vqj_context *ctx, const vqj_config *cfg,
                                           vqj_trainer **out)
 {
@@ -69,6 +202,8 @@ vqj_status vqj_trainer_create_from_config(vqj_context *ctx, const vqj_config *cf
                          "%s: the configuration's training.device is %s but the context computes "
                          "on %s; create the context with that device",
                          fn, device_name(p.run.device), device_name(vqj_context_device(ctx)));
+    if ((st = check_memory(ctx, fn, &p)))
+        return st;
     char *yaml = NULL;
     if ((st = vqj_config_write_yaml(cfg, &yaml)))
         return st;

@@ -980,6 +980,7 @@ extern "C" {
     pub fn vqj_config_synthetic_params(cfg: *const vqj_config, out: *mut vqj_synthetic_params) -> vqj_status;
     pub fn vqj_config_run(cfg: *const vqj_config, out: *mut vqj_run_params) -> vqj_status;
     pub fn vqj_config_write_yaml(cfg: *const vqj_config, text_out: *mut *mut c_char) -> vqj_status;
+    pub fn vqj_config_estimate_bytes(cfg: *const vqj_config, bytes: *mut u64) -> vqj_status;
     pub fn vqj_config_set(cfg: *mut vqj_config, key: *const c_char, value: *const c_char) -> vqj_status;
     pub fn vqj_trainer_create_from_config(
         ctx: *mut vqj_context,
