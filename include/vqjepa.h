@@ -2269,7 +2269,7 @@ VQJ_API vqj_status vqj_config_set(vqj_config *cfg, const char *key, const char *
  *  Before it allocates anything it compares vqj_config_estimate_bytes()
  *  with a limit: the environment variable VQJEPA_MEMORY_LIMIT (bytes, with
  *  an optional k, M, G or T suffix, powers of 1024; 0: no limit) or else
- *  4 x the machine's physical memory (the estimate assumes every grid
+ *  8 x the machine's physical memory (the estimate assumes every grid
  *  holds tokenizer.max_objects objects; real grids hold far fewer).
  *  Errors: VQJ_ERR_INVALID_ARGUMENT (NULL; the configuration's
  *  training.device is not the context's device; the estimate exceeds the

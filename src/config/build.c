@@ -122,12 +122,12 @@ vqj_status vqj_config_estimate_bytes(const vqj_config *cfg, uint64_t *bytes)
 
 /* The limit of vqj_trainer_create_from_config(): VQJEPA_MEMORY_LIMIT (bytes,
  * with an optional k, M, G or T suffix, powers of 1024; 0 turns the check
- * off) or else 4 x the machine's physical memory (0 when unknown: no
- * check). The factor 4: the estimate assumes every grid fills max_objects
+ * off) or else 8 x the machine's physical memory (0 when unknown: no
+ * check). The factor 8: the estimate assumes every grid fills max_objects
  * slots, and real grids fill few (builtin:gentle, 64 slots: 35 GB
  * estimated, 3.3 GB peak RSS), so only a configuration that cannot fit
- * whatever the data is refused by default. Returns -1 for a malformed
- * variable. */
+ * whatever the data is refused by default, on machines down to 5 GB.
+ * Returns -1 for a malformed variable. */
 static int memory_limit(double *limit, const char **source)
 {
     const char *env = getenv("VQJEPA_MEMORY_LIMIT");
@@ -150,8 +150,8 @@ static int memory_limit(double *limit, const char **source)
         return 0;
     }
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    *limit = pages > 0 && page > 0 ? 4.0 * (double)pages * (double)page : 0;
-    *source = "4 x the machine's physical memory; VQJEPA_MEMORY_LIMIT overrides it";
+    *limit = pages > 0 && page > 0 ? 8.0 * (double)pages * (double)page : 0;
+    *source = "8 x the machine's physical memory; VQJEPA_MEMORY_LIMIT overrides it";
     return 0;
 }
 
