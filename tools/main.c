@@ -1,8 +1,12 @@
 /* `vqjepa`: dispatch to a subcommand from the table below. */
 #include "cli.h"
 
+#include <cblas.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -44,8 +48,36 @@ vqj_context *cli_context(const char *command, int threads)
     return ctx;
 }
 
+/* OpenBLAS picks its kernels when it loads. A release older than the CPU
+ * (Debian 12's 0.3.21 on Intel's Emerald Rapids) does not know the model
+ * and falls back to its SSE3 "Prescott" kernels, several times slower than
+ * the AVX-512 or AVX2 ones the CPU runs (docs/benchmarks.md). Then run again
+ * with OPENBLAS_CORETYPE naming the kernels the CPU supports; a caller's own
+ * OPENBLAS_CORETYPE is left alone, and if the exec fails nothing changes. */
+static void openblas_kernels(char **argv)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (getenv("OPENBLAS_CORETYPE"))
+        return;
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") != 0)
+        return;
+    __builtin_cpu_init();
+    const char *want = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2") ? "Haswell"
+                                                        : NULL;
+    if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    openblas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return CLI_BAD_INPUT;
