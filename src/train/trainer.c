@@ -145,6 +145,12 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     free(tr->codes);
     free(tr->target_codes);
     free(tr->pending_ids);
+    vqj_tensor *global[] = {tr->gc, tr->gt, tr->gdc, tr->gpv, tr->gdpv};
+    for (size_t i = 0; i < sizeof global / sizeof *global; i++)
+        vqj_tensor_destroy(global[i]);
+    free(tr->shard);
+    free(tr->gids);
+    /* last: the modules and tensors above live in the trainer's own context */
     if (tr->own_ctx) {
         vqj_optimizer_destroy(tr->optimizer);
         vqj_loss_destroy(tr->loss);
@@ -154,11 +160,6 @@ void vqj_trainer_destroy(vqj_trainer *tr)
         vqj_context_destroy(tr->own_ctx);
     }
     free(tr->config_yaml);
-    vqj_tensor *global[] = {tr->gc, tr->gt, tr->gdc, tr->gpv, tr->gdpv};
-    for (size_t i = 0; i < sizeof global / sizeof *global; i++)
-        vqj_tensor_destroy(global[i]);
-    free(tr->shard);
-    free(tr->gids);
     free(tr);
 }
 
