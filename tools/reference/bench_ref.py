@@ -70,6 +70,7 @@ import ctypes
 import math
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -109,6 +110,29 @@ ARGS = parse_args()
 # side calls).
 os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
 os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.threads)
+
+
+def openblas_kernels():
+    """Pick OpenBLAS's kernels as bin/vqjepa does (tools/main.c), so that both
+    sides run the same GEMM code: Debian's OpenBLAS 0.3.21 falls back to its
+    SSE3 "Prescott" kernels on CPUs it does not know (docs/benchmarks.md)."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ctypes; l = ctypes.CDLL('libopenblas.so.0'); "
+         "l.openblas_get_corename.restype = ctypes.c_char_p; "
+         "print(l.openblas_get_corename().decode())"],
+        capture_output=True, text=True)
+    if probe.returncode != 0 or probe.stdout.strip().lower() != "prescott":
+        return
+    with open("/proc/cpuinfo") as f:
+        flags = f.read().split()
+    want = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
+    if want:
+        os.environ["OPENBLAS_CORETYPE"] = want
+
+
+openblas_kernels()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
