@@ -25,7 +25,7 @@ import unittest
 import vqjepa
 from vqjepa import _lib
 
-np = vqjepa.np
+from vqjepa._core import np  # noqa: E402  (numpy as the package uses it, or None)
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.environ.get("VQJEPA_INCLUDE", os.path.join(HERE, "..", "..", "include"))
 HEADER = os.path.join(INCLUDE, "vqjepa.h")

@@ -22,7 +22,7 @@ def main(argv=None):
     if args.version or not args.library:
         print("vqjepa %s (libvqjepa %s, numpy %s)"
               % (vqjepa.__version__, vqjepa.library_version(),
-                 vqjepa.np.__version__ if vqjepa.HAVE_NUMPY else "not used"))
+                 vqjepa._core.np.__version__ if vqjepa.HAVE_NUMPY else "not used"))
     return 0
 
 
