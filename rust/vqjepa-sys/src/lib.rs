@@ -523,7 +523,13 @@ extern "C" {
         recv: *mut c_void,
         ty: vqj_comm_type,
     ) -> vqj_status;
-    pub fn vqj_comm_broadcast(comm: *mut vqj_comm, buf: *mut c_void, count: usize, ty: vqj_comm_type, root: c_int) -> vqj_status;
+    pub fn vqj_comm_broadcast(
+        comm: *mut vqj_comm,
+        buf: *mut c_void,
+        count: usize,
+        ty: vqj_comm_type,
+        root: c_int,
+    ) -> vqj_status;
     pub fn vqj_comm_check_same(comm: *mut vqj_comm, bytes: *const c_void, n: usize, what: *const c_char) -> vqj_status;
     pub fn vqj_context_set_comm(ctx: *mut vqj_context, comm: *mut vqj_comm) -> vqj_status;
     pub fn vqj_context_comm(ctx: *const vqj_context) -> *mut vqj_comm;
@@ -791,11 +797,7 @@ extern "C" {
         dc: *mut vqj_tensor,
         value: *mut f32,
     ) -> vqj_status;
-    pub fn vqj_loss_queue_push_ids(
-        loss: *mut vqj_loss,
-        t: *const vqj_tensor,
-        ids: *const u64,
-    ) -> vqj_status;
+    pub fn vqj_loss_queue_push_ids(loss: *mut vqj_loss, t: *const vqj_tensor, ids: *const u64) -> vqj_status;
     pub fn vqj_loss_sigreg(
         loss: *mut vqj_loss,
         c: *const vqj_tensor,
@@ -902,7 +904,11 @@ extern "C" {
         rows: c_int,
     ) -> vqj_status;
     pub fn vqj_metrics_window_add_codes(window: *mut vqj_metrics_window, codes: *const i32, n: usize) -> vqj_status;
-    pub fn vqj_metrics_window_add_target_codes(window: *mut vqj_metrics_window, codes: *const i32, n: usize) -> vqj_status;
+    pub fn vqj_metrics_window_add_target_codes(
+        window: *mut vqj_metrics_window,
+        codes: *const i32,
+        n: usize,
+    ) -> vqj_status;
     pub fn vqj_metrics_window_compute(window: *mut vqj_metrics_window, out: *mut vqj_window_metrics) -> vqj_status;
     pub fn vqj_metrics_window_rows(window: *const vqj_metrics_window) -> c_int;
     pub fn vqj_metrics_window_reset(window: *mut vqj_metrics_window);
@@ -1073,11 +1079,7 @@ extern "C" {
     pub fn vqj_eval_set_num_queries(set: *const vqj_eval_set) -> usize;
     pub fn vqj_eval_set_num_candidates(set: *const vqj_eval_set) -> usize;
     pub fn vqj_eval_set_context_window(set: *const vqj_eval_set) -> c_int;
-    pub fn vqj_eval_model(
-        model: *const vqj_model,
-        set: *const vqj_eval_set,
-        out: *mut vqj_eval_result,
-    ) -> vqj_status;
+    pub fn vqj_eval_model(model: *const vqj_model, set: *const vqj_eval_set, out: *mut vqj_eval_result) -> vqj_status;
     pub fn vqj_eval_baseline(
         ctx: *mut vqj_context,
         set: *const vqj_eval_set,
