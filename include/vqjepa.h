@@ -1263,6 +1263,51 @@ VQJ_API vqj_status vqj_augment_example(vqj_context *ctx, const vqj_augment_param
                                        int context_window, const vqj_grid *target,
                                        uint8_t *const *out_cells);
 
+/** A batch of a dataset's examples in the layout vqj_trainer_step() reads:
+ *  B * T context grids (example-major, oldest first) and B targets. The
+ *  batch loader of `vqjepa train` (docs/config.md, "augmentations"). */
+typedef struct vqj_batch vqj_batch;
+
+/** The seed vqj_batch_fill() gives vqj_augment_example() for example
+ *  `index` of `epoch` in a run seeded by `seed`: any batch of a run can be
+ *  redrawn from (seed, epoch, indices). */
+VQJ_API uint64_t vqj_augment_seed(uint64_t seed, int64_t epoch, size_t index);
+
+/** Create an empty batch, for the caller to destroy with
+ *  vqj_batch_destroy(); its buffers grow on the first fills and are reused
+ *  after. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL),
+ *  VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_batch_create(vqj_context *ctx, vqj_batch **out);
+
+/** Destroy a batch (NULL is a no-op). */
+VQJ_API void vqj_batch_destroy(vqj_batch *batch);
+
+/** Fill `batch` with examples indices[0 .. n-1] of `dataset`, in that
+ *  order. With augment == NULL the grids are the dataset's own (valid while
+ *  the dataset lives); otherwise each example is augmented by
+ *  vqj_augment_example() with the seed vqj_augment_seed(seed, epoch,
+ *  indices[e]), into cells the batch owns (valid until its next fill). A
+ *  batch is read with the vqj_batch_* accessors. On failure the batch is
+ *  empty. Errors: VQJ_ERR_INVALID_ARGUMENT (NULL pointers, an index out of
+ *  range, bad augment params), VQJ_ERR_OUT_OF_MEMORY. */
+VQJ_API vqj_status vqj_batch_fill(vqj_batch *batch, const vqj_dataset *dataset,
+                                  const vqj_augment_params *augment, uint64_t seed,
+                                  int64_t epoch, const size_t *indices, size_t n);
+
+/** B, the examples in the batch (0 for NULL or an empty batch). */
+VQJ_API size_t vqj_batch_num_examples(const vqj_batch *batch);
+
+/** T, the context grids per example (0 for NULL or an empty batch). */
+VQJ_API int vqj_batch_context_window(const vqj_batch *batch);
+
+/** The B * T context grids, example-major (NULL when empty), owned by the
+ *  batch: valid until its next fill or its destruction. */
+VQJ_API const vqj_grid *vqj_batch_context(const vqj_batch *batch);
+
+/** The B target grids (NULL when empty), owned by the batch: valid until
+ *  its next fill or its destruction. */
+VQJ_API const vqj_grid *vqj_batch_targets(const vqj_batch *batch);
+
 /** The color view: one random bijection of the colors that are not in the
  *  `background` bit mask (the tokenizer's vqj_tokenizer_params.background),
  *  applied to every cell. Tokenizing the view gives the same objects, areas,

@@ -1229,6 +1229,89 @@ static void test_augment_jitter(void **state)
 
 /* --------------------------------------------------------------- views */
 
+/* ---------------------------------------------------------- the batch loader */
+
+static void test_batch(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    const int T = 3;
+    vqj_dataset *ds = synthetic(ctx, T, 7, 40);
+    vqj_batch *b = NULL;
+    assert_ok(ctx, vqj_batch_create(ctx, &b));
+    assert_int_equal(vqj_batch_num_examples(b), 0);
+    assert_null(vqj_batch_context(b));
+
+    /* Without augmentation: the dataset's own grids, in the given order. */
+    const size_t idx[5] = {9, 0, 39, 9, 21};
+    assert_ok(ctx, vqj_batch_fill(b, ds, NULL, 0, 0, idx, 5));
+    assert_int_equal(vqj_batch_num_examples(b), 5);
+    assert_int_equal(vqj_batch_context_window(b), T);
+    for (int e = 0; e < 5; e++) {
+        const vqj_grid *cg, *tg;
+        assert_ok(ctx, vqj_dataset_example(ds, idx[e], &cg, &tg));
+        for (int k = 0; k < T; k++)
+            assert_ptr_equal(vqj_batch_context(b)[e * T + k].cells, cg[k].cells);
+        assert_ptr_equal(vqj_batch_targets(b)[e].cells, tg->cells);
+    }
+
+    /* Augmented: example e is vqj_augment_example() with vqj_augment_seed(). */
+    vqj_augment_params aug;
+    vqj_augment_params_default(&aug);
+    aug.mask_ratio = 0.3f;
+    assert_ok(ctx, vqj_batch_fill(b, ds, &aug, 123, 4, idx, 5));
+    int changed = 0;
+    for (int e = 0; e < 5; e++) {
+        const vqj_grid *cg, *tg;
+        assert_ok(ctx, vqj_dataset_example(ds, idx[e], &cg, &tg));
+        uint8_t cells[4][VQJ_MAX_GRID_SIDE * 8];
+        uint8_t *outs[4] = {cells[0], cells[1], cells[2], cells[3]};
+        for (int k = 0; k <= T; k++)
+            assert_true((size_t)(k < T ? cg[k] : *tg).height * (size_t)(k < T ? cg[k] : *tg).width <=
+                        sizeof cells[0]);
+        assert_ok(ctx, vqj_augment_example(ctx, &aug, vqj_augment_seed(123, 4, idx[e]), cg, T,
+                                           tg, outs));
+        for (int k = 0; k <= T; k++) {
+            const vqj_grid *want = k < T ? &cg[k] : tg;
+            const vqj_grid *got = k < T ? &vqj_batch_context(b)[e * T + k] : &vqj_batch_targets(b)[e];
+            assert_int_equal(got->height, want->height);
+            assert_int_equal(got->width, want->width);
+            size_t n = (size_t)want->height * (size_t)want->width;
+            assert_memory_equal(got->cells, outs[k], n);
+            changed += memcmp(got->cells, want->cells, n) != 0;
+        }
+    }
+    assert_true(changed > 0); /* the augmentation did something */
+    /* The two examples with the same index are augmented alike. */
+    assert_memory_equal(vqj_batch_targets(b)[0].cells, vqj_batch_targets(b)[3].cells,
+                        (size_t)vqj_batch_targets(b)[0].height * (size_t)vqj_batch_targets(b)[0].width);
+
+    /* The per-example seed is pinned: changing it would change every run. */
+    assert_true(vqj_augment_seed(123, 0, 0) == 8518901915975844544ull);
+    assert_true(vqj_augment_seed(123, 4, 17) == 8992494149802871048ull);
+    assert_true(vqj_augment_seed(123, 4, 18) != vqj_augment_seed(123, 4, 17));
+    assert_true(vqj_augment_seed(123, 5, 17) != vqj_augment_seed(123, 4, 17));
+
+    /* Bad input: a clear error and an empty batch. */
+    const size_t bad[2] = {1, 40};
+    assert_status(ctx, vqj_batch_fill(b, ds, NULL, 0, 0, bad, 2), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_context_last_error(ctx), "indices[1] is 40"));
+    assert_int_equal(vqj_batch_num_examples(b), 0);
+    assert_null(vqj_batch_targets(b));
+    assert_status(ctx, vqj_batch_fill(b, ds, NULL, 0, 0, NULL, 2), VQJ_ERR_INVALID_ARGUMENT);
+    aug.mask_ratio = 2.0f;
+    assert_status(ctx, vqj_batch_fill(b, ds, &aug, 0, 0, idx, 5), VQJ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(vqj_batch_num_examples(b), 0);
+    assert_status(ctx, vqj_batch_create(ctx, NULL), VQJ_ERR_INVALID_ARGUMENT);
+    /* An empty fill is valid. */
+    assert_ok(ctx, vqj_batch_fill(b, ds, NULL, 0, 0, NULL, 0));
+    assert_int_equal(vqj_batch_num_examples(b), 0);
+    vqj_batch_destroy(b);
+    vqj_batch_destroy(NULL);
+    vqj_dataset_destroy(ds);
+    vqj_context_destroy(ctx);
+}
+
 static void test_view_flip(void **state)
 {
     (void)state;
@@ -1453,6 +1536,7 @@ int main(void)
         cmocka_unit_test(test_augment_palette_consistent),
         cmocka_unit_test(test_augment_crop),
         cmocka_unit_test(test_augment_jitter),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_view_flip),
         cmocka_unit_test(test_view_palette),
         cmocka_unit_test(test_view_translate_features),

@@ -340,88 +340,6 @@ static vqj_dataset *load_data(vqj_context *ctx, const vqj_config *cfg, const vqj
     return ds;
 }
 
-/* ---- a batch of examples, augmented ---- */
-
-typedef struct batch_buf {
-    vqj_grid *context, *targets;
-    uint8_t *cells;
-    size_t cells_cap;
-    int cap;
-} batch_buf;
-
-static uint64_t mix(uint64_t a, uint64_t b)
-{
-    uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Examples order[first .. first+n-1] into b; augmented when aug != NULL
- * with a seed of (seed, epoch, example index), so any batch can be rebuilt. */
-static int fill_batch(vqj_context *ctx, const vqj_dataset *ds, const size_t *order, size_t first,
-                      int n, int T, const vqj_augment_params *aug, uint64_t seed, int epoch,
-                      batch_buf *b)
-{
-    if (n > b->cap) {
-        free(b->context);
-        free(b->targets);
-        b->context = malloc((size_t)n * T * sizeof *b->context);
-        b->targets = malloc((size_t)n * sizeof *b->targets);
-        b->cap = n;
-        if (!b->context || !b->targets) {
-            fprintf(stderr, "vqjepa: out of memory\n");
-            return -1;
-        }
-    }
-    size_t need = 0;
-    const vqj_grid *cg, *tg;
-    for (int e = 0; e < n; e++) {
-        if (vqj_dataset_example(ds, order[first + (size_t)e], &cg, &tg))
-            goto fail;
-        for (int k = 0; k < T; k++)
-            need += (size_t)cg[k].height * (size_t)cg[k].width;
-        need += (size_t)tg->height * (size_t)tg->width;
-    }
-    if (aug && need > b->cells_cap) {
-        free(b->cells);
-        b->cells = malloc(need);
-        b->cells_cap = b->cells ? need : 0;
-        if (!b->cells) {
-            fprintf(stderr, "vqjepa: out of memory\n");
-            return -1;
-        }
-    }
-    size_t off = 0;
-    for (int e = 0; e < n; e++) {
-        size_t index = order[first + (size_t)e];
-        if (vqj_dataset_example(ds, index, &cg, &tg))
-            goto fail;
-        if (!aug) {
-            for (int k = 0; k < T; k++)
-                b->context[e * T + k] = cg[k];
-            b->targets[e] = *tg;
-            continue;
-        }
-        uint8_t *outs[65];
-        for (int k = 0; k < T; k++) {
-            outs[k] = b->cells + off;
-            b->context[e * T + k] = (vqj_grid){cg[k].height, cg[k].width, outs[k]};
-            off += (size_t)cg[k].height * (size_t)cg[k].width;
-        }
-        outs[T] = b->cells + off;
-        b->targets[e] = (vqj_grid){tg->height, tg->width, outs[T]};
-        off += (size_t)tg->height * (size_t)tg->width;
-        if (vqj_augment_example(ctx, aug, mix(mix(seed, (uint64_t)epoch), index), cg, T, tg,
-                                outs))
-            goto fail;
-    }
-    return 0;
-fail:
-    fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
-    return -1;
-}
-
 /* ---- interruption ---- */
 
 static volatile sig_atomic_t interrupted;
@@ -635,8 +553,8 @@ static void add_codes(const vqj_trainer *tr, vqj_metrics_window *win)
 
 /* Validation loss: the mean over the validation set in batches. With
  * `codes`, the codes of every context and target token go into it too. */
-static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, int B, int T,
-                    batch_buf *b, vqj_metrics_window *codes, double *out, double *infonce)
+static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, int B,
+                    vqj_batch *b, vqj_metrics_window *codes, double *out, double *infonce)
 {
     size_t n = vqj_dataset_num_examples(val);
     *out = NAN;
@@ -650,12 +568,10 @@ static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, i
     double sum = 0, sum_nce = 0, w = 0;
     for (size_t first = 0; first < n; first += (size_t)B) {
         int cnt = (int)(n - first < (size_t)B ? n - first : (size_t)B);
-        if (fill_batch(ctx, val, order, first, cnt, T, NULL, 0, 0, b)) {
-            free(order);
-            return -1;
-        }
         vqj_train_metrics m = {.size = sizeof m};
-        if (vqj_trainer_evaluate(tr, b->context, b->targets, cnt, &m) != VQJ_OK) {
+        if (vqj_batch_fill(b, val, NULL, 0, 0, order + first, (size_t)cnt) != VQJ_OK ||
+            vqj_trainer_evaluate(tr, vqj_batch_context(b), vqj_batch_targets(b), cnt, &m) !=
+                VQJ_OK) {
             fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
             free(order);
             return -1;
@@ -795,7 +711,7 @@ int run_training(const run_options *o, run_outcome *out)
     vqj_trainer *tr = NULL;
     vqj_metrics_window *win = NULL, *val_win = NULL;
     size_t *order = NULL;
-    batch_buf bb = {0};
+    vqj_batch *bb = NULL;
     float *proj_c = NULL, *proj_t = NULL;
     char path[4096];
     if (!ctx)
@@ -847,7 +763,6 @@ int run_training(const run_options *o, run_outcome *out)
         rc = CLI_BAD_INPUT;
         goto done;
     }
-    int T = vqj_dataset_context_window(train);
     vqj_status cst = vqj_trainer_create_from_config(ctx, cfg, &tr);
     if (cst != VQJ_OK) {
         fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
@@ -927,6 +842,10 @@ int run_training(const run_options *o, run_outcome *out)
         fprintf(stderr, "vqjepa: out of memory\n");
         goto done;
     }
+    if (vqj_batch_create(ctx, &bb) != VQJ_OK) {
+        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        goto done;
+    }
     /* An epoch is a whole number of accumulation cycles, so that the
      * checkpoints written at its end hold no half-accumulated gradient. */
     int accum = rp.grad_accum_steps > 0 ? rp.grad_accum_steps : 1;
@@ -973,7 +892,7 @@ int run_training(const run_options *o, run_outcome *out)
             vqj_metrics_window_compute(win, &wm) == VQJ_OK) {                                  \
             double vloss_ = NAN;                                                               \
             vqj_metrics_window_reset(val_win);                                                 \
-            if (validate(ctx, tr, val, B, T, &bb, val_win, &vloss_, NULL) ||                  \
+            if (validate(ctx, tr, val, B, bb, val_win, &vloss_, NULL) ||                  \
                 vqj_metrics_window_compute(val_win, &vm) != VQJ_OK) {                          \
                 rc = CLI_FAILED;                                                               \
                 goto done;                                                                     \
@@ -1047,13 +966,11 @@ int run_training(const run_options *o, run_outcome *out)
             s.epoch_sum.size = sizeof s.epoch_sum;
         }
         for (; s.next < batches; s.next++) {
-            if (fill_batch(ctx, train, order, s.next * (size_t)B, B, T, &aug, seed, s.epoch,
-                           &bb)) {
-                rc = CLI_FAILED;
-                goto done;
-            }
             vqj_train_metrics mm = {.size = sizeof mm};
-            if (vqj_trainer_step(tr, bb.context, bb.targets, B, &mm) != VQJ_OK) {
+            if (vqj_batch_fill(bb, train, &aug, seed, s.epoch, order + s.next * (size_t)B,
+                               (size_t)B) != VQJ_OK ||
+                vqj_trainer_step(tr, vqj_batch_context(bb), vqj_batch_targets(bb), B, &mm) !=
+                    VQJ_OK) {
                 fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
                 rc = CLI_FAILED;
                 goto done;
@@ -1161,7 +1078,7 @@ int run_training(const run_options *o, run_outcome *out)
              * evaluation changes nothing, so a resumed run is unaffected),
              * then the checkpoint to resume from. */
             double vloss;
-            if (validate(ctx, tr, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
+            if (validate(ctx, tr, val, B, bb, NULL, &vloss, &out->final_val_infonce)) {
                 rc = CLI_FAILED;
                 goto done;
             }
@@ -1184,7 +1101,7 @@ int run_training(const run_options *o, run_outcome *out)
         }
         /* End of epoch: validation, diagnostics, early stopping, checkpoints. */
         double vloss;
-        if (validate(ctx, tr, val, B, T, &bb, NULL, &vloss, &out->final_val_infonce)) {
+        if (validate(ctx, tr, val, B, bb, NULL, &vloss, &out->final_val_infonce)) {
             rc = CLI_FAILED;
             goto done;
         }
@@ -1272,9 +1189,7 @@ done:
     free(order);
     free(proj_c);
     free(proj_t);
-    free(bb.context);
-    free(bb.targets);
-    free(bb.cells);
+    vqj_batch_destroy(bb);
     vqj_metrics_window_destroy(win);
     vqj_metrics_window_destroy(val_win);
     vqj_trainer_destroy(tr);

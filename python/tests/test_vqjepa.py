@@ -380,6 +380,34 @@ class TestTraining(unittest.TestCase):
         with self.assertRaises(IndexError):
             ds[16]
 
+    def test_dataset_batches_augmented(self):
+        ds = vqjepa.Dataset.synthetic(self.ctx, num_examples=16, seed=3)
+        order = tolist(ds.shuffle(5, 2))
+        plain = list(ds.batches(8, epoch=2, seed=5))
+        self.assertEqual(plain[0][1][0], ds[order[0]][1])  # unaugmented: the dataset's grids
+        aug = {"mask_ratio": 0.3}
+        big = list(ds.batches(8, epoch=2, seed=5, augment=aug))
+        small = list(ds.batches(4, epoch=2, seed=5, augment=aug))
+        # Each example's augmentation depends on (seed, epoch, index) only,
+        # not on the batch it lands in.
+        self.assertEqual([g.cells for g in big[0][1]],
+                         [g.cells for g in small[0][1] + small[1][1]])
+        self.assertEqual([g.cells for g in big[0][0]],
+                         [g.cells for g in small[0][0] + small[1][0]])
+        self.assertEqual([g.shape for g in big[0][1]], [g.shape for g in plain[0][1]])
+        self.assertNotEqual([g.cells for g in big[0][0]], [g.cells for g in plain[0][0]])
+        other = list(ds.batches(8, epoch=3, seed=5, augment=aug))
+        self.assertNotEqual([g.cells for g in other[0][0]], [g.cells for g in big[0][0]])
+        # The grids of an earlier batch stay valid after later ones are made.
+        first = big[0][1][0].cells
+        list(ds.batches(8, epoch=2, seed=5, augment=aug))
+        self.assertEqual(big[0][1][0].cells, first)
+        self.assertEqual(vqjepa.augment_seed(123, 0, 0), 8518901915975844544)  # as in C
+        with self.assertRaises(vqjepa.InvalidArgumentError):
+            list(ds.batches(4, augment={"mask_ratio": 2.0}))
+        with self.assertRaises(vqjepa.InvalidArgumentError):
+            list(ds.batches(4, augment={"no_such_field": 1}))
+
     def test_arc_task(self):
         task = vqjepa.ArcTask(self.ctx, json_text='{"train":[{"input":[[1,2]],"output":[[3]]}],'
                                                   '"test":[{"input":[[4]]}]}', name="t")

@@ -27,13 +27,14 @@ from ._errors import (DeviceError, Error, FileError, InternalError, InvalidArgum
 from ._core import (BASE_FEATURES, HAVE_NUMPY, MAX_GRID_SIDE, NUM_COLORS, defaults,
                     library_path, library_version, status_string)
 from ._grid import Grid, _GridBatch
-from ._data import ArcTask, Dataset, Tensor, Tokens, Weights
+from ._data import ArcTask, Dataset, Tensor, Tokens, Weights, augment_seed
 from ._context import Context
 from ._model import EvalSet, Model, latent_distance
 from ._stages import (Codebook, Encoder, Loss, Metrics, MetricsWindow, Optimizer, Predictor,
                       Trainer, checkpoint_metadata, embedding_metrics, load_checkpoint,
                       save_checkpoint, verify_checkpoint)
 from ._config import Config
+
 
 __version__ = "0.1.0"
 
@@ -44,5 +45,5 @@ __all__ = [
     "Predictor", "Loss", "Optimizer", "Trainer", "Metrics", "Dataset",
     "save_checkpoint", "load_checkpoint", "verify_checkpoint", "checkpoint_metadata",
     "embedding_metrics", "library_version", "library_path", "HAVE_NUMPY", "Model",
-    "latent_distance", "defaults", "Config", "MetricsWindow", "EvalSet",
+    "latent_distance", "defaults", "Config", "MetricsWindow", "EvalSet", "augment_seed",
 ]

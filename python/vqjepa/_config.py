@@ -3,11 +3,13 @@
 import ctypes
 import os
 
+
 from . import _lib
 from ._errors import InvalidArgumentError
 from ._lib import fn
 from ._core import _child, _create, _Handle
 from ._stages import Trainer
+
 
 _CONFIG_KINDS = ("tokenizer", "encoder", "codebook", "predictor", "loss", "optimizer", "trainer",
                  "dataset", "augment", "synthetic")

@@ -2,11 +2,13 @@
 
 import ctypes
 
+
 from . import _lib
 from ._errors import InvalidArgumentError
 from ._lib import fn
 from ._core import _Core, _create, _Handle
 from ._data import Tokens
+
 
 _DEVICES = {"cpu": 0, "cuda": 1}
 _LOG_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}

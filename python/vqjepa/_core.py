@@ -5,9 +5,11 @@ import itertools
 import os
 import threading
 
+
 from . import _lib
 from ._errors import InvalidArgumentError, StateError
 from ._lib import fn
+
 
 if os.environ.get("VQJEPA_NUMPY", "1") not in ("0", "no", "false", ""):
     try:

@@ -3,12 +3,14 @@
 import ctypes
 import os
 
+
 from . import _lib
 from ._errors import InvalidArgumentError, StateError
 from ._lib import fn
 from ._core import (_child, _Core, _create, _floats_in, _floats_out, _Handle, _ints_out, _Locked,
                     _make_params, _matrix_from_ptr, _name, _shaped, np)
 from ._grid import _GridBatch, Grid
+
 
 class Weights(_Handle):
     """A borrowed view of a handle's named tensors (weights and state such
@@ -349,21 +351,45 @@ class Dataset(_Handle):
         fn.vqj_dataset_shuffle(self._ptr(), seed, epoch, order)
         return _ints_out(order[:n])
 
-    def batches(self, batch_size, epoch=0, seed=0, drop_last=True):
+    def batches(self, batch_size, epoch=0, seed=0, drop_last=True, augment=None):
         """Yield (context grids [batch*T], targets [batch]) in the order of
-        shuffle(seed, epoch)."""
-        order = list(self.shuffle(seed, epoch))
+        shuffle(seed, epoch), as `vqjepa train` builds them
+        (vqj_batch_fill): with ``augment`` (True for the library's
+        augmentation defaults, or a dict of vqj_augment_params fields) each
+        example is augmented with the seed augment_seed(seed, epoch, index),
+        so a run's batches are the CLI's for the same seed."""
+        aug = None
+        if augment is not None and augment is not False:
+            aug = _make_params(_lib.vqj_augment_params, {} if augment is True else augment,
+                               what="augment")
+        order = self.shuffle(seed, epoch)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             if drop_last and len(idx) < batch_size:
                 break
-            context, targets = [], []
-            for i in idx:
-                c, t = self[int(i)]
-                context.extend(c)
-                targets.append(t)
-            yield context, targets
+            batch = _Batch(self)
+            indices = (ctypes.c_size_t * max(len(idx), 1))(*(int(i) for i in idx))
+            fn.vqj_batch_fill(batch._ptr(), self._ptr(), ctypes.byref(aug) if aug else None,
+                              seed, epoch, indices, len(idx))
+            n, T = len(idx), fn.vqj_batch_context_window(batch._ptr())
+            c, t = fn.vqj_batch_context(batch._ptr()), fn.vqj_batch_targets(batch._ptr())
+            yield [Grid(c[k], batch) for k in range(n * T)], [Grid(t[e], batch) for e in range(n)]
 
 
 # ---------------------------------------------------------------------------
 # Model parts
+
+
+def augment_seed(seed, epoch, index):
+    """The seed Dataset.batches(augment=...) and `vqjepa train` give the
+    augmentation of example ``index`` in ``epoch`` of a run seeded by
+    ``seed`` (vqj_augment_seed)."""
+    return fn.vqj_augment_seed(seed, epoch, index)
+
+
+class _Batch(_Handle):
+    """The cells of one augmented batch (vqj_batch), kept alive by its grids."""
+
+    def __init__(self, dataset):
+        _child(self, dataset._ctx, _create(fn.vqj_batch_create, dataset._ctx._ptr()),
+               fn.vqj_batch_destroy, deps=[dataset._core])

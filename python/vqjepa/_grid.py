@@ -3,9 +3,11 @@
 import ctypes
 import itertools
 
+
 from . import _lib
 from ._errors import InvalidArgumentError, UnsupportedError
 from ._core import np
+
 
 class Grid:
     """A grid owned by the library (an example of a Dataset, a pair of an

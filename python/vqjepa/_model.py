@@ -3,12 +3,14 @@
 import ctypes
 import os
 
+
 from . import _lib
 from ._errors import InvalidArgumentError
 from ._lib import fn
 from ._core import (_child, _create, _floats_in, _floats_out, _Handle, _ints32_out, _ints_out,
                     _make_params, _shaped)
 from ._grid import _GridBatch
+
 
 class Model(_Handle):
     """Inference over trained parts (vqj_model): a grid becomes one code per

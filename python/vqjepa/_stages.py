@@ -5,6 +5,7 @@ import ctypes
 import os
 import types
 
+
 from . import _lib
 from ._errors import InvalidArgumentError
 from ._lib import fn
@@ -13,6 +14,7 @@ from ._core import (_child, _Core, _create, _floats_in, _floats_out, _Handle, _i
 from ._grid import _GridBatch
 from ._data import Tensor, Weights
 from ._model import Model
+
 
 _ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "tanh": 3}
 _AGGREGATORS = {"mean": 0, "last": 1, "attention": 2, "gru": 3}

@@ -52,6 +52,7 @@ opaque!(
     vqj_encoder,
     vqj_predictor,
     vqj_dataset,
+    vqj_batch,
     vqj_loss,
     vqj_trainer,
     vqj_metrics_window,
@@ -731,6 +732,22 @@ extern "C" {
         validation: *mut *mut vqj_dataset,
     ) -> vqj_status;
     pub fn vqj_dataset_shuffle(dataset: *const vqj_dataset, seed: u64, epoch: i64, order: *mut usize) -> vqj_status;
+    pub fn vqj_augment_seed(seed: u64, epoch: i64, index: usize) -> u64;
+    pub fn vqj_batch_create(ctx: *mut vqj_context, out: *mut *mut vqj_batch) -> vqj_status;
+    pub fn vqj_batch_destroy(batch: *mut vqj_batch);
+    pub fn vqj_batch_fill(
+        batch: *mut vqj_batch,
+        dataset: *const vqj_dataset,
+        augment: *const vqj_augment_params,
+        seed: u64,
+        epoch: i64,
+        indices: *const usize,
+        n: usize,
+    ) -> vqj_status;
+    pub fn vqj_batch_num_examples(batch: *const vqj_batch) -> usize;
+    pub fn vqj_batch_context_window(batch: *const vqj_batch) -> c_int;
+    pub fn vqj_batch_context(batch: *const vqj_batch) -> *const vqj_grid;
+    pub fn vqj_batch_targets(batch: *const vqj_batch) -> *const vqj_grid;
     pub fn vqj_augment_params_default(params: *mut vqj_augment_params);
     pub fn vqj_augment_grid(
         ctx: *mut vqj_context,
