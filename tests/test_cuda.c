@@ -1094,13 +1094,14 @@ static void test_linalg(void **state)
 
 enum { T_ = 3, B_ = 8, D_ = 32, P_ = 16, K_ = 16 };
 
+/* A trainer made by vqj_trainer_create_from_config() on one device, and its
+ * parts, borrowed from it. */
 typedef struct model {
     vqj_context *ctx;
     vqj_encoder *encoder;
     vqj_codebook *codebook;
     vqj_predictor *predictor;
     vqj_loss *loss;
-    vqj_optimizer *optimizer;
     vqj_trainer *trainer;
 } model;
 
@@ -1111,63 +1112,54 @@ typedef struct model {
             fail_msg("%s: %s", #call, vqj_context_last_error((m)->ctx));                       \
     } while (0)
 
-static void model_create(model *m, vqj_context *ctx)
+/* The library's defaults with `keys` ({key, value} pairs, NULL-terminated),
+ * on ctx's device, built in one call. */
+static void model_from_keys(model *m, vqj_context *ctx, const char *const (*keys)[2])
 {
     memset(m, 0, sizeof *m);
     m->ctx = ctx;
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    ep.hidden_dim = D_;
-    ep.relational_layers = 2;
-    ep.relational_heads = 4;
-    MODEL_OK(m, vqj_encoder_create(ctx, &ep, &m->encoder));
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.num_embeddings = K_;
-    bp.dim = D_;
-    /* k-means++ draws and the refresh's ranking of tokens by error are
-     * discrete: a rounding difference at a boundary would pick another
-     * token and the runs would part for good. Their device ops are checked
-     * one by one above. */
-    bp.kmeans_init = 0;
-    bp.refresh_enabled = 0;
-    MODEL_OK(m, vqj_codebook_create(ctx, &bp, &m->codebook));
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = D_;
-    pp.projection_dim = P_;
-    pp.aggregator = VQJ_AGG_GRU;
-    MODEL_OK(m, vqj_predictor_create(ctx, &pp, &m->predictor));
-    vqj_loss_params lp;
-    vqj_loss_params_default(&lp);
-    lp.projection_dim = P_;
-    lp.queue_size = 32;
-    lp.sigreg_num_slices = 16;
-    MODEL_OK(m, vqj_loss_create(ctx, &lp, &m->loss));
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    op.lr = 1e-3f;
-    op.warmup_steps = 0;
-    op.total_steps = 50;
-    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
-                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-    MODEL_OK(m, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = 2;
-    MODEL_OK(m, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
-                                   m->loss, m->optimizer, &m->trainer));
+    vqj_config *cfg = NULL;
+    MODEL_OK(m, vqj_config_default(ctx, &cfg));
+    MODEL_OK(m, vqj_config_set(cfg, "training.device",
+                               vqj_context_device(ctx) == VQJ_DEVICE_CUDA ? "cuda" : "cpu"));
+    for (int k = 0; keys[k][0]; k++)
+        MODEL_OK(m, vqj_config_set(cfg, keys[k][0], keys[k][1]));
+    MODEL_OK(m, vqj_trainer_create_from_config(ctx, cfg, &m->trainer));
+    vqj_config_destroy(cfg);
+    m->encoder = vqj_trainer_encoder(m->trainer);
+    m->codebook = vqj_trainer_codebook(m->trainer);
+    m->predictor = vqj_trainer_predictor(m->trainer);
+    m->loss = vqj_trainer_loss(m->trainer);
 }
 
-static void model_destroy(model *m)
+static void model_create(model *m, vqj_context *ctx)
 {
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
+    static const char *const keys[][2] = {
+        {"seed", "7"},
+        {"tokenizer.max_objects", "16"},
+        {"object_encoder.hidden_dim", "32"},
+        {"object_encoder.relational_layers", "2"},
+        {"object_encoder.relational_heads", "4"},
+        {"object_encoder.num_embeddings", "16"},
+        /* k-means++ draws and the refresh's ranking of tokens by error are
+         * discrete: a rounding difference at a boundary would pick another
+         * token and the runs would part for good. Their device ops are
+         * checked one by one above. */
+        {"object_encoder.vq_kmeans_init", "false"},
+        {"object_encoder.vq_refresh_enabled", "false"},
+        {"loss.projection_dim", "16"},
+        {"model.aggregator", "gru"},
+        {"loss.queue_size", "32"},
+        {"sigreg.num_slices", "16"},
+        {"optimizer.lr", "1e-3"},
+        {"training.lr_scheduler.warmup_steps", "0"},
+        {"training.lr_scheduler.total_steps", "50"},
+        {"training.grad_accum_steps", "2"},
+        {NULL, NULL}};
+    model_from_keys(m, ctx, keys);
 }
+
+static void model_destroy(model *m) { vqj_trainer_destroy(m->trainer); }
 
 static vqj_weights *view_of(model *m, int v)
 {
@@ -1459,59 +1451,21 @@ static void bench_ops(void **state)
     bench_row("host round trip (sum 1)", "1 float", ms, 0.0, 0.0);
 }
 
-typedef struct ref_model {
-    vqj_encoder *encoder;
-    vqj_codebook *codebook;
-    vqj_predictor *predictor;
-    vqj_loss *loss;
-    vqj_optimizer *optimizer;
-    vqj_trainer *trainer;
-} ref_model;
-
-static void ref_destroy(ref_model *m)
-{
-    vqj_trainer_destroy(m->trainer);
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
-}
-
-/* The reference configuration (every *_params_default()), one optimizer
+/* The reference configuration (the library's defaults), one optimizer
  * step per micro-batch, the queue full from the start (as tools/
  * bench_train.c, so the numbers compare with `vqjepa bench`). */
-static void ref_create(ref_model *m, vqj_context *ctx, int core)
+static void ref_create(model *m, vqj_context *ctx, int core)
 {
-    memset(m, 0, sizeof *m);
-    model mm = {.ctx = ctx};
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.dim = ep.hidden_dim;
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = ep.hidden_dim;
+    static const char *const full[][2] = {{"training.grad_accum_steps", "1"}, {NULL, NULL}};
+    static const char *const core_keys[][2] = {{"training.grad_accum_steps", "1"},
+                                               {"sigreg.weight", "0"},
+                                               {"invariance.color_weight", "0"},
+                                               {"invariance.translation_weight", "0"},
+                                               {"invariance.symmetry_weight", "0"},
+                                               {NULL, NULL}};
+    model_from_keys(m, ctx, core ? core_keys : full);
     vqj_loss_params lp;
     vqj_loss_params_default(&lp);
-    lp.projection_dim = pp.projection_dim;
-    if (core)
-        lp.sigreg_weight = lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = 1;
-    MODEL_OK(&mm, vqj_encoder_create(ctx, &ep, &m->encoder));
-    MODEL_OK(&mm, vqj_codebook_create(ctx, &bp, &m->codebook));
-    MODEL_OK(&mm, vqj_predictor_create(ctx, &pp, &m->predictor));
-    MODEL_OK(&mm, vqj_loss_create(ctx, &lp, &m->loss));
-    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
-                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-    MODEL_OK(&mm, vqj_optimizer_create(ctx, &op, groups, 4, &m->optimizer));
-    MODEL_OK(&mm, vqj_trainer_create(ctx, &tp, NULL, m->encoder, m->codebook, m->predictor,
-                                     m->loss, m->optimizer, &m->trainer));
     size_t n = (size_t)lp.queue_size * (size_t)lp.projection_dim;
     if (!n)
         return;
@@ -1525,9 +1479,9 @@ static void ref_create(ref_model *m, vqj_context *ctx, int core)
             row[j] = (float)(row[j] / sqrt(s2));
     }
     vqj_tensor *rows = NULL;
-    MODEL_OK(&mm, vqj_tensor_create(ctx, lp.queue_size, lp.projection_dim, &rows));
-    MODEL_OK(&mm, vqj_tensor_write(rows, host, n));
-    MODEL_OK(&mm, vqj_loss_queue_push(m->loss, rows));
+    MODEL_OK(m, vqj_tensor_create(ctx, lp.queue_size, lp.projection_dim, &rows));
+    MODEL_OK(m, vqj_tensor_write(rows, host, n));
+    MODEL_OK(m, vqj_loss_queue_push(m->loss, rows));
     vqj_tensor_destroy(rows);
 }
 
@@ -1535,7 +1489,7 @@ static void ref_create(ref_model *m, vqj_context *ctx, int core)
 static double time_steps(vqj_context *ctx, const vqj_dataset *data, int core, int batch,
                          int warmup, int steps, double *tokens_per_step)
 {
-    ref_model m;
+    model m;
     ref_create(&m, ctx, core);
     size_t n = vqj_dataset_num_examples(data);
     vqj_grid *context = hmem((size_t)batch * T_ * sizeof *context);
@@ -1562,7 +1516,7 @@ static double time_steps(vqj_context *ctx, const vqj_dataset *data, int core, in
             tokens += met.context_tokens;
         }
     }
-    ref_destroy(&m);
+    model_destroy(&m);
     *tokens_per_step = steps ? tokens / steps : 0.0;
     return steps ? 1e3 * total / steps : 0.0;
 }
