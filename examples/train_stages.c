@@ -24,75 +24,69 @@
 
 enum { T = 3, BATCH = 4, ACCUM = 2 };
 
-/* A small model: every handle the trainer borrows. */
+/* A small model, built in one call from a configuration: a trainer and the
+ * parts it lends (online and target network, loss, optimizer). */
 typedef struct model {
     vqj_context *ctx;
-    vqj_encoder *encoder;
+    vqj_config *cfg;
+    vqj_trainer *trainer;
+    vqj_encoder *encoder, *target_encoder;
     vqj_codebook *codebook;
-    vqj_predictor *predictor;
+    vqj_predictor *predictor, *target_predictor;
     vqj_loss *loss;
     vqj_optimizer *optimizer;
 } model;
 
 static void model_create(model *m)
 {
+    static const char *const keys[][2] = {
+        {"seed", "7"},
+        {"object_encoder.hidden_dim", "32"},
+        {"object_encoder.relational_layers", "2"},
+        {"object_encoder.relational_heads", "4"},
+        {"object_encoder.num_embeddings", "16"},
+        {"object_encoder.vq_refresh_interval", "3"},
+        {"loss.projection_dim", "16"},
+        {"model.aggregator", "gru"},
+        {"loss.queue_size", "32"},
+        {"sigreg.num_slices", "16"},
+        /* The invariance views are the trainer's own machinery (grid views,
+         * re-tokenizing): this program shows the core step. */
+        {"invariance.color_weight", "0"},
+        {"invariance.translation_weight", "0"},
+        {"invariance.symmetry_weight", "0"},
+        {"optimizer.lr", "1e-3"},
+        {"training.lr_scheduler.warmup_steps", "2"},
+        {"training.lr_scheduler.total_steps", "10"},
+        {"training.grad_accum_steps", "2"}, /* ACCUM */
+    };
     vqj_context_params cp;
     vqj_context_params_default(&cp);
     cp.num_threads = 1;
-    cp.seed = 7;
     CHECK(vqj_context_create(&cp, &m->ctx));
-    vqj_encoder_params ep;
-    vqj_encoder_params_default(&ep);
-    ep.hidden_dim = 32;
-    ep.relational_layers = 2;
-    ep.relational_heads = 4;
-    CHECK(vqj_encoder_create(m->ctx, &ep, &m->encoder));
-    vqj_codebook_params bp;
-    vqj_codebook_params_default(&bp);
-    bp.num_embeddings = 16;
-    bp.dim = 32;
-    bp.refresh_interval = 3;
-    CHECK(vqj_codebook_create(m->ctx, &bp, &m->codebook));
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = 32;
-    pp.projection_dim = 16;
-    pp.aggregator = VQJ_AGG_GRU;
-    CHECK(vqj_predictor_create(m->ctx, &pp, &m->predictor));
-    vqj_loss_params lp;
-    vqj_loss_params_default(&lp);
-    lp.projection_dim = 16;
-    lp.queue_size = 32;
-    lp.sigreg_num_slices = 16;
-    /* The invariance views are the trainer's own machinery (grid views,
-     * re-tokenizing): this program shows the core step. */
-    lp.color_weight = lp.translation_weight = lp.symmetry_weight = 0.0f;
-    CHECK(vqj_loss_create(m->ctx, &lp, &m->loss));
-    vqj_optimizer_params op;
-    vqj_optimizer_params_default(&op);
-    op.lr = 1e-3f;
-    op.warmup_steps = 2;
-    op.total_steps = 10;
-    vqj_weights *groups[] = {vqj_encoder_weights(m->encoder), vqj_codebook_weights(m->codebook),
-                             vqj_predictor_weights(m->predictor), vqj_loss_weights(m->loss)};
-    CHECK(vqj_optimizer_create(m->ctx, &op, groups, 4, &m->optimizer));
+    CHECK(vqj_config_default(m->ctx, &m->cfg));
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+        CHECK(vqj_config_set(m->cfg, keys[k][0], keys[k][1]));
+    CHECK(vqj_trainer_create_from_config(m->ctx, m->cfg, &m->trainer));
+    m->encoder = vqj_trainer_encoder(m->trainer);
+    m->codebook = vqj_trainer_codebook(m->trainer);
+    m->predictor = vqj_trainer_predictor(m->trainer);
+    m->loss = vqj_trainer_loss(m->trainer);
+    m->optimizer = vqj_trainer_optimizer(m->trainer);
+    m->target_encoder = vqj_trainer_target_encoder(m->trainer);
+    m->target_predictor = vqj_trainer_target_predictor(m->trainer);
 }
 
 static void model_destroy(model *m)
 {
-    vqj_optimizer_destroy(m->optimizer);
-    vqj_loss_destroy(m->loss);
-    vqj_predictor_destroy(m->predictor);
-    vqj_codebook_destroy(m->codebook);
-    vqj_encoder_destroy(m->encoder);
+    vqj_trainer_destroy(m->trainer);
+    vqj_config_destroy(m->cfg);
     vqj_context_destroy(m->ctx);
 }
 
-/* The host's own state for the stage path: the target network and the
- * tensors passed between stages. */
+/* The host's own state for the stage path: the tensors passed between
+ * stages. */
 typedef struct stages {
-    vqj_encoder *target_encoder;
-    vqj_predictor *target_predictor;
     vqj_tokens *context_tokens, *target_tokens;
     vqj_tensor *z, *q, *c, *dc, *dq, *dz, *zt, *qt, *t;
     vqj_tensor *pending; /* the cycle's target projections, pushed at its end */
@@ -119,9 +113,9 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
     CHECK(vqj_tokenize(m->ctx, s->target_tokens, targets, (size_t)batch));
     vqj_loss_reset(m->loss);
     /* 2. target path: no dropout, codebook not updated */
-    CHECK(vqj_encoder_forward(s->target_encoder, s->target_tokens, 0, s->zt));
+    CHECK(vqj_encoder_forward(m->target_encoder, s->target_tokens, 0, s->zt));
     CHECK(vqj_codebook_forward(m->codebook, s->zt, 0, s->qt, NULL, NULL));
-    CHECK(vqj_predictor_forward_grids(s->target_predictor, s->target_tokens, s->qt, s->t));
+    CHECK(vqj_predictor_forward_grids(m->target_predictor, s->target_tokens, s->qt, s->t));
     /* 3. online path */
     vqj_codebook_stats cs = {.size = sizeof cs};
     CHECK(vqj_encoder_forward(m->encoder, s->context_tokens, 1, s->z));
@@ -157,9 +151,9 @@ static void stage_step(model *m, stages *s, const vqj_grid *context, const vqj_g
         vqj_step_info info = {.size = sizeof info};
         CHECK(vqj_optimizer_step(m->optimizer, 1.0f / ACCUM, &info));
         if (info.applied) {
-            CHECK(vqj_weights_ema(vqj_encoder_weights(s->target_encoder),
+            CHECK(vqj_weights_ema(vqj_encoder_weights(m->target_encoder),
                                   vqj_encoder_weights(m->encoder), 0.99f));
-            CHECK(vqj_weights_ema(vqj_predictor_weights(s->target_predictor),
+            CHECK(vqj_weights_ema(vqj_predictor_weights(m->target_predictor),
                                   vqj_predictor_weights(m->predictor), 0.99f));
             CHECK(vqj_tensor_reshape(s->pending, s->pending_rows, cols));
             CHECK(vqj_tensor_write(s->pending, s->pending_host,
@@ -202,35 +196,12 @@ int main(int argc, char **argv)
     model_create(&a);
     model_create(&b);
 
-    /* The one-call path. */
-    vqj_trainer_params tp;
-    vqj_trainer_params_default(&tp);
-    tp.grad_accum_steps = ACCUM;
-    vqj_trainer *trainer = NULL;
-    CHECK(vqj_trainer_create(a.ctx, &tp, NULL, a.encoder, a.codebook, a.predictor, a.loss,
-                             a.optimizer, &trainer));
-
-    /* The stage path's target network: a copy of the online one. */
+    /* Model a trains through vqj_trainer_step(); model b's parts (its
+     * trainer is never stepped) are driven stage by stage below. */
     stages s = {0};
-    CHECK(vqj_encoder_create(b.ctx, &(vqj_encoder_params){.size = sizeof(vqj_encoder_params),
-                                                          .feature_dim = 23,
-                                                          .hidden_dim = 32,
-                                                          .relational_layers = 2,
-                                                          .relational_heads = 4,
-                                                          .relational_dropout = 0.1f},
-                             &s.target_encoder));
-    vqj_predictor_params pp;
-    vqj_predictor_params_default(&pp);
-    pp.hidden_dim = 32;
-    pp.projection_dim = 16;
-    pp.aggregator = VQJ_AGG_GRU;
-    CHECK(vqj_predictor_create(b.ctx, &pp, &s.target_predictor));
-    CHECK(vqj_weights_ema(vqj_encoder_weights(s.target_encoder), vqj_encoder_weights(b.encoder),
-                          0.0f));
-    CHECK(vqj_weights_ema(vqj_predictor_weights(s.target_predictor),
-                          vqj_predictor_weights(b.predictor), 0.0f));
     vqj_tokenizer_params tk;
     vqj_tokenizer_params_default(&tk);
+    CHECK(vqj_config_tokenizer_params(b.cfg, &tk));
     CHECK(vqj_tokens_create(b.ctx, &tk, &s.context_tokens));
     CHECK(vqj_tokens_create(b.ctx, &tk, &s.target_tokens));
     vqj_tensor **tensors[] = {&s.z,  &s.q,  &s.c, &s.dc,     &s.dq,
@@ -257,7 +228,7 @@ int main(int argc, char **argv)
             targets[e] = *tg;
         }
         vqj_train_metrics m = {.size = sizeof m};
-        CHECK(vqj_trainer_step(trainer, context, targets, BATCH, &m));
+        CHECK(vqj_trainer_step(a.trainer, context, targets, BATCH, &m));
         stage_step(&b, &s, context, targets, BATCH);
         vqj_loss_values v = {.size = sizeof v};
         CHECK(vqj_loss_get_values(b.loss, &v));
@@ -270,8 +241,8 @@ int main(int argc, char **argv)
                same_weights(vqj_predictor_weights(a.predictor),
                             vqj_predictor_weights(b.predictor)) &&
                same_weights(vqj_loss_weights(a.loss), vqj_loss_weights(b.loss)) &&
-               same_weights(vqj_trainer_target_encoder_weights(trainer),
-                            vqj_encoder_weights(s.target_encoder));
+               same_weights(vqj_trainer_target_encoder_weights(a.trainer),
+                            vqj_encoder_weights(b.target_encoder));
     printf("%s\n", same ? "bit-identical" : "DIFFERENT");
 
     vqj_dataset_destroy(data);
@@ -281,9 +252,6 @@ int main(int argc, char **argv)
         vqj_tensor_destroy(*tensors[i]);
     vqj_tokens_destroy(s.context_tokens);
     vqj_tokens_destroy(s.target_tokens);
-    vqj_encoder_destroy(s.target_encoder);
-    vqj_predictor_destroy(s.target_predictor);
-    vqj_trainer_destroy(trainer);
     model_destroy(&a);
     model_destroy(&b);
     return same ? 0 : 1;
