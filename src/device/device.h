@@ -7,6 +7,7 @@
 #define VQJ_DEVICE_H
 
 #include "core/core.h"
+#include "core/formulas.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,11 +20,6 @@ typedef struct vqji_fsq_levels {
     int n;
     int l[VQJ_FSQ_MAX_LEVELS];
 } vqji_fsq_levels;
-
-/* FSQ's bound: half_l = (L - 1)(1 + eps) / 2 with this eps (as
- * vector-quantize-pytorch), so that tanh's open range still rounds to the
- * outermost levels. */
-#define VQJI_FSQ_EPS 1e-3f
 
 /* Below this norm the rotation trick falls back to straight-through. */
 #define VQJI_ROTATION_EPS 1e-6f
