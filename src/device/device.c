@@ -1,5 +1,21 @@
 #include "device/device.h"
 
+const char *const vqji_device_op_names[VQJI_DEVICE_NUM_OPS] = {
+#define VQJI_OP_NAME(ret, op, params) #op,
+    VQJI_DEVICE_OPS(VQJI_OP_NAME)
+#undef VQJI_OP_NAME
+};
+
+const char *vqji_device_ops_missing(const vqji_device_ops *ops)
+{
+#define VQJI_OP_CHECK(ret, op, params)                                                         \
+    if (!ops->op)                                                                              \
+        return #op;
+    VQJI_DEVICE_OPS(VQJI_OP_CHECK)
+#undef VQJI_OP_CHECK
+    return NULL;
+}
+
 vqj_status vqji_device_create(const vqj_context *ctx, vqji_device **out)
 {
     switch (ctx->params.device) {
