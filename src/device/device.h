@@ -259,7 +259,7 @@ struct vqji_device {
     /* ---- Linear algebra (cpu_linalg.c; math in docs/diagnostics.md) ----                        \
      * In double: the diagnostics need the small covariance eigenvalues that                       \
      * float would lose next to the largest. A backend may leave these NULL:                       \
-     * the diagnostics then run the CPU backend's on host memory. */                               \
+     * the diagnostics then run the host solver of core/linalg.h. */                               \
     /* cov [d x d] (both triangles) = Xc^T Xc / (n - 1), Xc = x [n x d] minus                      \
      * its column means; n >= 2. centered [n x d] is scratch (it ends as Xc). */                   \
     X(void, covariance, (vqji_device *dev, int n, int d, const float *x, double *centered,         \
