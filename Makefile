@@ -176,7 +176,7 @@ check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_f
 	@passed=0; failed=0; skipped=0; cases=0; failures=""; skips=""; \
 	log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
 	for t in $(TEST_BIN) bin/alloc_fail_test tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
-	    tests/cli_train_test.sh tests/crash_test.sh tests/fuzz_test.sh bin/cpp_test tests/header_docs_test.sh tests/binding_decls_test.sh tests/tsan_test.sh \
+	    tests/cli_train_test.sh tests/crash_test.sh tests/fuzz_test.sh bin/cpp_test tests/header_docs_test.sh tests/binding_decls_test.sh tests/layering_test.sh tests/tsan_test.sh \
 	    tests/python_test.sh tests/rust_test.sh tests/mpi/check_mpi.sh; do \
 	  echo "== $$t"; \
 	  case $$t in *.sh) cmd="sh $$t";; *) cmd="./$$t";; esac; \

@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Before device.h's extern "C" block: it includes C++'s <cmath> here. */
+#include "core/formulas.h"
+
 extern "C" {
 #include "device/device.h"
 }

@@ -72,74 +72,16 @@ static void cuda_bias_backward(vqji_device *dev, int n, int c, const float *dy, 
         cu_colsum_finish(cd, c, chunks, part, dbias, NULL);
 }
 
-/* ---- Activations (the same branch-free erf/exp as cpu_layers.c) ---- */
-
-static __device__ __forceinline__ float clamp_abs(float x, uint32_t limit)
-{
-    uint32_t b = __float_as_uint(x);
-    uint32_t a = b & 0x7fffffffu;
-    a = a < limit ? a : limit;
-    return __uint_as_float((b & 0x80000000u) | a);
-}
-
-static __device__ __forceinline__ float erf_approx(float x)
-{
-    x = clamp_abs(x, 0x40800000u); /* 4.0f */
-    float x2 = x * x;
-    float p = -2.72614225801306e-10f;
-    p = p * x2 + 2.77068142495902e-08f;
-    p = p * x2 - 2.10102402082508e-06f;
-    p = p * x2 - 5.69250639462346e-05f;
-    p = p * x2 - 7.34990630326855e-04f;
-    p = p * x2 - 2.95459980854025e-03f;
-    p = p * x2 - 1.60960333262415e-02f;
-    float q = -1.45660718464996e-05f;
-    q = q * x2 - 2.13374055278905e-04f;
-    q = q * x2 - 1.68282697438203e-03f;
-    q = q * x2 - 7.37332916720468e-03f;
-    q = q * x2 - 1.42647390514189e-02f;
-    return x * p / q;
-}
-
-static __device__ __forceinline__ float exp_nonpos(float x)
-{
-    const float magic = 12582912.0f;
-    float t = x * 1.44269504088896341f + magic;
-    float n = t - magic;
-    int32_t ti = __float_as_int(t);
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = (ti - 0x4B400000 + 127) * (1 << 23);
-    return p * __int_as_float(bits);
-}
-
-static __device__ __forceinline__ float gelu_grad(float x)
-{
-    float xc = clamp_abs(x, 0x41500000u); /* 13.0f */
-    float cdf = 0.5f + 0.5f * erf_approx(x * 0.70710678118654752f);
-    float pdf = 0.3989422804014327f * exp_nonpos(-0.5f * xc * xc);
-    return cdf + x * pdf;
-}
-
-static __device__ __forceinline__ float gelu(float x)
-{
-    return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f));
-}
+/* ---- Activations (GELU: core/formulas.h, shared with cpu_layers.c) ---- */
 
 /* In place (y == x) is allowed for the forward ops. */
 static __global__ void k_gelu_fwd(size_t n, const float *x, float *y)
 {
-    CU_FOR(i, n) y[i] = gelu(x[i]);
+    CU_FOR(i, n) y[i] = vqji_gelu(x[i]);
 }
 static __global__ void k_gelu_bwd(size_t n, const float *x, const float *dy, float *dx)
 {
-    CU_FOR(i, n) dx[i] += dy[i] * gelu_grad(x[i]);
+    CU_FOR(i, n) dx[i] += dy[i] * vqji_gelu_grad(x[i]);
 }
 static __global__ void k_relu_fwd(size_t n, const float *x, float *y)
 {
@@ -301,23 +243,15 @@ static void cuda_layernorm_backward(vqji_device *dev, int n, int c, const float 
         cu_colsum_finish(cd, c, chunks, part, dgamma, dbeta);
 }
 
-/* ---- Dropout: the CPU's counter-based hash, so masks are identical ---- */
-
-static __device__ __forceinline__ uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* ---- Dropout: the CPU's counter-based hash (core/formulas.h), so masks
+ * are identical ---- */
 
 static __global__ void k_dropout_fwd(size_t n, float p, float keep, uint64_t seed,
                                      const float *x, float *y, float *mask)
 {
     CU_FOR(i, n)
     {
-        float u = (float)(mix64(mix64(seed ^ (uint64_t)i)) >> 40) * (1.0f / 16777216.0f);
-        float m = u >= p ? keep : 0.0f;
+        float m = vqji_dropout_factor(seed, (uint64_t)i, p, keep);
         mask[i] = m;
         y[i] = x[i] * m;
     }
@@ -342,7 +276,7 @@ static void cuda_dropout_forward(vqji_device *dev, size_t n, float p, uint64_t s
     if (!(p > 0.0f)) {
         k_dropout_identity<<<blocks, CU_THREADS, 0, cd->stream>>>(n, x, y, mask);
     } else {
-        float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+        float keep = vqji_dropout_keep(p);
         k_dropout_fwd<<<blocks, CU_THREADS, 0, cd->stream>>>(n, p, keep, seed, x, y, mask);
     }
     cu_launched(cd, "dropout_forward");

@@ -2,14 +2,15 @@
  * docs/diagnostics.md), in double. The covariance runs on the GPU (column
  * means in row order, as the CPU forms them, then cuBLAS dsyrk). The
  * eigenvalues of the small (d <= a few hundred) covariance run on the host
- * through the CPU backend's LAPACK dsyevd: it is synchronous anyway, runs
- * once per diagnostics interval, and gives the CPU's values exactly. */
+ * through core/linalg.h's LAPACK dsyevd, as the CPU backend's do: it is
+ * synchronous anyway, runs once per diagnostics interval, and gives the CPU's
+ * values exactly. */
 #include "cuda_common.h"
 
 #include <stdlib.h>
 
 extern "C" {
-#include "device/cpu.h"
+#include "core/linalg.h"
 }
 
 /* A thread per column: the mean in row order (double), then the column of
@@ -66,8 +67,6 @@ static vqj_status cuda_sym_eigvals(vqji_device *dev, int n, double *a, double *w
 {
     if (n < 1)
         return VQJ_OK;
-    vqji_device_ops host = {};
-    vqji_cpu_register_linalg(&host);
     size_t nn = (size_t)n * (size_t)n;
     double *ha = NULL, *hw = NULL;
     vqj_status st = vqji_malloc(dev->ctx, nn * sizeof(double), "the eigenproblem (host copy)",
@@ -77,9 +76,8 @@ static vqj_status cuda_sym_eigvals(vqji_device *dev, int n, double *a, double *w
                          (void **)&hw);
     if (!st)
         st = dev->ops->download(dev, ha, a, nn * sizeof(double));
-    /* The CPU op uses its device argument for the context only. */
     if (!st)
-        st = host.sym_eigvals(dev, n, ha, hw);
+        st = vqji_host_sym_eigvals(dev->ctx, n, ha, hw);
     if (!st)
         st = dev->ops->upload(dev, w, hw, (size_t)n * sizeof(double));
     if (!st)

@@ -273,26 +273,16 @@ static __global__ void __launch_bounds__(LOSS_THREADS)
 {
     __shared__ double sh[32];
     const int b = blockIdx.x;
-    const double ca = (double)w_align / mm, cs = (double)w_self / ((double)t * mm);
+    const double ca = vqji_relational_align_coef(w_align, mm);
+    const double cs = vqji_relational_self_coef(w_self, t, mm);
     const float *rc = r_ctx + (size_t)b * t * mm;
     const float *rt = r_tgt + (size_t)b * mm;
     float *dc = dr_ctx + (size_t)b * t * mm;
     float *dtg = dr_tgt + (size_t)b * mm;
     double lb = 0.0;
-    for (int e = threadIdx.x; e < mm; e += blockDim.x) {
-        double rbar = 0.0;
-        for (int k = 0; k < t; k++)
-            rbar += rc[(size_t)k * mm + e];
-        rbar /= t;
-        double diff = rbar - rt[e], var = 0.0;
-        for (int k = 0; k < t; k++) {
-            double dev_k = rc[(size_t)k * mm + e] - rbar;
-            var += dev_k * dev_k;
-            dc[(size_t)k * mm + e] = (float)(scale * 2.0 * (ca * diff / t + cs * dev_k));
-        }
-        dtg[e] = (float)(-scale * 2.0 * ca * diff);
-        lb += ca * diff * diff + cs * var;
-    }
+    for (int e = threadIdx.x; e < mm; e += blockDim.x)
+        lb += vqji_relational_entry(t, (size_t)mm, rc + e, rt[e], ca, cs, scale, dc + e,
+                                    dtg + e);
     lb = cu_block_sum_d(lb, sh);
     if (threadIdx.x == 0)
         loss[b] = (float)lb;

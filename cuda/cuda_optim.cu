@@ -9,29 +9,11 @@
 
 #include <math.h>
 
-typedef struct adam_consts {
-    float beta1, beta2, omb1, omb2, neg_step, bc2_sqrt, eps, l2, shrink, grad_coef;
-    int use_l2, use_shrink;
-} adam_consts;
-
+/* The scalars and the elementwise math: core/formulas.h, as cpu_optim.c. */
 static __global__ void k_adam(size_t n, float *param, const float *grad, float *m, float *v,
-                              adam_consts k)
+                              vqji_adam_consts k)
 {
-    CU_FOR(i, n)
-    {
-        float p = param[i];
-        float g = grad[i] * k.grad_coef;
-        if (k.use_l2)
-            g = g + k.l2 * p;
-        if (k.use_shrink)
-            p = p * k.shrink;
-        float mi = m[i] * k.beta1 + k.omb1 * g;
-        float vi = v[i] * k.beta2 + k.omb2 * g * g;
-        float denom = sqrtf(vi) / k.bc2_sqrt + k.eps;
-        m[i] = mi;
-        v[i] = vi;
-        param[i] = p + k.neg_step * mi / denom;
-    }
+    CU_FOR(i, n) param[i] = vqji_adam_element(k, param[i], grad[i], &m[i], &v[i]);
 }
 
 static void cuda_adam_update(vqji_device *dev, size_t n, float *param, const float *grad,
@@ -42,20 +24,9 @@ static void cuda_adam_update(vqji_device *dev, size_t n, float *param, const flo
     cuda_device *cd = cu_dev(dev);
     if (!n || !cu_enter(cd))
         return;
-    /* The scalars exactly as cpu_optim.c forms them (double, rounded once). */
-    adam_consts k;
-    k.beta1 = beta1;
-    k.beta2 = beta2;
-    k.omb1 = (float)(1.0 - (double)beta1);
-    k.omb2 = (float)(1.0 - (double)beta2);
-    k.neg_step = (float)(-(lr / bias_correction1));
-    k.bc2_sqrt = (float)sqrt(bias_correction2);
-    k.eps = eps;
-    k.l2 = decoupled ? 0.0f : weight_decay;
-    k.shrink = decoupled ? (float)(1.0 - lr * (double)weight_decay) : 1.0f;
-    k.use_l2 = k.l2 != 0.0f;
-    k.use_shrink = decoupled && weight_decay != 0.0f;
-    k.grad_coef = grad_coef;
+    const vqji_adam_consts k =
+        vqji_adam_consts_make(lr, beta1, beta2, eps, weight_decay, decoupled, bias_correction1,
+                              bias_correction2, grad_coef);
     k_adam<<<cu_blocks(cd, n, CU_THREADS), CU_THREADS, 0, cd->stream>>>(n, param, grad, m, v, k);
     cu_launched(cd, "adam_update");
 }
@@ -63,7 +34,7 @@ static void cuda_adam_update(vqji_device *dev, size_t n, float *param, const flo
 static __global__ void k_ema_blend(size_t n, float decay, float rest, const float *online,
                                    float *target)
 {
-    CU_FOR(i, n) target[i] = target[i] * decay + rest * online[i];
+    CU_FOR(i, n) target[i] = vqji_ema_blend1(target[i], online[i], decay, rest);
 }
 
 static void cuda_ema_blend(vqji_device *dev, size_t n, float decay, const float *online,
@@ -72,7 +43,7 @@ static void cuda_ema_blend(vqji_device *dev, size_t n, float decay, const float 
     cuda_device *cd = cu_dev(dev);
     if (!n || !cu_enter(cd))
         return;
-    const float rest = (float)(1.0 - (double)decay);
+    const float rest = vqji_ema_rest(decay);
     k_ema_blend<<<cu_blocks(cd, n, CU_THREADS), CU_THREADS, 0, cd->stream>>>(n, decay, rest,
                                                                              online, target);
     cu_launched(cd, "ema_blend");

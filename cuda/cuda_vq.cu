@@ -190,11 +190,11 @@ static __global__ void k_vq_ema_normalize(int k, int d, float eps, float total,
                                           const float *counts, const float *sums, float *e)
 {
     size_t all = (size_t)k * d;
-    double m = total, denom = m + (double)k * eps;
+    const double denom = vqji_ema_denom(total, k, eps);
     CU_FOR(o, all)
     {
         size_t c = o / (size_t)d;
-        double smoothed = ((double)counts[c] + eps) / denom * m;
+        double smoothed = vqji_ema_smoothed(counts[c], eps, denom, total);
         e[o] = (float)(sums[o] / smoothed);
     }
 }
@@ -235,20 +235,10 @@ static void cuda_vq_min_sqdist(vqji_device *dev, int n, int d, const float *z, c
 
 /* FSQ (device.h; cpu_vq.c's loops): one thread per (row, dimension) for
  * t, qc and the gradient, one per row for the mixed-radix code. */
-typedef struct fsq_dim {
-    float half_l, offset, shift;
-    int w, levels;
-} fsq_dim;
-
-static __device__ __forceinline__ fsq_dim fsq_dim_of(const vqji_fsq_levels &lv, size_t o)
+/* One dimension's constants for element o of a [n x lv.n] block. */
+static __device__ __forceinline__ vqji_fsq_dim fsq_dim_at(const vqji_fsq_levels &lv, size_t o)
 {
-    fsq_dim f;
-    f.levels = lv.l[o % (size_t)lv.n];
-    f.half_l = (float)(f.levels - 1) * (1.0f + VQJI_FSQ_EPS) / 2.0f;
-    f.offset = f.levels % 2 == 0 ? 0.5f : 0.0f;
-    f.shift = atanhf(f.offset / f.half_l);
-    f.w = f.levels / 2;
-    return f;
+    return vqji_fsq_dim_of(lv.l[o % (size_t)lv.n]);
 }
 
 static __global__ void k_fsq_forward(size_t all, vqji_fsq_levels lv, const float *p, float *t,
@@ -256,12 +246,10 @@ static __global__ void k_fsq_forward(size_t all, vqji_fsq_levels lv, const float
 {
     CU_FOR(o, all)
     {
-        fsq_dim f = fsq_dim_of(lv, o);
+        const vqji_fsq_dim f = fsq_dim_at(lv, o);
         float tj = tanhf(p[o] + f.shift);
         t[o] = tj;
-        float r = rintf(tj * f.half_l - f.offset);
-        r = fminf(fmaxf(r, (float)-f.w), (float)(f.levels - 1 - f.w));
-        qc[o] = r / (float)f.w;
+        qc[o] = vqji_fsq_level(tj, f) / (float)f.w;
     }
 }
 
@@ -284,8 +272,7 @@ static __global__ void k_fsq_backward(size_t all, vqji_fsq_levels lv, const floa
 {
     CU_FOR(o, all)
     {
-        fsq_dim f = fsq_dim_of(lv, o);
-        dp[o] += dqc[o] * (f.half_l / (float)f.w) * (1.0f - t[o] * t[o]);
+        dp[o] += vqji_fsq_grad(dqc[o], t[o], fsq_dim_at(lv, o));
     }
 }
 

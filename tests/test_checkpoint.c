@@ -6,7 +6,7 @@
 #include "testmodel.h"
 
 #include "core/core.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 
 #include <dirent.h>
 #include <errno.h>

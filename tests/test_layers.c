@@ -1100,6 +1100,33 @@ static void test_gru_cell(void **state)
     gc_check(&c.gc);
 }
 
+/* The op list (device.h's VQJI_DEVICE_OPS) names every slot once, and the
+ * CPU backend fills them all; a table with a hole is reported by name. */
+static void test_every_slot(void **state)
+{
+    (void)state;
+    assert_null(vqji_device_ops_missing(fx->dev->ops));
+    for (int i = 0; i < VQJI_DEVICE_NUM_OPS; i++) {
+        assert_true(vqji_device_op_names[i][0] != '\0');
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(vqji_device_op_names[i], vqji_device_op_names[j]);
+    }
+    assert_string_equal(vqji_device_op_names[0], "destroy");
+    assert_string_equal(vqji_device_op_names[VQJI_DEVICE_NUM_OPS - 1], "sym_eigvals");
+    vqji_device_ops holed = *fx->dev->ops;
+    holed.gelu_backward = NULL;
+    assert_string_equal(vqji_device_ops_missing(&holed), "gelu_backward");
+}
+
+/* splitmix64 (core/formulas.h) against its published first output from
+ * state 0; the dropout seeds and masks and vqji_rng all draw from it. */
+static void test_splitmix64_reference(void **state)
+{
+    (void)state;
+    assert_true(vqji_splitmix64(0) == 0xE220A8397B1DCDAFull);
+    assert_true(vqji_splitmix64(VQJI_SPLITMIX64_GAMMA) == 0x6E789E6AA1B965F4ull);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1135,6 +1162,8 @@ int main(void)
         T(test_aggregate_mean_grad),
         T(test_aggregate_attention_grad),
         T(test_gru_cell),
+        T(test_every_slot),
+        T(test_splitmix64_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

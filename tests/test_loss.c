@@ -8,7 +8,7 @@
 #include "vectors.h"
 
 #include "core/core.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "loss/loss.h"
 
 /* ---- Fixture: a context, a loss and an arena freed after each test ---- */

@@ -6,7 +6,7 @@
 #include "testutil.h"
 #include "vectors.h"
 
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 
 /* ---- Small weights views built directly (no model handle needed) ---- */

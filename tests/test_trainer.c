@@ -6,7 +6,7 @@
 #include "testmodel.h"
 
 #include "core/core.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "model/tokens.h"
 
 enum { T = 3, B = 4, D = 32, P = 16, K = 16 };

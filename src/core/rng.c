@@ -1,20 +1,13 @@
 #include "core.h"
+#include "formulas.h"
 
 #include <math.h>
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 void vqji_rng_seed(vqji_rng *rng, uint64_t seed, uint64_t stream)
 {
     uint64_t x = seed ^ (stream * 0xD1B54A32D192ED03ull);
-    for (int i = 0; i < 4; i++)
-        rng->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++, x += VQJI_SPLITMIX64_GAMMA)
+        rng->s[i] = vqji_splitmix64(x);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -140,88 +140,7 @@ static void cpu_bias_backward(vqji_device *dev, int n, int c, const float *restr
  * The elementwise forward ops may run in place (y == x) but not on
  * partially overlapping buffers. */
 
-/* GELU, exact form: y = x Φ(x), Φ(x) = (1 + erf(x / √2)) / 2, with dx +=
- * dy (Φ(x) + x φ(x)). Calling libm's erff/expf per element made GELU cost as
- * much as the GEMM beside it, so erf and exp are evaluated inline with
- * branch-free float approximations that GCC -O2 vectorises. Both are
- * accurate to float rounding (a few 1e-7; tests/test_layers.c sweeps them
- * against double), so this is still the erf form, not the tanh one. */
-
-/* |x| clamped to the float whose bits are `limit`, sign kept, done on the
- * bits: a float compare-and-select is a branch that -O2 does not vectorise,
- * an integer min is not. NaN stays a finite value here; callers multiply by
- * x, which brings the NaN back. */
-static inline float vqji_clamp_abs(float x, uint32_t limit)
-{
-    uint32_t b, a;
-    memcpy(&b, &x, sizeof b);
-    a = b & 0x7fffffffu; /* non-negative floats order like their bits */
-    a = a < limit ? a : limit;
-    b = (b & 0x80000000u) | a;
-    memcpy(&x, &b, sizeof x);
-    return x;
-}
-
-/* erf(x) = x P(x²) / Q(x²) on [-4, 4] (Eigen's and XLA's rational
- * approximation); beyond 4, erf is ±1 in float. */
-static inline float vqji_erf(float x)
-{
-    x = vqji_clamp_abs(x, 0x40800000u); /* 4.0f */
-    float x2 = x * x;
-    float p = -2.72614225801306e-10f;
-    p = p * x2 + 2.77068142495902e-08f;
-    p = p * x2 - 2.10102402082508e-06f;
-    p = p * x2 - 5.69250639462346e-05f;
-    p = p * x2 - 7.34990630326855e-04f;
-    p = p * x2 - 2.95459980854025e-03f;
-    p = p * x2 - 1.60960333262415e-02f;
-    float q = -1.45660718464996e-05f;
-    q = q * x2 - 2.13374055278905e-04f;
-    q = q * x2 - 1.68282697438203e-03f;
-    q = q * x2 - 7.37332916720468e-03f;
-    q = q * x2 - 1.42647390514189e-02f;
-    return x * p / q;
-}
-
-/* exp(x) for x in [-87, 0] (Cephes expf): x = n ln2 + r with |r| <= ln2/2,
- * e^r by a degree-7 polynomial, 2^n built in the exponent bits. Adding
- * 1.5 * 2^23 rounds x log2(e) to the integer n and leaves n in the low
- * mantissa bits. */
-static inline float vqji_exp_nonpos(float x)
-{
-    const float magic = 12582912.0f; /* 1.5 * 2^23, bits 0x4B400000 */
-    float t = x * 1.44269504088896341f + magic;
-    float n = t - magic;
-    int32_t ti;
-    memcpy(&ti, &t, sizeof ti);
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f; /* ln2 in two parts */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = (ti - 0x4B400000 + 127) * (1 << 23);
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-static inline float vqji_gelu_grad(float x)
-{
-    /* φ(13) ~ 1e-37 is 0 for every purpose; the clamp keeps exp's
-     * argument -x²/2 >= -84.5 inside its range. */
-    float xc = vqji_clamp_abs(x, 0x41500000u); /* 13.0f */
-    float cdf = 0.5f + 0.5f * vqji_erf(x * 0.70710678118654752f);
-    float pdf = 0.3989422804014327f * vqji_exp_nonpos(-0.5f * xc * xc);
-    return cdf + x * pdf;
-}
-
-static inline float vqji_gelu(float x)
-{
-    return 0.5f * x * (1.0f + vqji_erf(x * 0.70710678118654752f));
-}
+/* GELU, exact form (core/formulas.h: vqji_gelu, vqji_gelu_grad). */
 
 static void vqji_gelu_inplace(size_t n, float *restrict y)
 {
@@ -462,22 +381,6 @@ static void cpu_layernorm_backward(vqji_device *dev, int n, int c, const float *
 
 /* ---- Dropout ---- */
 
-/* The splitmix64 step (add the golden gamma, then its finaliser). */
-static inline uint64_t vqji_mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* u_i = top 24 bits of mix64(mix64(seed ^ i)) / 2^24, in [0, 1) and exact
- * in float; every backend must draw exactly this. */
-static inline float vqji_dropout_uniform(uint64_t seed, uint64_t i)
-{
-    return (float)(vqji_mix64(vqji_mix64(seed ^ i)) >> 40) * (1.0f / 16777216.0f);
-}
-
 /* Elements [b, e): x -> y, mask (m); p, seed; the keep factor in eps. */
 static void dropout_forward_range(void *arg, size_t b, size_t e)
 {
@@ -492,7 +395,7 @@ static void dropout_forward_range(void *arg, size_t b, size_t e)
         return;
     }
     for (size_t i = b; i < e; i++) {
-        float m = vqji_dropout_uniform(w->seed, i) >= p ? keep : 0.0f;
+        float m = vqji_dropout_factor(w->seed, i, p, keep);
         mask[i] = m;
         y[i] = x[i] * m;
     }
@@ -501,8 +404,7 @@ static void dropout_forward_range(void *arg, size_t b, size_t e)
 static void cpu_dropout_forward(vqji_device *dev, size_t n, float p, uint64_t seed,
                                 const float *x, float *y, float *restrict mask)
 {
-    /* p >= 1 drops everything (1/(1-p) would be infinite). */
-    float keep = p > 0.0f && p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    float keep = vqji_dropout_keep(p);
     layer_args w = {.x = x, .y = y, .m = mask, .p = p, .eps = keep, .seed = seed};
     vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS / 4, 16, dropout_forward_range,
                       &w);

@@ -231,29 +231,18 @@ static void cpu_relational_consistency(vqji_device *dev, int batch, int t, int m
                                        float *dr_tgt)
 {
     (void)dev;
-    double ca = (double)w_align / mm, cs = (double)w_self / ((double)t * mm);
+    /* The entry's formula: core/formulas.h. */
+    const double ca = vqji_relational_align_coef(w_align, mm);
+    const double cs = vqji_relational_self_coef(w_self, t, mm);
     for (int b = 0; b < batch; b++) {
         const float *rc = r_ctx + (size_t)b * t * mm;
         const float *rt = r_tgt + (size_t)b * mm;
         float *dc = dr_ctx + (size_t)b * t * mm;
         float *dtg = dr_tgt + (size_t)b * mm;
         double lb = 0.0;
-        for (int e = 0; e < mm; e++) {
-            double rbar = 0.0;
-            for (int k = 0; k < t; k++)
-                rbar += rc[(size_t)k * mm + e];
-            rbar /= t;
-            double diff = rbar - rt[e], var = 0.0;
-            /* d/dr_t of the variance term is 2 (r_t - rbar) / (T mm): the
-             * path through rbar vanishes since Σ_t (r_t - rbar) = 0. */
-            for (int k = 0; k < t; k++) {
-                double dev_k = rc[(size_t)k * mm + e] - rbar;
-                var += dev_k * dev_k;
-                dc[(size_t)k * mm + e] = (float)(scale * 2.0 * (ca * diff / t + cs * dev_k));
-            }
-            dtg[e] = (float)(-scale * 2.0 * ca * diff);
-            lb += ca * diff * diff + cs * var;
-        }
+        for (int e = 0; e < mm; e++)
+            lb += vqji_relational_entry(t, (size_t)mm, rc + e, rt[e], ca, cs, scale, dc + e,
+                                        dtg + e);
         loss[b] = (float)lb;
     }
 }

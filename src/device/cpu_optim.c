@@ -26,8 +26,7 @@ static double cpu_sum_squares(vqji_device *dev, size_t n, const float *x)
 typedef struct adam_args {
     float *param, *m, *v;
     const float *grad;
-    float beta1, beta2, omb1, omb2, neg_step, bc2_sqrt, eps, l2, shrink, grad_coef;
-    bool use_l2, use_shrink;
+    vqji_adam_consts k;
 } adam_args;
 
 /* Elements [b, e): each is independent, so the split changes nothing. */
@@ -36,24 +35,9 @@ static void adam_range(void *arg, size_t b, size_t e)
     const adam_args *a = arg;
     float *restrict param = a->param, *restrict m = a->m, *restrict v = a->v;
     const float *restrict grad = a->grad;
-    const float beta1 = a->beta1, beta2 = a->beta2, omb1 = a->omb1, omb2 = a->omb2;
-    const float neg_step = a->neg_step, bc2_sqrt = a->bc2_sqrt, eps = a->eps, l2 = a->l2;
-    const float shrink = a->shrink, grad_coef = a->grad_coef;
-    const bool use_l2 = a->use_l2, use_shrink = a->use_shrink;
-    for (size_t i = b; i < e; i++) {
-        float p = param[i];
-        float g = grad[i] * grad_coef;
-        if (use_l2)
-            g = g + l2 * p;
-        if (use_shrink)
-            p = p * shrink;
-        float mi = m[i] * beta1 + omb1 * g;
-        float vi = v[i] * beta2 + omb2 * g * g;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        m[i] = mi;
-        v[i] = vi;
-        param[i] = p + neg_step * mi / denom;
-    }
+    const vqji_adam_consts k = a->k;
+    for (size_t i = b; i < e; i++)
+        param[i] = vqji_adam_element(k, param[i], grad[i], &m[i], &v[i]);
 }
 
 static void cpu_adam_update(vqji_device *dev, size_t n, float *restrict param,
@@ -62,27 +46,15 @@ static void cpu_adam_update(vqji_device *dev, size_t n, float *restrict param,
                             bool decoupled, double bias_correction1, double bias_correction2,
                             float grad_coef)
 {
-    /* The scalars are formed in double and rounded once, as PyTorch does with
-     * its Python-float hyperparameters; the elementwise math is float in
-     * torch's operation order so the two agree to rounding. */
+    /* The scalars and the elementwise math: core/formulas.h. */
     adam_args a = {
         .param = param,
         .m = m,
         .v = v,
         .grad = grad,
-        .beta1 = beta1,
-        .beta2 = beta2,
-        .omb1 = (float)(1.0 - (double)beta1),
-        .omb2 = (float)(1.0 - (double)beta2),
-        .neg_step = (float)(-(lr / bias_correction1)),
-        .bc2_sqrt = (float)sqrt(bias_correction2),
-        .eps = eps,
-        .l2 = decoupled ? 0.0f : weight_decay,
-        .shrink = decoupled ? (float)(1.0 - lr * (double)weight_decay) : 1.0f,
-        .grad_coef = grad_coef,
+        .k = vqji_adam_consts_make(lr, beta1, beta2, eps, weight_decay, decoupled,
+                                   bias_correction1, bias_correction2, grad_coef),
     };
-    a.use_l2 = a.l2 != 0.0f;
-    a.use_shrink = decoupled && weight_decay != 0.0f;
     vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS / 4, 16, adam_range, &a);
 }
 
@@ -96,13 +68,13 @@ static void ema_blend_range(void *arg, size_t b, size_t e)
 {
     const blend_args *a = arg;
     for (size_t i = b; i < e; i++)
-        a->target[i] = a->target[i] * a->decay + a->rest * a->online[i];
+        a->target[i] = vqji_ema_blend1(a->target[i], a->online[i], a->decay, a->rest);
 }
 
 static void cpu_ema_blend(vqji_device *dev, size_t n, float decay, const float *online,
                           float *target)
 {
-    blend_args a = {.decay = decay, .rest = (float)(1.0 - (double)decay), .online = online,
+    blend_args a = {.decay = decay, .rest = vqji_ema_rest(decay), .online = online,
                     .target = target};
     vqji_parallel_for(vqji_cpu_pool(dev), n, VQJI_PAR_MIN_ELEMS, 16, ema_blend_range, &a);
 }

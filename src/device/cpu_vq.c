@@ -247,9 +247,9 @@ static void ema_normalize_codes(void *arg, size_t c0, size_t c1)
     const int d = w->d;
     const float eps = w->eps, *counts = w->counts_in, *sums = w->sums_in;
     float *e = w->out;
-    double m = w->total, denom = m + (double)w->n * eps;
+    const double denom = vqji_ema_denom(w->total, w->n, eps);
     for (int c = (int)c0; c < (int)c1; c++) {
-        double smoothed = ((double)counts[c] + eps) / denom * m;
+        double smoothed = vqji_ema_smoothed(counts[c], eps, denom, w->total);
         const float *src = sums + (size_t)c * d;
         float *dst = e + (size_t)c * d;
         for (int j = 0; j < d; j++)
@@ -287,15 +287,6 @@ static void cpu_vq_min_sqdist(vqji_device *dev, int n, int d, const float *z, co
                       VQJI_PAR_MIN_ELEMS / ((size_t)d + 1) + 1, 1, min_sqdist_rows, &w);
 }
 
-/* One FSQ dimension's constants (device.h). */
-static void fsq_consts(int levels, float *half_l, float *offset, float *shift, int *w)
-{
-    *half_l = (float)(levels - 1) * (1.0f + VQJI_FSQ_EPS) / 2.0f;
-    *offset = levels % 2 == 0 ? 0.5f : 0.0f;
-    *shift = atanhf(*offset / *half_l);
-    *w = levels / 2;
-}
-
 static void cpu_fsq_forward(vqji_device *dev, int n, const vqji_fsq_levels *lv, const float *p,
                             float *t, float *qc, int32_t *idx)
 {
@@ -304,19 +295,13 @@ static void cpu_fsq_forward(vqji_device *dev, int n, const vqji_fsq_levels *lv, 
     for (int i = 0; i < n; i++) {
         int32_t code = 0, basis = 1;
         for (int j = 0; j < l; j++) {
-            float half_l, offset, shift;
-            int w;
-            fsq_consts(lv->l[j], &half_l, &offset, &shift, &w);
+            const vqji_fsq_dim f = vqji_fsq_dim_of(lv->l[j]);
             size_t o = (size_t)i * l + j;
-            float tj = tanhf(p[o] + shift);
+            float tj = tanhf(p[o] + f.shift);
             t[o] = tj;
-            float r = rintf(tj * half_l - offset); /* round half to even, as torch.round */
-            if (r < (float)-w)
-                r = (float)-w;
-            if (r > (float)(lv->l[j] - 1 - w))
-                r = (float)(lv->l[j] - 1 - w);
-            qc[o] = r / (float)w;
-            code += ((int32_t)r + w) * basis;
+            float r = vqji_fsq_level(tj, f);
+            qc[o] = r / (float)f.w;
+            code += ((int32_t)r + f.w) * basis;
             basis *= lv->l[j];
         }
         idx[i] = code;
@@ -329,13 +314,10 @@ static void cpu_fsq_backward(vqji_device *dev, int n, const vqji_fsq_levels *lv,
     (void)dev;
     const int l = lv->n;
     for (int j = 0; j < l; j++) {
-        float half_l, offset, shift;
-        int w;
-        fsq_consts(lv->l[j], &half_l, &offset, &shift, &w);
-        float a = half_l / (float)w;
+        const vqji_fsq_dim f = vqji_fsq_dim_of(lv->l[j]);
         for (int i = 0; i < n; i++) {
             size_t o = (size_t)i * l + j;
-            dp[o] += dqc[o] * a * (1.0f - t[o] * t[o]);
+            dp[o] += vqji_fsq_grad(dqc[o], t[o], f);
         }
     }
 }

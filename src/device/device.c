@@ -1,4 +1,27 @@
+/* The device table's op names, device creation, and the context calls that
+ * make and release a context's device. */
 #include "device/device.h"
+#include "core/params.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+const char *const vqji_device_op_names[VQJI_DEVICE_NUM_OPS] = {
+#define VQJI_OP_NAME(ret, op, params) #op,
+    VQJI_DEVICE_OPS(VQJI_OP_NAME)
+#undef VQJI_OP_NAME
+};
+
+const char *vqji_device_ops_missing(const vqji_device_ops *ops)
+{
+#define VQJI_OP_CHECK(ret, op, params)                                                         \
+    if (!ops->op)                                                                              \
+        return #op;
+    VQJI_DEVICE_OPS(VQJI_OP_CHECK)
+#undef VQJI_OP_CHECK
+    return NULL;
+}
 
 vqj_status vqji_device_create(const vqj_context *ctx, vqji_device **out)
 {
@@ -51,4 +74,64 @@ vqj_status vqji_device_reserve(vqji_device *dev, void **buf, size_t *cap, size_t
     *buf = p;
     *cap = bytes;
     return VQJ_OK;
+}
+
+vqj_status vqj_context_create(const vqj_context_params *params, vqj_context **out)
+{
+    vqji_clear_error(NULL);
+    if (!out)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_context_create: out is NULL");
+    *out = NULL;
+    if (!params)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "vqj_context_create: params is NULL");
+    vqj_context_params p;
+    vqj_context_params_default(&p);
+    vqj_status st = vqji_params_copy(NULL, &p, sizeof p, params, VQJI_V1_CONTEXT_PARAMS,
+                                     "vqj_context_params");
+    if (st)
+        return st;
+    if (p.device != VQJ_DEVICE_CPU && p.device != VQJ_DEVICE_CUDA)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_context_params.device is %d; use VQJ_DEVICE_CPU or VQJ_DEVICE_CUDA",
+                         (int)p.device);
+    if (p.num_threads < 0)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_context_params.num_threads is %d; use 0 (all cores) or more",
+                         p.num_threads);
+    if (p.device_index < 0)
+        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT,
+                         "vqj_context_params.device_index is %d; must be >= 0", p.device_index);
+    if (p.num_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        p.num_threads = n > 0 ? (int)n : 1;
+    }
+
+    vqj_context *ctx;
+    st = vqji_calloc(NULL, 1, sizeof *ctx, "the context", (void **)&ctx);
+    if (st)
+        return st;
+    ctx->params = p;
+    st = vqji_device_create(ctx, &ctx->device);
+    if (st) {
+        /* The device recorded its message against ctx; keep it readable
+         * through vqj_last_error() once ctx is gone. */
+        char message[VQJI_ERROR_MAX];
+        snprintf(message, sizeof message, "%s", vqj_last_error());
+        vqji_fail(NULL, st, "%s", message);
+        free(ctx);
+        return st;
+    }
+    vqji_log(ctx, VQJ_LOG_INFO, "libvqjepa %s: %s device, %d threads, seed %llu", vqj_version(),
+             ctx->device->ops->name, p.num_threads, (unsigned long long)p.seed);
+    *out = ctx;
+    return VQJ_OK;
+}
+
+void vqj_context_destroy(vqj_context *ctx)
+{
+    if (!ctx)
+        return;
+    if (!ctx->parent) /* a derived context shares its parent's device */
+        vqji_device_destroy(ctx->device);
+    free(ctx);
 }

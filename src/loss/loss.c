@@ -6,7 +6,7 @@
 #include "comm/comm.h"
 
 #include "core/params.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 #include "model/tokens.h"
 

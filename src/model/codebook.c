@@ -7,7 +7,7 @@
 #include "model/codebook.h"
 #include "comm/comm.h"
 #include "core/params.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 #include "model/encoder.h"
 #include "model/layers.h"

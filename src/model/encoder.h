@@ -4,7 +4,7 @@
 #define VQJ_ENCODER_H
 
 #include "core/core.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 
 /* The dropout step counter: every training forward uses the masks of the

@@ -11,7 +11,7 @@
  * model runs one call at a time. */
 #include "core/core.h"
 #include "core/params.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "model/codebook.h"
 #include "model/encoder.h"
 #include "model/predictor.h"

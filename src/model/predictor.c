@@ -6,7 +6,7 @@
 #include "model/predictor.h"
 
 #include "core/params.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 #include "model/encoder.h"
 #include "model/layers.h"

@@ -7,7 +7,7 @@
  * view, so a failed load changes nothing. Tensors are streamed through one
  * fixed-size host buffer in both directions: a checkpoint is never held in
  * memory next to the weights it came from. */
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 #include "train/trainer.h"
 
@@ -1073,30 +1073,6 @@ static const char *const counter_keys[NUM_COUNTERS] = {
     "trainer.micro_step", "trainer.dropout_step", "optimizer.steps",
     "codebook.updates",   "codebook.initialized", "seed"};
 
-static vqj_status pending_gradient(vqj_context *ctx, const vqji_trainer_parts *tp, int *pending)
-{
-    vqj_weights *groups[] = {vqj_encoder_weights(tp->encoder), vqj_codebook_weights(tp->codebook),
-                             vqj_predictor_weights(tp->predictor), vqj_loss_weights(tp->loss)};
-    float buf[1024];
-    *pending = 0;
-    for (size_t g = 0; g < sizeof groups / sizeof *groups && !*pending; g++) {
-        vqj_weights *w = groups[g];
-        vqji_device *dev = ctx->device;
-        for (size_t off = 0; off < w->num_params && !*pending; off += 1024) {
-            size_t k = w->num_params - off < 1024 ? w->num_params - off : 1024;
-            vqj_status st = dev->ops->download(dev, buf, w->grad + off, k * sizeof(float));
-            if (st)
-                return st;
-            for (size_t i = 0; i < k; i++)
-                if (buf[i] != 0.0f || buf[i] != buf[i]) {
-                    *pending = 1;
-                    break;
-                }
-        }
-    }
-    return VQJ_OK;
-}
-
 static int trainer_key(const char *key)
 {
     return !strncmp(key, "trainer.", 8) || !strncmp(key, "optimizer.", 10) ||
@@ -1126,11 +1102,8 @@ static vqj_status trainer_save(const char *fn, vqj_trainer *trainer, const char 
     /* The accumulated gradient of an unfinished cycle is not saved, and
      * vqj_trainer_set_counters() starts a new cycle: a resume from there
      * would not continue the same run. */
-    int pending;
-    vqj_status st = pending_gradient(ctx, &tp, &pending);
-    if (st)
-        return st;
-    if (pending)
+    vqj_status st;
+    if (vqji_trainer_cycle_open(trainer))
         return vqji_fail(ctx, VQJ_ERR_STATE,
                          "%s: %s: the trainer is inside a gradient-accumulation cycle; save "
                          "right after an optimizer step (metrics.optimizer_step = 1)",

@@ -5,7 +5,7 @@
  * through the device's linear-algebra ops; the per-dimension moments are
  * O(n d) host loops, all in double. */
 #include "core/core.h"
-#include "device/cpu.h" /* the host fallback of covariance_eigvals() */
+#include "core/linalg.h" /* the host fallback of covariance_eigvals() */
 #include "device/device.h"
 
 #include <math.h>
@@ -81,8 +81,8 @@ static void spectrum_metrics(int d, const double *w, double *isotropy, double *e
 
 /* Eigenvalues (ascending) of the covariance of x [n x d] (host, n >= 2)
  * into w [d] (host). On the context's device when it has the linear-algebra
- * ops; a backend without them is served by the CPU backend's kernels on host
- * memory, since the sample is on the host anyway. */
+ * ops; a backend without them is served by the host routines of
+ * core/linalg.h, since the sample is on the host anyway. */
 static vqj_status covariance_eigvals(vqj_context *ctx, int n, int d, const float *x, double *w)
 {
     size_t nd = (size_t)n * d, dd = (size_t)d * d, bytes;
@@ -92,18 +92,13 @@ static vqj_status covariance_eigvals(vqj_context *ctx, int n, int d, const float
     const vqji_device_ops *ops = dev->ops;
     vqj_status st;
     if (!ops->covariance || !ops->sym_eigvals) {
-        vqji_device_ops host_ops;
-        memset(&host_ops, 0, sizeof host_ops);
-        host_ops.name = "cpu";
-        vqji_cpu_register_linalg(&host_ops);
-        vqji_device host = {.ops = &host_ops, .ctx = ctx, .num_threads = dev->num_threads};
         double *centered = NULL, *cov = NULL;
         st = vqji_malloc(ctx, bytes, "the centred sample", (void **)&centered);
         if (!st)
             st = vqji_malloc(ctx, dd * sizeof(double), "the covariance", (void **)&cov);
         if (!st) {
-            host_ops.covariance(&host, n, d, x, centered, cov);
-            st = host_ops.sym_eigvals(&host, d, cov, w);
+            vqji_host_covariance(n, d, x, centered, cov);
+            st = vqji_host_sym_eigvals(ctx, d, cov, w);
         }
         free(cov);
         free(centered);

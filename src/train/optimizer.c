@@ -2,7 +2,7 @@
  * EMA of a target network (docs/optimizer.md). Device memory is touched only
  * through the op table, so a GPU backend runs this file unchanged. */
 #include "core/params.h"
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 
 #include <math.h>

@@ -3,8 +3,7 @@
  * program driving the stages itself computes exactly the same thing. */
 #include "comm/comm.h"
 #include "core/params.h"
-#include "core/tensor.h"
-#include "device/device.h"
+#include "device/tensor.h"
 #include "loss/loss.h"
 #include "model/codebook.h"
 #include "model/encoder.h"
@@ -54,7 +53,7 @@ struct vqj_trainer {
     uint64_t *pending_ids; /* host: their target grids' ids (InfoNCE's duplicate mask) */
     size_t pending_ids_cap;
 
-    float *codebook_copy; /* device copy of the codebook's tensors */
+    vqj_tensor *codebook_copy; /* a copy of the codebook's tensors */
     int32_t *codes;       /* host: the online context tokens' codes of the last step */
     size_t codes_cap, num_codes;
     int32_t *target_codes; /* host: the target tokens' codes of the last step */
@@ -134,11 +133,9 @@ void vqj_trainer_destroy(vqj_trainer *tr)
     vqj_tokens_destroy(tr->view.target);
     vqj_tensor *tensors[] = {tr->z,  tr->q,  tr->c,  tr->dc,  tr->dq,  tr->dz,
                              tr->zt, tr->qt, tr->t,  tr->zv,  tr->qv,  tr->dqv,
-                             tr->pending};
+                             tr->pending, tr->codebook_copy};
     for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++)
         vqj_tensor_destroy(tensors[i]);
-    if (tr->codebook_copy)
-        tr->ctx->device->ops->free(tr->ctx->device, tr->codebook_copy);
     vqji_encoder_ws_destroy(tr->view_ws);
     free(tr->cells);
     free(tr->grids);
@@ -250,7 +247,7 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
         st = vqj_tokens_create(ctx, &tp, tokens[i]);
     vqj_tensor **tensors[] = {&tr->z,  &tr->q,  &tr->c,  &tr->dc,  &tr->dq,  &tr->dz,
                               &tr->zt, &tr->qt, &tr->t,  &tr->zv,  &tr->qv,  &tr->dqv,
-                              &tr->pending};
+                              &tr->pending, &tr->codebook_copy};
     for (size_t i = 0; !st && i < sizeof tensors / sizeof *tensors; i++)
         st = vqj_tensor_create(ctx, 0, 1, tensors[i]);
     vqj_tensor **global[] = {&tr->gc, &tr->gt, &tr->gdc, &tr->gpv, &tr->gdpv};
@@ -260,11 +257,8 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
         st = make_target(tr);
     if (!st)
         st = vqji_encoder_train_ws_create(encoder, &tr->view_ws);
-    if (!st) {
-        vqj_weights *cw = vqj_codebook_weights(codebook);
-        st = ctx->device->ops->alloc(ctx->device, cw->total * sizeof(float),
-                                     (void **)&tr->codebook_copy);
-    }
+    if (!st) /* sizes the copy now, so that a step does not allocate it */
+        st = vqji_weights_save(vqj_codebook_weights(codebook), tr->codebook_copy);
     if (st) {
         vqj_trainer_destroy(tr);
         return st;
@@ -277,12 +271,10 @@ vqj_status vqj_trainer_create(vqj_context *ctx, const vqj_trainer_params *params
 
 static vqj_status zero_like(vqj_tensor *t, const vqj_tensor *like)
 {
-    vqj_status st = vqj_tensor_reshape(t, like->rows, like->cols);
-    if (st)
-        return st;
-    vqji_device *dev = t->ctx->device;
-    dev->ops->fill(dev, (size_t)t->rows * (size_t)t->cols, 0.0f, t->data);
-    return VQJ_OK;
+    vqj_status st = vqj_tensor_reshape(t, vqj_tensor_rows(like), vqj_tensor_cols(like));
+    if (!st)
+        vqji_tensor_zero(t);
+    return st;
 }
 
 /* With codes beside the forward path (vqj_vq_path), the predictor and the
@@ -309,9 +301,7 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     vqj_status st = vqj_encoder_forward(enc, targets, 0, tr->zt);
     /* The quantizer would turn a non-finite z into a finite (arbitrary)
      * code, hiding the fault from the loss: catch it here. */
-    vqji_device *dev = tr->ctx->device;
-    int32_t bad = !st && !dev->ops->all_finite(dev, (size_t)tr->zt->rows * (size_t)tr->zt->cols,
-                                               tr->zt->data);
+    int32_t bad = !st && !vqji_tensor_all_finite(tr->zt);
     if (!st && tr->dist) /* every rank skips the step, or none */
         st = vqji_comm_allreduce_host(tr->ctx, &bad, 1, VQJ_COMM_INT32, VQJ_COMM_MAX);
     if (!st && bad)
@@ -323,34 +313,6 @@ static vqj_status target_path(vqj_trainer *tr, const vqj_tokens *targets)
     if (!st)
         st = vqj_predictor_forward_grids(pred, targets, beside(tr) ? tr->zt : tr->qt, tr->t);
     return st;
-}
-
-/* Append the rows of src to dst (same width; dst may have 0 rows). */
-static vqj_status append_rows(vqj_tensor *dst, const vqj_tensor *src)
-{
-    int rows = dst->rows;
-    size_t have = (size_t)rows * (size_t)src->cols, add = (size_t)src->rows * (size_t)src->cols;
-    if (rows == 0 || dst->cols != src->cols) {
-        rows = 0;
-        have = 0;
-    }
-    /* reshape may move the storage without keeping it: grow through a copy. */
-    if (have + add > dst->capacity) {
-        vqji_device *dev = dst->ctx->device;
-        float *p;
-        vqj_status st = dev->ops->alloc(dev, 2 * (have + add) * sizeof(float), (void **)&p);
-        if (st)
-            return st;
-        dev->ops->copy(dev, p, dst->data, have * sizeof(float));
-        dev->ops->free(dev, dst->data);
-        dst->data = p;
-        dst->capacity = 2 * (have + add);
-    }
-    dst->ctx->device->ops->copy(dst->ctx->device, dst->data + have, src->data,
-                                add * sizeof(float));
-    dst->rows = rows + src->rows;
-    dst->cols = src->cols;
-    return VQJ_OK;
 }
 
 /* ---- data-parallel (docs/distributed.md) ----
@@ -395,22 +357,14 @@ static vqj_status shard_of(vqj_trainer *tr, int batch)
 static vqj_status gather_rows(vqj_trainer *tr, const vqj_tensor *x, vqj_tensor *g)
 {
     const int size = vqji_comm_size(tr->ctx);
+    const int cols = vqj_tensor_cols(x);
     for (int r = 0; r < size; r++)
-        tr->shard[size + r] = tr->shard[r] * x->cols;
-    vqj_status st = vqj_tensor_reshape(g, (int)tr->total, x->cols);
+        tr->shard[size + r] = tr->shard[r] * cols;
+    vqj_status st = vqj_tensor_reshape(g, (int)tr->total, cols);
     if (!st)
-        st = vqji_comm_allgatherv_dev(tr->ctx, x->data, g->data, tr->shard + size,
-                                      VQJ_COMM_FLOAT32);
+        st = vqji_comm_allgatherv_dev(tr->ctx, vqji_tensor_data(x), vqji_tensor_data(g),
+                                      tr->shard + size, VQJ_COMM_FLOAT32);
     return st;
-}
-
-/* d += this rank's rows of the global gradient g. */
-static void add_own_rows(vqj_trainer *tr, const vqj_tensor *g, vqj_tensor *d)
-{
-    vqji_device *dev = tr->ctx->device;
-    size_t cols = (size_t)g->cols;
-    dev->ops->axpy(dev, (size_t)d->rows * cols, 1.0f, g->data + (size_t)tr->first * cols,
-                   d->data);
 }
 
 /* The global batch's c, t and target grid ids, and a zero gradient for c. */
@@ -440,9 +394,10 @@ static vqj_status allreduce_grads(vqj_trainer *tr)
                         vqj_codebook_weights(tr->codebook), vqj_loss_weights(tr->loss)};
     vqj_status st = VQJ_OK;
     for (size_t i = 0; i < 4 && !st; i++)
-        if (w[i]->num_params)
-            st = vqji_comm_allreduce_dev(tr->ctx, w[i]->grad, w[i]->num_params,
-                                         VQJ_COMM_FLOAT32, i == 3 ? VQJ_COMM_AVG : VQJ_COMM_SUM);
+        if (vqj_weights_num_params(w[i]))
+            st = vqji_comm_allreduce_dev(tr->ctx, vqji_weights_grads(w[i]),
+                                         vqj_weights_num_params(w[i]), VQJ_COMM_FLOAT32,
+                                         i == 3 ? VQJ_COMM_AVG : VQJ_COMM_SUM);
     return st;
 }
 
@@ -466,19 +421,17 @@ static vqj_status gather_codes(vqj_trainer *tr, int32_t **codes, size_t *cap, si
 
 /* Snapshot and restore of the codebook, whose training forward updates it
  * before the loss is known. */
-static void codebook_save(vqj_trainer *tr, int64_t *updates, int *initialized)
+static vqj_status codebook_save(vqj_trainer *tr, int64_t *updates, int *initialized)
 {
-    vqj_weights *w = vqj_codebook_weights(tr->codebook);
-    tr->ctx->device->ops->copy(tr->ctx->device, tr->codebook_copy, w->data,
-                               w->total * sizeof(float));
-    vqj_codebook_get_progress(tr->codebook, updates, initialized);
+    vqj_status st = vqji_weights_save(vqj_codebook_weights(tr->codebook), tr->codebook_copy);
+    if (!st)
+        st = vqj_codebook_get_progress(tr->codebook, updates, initialized);
+    return st;
 }
 
 static void codebook_restore(vqj_trainer *tr, int64_t updates, int initialized)
 {
-    vqj_weights *w = vqj_codebook_weights(tr->codebook);
-    tr->ctx->device->ops->copy(tr->ctx->device, w->data, tr->codebook_copy,
-                               w->total * sizeof(float));
+    vqji_weights_restore(vqj_codebook_weights(tr->codebook), tr->codebook_copy);
     vqj_codebook_set_progress(tr->codebook, updates, initialized);
 }
 
@@ -692,7 +645,7 @@ static vqj_status skip_or_fail(vqj_trainer *tr, vqj_status st, int64_t updates, 
     /* The accumulated gradient cannot be trusted any more: drop the cycle. */
     vqj_optimizer_zero_grad(tr->optimizer);
     tr->micro_step = tr->cycle_start;
-    vqj_tensor_reshape(tr->pending, 0, tr->pending->cols);
+    vqj_tensor_reshape(tr->pending, 0, vqj_tensor_cols(tr->pending));
     vqji_clear_error(tr->ctx);
     if (m) {
         m->skipped = 1;
@@ -733,7 +686,8 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     }
     int64_t updates;
     int initialized;
-    codebook_save(tr, &updates, &initialized);
+    if ((st = codebook_save(tr, &updates, &initialized)))
+        return st;
     uint64_t dropout_step = vqji_encoder_step(tr->encoder);
     vqj_loss_reset(tr->loss);
 
@@ -783,7 +737,7 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
     if (!st)
         st = vqj_loss_sigreg(tr->loss, bc, (uint64_t)tr->micro_step, bdc, NULL);
     if (!st && tr->dist)
-        add_own_rows(tr, tr->gdc, tr->dc);
+        vqji_tensor_add_rows(tr->dc, tr->gdc, tr->first); /* this rank's rows */
     if (!st)
         st = vqj_loss_relational(tr->loss, context, tv, dtv, targets, bs ? tr->zt : tr->qt,
                                  NULL, NULL);
@@ -811,11 +765,12 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
      * optimizer step. */
     /* Data-parallel: every rank's targets, in rank order, so the queues
      * stay identical. */
-    size_t have = (size_t)tr->pending->rows, add = tr->dist ? (size_t)tr->total : targets->num_grids;
+    size_t have = (size_t)vqj_tensor_rows(tr->pending);
+    size_t add = tr->dist ? (size_t)tr->total : targets->num_grids;
     st = vqji_reserve(tr->ctx, (void **)&tr->pending_ids, &tr->pending_ids_cap,
                       (have + add) * sizeof *tr->pending_ids, "queue grid ids");
     if (!st)
-        st = append_rows(tr->pending, tr->dist ? tr->gt : tr->t);
+        st = vqji_tensor_append_rows(tr->pending, tr->dist ? tr->gt : tr->t);
     if (st)
         return st;
     memcpy(tr->pending_ids + have, tr->dist ? tr->gids : vqj_tokens_grid_ids(targets),
@@ -844,7 +799,7 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
         if (!st)
             st = vqj_loss_queue_push_ids(tr->loss, tr->pending, tr->pending_ids);
         if (!st)
-            st = vqj_tensor_reshape(tr->pending, 0, tr->pending->cols);
+            st = vqj_tensor_reshape(tr->pending, 0, vqj_tensor_cols(tr->pending));
         if (!st)
             st = vqj_optimizer_zero_grad(tr->optimizer);
         if (st)
@@ -963,10 +918,9 @@ static vqj_status evaluate(vqj_trainer *tr, const vqj_grid *context, const vqj_g
     /* The temperature's gradient is accumulated by the InfoNCE call even
      * without dc: keep the training cycle's value. */
     vqj_weights *lw = vqj_loss_weights(tr->loss);
-    vqji_device *dev = tr->ctx->device;
     float saved_grad = 0.0f;
-    if (lw->num_params)
-        dev->ops->download(dev, &saved_grad, lw->grad, sizeof saved_grad);
+    if (vqj_weights_num_params(lw))
+        vqji_weights_grad_download(lw, &saved_grad, 1);
     vqj_loss_reset(tr->loss);
     vqj_codebook_stats cs = {.size = sizeof cs};
     tr->num_codes = 0;
@@ -993,8 +947,8 @@ static vqj_status evaluate(vqj_trainer *tr, const vqj_grid *context, const vqj_g
                                  bs ? tr->zt : tr->qt, NULL, NULL);
     if (!st)
         st = vqj_loss_add_commitment(tr->loss, cs.commitment_loss + cs.codebook_loss);
-    if (lw->num_params)
-        dev->ops->upload(dev, lw->grad, &saved_grad, sizeof saved_grad);
+    if (vqj_weights_num_params(lw))
+        vqji_weights_grad_upload(lw, &saved_grad, 1);
     if (st)
         tr->num_codes = tr->num_target_codes = 0;
     if (st == VQJ_ERR_NUMERIC && m) {
@@ -1064,6 +1018,8 @@ vqj_status vqj_trainer_get_counters(const vqj_trainer *tr, int64_t *micro_step,
     *dropout_step = vqji_encoder_step(tr->encoder);
     return VQJ_OK;
 }
+
+bool vqji_trainer_cycle_open(const vqj_trainer *tr) { return tr->micro_step != tr->cycle_start; }
 
 vqj_status vqj_trainer_set_counters(vqj_trainer *tr, int64_t micro_step, uint64_t dropout_step)
 {

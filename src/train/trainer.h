@@ -24,6 +24,9 @@ const vqj_tokenizer_params *vqji_trainer_tokenizer(const vqj_trainer *trainer);
  * they were made in and `config_yaml` (malloc'd; may be NULL), all released
  * by vqj_trainer_destroy() (vqj_trainer_create_from_config()). */
 void vqji_trainer_adopt(vqj_trainer *trainer, vqj_context *ctx, char *config_yaml);
+/* Whether an accumulation cycle is open: micro-batches have accumulated a
+ * gradient that the next optimizer step has not yet applied. */
+bool vqji_trainer_cycle_open(const vqj_trainer *trainer);
 /* The configuration text given to vqji_trainer_adopt(), or NULL. */
 const char *vqji_trainer_config_yaml(const vqj_trainer *trainer);
 

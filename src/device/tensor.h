@@ -1,4 +1,6 @@
-/* The storage behind vqj_tensor and vqj_weights. */
+/* The storage behind vqj_tensor and vqj_weights: device memory, allocated
+ * and moved through the context's device (tensor.c). Modules above the
+ * device layer use these calls rather than the device's ops on the storage. */
 #ifndef VQJ_TENSOR_H
 #define VQJ_TENSOR_H
 
@@ -12,7 +14,17 @@ struct vqj_tensor {
 };
 
 /* Device pointer of a tensor: for model code. */
-static inline float *vqji_tensor_data(vqj_tensor *t) { return t->data; }
+static inline float *vqji_tensor_data(const vqj_tensor *t) { return t->data; }
+
+/* Set every value of t to 0. */
+void vqji_tensor_zero(vqj_tensor *t);
+/* Whether every value of t is finite. */
+bool vqji_tensor_all_finite(const vqj_tensor *t);
+/* Append the rows of src to dst, keeping dst's rows (same width; dst may
+ * have 0 rows, or another width, which counts as empty). */
+vqj_status vqji_tensor_append_rows(vqj_tensor *dst, const vqj_tensor *src);
+/* dst += rows [first, first + rows(dst)) of src (same width). */
+void vqji_tensor_add_rows(vqj_tensor *dst, const vqj_tensor *src, int64_t first);
 
 /* A module's named tensors in one device buffer: trainable tensors first (so
  * an optimizer sees one contiguous [num_params] vector and its gradient),
@@ -50,5 +62,14 @@ float *vqji_weights_data(const vqj_weights *w, size_t index);
 float *vqji_weights_grad(const vqj_weights *w, size_t index);
 vqj_status vqji_weights_find(const vqj_weights *w, const char *name, size_t *index);
 void vqji_weights_zero_grad(vqj_weights *w);
+/* Device pointer of the whole gradient, num_params floats. */
+static inline float *vqji_weights_grads(const vqj_weights *w) { return w->grad; }
+/* Copy every value of w (trainable and state) into `copy`, reshaped to
+ * [total x 1], and back: a snapshot for undoing an update. */
+vqj_status vqji_weights_save(const vqj_weights *w, vqj_tensor *copy);
+void vqji_weights_restore(vqj_weights *w, const vqj_tensor *copy);
+/* The first `count` (<= num_params) gradient values to and from host memory. */
+vqj_status vqji_weights_grad_download(const vqj_weights *w, float *host, size_t count);
+vqj_status vqji_weights_grad_upload(vqj_weights *w, const float *host, size_t count);
 
 #endif

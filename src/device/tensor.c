@@ -1,6 +1,7 @@
-#include "core/tensor.h"
+#include "device/tensor.h"
 #include "device/device.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,52 @@ vqj_status vqj_tensor_write(vqj_tensor *t, const float *src, size_t count)
         return st;
     vqji_device *dev = t->ctx->device;
     return dev->ops->upload(dev, t->data, src, count * sizeof(float));
+}
+
+void vqji_tensor_zero(vqj_tensor *t)
+{
+    vqji_device *dev = t->ctx->device;
+    dev->ops->fill(dev, (size_t)t->rows * (size_t)t->cols, 0.0f, t->data);
+}
+
+bool vqji_tensor_all_finite(const vqj_tensor *t)
+{
+    vqji_device *dev = t->ctx->device;
+    return dev->ops->all_finite(dev, (size_t)t->rows * (size_t)t->cols, t->data);
+}
+
+vqj_status vqji_tensor_append_rows(vqj_tensor *dst, const vqj_tensor *src)
+{
+    int rows = dst->rows;
+    size_t have = (size_t)rows * (size_t)src->cols, add = (size_t)src->rows * (size_t)src->cols;
+    if (rows == 0 || dst->cols != src->cols) {
+        rows = 0;
+        have = 0;
+    }
+    vqji_device *dev = dst->ctx->device;
+    /* reshape may move the storage without keeping it: grow through a copy. */
+    if (have + add > dst->capacity) {
+        float *p;
+        vqj_status st = dev->ops->alloc(dev, 2 * (have + add) * sizeof(float), (void **)&p);
+        if (st)
+            return st;
+        dev->ops->copy(dev, p, dst->data, have * sizeof(float));
+        dev->ops->free(dev, dst->data);
+        dst->data = p;
+        dst->capacity = 2 * (have + add);
+    }
+    dev->ops->copy(dev, dst->data + have, src->data, add * sizeof(float));
+    dst->rows = rows + src->rows;
+    dst->cols = src->cols;
+    return VQJ_OK;
+}
+
+void vqji_tensor_add_rows(vqj_tensor *dst, const vqj_tensor *src, int64_t first)
+{
+    vqji_device *dev = dst->ctx->device;
+    size_t cols = (size_t)src->cols;
+    dev->ops->axpy(dev, (size_t)dst->rows * cols, 1.0f, src->data + (size_t)first * cols,
+                   dst->data);
 }
 
 /* ---- named weights ---- */
@@ -186,6 +233,37 @@ vqj_status vqji_weights_find(const vqj_weights *w, const char *name, size_t *ind
 void vqji_weights_zero_grad(vqj_weights *w)
 {
     w->ctx->device->ops->fill(w->ctx->device, w->num_params, 0.0f, w->grad);
+}
+
+vqj_status vqji_weights_save(const vqj_weights *w, vqj_tensor *copy)
+{
+    if (w->total > INT_MAX)
+        return vqji_fail(w->ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "a snapshot of %zu values does not fit one tensor", w->total);
+    vqj_status st = vqj_tensor_reshape(copy, (int)w->total, 1);
+    if (st)
+        return st;
+    vqji_device *dev = w->ctx->device;
+    dev->ops->copy(dev, copy->data, w->data, w->total * sizeof(float));
+    return VQJ_OK;
+}
+
+void vqji_weights_restore(vqj_weights *w, const vqj_tensor *copy)
+{
+    vqji_device *dev = w->ctx->device;
+    dev->ops->copy(dev, w->data, copy->data, w->total * sizeof(float));
+}
+
+vqj_status vqji_weights_grad_download(const vqj_weights *w, float *host, size_t count)
+{
+    vqji_device *dev = w->ctx->device;
+    return dev->ops->download(dev, host, w->grad, count * sizeof(float));
+}
+
+vqj_status vqji_weights_grad_upload(vqj_weights *w, const float *host, size_t count)
+{
+    vqji_device *dev = w->ctx->device;
+    return dev->ops->upload(dev, w->grad, host, count * sizeof(float));
 }
 
 size_t vqj_weights_num_tensors(const vqj_weights *w) { return w ? w->count : 0; }
