@@ -167,11 +167,17 @@ bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) l
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -o $@ $< -Llib -lvqjepa \
 	  -Wl,-rpath,'$$ORIGIN/../lib' -pthread
 
+# I/O faults for tests/crash_test.sh: an LD_PRELOAD library that fails the
+# creation, fsync or rename of the temporary file of an atomic write.
+bin/fault_inject.so: tests/fault_inject.c
+	@mkdir -p bin
+	$(CC) -std=c11 $(WARN) -O1 -shared -fPIC -o $@ $< -ldl
+
 # Every test program runs even when an earlier one fails. A program that
 # exits 77 was skipped (its toolchain or data is missing: it says why); the
 # summary counts passed, failed and skipped programs, and the cmocka cases
 # that passing programs skipped (" N SKIPPED TEST(S)").
-check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_fail_test \
+check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_fail_test bin/fault_inject.so \
     $(if $(FUZZ_OK),$(FUZZ_BIN)) $(MPI_CHECK_BIN)
 	@passed=0; failed=0; skipped=0; cases=0; failures=""; skips=""; \
 	log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \

@@ -152,5 +152,18 @@ set +e; VQJEPA_MEMORY_LIMIT=1k "$VQJEPA" train --data synthetic --steps 1 --batc
     --quiet --out "$tmp/tiny" > /dev/null 2> "$tmp/tiny.err"; rc=$?; set -e
 [ "$rc" -eq 2 ] && grep -q "(VQJEPA_MEMORY_LIMIT)" "$tmp/tiny.err" \
     || fail "VQJEPA_MEMORY_LIMIT=1k gave exit status $rc: $(cat "$tmp/tiny.err")"
+# --batch is applied to the configuration before the estimate: a batch that
+# the limit cannot hold is refused (exit 2) before anything is allocated or
+# written, and one outside training.batch_size's range is refused as such.
+set +e; VQJEPA_MEMORY_LIMIT=64G "$VQJEPA" train --data synthetic --steps 1 --batch 1048576 \
+    --threads 1 --quiet --out "$tmp/bigbatch" > /dev/null 2> "$tmp/bigbatch.err"; rc=$?; set -e
+[ "$rc" -eq 2 ] && grep -q "more than the limit of 68.7 GB (VQJEPA_MEMORY_LIMIT)" "$tmp/bigbatch.err" \
+    && grep -q "batch 1048576 x" "$tmp/bigbatch.err" \
+    || fail "--batch 1048576 under a 64G limit gave exit status $rc: $(cat "$tmp/bigbatch.err")"
+[ ! -e "$tmp/bigbatch" ] || fail "--batch 1048576 was refused only after writing $tmp/bigbatch"
+set +e; "$VQJEPA" train --data synthetic --steps 1 --batch 2000000 --quiet --out "$tmp/bigbatch" \
+    > /dev/null 2> "$tmp/bigbatch.err"; rc=$?; set -e
+[ "$rc" -eq 2 ] && grep -q "training.batch_size is 2000000; it must be in \[1, 1048576\]" "$tmp/bigbatch.err" \
+    || fail "--batch 2000000 gave exit status $rc: $(cat "$tmp/bigbatch.err")"
 ok
 echo "cli_test: $passed passed, 0 failed"

@@ -125,5 +125,61 @@ st=0
 grep -q "loss_metrics.jsonl: No space left on device" "$tmp/err" ||
     { cat "$tmp/err" >&2; fail "a full disk was not reported"; }
 cmp -s "$ck" "$tmp/before.safetensors" || fail "the failed run changed last.safetensors"
+# The other steps of an atomic write fail (tests/fault_inject.c, an
+# LD_PRELOAD library): creating the temporary file, fsyncing it or renaming
+# it, for one file of the run folder at a time. The run stops with exit 1
+# and the system's reason for that file; the file under its final name is
+# the previous one, byte for byte; no temporary file is left. A folder that
+# cannot be synced after the rename is reported the same way.
+shim=${FAULT_SHIM:-bin/fault_inject.so}
+[ -e "$shim" ] || fail "no $shim (make bin/fault_inject.so)"
+case $shim in /*) ;; *) shim="$PWD/$shim" ;; esac
+rm -f "$run/loss_metrics.jsonl"
+"$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$run" --threads 1 --quiet \
+    --resume "$ck" --steps 2 > /dev/null 2> "$tmp/err" || { cat "$tmp/err" >&2; fail "a run before the faults failed"; }
+faults=0
+for f in config.yaml last.safetensors eval.json report.html; do
+    [ -e "$run/$f" ] || fail "the run wrote no $f"
+    for op in create fsync rename; do
+        cp "$run/$f" "$tmp/before"
+        st=0
+        VQJ_FAULT="$op:$f" LD_PRELOAD="$shim" "$VQJEPA" train --config "$tmp/tiny.yaml" \
+            --data synthetic --out "$run" --threads 1 --quiet --resume "$ck" --steps 2 \
+            > /dev/null 2> "$tmp/err" || st=$?
+        [ "$st" -eq 1 ] || { cat "$tmp/err" >&2; fail "$op failing for $f gave exit $st, not 1"; }
+        grep -q "$f: Input/output error" "$tmp/err" ||
+            { cat "$tmp/err" >&2; fail "$op failing for $f was not reported"; }
+        cmp -s "$run/$f" "$tmp/before" || fail "$op failing for $f changed $f"
+        [ -z "$(find "$run" -name '*.tmp.*')" ] || fail "$op failing for $f left a temporary file"
+        faults=$((faults + 1))
+    done
+done
+st=0
+VQJ_FAULT="syncdir:$run:ENOSPC" LD_PRELOAD="$shim" "$VQJEPA" train --config "$tmp/tiny.yaml" \
+    --data synthetic --out "$run" --threads 1 --quiet --resume "$ck" --steps 2 > /dev/null \
+    2> "$tmp/err" || st=$?
+[ "$st" -eq 1 ] && grep -q "config.yaml but cannot sync its folder: No space left on device" "$tmp/err" ||
+    { cat "$tmp/err" >&2; fail "a folder that cannot be synced gave exit $st"; }
+check_folder faults
+"$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$run" --threads 1 --quiet \
+    --resume "$ck" --steps 1 > /dev/null 2> "$tmp/err" || { cat "$tmp/err" >&2; fail "no resume after the faults"; }
+echo "crash_test: $faults injected create/fsync/rename faults, each leaving the previous file"
+# A checkpoint whose run metadata is out of range (run.epoch -7) is refused
+# before the number is used.
+python3 - "$ck" "$tmp/bad.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+h['__metadata__']['run.epoch'] = '-7'
+t = json.dumps(h).encode()
+t += b' ' * (-len(t) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(t)) + t + b[8 + n:])
+PY
+st=0
+"$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$tmp/badrun" --threads 1 --quiet \
+    --resume "$tmp/bad.safetensors" --steps 1 > /dev/null 2> "$tmp/err" || st=$?
+[ "$st" -eq 1 ] && grep -q 'metadata run.epoch is "-7"; it must be an integer in \[0, 1000000\]' "$tmp/err" ||
+    { cat "$tmp/err" >&2; fail "a checkpoint with run.epoch -7 gave exit $st"; }
 [ "$resumed" -ge $((KILLS * 2 / 3)) ] || fail "only $resumed of $KILLS runs resumed"
 echo "crash_test: $KILLS kills, $resumed resumed from last.safetensors (last at step $last_step): ok"

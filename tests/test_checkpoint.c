@@ -909,6 +909,94 @@ static void test_write_faults(void **state)
     model_destroy(&m);
 }
 
+/* The other steps of an atomic save (vqji_set_io_fault_hook()): creating
+ * the temporary file, fsyncing it and renaming it fail with EIO, ENOSPC or
+ * EACCES. Each failure is a VQJ_ERR_IO naming the path and the system's
+ * reason; no temporary file is left; the previous checkpoint verifies and
+ * loads to its weights. A folder that cannot be synced after the rename is
+ * an error too, and the new file is then whole under the final name; a
+ * file system that cannot sync folders (EINVAL) is not. */
+static vqji_io_op fault_op;
+static int fault_errno, fault_hits;
+
+static int faulty_io(vqji_io_op op, const char *path)
+{
+    (void)path;
+    if (op != fault_op)
+        return 0;
+    fault_hits++;
+    return fault_errno;
+}
+
+static void assert_loads_to(const char *path, const float *codes)
+{
+    float now[K * 32];
+    model other;
+    model_create(&other, 6, 32);
+    assert_ok(other.ctx, vqj_checkpoint_verify(other.ctx, path));
+    assert_ok(other.ctx, vqj_trainer_load(other.trainer, path));
+    read_codes(&other, now);
+    assert_memory_equal(now, codes, sizeof now);
+    model_destroy(&other);
+}
+
+static void test_sync_rename_faults(void **state)
+{
+    (void)state;
+    model m;
+    model_create(&m, 6, 32);
+    vqj_train_metrics mm;
+    const char *path = path_in("sync.safetensors");
+    float saved[K * 32];
+    const vqji_io_op ops[] = {VQJI_IO_CREATE, VQJI_IO_FSYNC, VQJI_IO_RENAME};
+    const int errs[] = {EIO, ENOSPC, EACCES};
+    int failures = 0, i = 0;
+    for (size_t o = 0; o < sizeof ops / sizeof *ops; o++) {
+        for (size_t e = 0; e < sizeof errs / sizeof *errs; e++) {
+            step(&m, i++, &mm);
+            step(&m, i++, &mm);
+            assert_ok(m.ctx, vqj_trainer_save(m.trainer, path, NULL)); /* the previous one */
+            read_codes(&m, saved);
+            step(&m, i++, &mm);
+            step(&m, i++, &mm); /* the weights now differ from the file's */
+            fault_op = ops[o];
+            fault_errno = errs[e];
+            fault_hits = 0;
+            vqji_set_io_fault_hook(faulty_io);
+            vqj_status st = vqj_trainer_save(m.trainer, path, NULL);
+            vqji_set_io_fault_hook(NULL);
+            assert_int_equal(fault_hits, 1);
+            assert_int_equal(st, VQJ_ERR_IO);
+            const char *msg = vqj_context_last_error(m.ctx);
+            assert_non_null(strstr(msg, path));
+            assert_non_null(strstr(msg, strerror(errs[e])));
+            assert_int_equal(temp_files(dir), 0);
+            assert_loads_to(path, saved);
+            failures++;
+        }
+    }
+    /* The folder sync fails after the rename: an error, and the new file. */
+    read_codes(&m, saved);
+    fault_op = VQJI_IO_SYNC_FOLDER;
+    fault_errno = EIO;
+    vqji_set_io_fault_hook(faulty_io);
+    assert_int_equal(vqj_trainer_save(m.trainer, path, NULL), VQJ_ERR_IO);
+    assert_non_null(strstr(vqj_context_last_error(m.ctx), "cannot sync its folder"));
+    assert_int_equal(temp_files(dir), 0);
+    assert_loads_to(path, saved);
+    fault_errno = EINVAL;
+    step(&m, i++, &mm);
+    step(&m, i++, &mm);
+    read_codes(&m, saved);
+    assert_ok(m.ctx, vqj_trainer_save(m.trainer, path, NULL));
+    vqji_set_io_fault_hook(NULL);
+    assert_loads_to(path, saved);
+    print_message("%d failed creates, fsyncs and renames, each leaving the previous checkpoint\n",
+                  failures);
+    unlink(path);
+    model_destroy(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -920,6 +1008,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_write_faults),
+        cmocka_unit_test(test_sync_rename_faults),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,7 @@
  * then measured by `vqjepa eval` on the built-in evaluation tasks. */
 #include "cli.h"
 #include "run.h"
+#include "runlog.h"
 
 #include <errno.h>
 #include <math.h>
@@ -243,11 +244,11 @@ int cmd_ablate(int argc, char **argv)
         return rc;
     }
 
-    char path[4200];
+    /* Written whole or not at all, like the run folders' files. */
+    char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/ablation.md", out_dir);
-    FILE *f = fopen(path, "w");
+    FILE *f = runlog_create(path, tmp, sizeof tmp);
     if (!f) {
-        fprintf(stderr, "vqjepa ablate: cannot write %s: %s\n", path, strerror(errno));
         json_decref(base_eval);
         return CLI_FAILED;
     }
@@ -322,7 +323,8 @@ int cmd_ablate(int argc, char **argv)
         if (selected[v] && res[v].aborted)
             fprintf(f, "\n%s stopped on an abort criterion: %s\n", variants[v].title,
                     res[v].abort_reason);
-    fclose(f);
+    if (runlog_commit(f, tmp, path, 1)) /* checks the stream's errors too */
+        return CLI_FAILED;
     FILE *in = fopen(path, "r");
     if (in) {
         char line[1024];

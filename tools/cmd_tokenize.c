@@ -1,6 +1,7 @@
 /* `vqjepa tokenize TASK.json ...`: one JSON line per grid, in the padded
  * layout of the reference system, so the output can be diffed against it. */
 #include "cli.h"
+#include "core/limits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +43,15 @@ int cli_tokenizer_option(vqj_tokenizer_params *p, int argc, char **argv, int *i)
     char *end = NULL;
     long n = strtol(v, &end, 10);
     const long lo = !strcmp(a, "--max-color-features") ? 0 : 1;
-    const long hi = !strcmp(a, "--max-objects") ? 4096 : !strcmp(a, "--connectivity") ? 8 : 10;
+    const long hi = !strcmp(a, "--max-objects")    ? VQJI_HI_MAX_OBJECTS
+                    : !strcmp(a, "--connectivity") ? 8
+                                                   : VQJI_HI_MAX_COLOR_FEATURES;
     if (!*v || *end || n < lo || n > hi ||
         (!strcmp(a, "--connectivity") && n != 4 && n != 8)) {
-        fprintf(stderr, "vqjepa: %s %s: expected %s\n", a, v,
-                !strcmp(a, "--connectivity") ? "4 or 8"
-                : !strcmp(a, "--max-objects") ? "an integer in [1, 4096]"
-                                              : "an integer in [0, 10]");
+        if (!strcmp(a, "--connectivity"))
+            fprintf(stderr, "vqjepa: %s %s: expected 4 or 8\n", a, v);
+        else
+            fprintf(stderr, "vqjepa: %s %s: expected an integer in [%ld, %ld]\n", a, v, lo, hi);
         return -1;
     }
     if (!strcmp(a, "--max-objects"))

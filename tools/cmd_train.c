@@ -1,6 +1,7 @@
 /* `vqjepa train`: train a configuration, then write the run's report. */
 #include "cli.h"
 #include "run.h"
+#include "core/limits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +98,10 @@ int run_parse_option(run_options *o, int argc, char **argv, int *i)
         o->batch = (int)n;
     } else if (!strcmp(a, "--checkpoint-steps")) {
         VALUE();
-        if ((n = number(a, v, 0)) < 0 || n > 1000000000) {
-            if (n > 1000000000)
-                fprintf(stderr, "vqjepa: --checkpoint-steps must be at most 1000000000\n");
+        if ((n = number(a, v, 0)) < 0 || n > VQJI_HI_CHECKPOINT_STEPS) {
+            if (n > VQJI_HI_CHECKPOINT_STEPS)
+                fprintf(stderr, "vqjepa: --checkpoint-steps must be at most %d\n",
+                        VQJI_HI_CHECKPOINT_STEPS);
             return -1;
         }
         o->checkpoint_steps = n ? (int)n : -1;
@@ -148,6 +150,8 @@ int cmd_train(int argc, char **argv)
         snprintf(report, sizeof report, "%s/report.html", out.out_dir);
         if (report_write(out.out_dir, report) == CLI_OK)
             printf("report: %s\n", report);
+        else if (rc == CLI_OK) /* the report could not be written: say so in the status */
+            rc = CLI_FAILED;
     }
     return rc;
 }

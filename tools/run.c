@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "runlog.h"
+#include "core/limits.h"
 
 #include <errno.h>
 #include <math.h>
@@ -469,15 +470,38 @@ static int read_meta(vqj_context *ctx, const char *path, const char *key, char *
     return 0;
 }
 
+/* An integer of the run metadata, checked against [lo, hi] before it is
+ * used; -1 after a message. */
+static int read_meta_int(vqj_context *ctx, const char *path, const char *key, long long lo,
+                         long long hi, long long *out)
+{
+    char buf[32], *end = NULL;
+    if (read_meta(ctx, path, key, buf, sizeof buf))
+        return -1;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || *end || errno || v < lo || v > hi) {
+        fprintf(stderr,
+                "vqjepa: %s: metadata %s is \"%s\"; it must be an integer in [%lld, %lld]\n",
+                path, key, buf, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int resume_state(vqj_context *ctx, const char *path, run_state *s)
 {
     char buf[4096 * 16 + 8];
-    if (read_meta(ctx, path, "run.epoch", buf, sizeof buf))
+    long long v;
+    /* An epoch is at most training.epochs; an epoch holds at most one batch
+     * per example of the largest dataset an index can address. */
+    if (read_meta_int(ctx, path, "run.epoch", 0, VQJI_HI_EPOCHS, &v))
         return -1;
-    s->epoch = atoi(buf);
-    if (read_meta(ctx, path, "run.next_batch", buf, sizeof buf))
+    s->epoch = (int)v;
+    if (read_meta_int(ctx, path, "run.next_batch", 0, UINT32_MAX, &v))
         return -1;
-    s->next = (size_t)strtoull(buf, NULL, 10);
+    s->next = (size_t)v;
     if (read_meta(ctx, path, "run.epoch_examples", buf, sizeof buf))
         return -1;
     s->sum_w = strtod(buf, NULL);
@@ -497,6 +521,14 @@ static int resume_state(vqj_context *ctx, const char *path, run_state *s)
                &s->es.best, &s->es.has_best, &s->es.best_epoch, &s->es.bad_epochs,
                &s->es.updates) != 8) {
         fprintf(stderr, "vqjepa: %s: malformed run.early_stopping metadata\n", path);
+        return -1;
+    }
+    if (s->es.patience < VQJI_LO_EARLY_STOPPING_PATIENCE ||
+        s->es.patience > VQJI_HI_EARLY_STOPPING_PATIENCE ||
+        (mode != VQJ_EARLY_STOPPING_MIN && mode != VQJ_EARLY_STOPPING_MAX) ||
+        (s->es.has_best & ~1) || s->es.best_epoch < -1 || s->es.bad_epochs < 0 ||
+        s->es.updates < 0) {
+        fprintf(stderr, "vqjepa: %s: run.early_stopping metadata out of range: %s\n", path, buf);
         return -1;
     }
     s->es.mode = (vqj_early_stopping_mode)mode;
@@ -692,6 +724,19 @@ int run_training(const run_options *o, run_outcome *out)
         vqj_context_destroy(pctx);
         return CLI_BAD_INPUT;
     }
+    /* --batch goes into the configuration as well, so that the memory
+     * estimate and its refusal (vqj_trainer_create_from_config) count the
+     * batch that will run, and the checkpoints say what ran. */
+    if (o->batch > 0) {
+        char batchbuf[32];
+        snprintf(batchbuf, sizeof batchbuf, "%d", o->batch);
+        if (vqj_config_set(cfg, "training.batch_size", batchbuf) != VQJ_OK) {
+            fprintf(stderr, "vqjepa: --batch: %s\n", vqj_context_last_error(pctx));
+            vqj_config_destroy(cfg);
+            vqj_context_destroy(pctx);
+            return CLI_BAD_INPUT;
+        }
+    }
     vqj_run_params rp = {.size = sizeof rp};
     char *yaml = NULL;
     vqj_config_run(cfg, &rp);
@@ -799,7 +844,7 @@ int run_training(const run_options *o, run_outcome *out)
         fprintf(stderr, "vqjepa: cannot create %s: %s\n", dir, strerror(errno));
         goto done;
     }
-    int stale = runlog_remove_stale(dir);
+    int stale = run_rank() == 0 ? runlog_remove_stale(dir) : 0; /* rank 0 writes the folder */
     if (stale && !o->quiet)
         fprintf(stderr, "vqjepa: removed %d unfinished temporary file%s from %s\n", stale,
                 stale > 1 ? "s" : "", dir);

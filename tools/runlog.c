@@ -102,12 +102,29 @@ int runlog_commit(FILE *f, const char *tmp, const char *path, int ok)
             fprintf(stderr, "vqjepa: cannot write %s: %s\n", path, strerror(err));
         return -1;
     }
+    /* Make the rename durable, as checkpoints do: fsync the folder (a file
+     * system that cannot sync a folder says EINVAL). */
+    char folder[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(folder, sizeof folder, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+             slash ? path : ".");
+    int dfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        int bad = fsync(dfd) != 0 && errno != EINVAL && errno != EROFS;
+        err = errno;
+        close(dfd);
+        if (bad) {
+            fprintf(stderr, "vqjepa: wrote %s but cannot sync its folder: %s\n", path,
+                    strerror(err));
+            return -1;
+        }
+    }
     return 0;
 }
 
 int runlog_remove_stale(const char *dir)
 {
-    static const char *const kinds[] = {".safetensors", ".yaml", ".json", ".html"};
+    static const char *const kinds[] = {".safetensors", ".yaml", ".json", ".html", ".md"};
     DIR *d = opendir(dir);
     if (!d)
         return 0;

@@ -22,8 +22,10 @@ extern int runlog_failures;
 
 /* A file written whole or not at all: runlog_create() opens a temporary
  * file beside PATH (its name in tmp[cap]); runlog_commit() closes it and,
- * when ok and every write succeeded, fsyncs and renames it to PATH, else
- * removes it; 0 on success (after a message on stderr otherwise). */
+ * when ok and every write succeeded, fsyncs and renames it to PATH and
+ * fsyncs PATH's folder, else removes it; 0 on success. A failure of the
+ * writes, the fsyncs or the rename gets a message on stderr (ok == 0 does
+ * not: the caller said why). */
 FILE *runlog_create(const char *path, char *tmp, size_t cap);
 int runlog_commit(FILE *f, const char *tmp, const char *path, int ok);
 

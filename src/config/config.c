@@ -95,6 +95,8 @@ typedef struct key_def {
 
 #define OFF(f) offsetof(struct vqj_config, f)
 #define KINT(p, f, lo, hi) {.path = p, .kind = K_INT, .offset = OFF(f), .ilo = lo, .ihi = hi}
+/* An integer key whose range is a row of core/limits.h. */
+#define KLIM(p, f, name) KINT(p, f, VQJI_LO_##name, VQJI_HI_##name)
 #define KI64(p, f, lo, hi) {.path = p, .kind = K_I64, .offset = OFF(f), .ilo = lo, .ihi = hi}
 #define KU64(p, f) {.path = p, .kind = K_U64, .offset = OFF(f)}
 #define KFLT(p, f, lo, hi, fl)                                                                 \
@@ -152,8 +154,8 @@ static const key_def keys[] = {
     KU64("seed", seed),
     KSTR("dataset_manifest", dataset_manifest),
 
-    KINT("data.context_window", ds.context_window, 1, 64), /* dataset 1..64, predictor 1..1024 */
-    KINT("data.target_offset", ds.target_offset, 1, 4096),
+    KLIM("data.context_window", ds.context_window, CONTEXT_WINDOW), /* predictor 1..1024 */
+    KLIM("data.target_offset", ds.target_offset, TARGET_OFFSET),
     KBOOL("data.shuffle", shuffle),
     KFLT("data.validation.split", ds.validation_split, 0, 1, HI_OPEN),
     KU64("data.validation.seed", ds.validation_seed),
@@ -162,16 +164,16 @@ static const key_def keys[] = {
     {.path = "data.max_examples_per_task", .kind = K_INT, .offset = OFF(ds.max_examples_per_task),
      .ilo = 0, .ihi = INT_MAX, EXT},
 
-    KINT("tokenizer.max_objects", tok.max_objects, 1, 4096), /* tokenizer and loss 1..4096 */
-    KINT("tokenizer.max_color_features", tok.max_color_features, 0, VQJ_NUM_COLORS),
+    KLIM("tokenizer.max_objects", tok.max_objects, MAX_OBJECTS), /* tokenizer and loss */
+    KLIM("tokenizer.max_color_features", tok.max_color_features, MAX_COLOR_FEATURES),
     {.path = "tokenizer.background", .kind = K_BACKGROUND, .offset = OFF(tok.background)},
     KENUM("tokenizer.connectivity", tok.connectivity, conn_names, conn_values),
     KBOOL("tokenizer.normalize", tok.normalize),
     KBOOL("tokenizer.respect_colors", tok.respect_colors),
 
-    /* encoder and predictor 1..16384, codebook 1..65536 */
-    KINT("object_encoder.hidden_dim", enc.hidden_dim, 1, 16384),
-    KINT("object_encoder.num_embeddings", cb.num_embeddings, 1, 65536),
+    /* encoder and predictor; the codebook's dim allows more */
+    KLIM("object_encoder.hidden_dim", enc.hidden_dim, HIDDEN_DIM),
+    KLIM("object_encoder.num_embeddings", cb.num_embeddings, NUM_EMBEDDINGS),
     KFLT("object_encoder.commitment_cost", cb.commitment_cost, 0, 0, HI_INF),
     KFLT("object_encoder.ema_decay", cb.ema_decay, 0, 1, HI_OPEN),
     KBOOL("object_encoder.vq_enabled", cb.enabled),
@@ -180,8 +182,8 @@ static const key_def keys[] = {
     KFLT("object_encoder.vq_refresh_usage_threshold", cb.refresh_usage_threshold, 0, 1, 0),
     KENUM("object_encoder.activation", activation, gelu_names, zero_values),
     KBOOL("object_encoder.relational", relational),
-    KINT("object_encoder.relational_layers", enc.relational_layers, 0, 64),
-    KINT("object_encoder.relational_heads", enc.relational_heads, 1, 16384), /* and divides D */
+    KLIM("object_encoder.relational_layers", enc.relational_layers, RELATIONAL_LAYERS),
+    KLIM("object_encoder.relational_heads", enc.relational_heads, RELATIONAL_HEADS), /* | D */
     KFLT("object_encoder.relational_dropout", enc.relational_dropout, 0, 1, HI_OPEN),
     {.path = "object_encoder.vq_kmeans_init", .kind = K_BOOL, .offset = OFF(cb.kmeans_init), EXT},
     {.path = "object_encoder.ema_update_passes", .kind = K_ENUM,
@@ -191,10 +193,10 @@ static const key_def keys[] = {
      .offset = OFF(cb.dead_code_threshold), .flo = 0, .fhi = 0, .flags = HI_INF, EXT},
     {.path = "object_encoder.quantizer", .kind = K_ENUM, .offset = OFF(cb.quantizer),
      .names = quant_names, .values = quant_values, EXT},
-    {.path = "object_encoder.code_dim", .kind = K_INT, .offset = OFF(cb.code_dim), .ilo = 0,
-     .ihi = 65536, EXT},
+    {.path = "object_encoder.code_dim", .kind = K_INT, .offset = OFF(cb.code_dim),
+     .ilo = VQJI_LO_CODE_DIM, .ihi = VQJI_HI_CODE_DIM, EXT},
     {.path = "object_encoder.fsq_levels", .kind = K_LEVELS, .offset = OFF(cb.fsq_levels),
-     .ilo = 2, .ihi = 256, EXT},
+     .ilo = VQJI_LO_FSQ_LEVEL, .ihi = VQJI_HI_FSQ_LEVEL, EXT},
     {.path = "object_encoder.vq_path", .kind = K_ENUM, .offset = OFF(pred.vq_path),
      .names = vq_path_names, .values = vq_path_values, EXT},
     {.path = "object_encoder.grid_features", .kind = K_BOOL, .offset = OFF(pred.grid_features),
@@ -202,12 +204,13 @@ static const key_def keys[] = {
     {.path = "object_encoder.gradient_estimator", .kind = K_ENUM,
      .offset = OFF(cb.gradient_estimator), .names = grad_names, .values = grad_values, EXT},
     {.path = "object_encoder.dead_code_max_per_step", .kind = K_INT,
-     .offset = OFF(cb.dead_code_max_per_step), .ilo = 0, .ihi = 65536, EXT},
+     .offset = OFF(cb.dead_code_max_per_step), .ilo = VQJI_LO_DEAD_CODE_MAX_PER_STEP,
+     .ihi = VQJI_HI_DEAD_CODE_MAX_PER_STEP, EXT},
     {.path = "object_encoder.num_quantizers", .kind = K_INT, .offset = OFF(cb.num_quantizers),
      .ilo = 1, .ihi = VQJ_MAX_QUANTIZERS, EXT},
 
-    KINT("model.projection_dim", model_projection_dim, 1, 16384),
-    KINT("model.projection_layers", model_projection_layers, 1, 16),
+    KLIM("model.projection_dim", model_projection_dim, PROJECTION_DIM),
+    KLIM("model.projection_layers", model_projection_layers, PROJECTION_LAYERS),
     {.path = "model.aggregator", .kind = K_ENUM, .offset = OFF(pred.aggregator),
      .names = agg_names, .values = agg_values, EXT},
     {.path = "model.slot_embedding", .kind = K_BOOL, .offset = OFF(pred.slot_embedding), EXT},
@@ -223,13 +226,13 @@ static const key_def keys[] = {
     {.path = "optimizer.eps", .kind = K_FLOAT, .offset = OFF(opt.eps), .flo = 0, .fhi = 0,
      .flags = LO_OPEN | HI_INF, EXT},
 
-    KINT("training.batch_size", batch_size, 1, 1 << 20),
-    KINT("training.grad_accum_steps", tr.grad_accum_steps, 1, 1024),
-    KINT("training.epochs", epochs, 1, 1000000),
+    KLIM("training.batch_size", batch_size, BATCH_SIZE),
+    KLIM("training.grad_accum_steps", tr.grad_accum_steps, GRAD_ACCUM_STEPS),
+    KLIM("training.epochs", epochs, EPOCHS),
     KSTR("training.checkpoint_dir", checkpoint_dir),
-    KINT("training.checkpoint_interval", checkpoint_interval, 1, 1000000),
-    {.path = "training.checkpoint_steps", .kind = K_INT, .offset = OFF(checkpoint_steps), .ilo = 0,
-     .ihi = 1000000000, EXT},
+    KLIM("training.checkpoint_interval", checkpoint_interval, CHECKPOINT_INTERVAL),
+    {.path = "training.checkpoint_steps", .kind = K_INT, .offset = OFF(checkpoint_steps),
+     .ilo = VQJI_LO_CHECKPOINT_STEPS, .ihi = VQJI_HI_CHECKPOINT_STEPS, EXT},
     KENUM("training.device", device, device_names, device_values),
     KFLT("training.grad_clip.max_norm", opt.max_grad_norm, 0, 0, HI_INF),
     {.path = "training.grad_clip.norm_type", .kind = K_NORM_TYPE, .offset = OFF(norm_type)},
@@ -238,12 +241,12 @@ static const key_def keys[] = {
     KFLT("training.lr_scheduler.min_lr_scale", opt.min_lr_scale, 0, 1, 0),
     KI64("training.lr_scheduler.total_steps", opt.total_steps, 0, INT64_MAX),
     KBOOL("training.early_stopping.enabled", es_enabled),
-    KINT("training.early_stopping.patience", es_patience, 0, 1000000),
+    KLIM("training.early_stopping.patience", es_patience, EARLY_STOPPING_PATIENCE),
     KFLT("training.early_stopping.min_delta", es_min_delta, 0, 0, HI_INF),
     KENUM("training.early_stopping.mode", es_mode, mode_names, mode_values),
 
     KFLT("augmentations.mask_ratio", aug.mask_ratio, 0, 1, 0),
-    KINT("augmentations.random_crop_radius", aug.random_crop_radius, 0, VQJ_MAX_GRID_SIDE),
+    KLIM("augmentations.random_crop_radius", aug.random_crop_radius, RANDOM_CROP_RADIUS),
     KBOOL("augmentations.palette_permutation", aug.palette_permutation),
     KFLT("augmentations.gaussian_noise_std", aug.gaussian_noise_std, 0, 0, HI_INF),
     KINT("augmentations.min_grid_size_for_crop", aug.min_grid_size_for_crop, 0, INT_MAX),
@@ -256,9 +259,9 @@ static const key_def keys[] = {
     KFLT("loss.temperature_min", loss.temperature_min, 0, 0, LO_OPEN | HI_INF),
     KFLT("loss.temperature_max", loss.temperature_max, 0, 0, LO_OPEN | HI_INF),
     KBOOL("loss.learnable_temperature", loss.learnable_temperature),
-    KINT("loss.queue_size", loss.queue_size, 0, 1 << 20),
-    KINT("loss.projection_dim", pred.projection_dim, 1, 16384), /* predictor and loss */
-    KINT("loss.projection_layers", pred.projection_layers, 1, 16),
+    KLIM("loss.queue_size", loss.queue_size, QUEUE_SIZE),
+    KLIM("loss.projection_dim", pred.projection_dim, PROJECTION_DIM), /* predictor and loss */
+    KLIM("loss.projection_layers", pred.projection_layers, PROJECTION_LAYERS),
     KENUM("loss.projection_activation", pred.projection_activation, act_names, act_values),
     KBOOL("loss.use_target_encoder", tr.use_target_encoder),
     KFLT("loss.target_ema_decay", tr.target_ema_decay, 0, 1, 0),
@@ -268,8 +271,8 @@ static const key_def keys[] = {
      .offset = OFF(loss.mask_duplicate_negatives), EXT},
 
     KFLT("sigreg.weight", loss.sigreg_weight, 0, 0, HI_INF),
-    KINT("sigreg.num_slices", loss.sigreg_num_slices, 1, 65536),
-    KINT("sigreg.num_points", loss.sigreg_num_points, 2, 256),
+    KLIM("sigreg.num_slices", loss.sigreg_num_slices, SIGREG_NUM_SLICES),
+    KLIM("sigreg.num_points", loss.sigreg_num_points, SIGREG_NUM_POINTS),
 
     KFLT("invariance.color_weight", loss.color_weight, 0, 0, HI_INF),
     KFLT("invariance.translation_weight", loss.translation_weight, 0, 0, HI_INF),
@@ -286,23 +289,23 @@ static const key_def keys[] = {
 
     KBOOL("diagnostics.embedding_metrics.enabled", diag_enabled),
     KINT("diagnostics.embedding_metrics.interval", diag_interval, 1, INT_MAX),
-    KINT("diagnostics.embedding_metrics.max_samples", diag_max_samples, 2, 1 << 24),
+    KLIM("diagnostics.embedding_metrics.max_samples", diag_max_samples, METRICS_MAX_SAMPLES),
 
     /* The built-in generator, used when neither dataset_manifest nor
      * data.arc_path is given; min <= max is checked after parsing. */
-    {.path = "synthetic.num_examples", .kind = K_INT, .offset = OFF(syn.num_examples), .ilo = 1,
-     .ihi = 100000000, EXT},
+    {.path = "synthetic.num_examples", .kind = K_INT, .offset = OFF(syn.num_examples),
+     .ilo = VQJI_LO_SYNTHETIC_NUM_EXAMPLES, .ihi = VQJI_HI_SYNTHETIC_NUM_EXAMPLES, EXT},
     {.path = "synthetic.seed", .kind = K_U64, .offset = OFF(syn.seed), EXT},
-    {.path = "synthetic.min_side", .kind = K_INT, .offset = OFF(syn.min_side), .ilo = 4,
-     .ihi = VQJ_MAX_GRID_SIDE, EXT},
-    {.path = "synthetic.max_side", .kind = K_INT, .offset = OFF(syn.max_side), .ilo = 4,
-     .ihi = VQJ_MAX_GRID_SIDE, EXT},
-    {.path = "synthetic.min_colors", .kind = K_INT, .offset = OFF(syn.min_colors), .ilo = 2,
-     .ihi = VQJ_NUM_COLORS, EXT},
-    {.path = "synthetic.max_colors", .kind = K_INT, .offset = OFF(syn.max_colors), .ilo = 2,
-     .ihi = VQJ_NUM_COLORS, EXT},
+    {.path = "synthetic.min_side", .kind = K_INT, .offset = OFF(syn.min_side),
+     .ilo = VQJI_LO_SYNTHETIC_SIDE, .ihi = VQJI_HI_SYNTHETIC_SIDE, EXT},
+    {.path = "synthetic.max_side", .kind = K_INT, .offset = OFF(syn.max_side),
+     .ilo = VQJI_LO_SYNTHETIC_SIDE, .ihi = VQJI_HI_SYNTHETIC_SIDE, EXT},
+    {.path = "synthetic.min_colors", .kind = K_INT, .offset = OFF(syn.min_colors),
+     .ilo = VQJI_LO_SYNTHETIC_COLORS, .ihi = VQJI_HI_SYNTHETIC_COLORS, EXT},
+    {.path = "synthetic.max_colors", .kind = K_INT, .offset = OFF(syn.max_colors),
+     .ilo = VQJI_LO_SYNTHETIC_COLORS, .ihi = VQJI_HI_SYNTHETIC_COLORS, EXT},
     {.path = "synthetic.max_primitives", .kind = K_INT, .offset = OFF(syn.max_primitives),
-     .ilo = 1, .ihi = 16, EXT},
+     .ilo = VQJI_LO_SYNTHETIC_PRIMITIVES, .ihi = VQJI_HI_SYNTHETIC_PRIMITIVES, EXT},
 };
 #define NUM_KEYS (sizeof keys / sizeof keys[0])
 _Static_assert(sizeof keys / sizeof keys[0] <= MAX_KEYS, "raise MAX_KEYS");

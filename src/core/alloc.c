@@ -1,5 +1,6 @@
 #include "core.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,19 @@ long vqji_write(int fd, const void *buf, size_t n)
 {
     vqji_write_fn fn = atomic_load(&write_hook);
     return fn ? fn(fd, buf, n) : (long)write(fd, buf, n);
+}
+
+static _Atomic(vqji_io_fault_fn) io_fault_hook;
+
+void vqji_set_io_fault_hook(vqji_io_fault_fn fn) { atomic_store(&io_fault_hook, fn); }
+
+int vqji_io_fault(vqji_io_op op, const char *path)
+{
+    vqji_io_fault_fn fn = atomic_load(&io_fault_hook);
+    int err = fn ? fn(op, path) : 0;
+    if (err)
+        errno = err;
+    return err;
 }
 
 bool vqji_mul_size(size_t count, size_t size, size_t *out)

@@ -4,6 +4,7 @@
 #define VQJ_CORE_H
 
 #include "vqjepa.h"
+#include "core/limits.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -80,6 +81,21 @@ bool vqji_alloc_injected(void);
 typedef long (*vqji_write_fn)(int fd, const void *buf, size_t n);
 void vqji_set_write_hook(vqji_write_fn fn);
 long vqji_write(int fd, const void *buf, size_t n);
+/* The other steps of an atomic file write (checkpoint.c): creating the
+ * temporary file, fsyncing it, renaming it over the final name and
+ * fsyncing the folder. vqji_io_fault(op, path) is called before each one
+ * with the final path: 0 lets it run; otherwise errno is set to the value a
+ * test's hook returned and the step fails as if the system call had.
+ * NULL (the default) injects nothing. */
+typedef enum vqji_io_op {
+    VQJI_IO_CREATE,
+    VQJI_IO_FSYNC,
+    VQJI_IO_RENAME,
+    VQJI_IO_SYNC_FOLDER
+} vqji_io_op;
+typedef int (*vqji_io_fault_fn)(vqji_io_op op, const char *path);
+void vqji_set_io_fault_hook(vqji_io_fault_fn fn);
+int vqji_io_fault(vqji_io_op op, const char *path);
 
 /* Seeded RNG: xoshiro256** seeded through splitmix64. Deterministic across
  * platforms; one state per consumer, derived from the context seed and a

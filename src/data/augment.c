@@ -45,10 +45,11 @@ static vqj_status resolve_params(const vqj_context *ctx, const vqj_augment_param
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_augment_params.mask_ratio is %g; must be in [0, 1]",
                          (double)p.mask_ratio);
-    if (p.random_crop_radius < 0 || p.random_crop_radius > VQJ_MAX_GRID_SIDE)
+    if (p.random_crop_radius < VQJI_LO_RANDOM_CROP_RADIUS ||
+        p.random_crop_radius > VQJI_HI_RANDOM_CROP_RADIUS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_augment_params.random_crop_radius is %d; must be 0..%d",
-                         p.random_crop_radius, VQJ_MAX_GRID_SIDE);
+                         p.random_crop_radius, VQJI_HI_RANDOM_CROP_RADIUS);
     if (p.min_grid_size_for_crop < 0)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_augment_params.min_grid_size_for_crop is %d; must be >= 0",

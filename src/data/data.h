@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 /* Largest context_window (examples are assembled in stack arrays). */
-#define VQJI_MAX_CONTEXT_WINDOW 64
+#define VQJI_MAX_CONTEXT_WINDOW VQJI_HI_CONTEXT_WINDOW
 
 /* Bad-record messages a dataset keeps (the rest are only counted). */
 #define VQJI_SKIP_MESSAGES VQJ_DATASET_MAX_SKIPPED_MESSAGES
@@ -110,7 +110,7 @@ typedef struct vqji_prim {
     int a, b;
 } vqji_prim;
 
-#define VQJI_MAX_PRIMITIVES 16
+#define VQJI_MAX_PRIMITIVES VQJI_HI_SYNTHETIC_PRIMITIVES
 
 typedef struct vqji_program {
     int length;

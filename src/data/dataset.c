@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #define MAX_CONTEXT_WINDOW VQJI_MAX_CONTEXT_WINDOW
-#define MAX_TARGET_OFFSET 4096
+#define MAX_TARGET_OFFSET VQJI_HI_TARGET_OFFSET
 
 /* Streams of the RNG: the split uses an even one, epoch e the odd 2e+1, so
  * the two never share a sequence for one seed. */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_EXAMPLES 100000000
+#define MAX_EXAMPLES VQJI_HI_SYNTHETIC_NUM_EXAMPLES
 /* Largest object extent; shapes are also kept within half the grid. */
 #define MAX_SHAPE 6
 #define PLACEMENT_TRIES 24
@@ -47,16 +47,19 @@ static vqj_status resolve_params(const vqj_context *ctx, const vqj_synthetic_par
                          "vqj_synthetic_params.num_examples is %d; must be 1..%d", p.num_examples,
                          MAX_EXAMPLES);
     /* 4 x 4 is the smallest grid that holds 9 colors and some background. */
-    if (p.min_side < 4 || p.min_side > p.max_side || p.max_side > VQJ_MAX_GRID_SIDE)
+    if (p.min_side < VQJI_LO_SYNTHETIC_SIDE || p.min_side > p.max_side ||
+        p.max_side > VQJI_HI_SYNTHETIC_SIDE)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "vqj_synthetic_params: min_side %d, max_side %d; need 4 <= min_side <= "
+                         "vqj_synthetic_params: min_side %d, max_side %d; need %d <= min_side <= "
                          "max_side <= %d",
-                         p.min_side, p.max_side, VQJ_MAX_GRID_SIDE);
-    if (p.min_colors < 2 || p.min_colors > p.max_colors || p.max_colors > VQJ_NUM_COLORS)
+                         p.min_side, p.max_side, VQJI_LO_SYNTHETIC_SIDE, VQJI_HI_SYNTHETIC_SIDE);
+    if (p.min_colors < VQJI_LO_SYNTHETIC_COLORS || p.min_colors > p.max_colors ||
+        p.max_colors > VQJI_HI_SYNTHETIC_COLORS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "vqj_synthetic_params: min_colors %d, max_colors %d; need 2 <= "
+                         "vqj_synthetic_params: min_colors %d, max_colors %d; need %d <= "
                          "min_colors <= max_colors <= %d (background included)",
-                         p.min_colors, p.max_colors, VQJ_NUM_COLORS);
+                         p.min_colors, p.max_colors, VQJI_LO_SYNTHETIC_COLORS,
+                         VQJI_HI_SYNTHETIC_COLORS);
     if (p.max_primitives < 1 || p.max_primitives > VQJI_MAX_PRIMITIVES)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_synthetic_params.max_primitives is %d; must be 1..%d",

@@ -26,7 +26,7 @@ typedef struct vqji_fsq_levels {
 
 /* Most quadrature points the sigreg_epps_pulley op accepts (its per-slice
  * sums live on the stack). */
-#define VQJI_SIGREG_MAX_POINTS 256
+#define VQJI_SIGREG_MAX_POINTS VQJI_HI_SIGREG_NUM_POINTS
 
 struct vqji_device {
     const vqji_device_ops *ops;

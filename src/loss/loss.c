@@ -202,12 +202,16 @@ static vqj_status check_weight(const vqj_context *ctx, const char *name, float v
 static vqj_status validate(const vqj_context *ctx, const vqj_loss_params *p)
 {
     vqj_status st;
-    if ((st = check_int(ctx, "projection_dim", p->projection_dim, 1, 16384)) ||
-        (st = check_int(ctx, "queue_size", p->queue_size, 0, 1 << 20)) ||
-        (st = check_int(ctx, "max_objects", p->max_objects, 1, 4096)) ||
-        (st = check_int(ctx, "sigreg_num_slices", p->sigreg_num_slices, 1, 65536)) ||
-        (st = check_int(ctx, "sigreg_num_points", p->sigreg_num_points, 2,
-                        VQJI_SIGREG_MAX_POINTS)) ||
+    if ((st = check_int(ctx, "projection_dim", p->projection_dim, VQJI_LO_PROJECTION_DIM,
+                        VQJI_HI_PROJECTION_DIM)) ||
+        (st = check_int(ctx, "queue_size", p->queue_size, VQJI_LO_QUEUE_SIZE,
+                        VQJI_HI_QUEUE_SIZE)) ||
+        (st = check_int(ctx, "max_objects", p->max_objects, VQJI_LO_MAX_OBJECTS,
+                        VQJI_HI_MAX_OBJECTS)) ||
+        (st = check_int(ctx, "sigreg_num_slices", p->sigreg_num_slices,
+                        VQJI_LO_SIGREG_NUM_SLICES, VQJI_HI_SIGREG_NUM_SLICES)) ||
+        (st = check_int(ctx, "sigreg_num_points", p->sigreg_num_points,
+                        VQJI_LO_SIGREG_NUM_POINTS, VQJI_HI_SIGREG_NUM_POINTS)) ||
         (st = check_weight(ctx, "infonce_weight", p->infonce_weight)) ||
         (st = check_weight(ctx, "relational_weight", p->relational_weight)) ||
         (st = check_weight(ctx, "context_self_weight", p->context_self_weight)) ||

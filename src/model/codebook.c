@@ -190,12 +190,13 @@ static vqji_fsq_levels fsq_levels_of(const vqj_codebook_params *p)
 static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
 {
     const char *s = "vqj_codebook_params";
-    if (p->num_embeddings < 1 || p->num_embeddings > 65536)
+    if (p->num_embeddings < VQJI_LO_NUM_EMBEDDINGS || p->num_embeddings > VQJI_HI_NUM_EMBEDDINGS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s.num_embeddings is %d; allowed range 1..65536", s, p->num_embeddings);
-    if (p->dim < 1 || p->dim > 65536)
-        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s.dim is %d; allowed range 1..65536",
-                         s, p->dim);
+                         "%s.num_embeddings is %d; allowed range %d..%d", s, p->num_embeddings,
+                         VQJI_LO_NUM_EMBEDDINGS, VQJI_HI_NUM_EMBEDDINGS);
+    if (p->dim < VQJI_LO_CODEBOOK_DIM || p->dim > VQJI_HI_CODEBOOK_DIM)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s.dim is %d; allowed range %d..%d", s,
+                         p->dim, VQJI_LO_CODEBOOK_DIM, VQJI_HI_CODEBOOK_DIM);
     if (!isfinite(p->commitment_cost) || p->commitment_cost < 0.0f)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.commitment_cost is %g; must be finite and >= 0", s,
@@ -222,10 +223,11 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
                          "VQJ_QUANTIZER_COSINE (1), VQJ_QUANTIZER_FSQ (2), "
                          "VQJ_QUANTIZER_SIMVQ (3), VQJ_QUANTIZER_RESIDUAL (4)",
                          s, (int)p->quantizer);
-    if (p->dead_code_max_per_step < 0 || p->dead_code_max_per_step > 65536)
+    if (p->dead_code_max_per_step < VQJI_LO_DEAD_CODE_MAX_PER_STEP ||
+        p->dead_code_max_per_step > VQJI_HI_DEAD_CODE_MAX_PER_STEP)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s.dead_code_max_per_step is %d; allowed: 0 (no cap) or 1..65536", s,
-                         p->dead_code_max_per_step);
+                         "%s.dead_code_max_per_step is %d; allowed: 0 (no cap) or 1..%d", s,
+                         p->dead_code_max_per_step, VQJI_HI_DEAD_CODE_MAX_PER_STEP);
     if (p->num_quantizers < 1 || p->num_quantizers > VQJ_MAX_QUANTIZERS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.num_quantizers is %d; allowed range 1..%d", s, p->num_quantizers,
@@ -245,18 +247,18 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
         vqji_fsq_levels lv = fsq_levels_of(p);
         long long prod = 1;
         for (int j = 0; j < lv.n; j++) {
-            if (lv.l[j] < 2 || lv.l[j] > 256)
+            if (lv.l[j] < VQJI_LO_FSQ_LEVEL || lv.l[j] > VQJI_HI_FSQ_LEVEL)
                 return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                                 "%s.fsq_levels[%d] is %d; each level is 2..256 (0 ends the "
+                                 "%s.fsq_levels[%d] is %d; each level is %d..%d (0 ends the "
                                  "list)",
-                                 s, j, lv.l[j]);
+                                 s, j, lv.l[j], VQJI_LO_FSQ_LEVEL, VQJI_HI_FSQ_LEVEL);
             prod *= lv.l[j];
         }
-        if (lv.n == 0 || prod > 65536)
+        if (lv.n == 0 || prod > VQJI_HI_NUM_EMBEDDINGS)
             return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                              "%s.fsq_levels: %d levels with product %lld; FSQ needs 1..%d "
-                             "levels whose product (the number of codes) is <= 65536",
-                             s, lv.n, prod, VQJ_FSQ_MAX_LEVELS);
+                             "levels whose product (the number of codes) is <= %d",
+                             s, lv.n, prod, VQJ_FSQ_MAX_LEVELS, VQJI_HI_NUM_EMBEDDINGS);
         if (p->code_dim != 0 && p->code_dim != lv.n)
             return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                              "%s.code_dim is %d but FSQ has %d levels: leave code_dim 0 (FSQ "
@@ -268,10 +270,10 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
                              "set it to 0",
                              s, (double)p->dead_code_threshold);
     }
-    if (p->code_dim < 0 || p->code_dim > 65536)
+    if (p->code_dim < VQJI_LO_CODE_DIM || p->code_dim > VQJI_HI_CODE_DIM)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s.code_dim is %d; allowed: 0 (no projection) or 1..65536", s,
-                         p->code_dim);
+                         "%s.code_dim is %d; allowed: 0 (no projection) or 1..%d", s, p->code_dim,
+                         VQJI_HI_CODE_DIM);
     if ((unsigned)p->gradient_estimator > VQJ_GRADIENT_ROTATION)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.gradient_estimator is %d; allowed: VQJ_GRADIENT_STRAIGHT_THROUGH "

@@ -16,9 +16,9 @@
 #include <string.h>
 
 #define LN_EPS 1e-5f
-#define MAX_FEATURE_DIM 4096
-#define MAX_HIDDEN_DIM 16384
-#define MAX_LAYERS 64
+#define MAX_FEATURE_DIM VQJI_HI_FEATURE_DIM
+#define MAX_HIDDEN_DIM VQJI_HI_HIDDEN_DIM
+#define MAX_LAYERS VQJI_HI_RELATIONAL_LAYERS
 
 /* ---- helpers shared by the model handles ---- */
 

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DIM 16384
-#define MAX_HEAD_LAYERS 16
-#define MAX_WINDOW 1024
+#define MAX_DIM VQJI_HI_HIDDEN_DIM
+#define MAX_HEAD_LAYERS VQJI_HI_PROJECTION_LAYERS
+#define MAX_WINDOW VQJI_HI_PREDICTOR_CONTEXT_WINDOW
 #define L2_EPS 1e-12f
 /* The first published vqj_predictor_params (core/params.h): a caller built
  * before final_activation existed gets the defaults of the fields after it. */
@@ -91,10 +91,10 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_predictor_param
     if (p->hidden_dim < 1 || p->hidden_dim > MAX_DIM)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: hidden_dim is %d; it must be in 1..%d",
                          fn, p->hidden_dim, MAX_DIM);
-    if (p->projection_dim < 1 || p->projection_dim > MAX_DIM)
+    if (p->projection_dim < 1 || p->projection_dim > VQJI_HI_PROJECTION_DIM)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: projection_dim is %d; it must be in 1..%d", fn, p->projection_dim,
-                         MAX_DIM);
+                         VQJI_HI_PROJECTION_DIM);
     if (p->projection_layers < 1 || p->projection_layers > MAX_HEAD_LAYERS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: projection_layers is %d; it must be in 1..%d", fn,

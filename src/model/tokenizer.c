@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_OBJECTS_LIMIT 4096
+#define MAX_OBJECTS_LIMIT VQJI_HI_MAX_OBJECTS
 /* Below this many candidates an insertion sort beats qsort. */
 #define SMALL_SORT 64
 
@@ -51,7 +51,7 @@ static vqj_status check_params(const vqj_context *ctx, const vqj_tokenizer_param
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_tokenizer_params.max_objects is %d; must be 1..%d", p->max_objects,
                          MAX_OBJECTS_LIMIT);
-    if (p->max_color_features < 0 || p->max_color_features > VQJ_NUM_COLORS)
+    if (p->max_color_features < 0 || p->max_color_features > VQJI_HI_MAX_COLOR_FEATURES)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "vqj_tokenizer_params.max_color_features is %d; must be 0..%d",
                          p->max_color_features, VQJ_NUM_COLORS);

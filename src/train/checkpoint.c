@@ -28,10 +28,10 @@
 #define META_CHECKSUM "checksum"
 #define CHECKSUM_PREFIX "crc32:"
 /* safetensors' own reader refuses headers above 100 MB. */
-#define HEADER_MAX 100000000ull
+#define HEADER_MAX ((unsigned long long)VQJI_HI_CHECKPOINT_HEADER_BYTES)
 /* Bytes moved per device transfer and per read or write call. */
 #define CHUNK_BYTES ((size_t)1 << 20)
-#define MAX_RANK 8
+#define MAX_RANK VQJI_HI_CHECKPOINT_RANK
 
 /* ---- small helpers ---- */
 
@@ -501,7 +501,7 @@ static vqj_status save_impl(vqj_context *ctx, const char *fn, const char *path,
         st = oom(ctx, fn, "checkpoint path");
         goto done;
     }
-    fd = mkstemp(tmp);
+    fd = vqji_io_fault(VQJI_IO_CREATE, path) ? -1 : mkstemp(tmp);
     if (fd < 0) {
         st = io_fail(ctx, fn, "cannot create a temporary file for", path, errno);
         goto done;
@@ -525,7 +525,7 @@ static vqj_status save_impl(vqj_context *ctx, const char *fn, const char *path,
         st = stream_tensor(&p.items[i], buf, sink_write, &ws);
     if (st)
         goto done;
-    if (fsync(fd)) {
+    if (vqji_io_fault(VQJI_IO_FSYNC, path) || fsync(fd)) {
         st = io_fail(ctx, fn, "cannot sync a temporary file for", path, errno);
         goto done;
     }
@@ -535,7 +535,7 @@ static vqj_status save_impl(vqj_context *ctx, const char *fn, const char *path,
         st = io_fail(ctx, fn, "cannot close a temporary file for", path, errno);
         goto done;
     }
-    if (rename(tmp, path)) {
+    if (vqji_io_fault(VQJI_IO_RENAME, path) || rename(tmp, path)) {
         st = io_fail(ctx, fn, "cannot rename the temporary file to", path, errno);
         goto done;
     }
@@ -545,7 +545,8 @@ static vqj_status save_impl(vqj_context *ctx, const char *fn, const char *path,
      * folder (EINVAL); the data is then as safe as they allow. */
     int dfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
-        if (fsync(dfd) && errno != EINVAL && errno != EROFS)
+        if ((vqji_io_fault(VQJI_IO_SYNC_FOLDER, path) || fsync(dfd)) && errno != EINVAL &&
+            errno != EROFS)
             st = io_fail(ctx, fn, "wrote the file but cannot sync its folder for", path, errno);
         close(dfd);
     }

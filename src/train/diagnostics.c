@@ -234,13 +234,15 @@ vqj_status vqj_metrics_window_create(vqj_context *ctx, int dim, int max_samples,
     vqj_status st = check_dim(ctx, fn, dim);
     if (st)
         return st;
-    if (max_samples < 2)
+    if (max_samples < VQJI_LO_METRICS_MAX_SAMPLES || max_samples > VQJI_HI_METRICS_MAX_SAMPLES)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: max_samples is %d; it must be >= 2 (a variance needs two rows)",
-                         fn, max_samples);
-    if (num_codes < 0 || num_codes > 65536)
+                         "%s: max_samples is %d; it must be in %d..%d (a variance needs two rows)",
+                         fn, max_samples, VQJI_LO_METRICS_MAX_SAMPLES,
+                         VQJI_HI_METRICS_MAX_SAMPLES);
+    if (num_codes < 0 || num_codes > VQJI_HI_NUM_EMBEDDINGS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: num_codes is %d; it must be in 0..65536", fn, num_codes);
+                         "%s: num_codes is %d; it must be in 0..%d", fn, num_codes,
+                         VQJI_HI_NUM_EMBEDDINGS);
     size_t ring;
     if (!vqji_mul_size((size_t)max_samples * (size_t)dim, sizeof(float), &ring))
         return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "%s: %d x %d samples are too many", fn,

@@ -91,10 +91,11 @@ void vqj_trainer_params_default(vqj_trainer_params *params)
 static vqj_status check_params(const vqj_context *ctx, const vqj_trainer_params *p)
 {
     const char *fn = "vqj_trainer_create";
-    if (p->grad_accum_steps < 1 || p->grad_accum_steps > 1024)
+    if (p->grad_accum_steps < VQJI_LO_GRAD_ACCUM_STEPS ||
+        p->grad_accum_steps > VQJI_HI_GRAD_ACCUM_STEPS)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: grad_accum_steps is %d; it must be in 1..1024", fn,
-                         p->grad_accum_steps);
+                         "%s: grad_accum_steps is %d; it must be in %d..%d", fn,
+                         p->grad_accum_steps, VQJI_LO_GRAD_ACCUM_STEPS, VQJI_HI_GRAD_ACCUM_STEPS);
     if (!(p->target_ema_decay >= 0.0f && p->target_ema_decay <= 1.0f))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: target_ema_decay is %g; it must be in [0, 1]", fn,
