@@ -205,6 +205,8 @@ static const key_def keys[] = {
      .offset = OFF(cb.dead_code_max_per_step), .ilo = 0, .ihi = 65536, EXT},
     {.path = "object_encoder.num_quantizers", .kind = K_INT, .offset = OFF(cb.num_quantizers),
      .ilo = 1, .ihi = VQJ_MAX_QUANTIZERS, EXT},
+    {.path = "object_encoder.num_groups", .kind = K_INT, .offset = OFF(cb.num_groups),
+     .ilo = 1, .ihi = VQJ_MAX_GROUPS, EXT},
 
     KINT("model.projection_dim", model_projection_dim, 1, 16384),
     KINT("model.projection_layers", model_projection_layers, 1, 16),
