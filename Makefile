@@ -388,6 +388,35 @@ bench-mpi: bin/mpi/vqjepa
 	  % (100 * r[1]["samples_per_s"] / (2 * r[0]["samples_per_s"])))'
 .PHONY: bench-mpi
 
+# `make bench-quantizers` (docs/benchmarks.md): the training step of the
+# built-in default (`vqjepa bench --config builtin:default`) with each
+# quantizer (NAME:KEY=VALUE,...), then a table of each one's time relative to
+# the first, the step without VQ.
+BENCH_QUANT_BATCH ?= 128
+BENCH_QUANTIZERS := no_vq:object_encoder.vq_enabled=false \
+  euclidean_beside: \
+  straight_through:object_encoder.vq_path=straight_through \
+  rotation:object_encoder.vq_path=straight_through,object_encoder.gradient_estimator=rotation \
+  cosine:object_encoder.quantizer=cosine \
+  code_dim_32:object_encoder.code_dim=32 \
+  simvq:object_encoder.quantizer=simvq,object_encoder.dead_code_threshold=0 \
+  fsq:object_encoder.quantizer=fsq,object_encoder.dead_code_threshold=0 \
+  residual_2:object_encoder.quantizer=residual,object_encoder.num_quantizers=2 \
+  grouped_2:object_encoder.num_groups=2
+bench-quantizers: bin/vqjepa
+	@mkdir -p build/bench-quantizers && rm -f build/bench-quantizers/*.jsonl
+	@for v in $(BENCH_QUANTIZERS); do \
+	  name=$${v%%:*}; args=""; \
+	  for kv in $$(echo "$${v#*:}" | tr ',' ' '); do args="$$args --set $$kv"; done; \
+	  echo "== $$name:$$args"; \
+	  ./bin/vqjepa bench $(BENCH_DATA) --only train_step --config builtin:default \
+	    --variant full --batch $(BENCH_QUANT_BATCH) $(BENCH_TRAIN) $$args \
+	    > build/bench-quantizers/$$name.jsonl || exit 1; \
+	done
+	@python3 tools/bench_quantizers.py \
+	  $(foreach v,$(BENCH_QUANTIZERS),build/bench-quantizers/$(firstword $(subst :, ,$(v))).jsonl)
+.PHONY: bench-quantizers
+
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
 	install -m 644 include/vqjepa.h include/vqjepa.hpp $(DESTDIR)$(INCLUDEDIR)/

@@ -351,6 +351,29 @@ static void cuda_vq_rotation_backward(vqji_device *dev, int n, int d, const floa
     cu_launched(cd, "vq_rotation_backward");
 }
 
+static __global__ void k_vq_copy_block(int rows, int cols, const float *src, int lds,
+                                       float *dst, int ldd)
+{
+    size_t total = (size_t)rows * cols;
+    CU_FOR(t, total)
+    {
+        size_t i = t / (size_t)cols, j = t % (size_t)cols;
+        dst[i * (size_t)ldd + j] = src[i * (size_t)lds + j];
+    }
+}
+
+static void cuda_vq_copy_block(vqji_device *dev, int rows, int cols, const float *src, int lds,
+                               float *dst, int ldd)
+{
+    cuda_device *cd = cu_dev(dev);
+    if (rows <= 0 || cols <= 0 || !cu_enter(cd))
+        return;
+    size_t total = (size_t)rows * cols;
+    k_vq_copy_block<<<cu_blocks(cd, total, CU_THREADS), CU_THREADS, 0, cd->stream>>>(
+        rows, cols, src, lds, dst, ldd);
+    cu_launched(cd, "vq_copy_block");
+}
+
 void vqji_cuda_register_vq(vqji_device_ops *ops)
 {
     ops->vq_assign = cuda_vq_assign;
@@ -361,4 +384,5 @@ void vqji_cuda_register_vq(vqji_device_ops *ops)
     ops->fsq_forward = cuda_fsq_forward;
     ops->fsq_backward = cuda_fsq_backward;
     ops->vq_rotation_backward = cuda_vq_rotation_backward;
+    ops->vq_copy_block = cuda_vq_copy_block;
 }

@@ -512,6 +512,9 @@ typedef enum vqj_gradient_estimator {
 /** Most levels of residual codes (vqj_codebook_params.num_quantizers). */
 #define VQJ_MAX_QUANTIZERS 16
 
+/** Most groups of grouped codes (vqj_codebook_params.num_groups). */
+#define VQJ_MAX_GROUPS 64
+
 /** Parameters of vqj_codebook_create(). Fill with vqj_codebook_params_default(). */
 typedef struct vqj_codebook_params {
     size_t size;                   /**< sizeof(vqj_codebook_params); set by the default function */
@@ -548,6 +551,13 @@ typedef struct vqj_codebook_params {
     int num_quantizers;            /**< residual codes: the number of levels L, each with K
                                         codes; default 2; 1..16; only VQJ_QUANTIZER_RESIDUAL
                                         reads it */
+    int num_groups;                /**< grouped (product) codes, as GroupedResidualVQ: G
+                                        slices of the code vector (width D or code_dim, which
+                                        G must divide), each quantized by its own K codes (its
+                                        own num_quantizers levels with
+                                        VQJ_QUANTIZER_RESIDUAL); q is their concatenation;
+                                        default 1 (no groups); 1..64; G > 1 needs Euclidean or
+                                        residual codes */
 } vqj_codebook_params;
 
 /** Fill `params` with the defaults documented on each field. NULL is ignored. */
@@ -2465,8 +2475,8 @@ VQJ_API int vqj_model_max_objects(const vqj_model *model);
  *  predictor's context_window); 0 for NULL. */
 VQJ_API int vqj_model_context_window(const vqj_model *model);
 
-/** K, the codebook size: codes are in 0..K-1 (residual codes: K codes at
- *  each level); 0 for NULL. */
+/** K, the codebook size: codes are in 0..K-1 (residual and grouped codes:
+ *  K codes at each level of each group); 0 for NULL. */
 VQJ_API int vqj_model_num_codes(const vqj_model *model);
 
 /** Encode one grid. Thread-safe (see the group's notes).
@@ -2475,7 +2485,9 @@ VQJ_API int vqj_model_num_codes(const vqj_model *model);
  *     cell in row-major order; docs/tokenizer.md), from the online encoder
  *     and the codebook without dropout or codebook update; entries past the
  *     object count are set to -1, and every code is -1 when the codebook
- *     was created with enabled = 0.
+ *     was created with enabled = 0. With residual or grouped codes this is
+ *     the first group's first-level code (vqj_model_encode_grid_levels()
+ *     gives them all).
  *   - `num_objects` (may be NULL): the object count, 0..max_objects.
  *   - `embedding` (may be NULL; P floats): the grid's unit-length
  *     projection by the target path (see vqj_model_create()), comparable
@@ -2492,24 +2504,26 @@ VQJ_API int vqj_model_num_codes(const vqj_model *model);
 VQJ_API vqj_status vqj_model_encode_grid(const vqj_model *model, const vqj_grid *grid,
                                          int32_t *codes, size_t *num_objects, float *embedding);
 
-/** L, the number of levels of the codebook's codes: num_quantizers for
- *  residual codes (VQJ_QUANTIZER_RESIDUAL), 1 for every other quantizer;
- *  0 for NULL. */
+/** The number of codes per object, G L: num_quantizers levels L for
+ *  residual codes (VQJ_QUANTIZER_RESIDUAL, else 1) times num_groups G;
+ *  1 for plain codes; 0 for NULL. */
 VQJ_API int vqj_model_num_quantizers(const vqj_model *model);
 
-/** Encode one grid's codes with every level (docs/model.md, "Residual
- *  codes"). Thread-safe.
+/** Encode one grid's codes with every level and group (docs/model.md,
+ *  "Residual codes", "Grouped codes"); L below is vqj_model_num_quantizers(),
+ *  the G L codes of an object, group by group, each group's levels in order.
+ *  Thread-safe.
  *   - `codes` (may be NULL; capacity vqj_model_max_objects()): each
  *     object's code as one mixed-radix index c_1 K^(L-1) + c_2 K^(L-2) + ...
- *     + c_L (the first level most significant), -1 where K^L does not fit
- *     in 63 bits; with one level this is the code of
+ *     + c_L (the first code most significant), -1 where K^L does not fit
+ *     in 63 bits; with one code this is the code of
  *     vqj_model_encode_grid().
  *   - `level_codes` (may be NULL; capacity max_objects * L): object i's
- *     code at level l (0..K-1) at level_codes[i * L + l].
+ *     l-th code (0..K-1) at level_codes[i * L + l].
  *   - `num_objects` (may be NULL): the object count.
  *  Entries past the object count are -1, and every code is -1 when the
  *  codebook was created with enabled = 0 (VQ disabled). vqj_model_encode_grid()
- *  gives the first level's code c_1. Errors as vqj_model_encode_grid(). */
+ *  gives the first code c_1 (the first group's first level). Errors as vqj_model_encode_grid(). */
 VQJ_API vqj_status vqj_model_encode_grid_levels(const vqj_model *model, const vqj_grid *grid,
                                                 int64_t *codes, int32_t *level_codes,
                                                 size_t *num_objects);

@@ -214,7 +214,7 @@ ok
     || fail "ablate failed"
 for col in "Sixth Run (VQ+Refresh)" "No VQ" "VQ No Refresh" "VQ Gentle" "Base (F)" \
            "Cosine codes" "32-dim lookup" "SimVQ" "FSQ 8-5-5-5" "Rotation trick + dead-code" \
-           "Residual 2 levels"; do
+           "Residual 2 levels" "Grouped 2 groups"; do
     grep -qF "$col" "$tmp/abl/ablation.md" || fail "ablation table has no column $col"
 done
 for row in "Steps Completed" "Final Val Loss" "Final Val InfoNCE" "Context Eff. Rank (End)" \
@@ -223,7 +223,8 @@ for row in "Steps Completed" "Final Val Loss" "Final Val InfoNCE" "Context Eff. 
     grep -qF "$row" "$tmp/abl/ablation.md" || fail "ablation table has no row $row"
 done
 grep -q "features" "$tmp/abl/ablation.md" || fail "ablation table does not name the baselines"
-for v in vq_refresh no_vq vq_no_refresh vq_gentle base cosine code_dim_32 simvq fsq residual; do
+for v in vq_refresh no_vq vq_no_refresh vq_gentle base cosine code_dim_32 simvq fsq residual \
+    grouped; do
     [ -s "$tmp/abl/$v/report.html" ] || fail "ablate wrote no report for $v"
 done
 grep -F "VQ Usage (End)" "$tmp/abl/ablation.md" | grep -q "n/a" || fail "the no-VQ column should have no usage"

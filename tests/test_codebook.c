@@ -1124,12 +1124,13 @@ static void test_collapse(void **state)
  * the origin; then the tokens come from 32 clusters. Without help the codes
  * stay collapsed (ties at the origin go to one code); dead-code replacement
  * re-seeds the starved codes from the batch until usage recovers. */
-static void dead_code_run(vqj_context *ctx, float threshold, int levels, float *usage_out,
-                          float *err_out, int *replaced_last)
+static void dead_code_run(vqj_context *ctx, float threshold, int levels, int groups,
+                          float *usage_out, float *err_out, int *replaced_last)
 {
     enum { K = 64, D = 16, C = 32, B = 256, SAME = 40, STEPS = 200 };
     vqj_codebook_params p = params(K, D, 0.95f);
     p.dead_code_threshold = threshold;
+    p.num_groups = groups;
     if (levels > 1) {
         p.quantizer = VQJ_QUANTIZER_RESIDUAL;
         p.num_quantizers = levels;
@@ -1155,7 +1156,7 @@ static void dead_code_run(vqj_context *ctx, float threshold, int levels, float *
         assert_ok(ctx, vqj_tensor_write(zt, z, B * D));
         assert_ok(ctx, vqj_codebook_forward(cb, zt, t < SAME + STEPS, qt, NULL, &st));
         if (t == SAME - 1 && threshold == 0.0f)
-            assert_int_equal(st.active_codes, levels); /* collapsed: one a level */
+            assert_int_equal(st.active_codes, levels * groups); /* collapsed: one a book */
         if (t < SAME + STEPS)
             replaced = st.dead_replaced;
     }
@@ -1173,17 +1174,84 @@ static void test_dead_code_recovers(void **state)
     vqj_context *ctx = test_context();
     float usage_on, err_on, usage_off, err_off;
     int rep_on, rep_off;
-    for (int levels = 1; levels <= 2; levels++) { /* plain, then residual codes */
-        dead_code_run(ctx, 1.0f, levels, &usage_on, &err_on, &rep_on);
-        dead_code_run(ctx, 0.0f, levels, &usage_off, &err_off, &rep_off);
+    /* plain, residual (2 levels) and grouped (2 groups) codes */
+    static const int shapes[3][2] = {{1, 1}, {2, 1}, {1, 2}};
+    for (int sh = 0; sh < 3; sh++) {
+        const int levels = shapes[sh][0] * shapes[sh][1]; /* books */
+        dead_code_run(ctx, 1.0f, shapes[sh][0], shapes[sh][1], &usage_on, &err_on, &rep_on);
+        dead_code_run(ctx, 0.0f, shapes[sh][0], shapes[sh][1], &usage_off, &err_off, &rep_off);
         assert_int_equal(rep_off, 0);
         if (!(usage_on >= 0.5f && err_on < 1e-3f * levels && usage_off < 0.1f * levels &&
               err_off > 10.0f * err_on))
-            fail_msg("%d levels: dead-code on: usage %.3f, mse %.2e, re-seeded last step %d; "
+            fail_msg("%d books: dead-code on: usage %.3f, mse %.2e, re-seeded last step %d; "
                      "off: usage %.3f, mse %.2e",
                      levels, usage_on, err_on, rep_on, usage_off, err_off);
     }
     vqj_context_destroy(ctx);
+}
+
+/* The training backward of residual and grouped codes: dz - dq against
+ * the commitment's gradient by hand, 2 beta r / (N w) (r [N x D] the sum of
+ * each token's residuals, w a book's width), and against central
+ * differences of the commitment; with ema_decay 0 (grad) the codes'
+ * gradient against want_g [ne] and, from code float fd_first on, against
+ * central differences of the code term. */
+static void check_book_gradients(vqj_context *ctx, vqj_codebook *cb, vqj_tensor *zt,
+                                 vqj_tensor *qt, const float *z, const float *e, int n, int d,
+                                 int w, int ne, float beta, const float *r, const float *want_g,
+                                 int grad, int fd_first, uint32_t seed)
+{
+    const size_t nd = (size_t)n * d;
+    float *dq = malloc(nd * sizeof *dq), *dz = malloc(nd * sizeof *dz),
+          *fd = malloc(nd * sizeof *fd), *got = malloc(nd * sizeof *got),
+          *fdc = malloc((size_t)ne * sizeof *fdc), *gc = malloc((size_t)ne * sizeof *gc);
+    assert_true(dq && dz && fd && got && fdc && gc);
+    vqj_weights *wv = vqj_codebook_weights(cb);
+    test_fill(dq, nd, seed, 1.0f);
+    commit_fd(ctx, cb, zt, qt, z, (int)nd, 1e-2f, fd);
+    if (grad)
+        code_loss_fd(ctx, cb, "codebook.embedding", e, ne, zt, qt, z, nd, 1e-2f, fdc);
+    assert_ok(ctx, vqj_tensor_write(zt, z, nd));
+    vqj_weights_zero_grad(wv);
+    assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
+    vqj_tensor *dqt = tensor(ctx, n, d, dq), *dzt = tensor(ctx, n, d, NULL);
+    assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
+    assert_ok(ctx, vqj_tensor_read(dzt, dz, nd));
+    for (size_t i = 0; i < nd; i++) {
+        got[i] = dz[i] - dq[i];
+        assert_float_equal(got[i], 2.0f * beta * r[i] / ((float)n * w), 1e-6);
+    }
+    assert_true(test_rel_err(got, fd, nd, 1e-3) < 2e-3);
+    if (grad) {
+        assert_ok(ctx, vqj_weights_read_grad(wv, "codebook.embedding", gc, (size_t)ne));
+        for (int i = 0; i < ne; i++)
+            assert_float_equal(gc[i], want_g[i], 1e-6);
+        assert_true(test_rel_err(gc + fd_first, fdc + fd_first, (size_t)(ne - fd_first), 1e-3) <
+                    2e-3);
+    }
+    vqj_tensor_destroy(dqt);
+    vqj_tensor_destroy(dzt);
+    free(dq);
+    free(dz);
+    free(fd);
+    free(got);
+    free(fdc);
+    free(gc);
+}
+
+/* vqj_codebook_ema_usage() of `books` books of k codes: each sums to 1. */
+static void check_book_usage(vqj_context *ctx, const vqj_codebook *cb, int books, int k)
+{
+    float *u = malloc((size_t)books * k * sizeof *u);
+    assert_non_null(u);
+    assert_ok(ctx, vqj_codebook_ema_usage(cb, u, (size_t)books * k));
+    for (int b = 0; b < books; b++) {
+        double sum = 0.0;
+        for (int c = 0; c < k; c++)
+            sum += u[b * k + c];
+        assert_float_equal(sum, 1.0, 1e-5); /* each book on its own */
+    }
+    free(u);
 }
 
 /* Residual codes, two levels: level-1 codes on the corners of setup_fd,
@@ -1218,7 +1286,6 @@ static void test_residual(void **state)
         p.num_quantizers = L;
         p.commitment_cost = 0.3f;
         vqj_codebook *cb = make(ctx, &p);
-        vqj_weights *w = vqj_codebook_weights(cb);
         set_codes(ctx, cb, e, L * K, D);
         vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
         int32_t codes[N];
@@ -1245,45 +1312,16 @@ static void test_residual(void **state)
         assert_float_equal(st.usage_ratio, 1.0f, 0.0f);
         assert_float_equal(st.perplexity, (float)K, 1e-4); /* each level uniform */
 
-        /* dz = dq + 2 beta (R_1 + R_2) / (N D), against central differences */
-        float dq[N * D], dz[N * D], fd[N * D], got[N * D];
-        test_fill(dq, N * D, 13, 1.0f);
-        const float h = 1e-2f;
-        commit_fd(ctx, cb, zt, qt, z, N * D, h, fd);
-        float fdc[L * K * D], gc[L * K * D];
-        if (grad)
-            code_loss_fd(ctx, cb, "codebook.embedding", e, L * K * D, zt, qt, z, N * D, 1e-2f,
-                         fdc);
-        assert_ok(ctx, vqj_tensor_write(zt, z, N * D));
-        vqj_weights_zero_grad(w);
-        assert_ok(ctx, vqj_codebook_forward(cb, zt, 1, qt, NULL, NULL));
-        vqj_tensor *dqt = tensor(ctx, N, D, dq), *dzt = tensor(ctx, N, D, NULL);
-        assert_ok(ctx, vqj_codebook_backward(cb, dqt, dzt));
-        assert_ok(ctx, vqj_tensor_read(dzt, dz, N * D));
-        for (int i = 0; i < N * D; i++) {
-            got[i] = dz[i] - dq[i];
-            assert_float_equal(got[i], 2.0f * 0.3f * r[i] / (N * D), 1e-6);
-        }
-        assert_true(test_rel_err(got, fd, N * D, 1e-3) < 2e-3);
-        if (grad) {
-            assert_ok(ctx, vqj_weights_read_grad(w, "codebook.embedding", gc, L * K * D));
-            for (int i = 0; i < L * K * D; i++)
-                assert_float_equal(gc[i], want_g[i], 1e-6);
-            /* the last level's codes: only its own term depends on them */
-            assert_true(test_rel_err(gc + K * D, fdc + K * D, K * D, 1e-3) < 2e-3);
-        } else {
+        /* dz = dq + 2 beta (R_1 + R_2) / (N D); the code term's gradient by
+         * differences for the last level's codes only: only its own term
+         * depends on them */
+        check_book_gradients(ctx, cb, zt, qt, z, e, N, D, D, L * K * D, 0.3f, r, want_g, grad,
+                             K * D, 13);
+        if (!grad) {
+            check_book_usage(ctx, cb, L, K);
             float u[L * K];
-            assert_ok(ctx, vqj_codebook_ema_usage(cb, u, L * K));
-            for (int l = 0; l < L; l++) {
-                double sum = 0.0;
-                for (int c = 0; c < K; c++)
-                    sum += u[l * K + c];
-                assert_float_equal(sum, 1.0, 1e-5); /* each level on its own */
-            }
             assert_status(ctx, vqj_codebook_ema_usage(cb, u, K), VQJ_ERR_INVALID_ARGUMENT);
         }
-        vqj_tensor_destroy(dqt);
-        vqj_tensor_destroy(dzt);
         vqj_tensor_destroy(zt);
         vqj_tensor_destroy(qt);
         vqj_codebook_destroy(cb);
@@ -1296,6 +1334,94 @@ static void test_residual(void **state)
         assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(x);
         assert_non_null(strstr(vqj_context_last_error(ctx), "num_quantizers"));
+    }
+    vqj_context_destroy(ctx);
+}
+
+/* Grouped codes, two groups of Euclidean codes over slices of 3: each
+ * group's codes on setup_fd's corners, the tokens' slices near a code of
+ * their group (group 1 with another assignment), so a step of h changes no
+ * assignment. The forward by hand (q the groups' codes side by side, codes
+ * group 0's, every code through the workspace), the commitment beta sum_g
+ * |r_g|^2 / (N s) and its gradient by hand and by central differences, the
+ * code term's gradient (ema_decay 0) by hand and by central differences,
+ * stats and EMA usage per book, and bad num_groups. */
+static void test_grouped(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+    enum { N = 8, K = 4, S = 3, G = 2, D = G * S };
+    float e[G * K * S], z[N * D], zg[G][N * S];
+    int want[G][N];
+    for (int g = 0; g < G; g++)
+        setup_fd(e + g * K * S, zg[g], N, K, S, 31 + (uint32_t)g);
+    for (int i = 0; i < N; i++) {
+        want[0][i] = i % K;
+        want[1][i] = (i / K + 3 * i + 1) % K;
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < S; j++) /* setup_fd put token i near code i % K */
+                z[i * D + g * S + j] = zg[g][i * S + j] - e[g * K * S + (i % K) * S + j] +
+                                       e[g * K * S + want[g][i] * S + j];
+    }
+    for (int grad = 0; grad < 2; grad++) {
+        vqj_codebook_params p = params(K, D, grad ? 0.0f : 0.9f);
+        p.num_groups = G;
+        p.commitment_cost = 0.3f;
+        vqj_codebook *cb = make(ctx, &p);
+        set_codes(ctx, cb, e, G * K, S);
+        vqj_tensor *zt = tensor(ctx, N, D, z), *qt = tensor(ctx, 0, 0, NULL);
+        int32_t codes[N], books[N * G];
+        float q[N * D], r[N * D], want_g[G * K * S] = {0};
+        vqj_codebook_stats st = new_stats();
+        vqji_codebook_ws *ws;
+        assert_int_equal(vqji_codebook_levels(cb), G);
+        assert_ok(ctx, vqji_codebook_ws_create(cb, &ws));
+        assert_ok(ctx, vqji_codebook_quantize_ws(cb, ws, zt, qt, codes, &st));
+        assert_ok(ctx, vqji_codebook_ws_level_codes(ws, N, books));
+        vqji_codebook_ws_destroy(ws);
+        assert_ok(ctx, vqj_tensor_read(qt, q, N * D));
+        double commit = 0.0;
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(codes[i], want[0][i]);
+            for (int g = 0; g < G; g++) {
+                assert_int_equal(books[i * G + g], want[g][i]);
+                for (int j = 0; j < S; j++) {
+                    const int o = i * D + g * S + j, c = g * K + want[g][i];
+                    assert_float_equal(q[o], e[c * S + j], 0.0f);
+                    double ri = z[o] - e[c * S + j];
+                    commit += ri * ri;
+                    r[o] = (float)ri;
+                    want_g[c * S + j] -= (float)(2.0 * ri / (N * S));
+                }
+            }
+        }
+        assert_float_equal(st.commitment_loss, 0.3 * commit / (N * S), 1e-6);
+        assert_int_equal(st.active_codes, G * K);
+        assert_float_equal(st.usage_ratio, 1.0f, 0.0f);
+        assert_float_equal(st.perplexity, (float)K, 1e-4); /* each book uniform */
+
+        /* dz = dq + 2 beta r / (N s); every code's gradient by differences
+         * (the groups' codes are independent) */
+        check_book_gradients(ctx, cb, zt, qt, z, e, N, D, S, G * K * S, 0.3f, r, want_g, grad, 0,
+                             17);
+        if (!grad)
+            check_book_usage(ctx, cb, G, K);
+        vqj_tensor_destroy(zt);
+        vqj_tensor_destroy(qt);
+        vqj_codebook_destroy(cb);
+    }
+    /* out of range, not dividing the width (D, or code_dim), other quantizers */
+    for (int bad = 0; bad < 5; bad++) {
+        vqj_codebook_params b = params(K, D, 0.9f);
+        b.num_groups = bad == 0 ? 0 : bad == 1 ? VQJ_MAX_GROUPS + 1 : bad == 2 ? 4 : 2;
+        if (bad == 3)
+            b.code_dim = 5;
+        if (bad == 4)
+            b.quantizer = VQJ_QUANTIZER_COSINE;
+        vqj_codebook *x = (vqj_codebook *)&x;
+        assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
+        assert_null(x);
+        assert_non_null(strstr(vqj_context_last_error(ctx), "num_groups"));
     }
     vqj_context_destroy(ctx);
 }
@@ -1697,6 +1823,12 @@ static void test_checkpoint_round_trip(void **state)
     pr.code_dim = 3;
     pr.dead_code_threshold = 0.5f;
     vqj_codebook_destroy(round_trip(ctx, ctx2, path, &pr));
+    /* grouped codes: two groups of two levels, with a code_dim, k-means++ */
+    pr.num_quantizers = 2;
+    pr.num_groups = 2;
+    pr.code_dim = 4;
+    pr.kmeans_init = 1;
+    vqj_codebook_destroy(round_trip(ctx, ctx2, path, &pr));
 
     vqj_codebook_params p = params(8, 6, 0.9f);
     p.quantizer = VQJ_QUANTIZER_COSINE;
@@ -1872,8 +2004,8 @@ static void test_reference_vectors(void **state)
     if (!f)
         fail_msg("%s (regenerate with /usr/bin/python3 tools/reference/quant_vectors.py)", err);
     vqj_context *ctx = test_context();
-    const char *cases[] = {"cosine", "rotation", "fsq", "simvq", "residual"};
-    for (int ci = 0; ci < 5; ci++) {
+    const char *cases[] = {"cosine", "rotation", "fsq", "simvq", "residual", "grouped"};
+    for (int ci = 0; ci < 6; ci++) {
         const char *cs = cases[ci];
         char key[128];
         size_t nz, nq;
@@ -1888,9 +2020,10 @@ static void test_reference_vectors(void **state)
         p.quantizer = ci == 0   ? VQJ_QUANTIZER_COSINE
                       : ci == 2 ? VQJ_QUANTIZER_FSQ
                       : ci == 3 ? VQJ_QUANTIZER_SIMVQ
-                      : ci == 4 ? VQJ_QUANTIZER_RESIDUAL
+                      : ci >= 4 ? VQJ_QUANTIZER_RESIDUAL
                                 : VQJ_QUANTIZER_EUCLIDEAN;
-        p.num_quantizers = 3;
+        p.num_quantizers = ci == 5 ? 2 : 3;
+        p.num_groups = ci == 5 ? 2 : 1; /* grouped: 2 groups of 2 levels */
         p.gradient_estimator = ci == 1 || ci == 3 ? VQJ_GRADIENT_ROTATION
                                                   : VQJ_GRADIENT_STRAIGHT_THROUGH;
         vqj_codebook *cb = make(ctx, &p);
@@ -1910,17 +2043,19 @@ static void test_reference_vectors(void **state)
         int32_t codes[64];
         assert_true(n <= 64);
         vqj_codebook_stats st = new_stats();
-        if (ci == 4) { /* every level's code, through an inference workspace,
-                       * before the training forward moves the codes */
+        if (ci >= 4) { /* every level's code, through an inference workspace,
+                        * before the training forward moves the codes */
             vqji_codebook_ws *ws;
-            int32_t levels[64 * 3];
+            int32_t levels[64 * 4];
             size_t nl;
-            assert_int_equal(vqji_codebook_levels(cb), 3);
+            const int nb = ci == 5 ? 4 : 3; /* codes per token */
+            assert_int_equal(vqji_codebook_levels(cb), nb);
             assert_ok(ctx, vqji_codebook_ws_create(cb, &ws));
             assert_ok(ctx, vqji_codebook_quantize_ws(cb, ws, zt, qt, NULL, NULL));
             assert_ok(ctx, vqji_codebook_ws_level_codes(ws, n, levels));
-            const int32_t *want_levels = vqjt_i32(f, "residual.level_codes", &nl);
-            assert_int_equal(nl, (size_t)n * 3);
+            snprintf(key, sizeof key, "%s.level_codes", cs);
+            const int32_t *want_levels = vqjt_i32(f, key, &nl);
+            assert_int_equal(nl, (size_t)n * nb);
             assert_memory_equal(levels, want_levels, nl * sizeof(int32_t));
             vqji_codebook_ws_destroy(ws);
         }
@@ -2002,6 +2137,7 @@ int main(void)
         cmocka_unit_test(test_simvq),
         cmocka_unit_test(test_reference_vectors),
         cmocka_unit_test(test_residual),
+        cmocka_unit_test(test_grouped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,9 +327,10 @@ static void test_accessors(void **state)
 }
 
 /* vqj_model_encode_grid_levels(): with one level the codes of
- * vqj_model_encode_grid(); with residual codes of L levels the first level's
- * code is vqj_model_encode_grid()'s, the index is the mixed-radix one (first
- * level most significant) and -1 where K^L does not fit in 63 bits. */
+ * vqj_model_encode_grid(); with residual or grouped codes of L codes per
+ * object (G groups x levels) the first code is vqj_model_encode_grid()'s,
+ * the index is the mixed-radix one (first code most significant) and -1
+ * where K^L does not fit in 63 bits. */
 static void test_level_codes(void **state)
 {
     fixture *f = *state;
@@ -349,13 +350,18 @@ static void test_level_codes(void **state)
         assert_int_equal(index[j], codes[j]);
         assert_int_equal(levels[j], codes[j]);
     }
-    for (int L = 3; L <= 16; L += 13) {
+    /* residual codes of 3 and 16 levels; grouped codes: 2 groups of 2
+     * levels, and 16 groups of Euclidean codes (16 codes again: overflow) */
+    static const int shapes[4][2] = {{3, 1}, {16, 1}, {2, 2}, {1, 16}};
+    for (int sh = 0; sh < 4; sh++) {
+        const int G = shapes[sh][1], L = shapes[sh][0] * G; /* codes per object */
         vqj_codebook_params cp;
         vqj_codebook_params_default(&cp);
         cp.dim = D;
         cp.num_embeddings = K;
-        cp.quantizer = VQJ_QUANTIZER_RESIDUAL;
-        cp.num_quantizers = L;
+        cp.quantizer = shapes[sh][0] > 1 ? VQJ_QUANTIZER_RESIDUAL : VQJ_QUANTIZER_EUCLIDEAN;
+        cp.num_quantizers = shapes[sh][0];
+        cp.num_groups = G;
         cp.kmeans_init = 0;
         vqj_codebook *cb = NULL;
         assert_ok(ctx, vqj_codebook_create(ctx, &cp, &cb));

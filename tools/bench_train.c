@@ -42,6 +42,31 @@ int bench_max_objects;
 /* `bench --phases` (cmd_bench.c): the time split by phase (bench_phases.c). */
 int bench_phases;
 
+/* `bench --config` and `--set KEY=VALUE` (cmd_bench.c): the configuration
+ * train_step times instead of the library's defaults, and keys changed in it. */
+const char *bench_config;
+const char *bench_sets[BENCH_MAX_SETS];
+int bench_num_sets;
+
+/* Apply the --set KEY=VALUE options to cfg. */
+static vqj_status apply_sets(vqj_config *cfg)
+{
+    vqj_status st = VQJ_OK;
+    for (int i = 0; !st && i < bench_num_sets; i++) {
+        const char *eq = strchr(bench_sets[i], '=');
+        char key[256];
+        size_t n = (size_t)(eq - bench_sets[i]);
+        if (n >= sizeof key) {
+            fprintf(stderr, "vqjepa bench: --set %s: the key is too long\n", bench_sets[i]);
+            return VQJ_ERR_INVALID_ARGUMENT;
+        }
+        memcpy(key, bench_sets[i], n);
+        key[n] = 0;
+        st = vqj_config_set(cfg, key, eq + 1);
+    }
+    return st;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -69,9 +94,12 @@ static vqj_status model_create(vqj_context *ctx, int core, vqj_trainer **tr)
     char objects[16];
     snprintf(objects, sizeof objects, "%d", bench_max_objects > 0 ? bench_max_objects : 16);
     vqj_config *cfg = NULL;
-    vqj_status st = vqj_config_default(ctx, &cfg);
-    if (!st)
+    vqj_status st = bench_config ? run_config_open(ctx, bench_config, &cfg)
+                                 : vqj_config_default(ctx, &cfg);
+    if (!st && (!bench_config || bench_max_objects > 0))
         st = vqj_config_set(cfg, "tokenizer.max_objects", objects);
+    if (!st)
+        st = apply_sets(cfg);
     if (!st)
         st = vqj_config_set(cfg, "training.grad_accum_steps", "1");
     if (!st)

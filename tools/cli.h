@@ -21,6 +21,8 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* Most `vqjepa bench --set KEY=VALUE` options in one call. */
+#define BENCH_MAX_SETS 16
 int cmd_config(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -45,6 +45,7 @@ static const variant variants[] = {
     {"simvq", "SimVQ", {{"quantizer", "simvq"}, {"dead_code_threshold", "0"}}},
     {"fsq", "FSQ 8-5-5-5", {{"quantizer", "fsq"}, {"dead_code_threshold", "0"}}},
     {"residual", "Residual 2 levels", {{"quantizer", "residual"}, {"num_quantizers", "2"}}},
+    {"grouped", "Grouped 2 groups", {{"num_groups", "2"}}},
 };
 #define NUM_VARIANTS (sizeof variants / sizeof *variants)
 

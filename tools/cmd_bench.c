@@ -118,7 +118,8 @@ static void help(FILE *f)
             "usage: vqjepa bench [--data DIR] [--json] [--repeat N] [--only NAME]\n"
             "                    [--batch B] [--steps N] [--warmup W] [--variant core|full]\n"
             "                    [--max-objects N] [--phases]\n"
-            "                    [--threads T] [--device cpu|cuda]\n\n"
+            "                    [--threads T] [--device cpu|cuda]\n"
+            "                    [--config FILE|builtin:NAME] [--set KEY=VALUE ...]\n\n"
             "Load every *.json ARC task in DIR (default: $VQJ_ARC_DATA, else\n"
             "  " DEFAULT_DATA "\n"
             "when it exists; else the built-in synthetic data) and time each measurement:\n"
@@ -134,7 +135,11 @@ static void help(FILE *f)
             "--device runs train_step there (cpu by default; a build without CUDA refuses\n"
             "cuda).\n"
             "--phases adds train_step's time by kind of op and its GEMMs replayed\n"
-            "  through plain sgemm (the step's share of the sgemm rate).\n",
+            "  through plain sgemm (the step's share of the sgemm rate).\n"
+            "--config times train_step on that configuration (e.g. builtin:default)\n"
+            "  instead of the library's defaults (grad_accum_steps set to 1,\n"
+            "  tokenizer.max_objects kept unless --max-objects is given); each --set\n"
+            "  KEY=VALUE then changes one key (`make bench-quantizers` uses them).\n",
             DEFAULT_REPEAT);
 }
 
@@ -306,6 +311,18 @@ int cmd_bench(int argc, char **argv)
             if (count_option(argv[i], argv[i + 1], 1, 4096, &bench_max_objects) != CLI_OK)
                 return CLI_BAD_INPUT;
             i++;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            extern const char *bench_config; /* tools/bench_train.c */
+            bench_config = argv[++i];
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            extern const char *bench_sets[]; /* tools/bench_train.c */
+            extern int bench_num_sets;
+            if (bench_num_sets == BENCH_MAX_SETS || !strchr(argv[i + 1], '=')) {
+                fprintf(stderr, "vqjepa bench: --set takes KEY=VALUE, at most %d times; got '%s'\n",
+                        BENCH_MAX_SETS, argv[i + 1]);
+                return CLI_BAD_INPUT;
+            }
+            bench_sets[bench_num_sets++] = argv[++i];
         } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
             extern vqj_device_kind bench_device; /* tools/bench_train.c */
             if (run_parse_device("bench", argv[++i], &bench_device))

@@ -128,7 +128,8 @@ class vqj_codebook_params(_Struct):
                 ("kmeans_init", ctypes.c_int), ("dead_code_threshold", ctypes.c_float),
                 ("quantizer", ctypes.c_int), ("code_dim", ctypes.c_int),
                 ("fsq_levels", ctypes.c_int * 8), ("gradient_estimator", ctypes.c_int),
-                ("dead_code_max_per_step", ctypes.c_int), ("num_quantizers", ctypes.c_int)]
+                ("dead_code_max_per_step", ctypes.c_int), ("num_quantizers", ctypes.c_int),
+                ("num_groups", ctypes.c_int)]
 
 
 class vqj_codebook_stats(_Struct):

@@ -89,15 +89,18 @@ static void estimate(const model_params *p, mem_estimate *e)
     const double B = p->run.batch_size, Q = p->loss.queue_size;
     const double S = p->loss.sigreg_num_slices, K = p->codebook.num_embeddings;
     const double c = p->codebook.code_dim, cw = c > 0 ? c : D;
+    /* residual and grouped codes: levels x groups books of K codes of cw / groups */
+    const double groups = p->codebook.num_groups > 1 ? p->codebook.num_groups : 1;
     const double levels =
-        p->codebook.quantizer == VQJ_QUANTIZER_RESIDUAL ? p->codebook.num_quantizers : 1;
+        (p->codebook.quantizer == VQJ_QUANTIZER_RESIDUAL ? p->codebook.num_quantizers : 1) *
+        groups;
     const double enc_w = F * D + D * D + 4 * D + L * (8 * D * D + 11 * D);
-    const double cb_w = levels * K * cw + (c > 0 ? 2 * D * c + D + c : 0) + D * D;
+    const double cb_w = levels * K * cw / groups + (c > 0 ? 2 * D * c + D + c : 0) + D * D;
     const double pred_w = D * P + P + (PL - 1) * (P * P + P) + T * D + 15 * D;
     const double W = enc_w + cb_w + pred_w + 1;
     const double G = T + 1, N = B * G * M;
     e->tokens = N;
-    e->state = 4.0 * (5 * W + levels * K * (cw + 1) + Q * P);
+    e->state = 4.0 * (5 * W + levels * K * (cw / groups + 1) + Q * P);
     e->encoder = 4.0 * (3 * N * (4 * D + L * (16 * D + H * M)) + 4 * N * D);
     e->codebook = p->codebook.quantizer == VQJ_QUANTIZER_FSQ ? 4.0 * N * D
                                                                : 4.0 * N * levels * K;

@@ -208,6 +208,8 @@ static const key_def keys[] = {
      .ihi = VQJI_HI_DEAD_CODE_MAX_PER_STEP, EXT},
     {.path = "object_encoder.num_quantizers", .kind = K_INT, .offset = OFF(cb.num_quantizers),
      .ilo = 1, .ihi = VQJ_MAX_QUANTIZERS, EXT},
+    {.path = "object_encoder.num_groups", .kind = K_INT, .offset = OFF(cb.num_groups),
+     .ilo = 1, .ihi = VQJ_MAX_GROUPS, EXT},
 
     KLIM("model.projection_dim", model_projection_dim, PROJECTION_DIM),
     KLIM("model.projection_layers", model_projection_layers, PROJECTION_LAYERS),

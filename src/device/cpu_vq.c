@@ -355,6 +355,14 @@ static void cpu_vq_rotation_backward(vqji_device *dev, int n, int d, const float
     }
 }
 
+static void cpu_vq_copy_block(vqji_device *dev, int rows, int cols, const float *src, int lds,
+                              float *dst, int ldd)
+{
+    (void)dev;
+    for (int i = 0; i < rows && cols > 0; i++)
+        memcpy(dst + (size_t)i * ldd, src + (size_t)i * lds, (size_t)cols * sizeof(float));
+}
+
 void vqji_cpu_register_vq(vqji_device_ops *ops)
 {
     ops->vq_assign = cpu_vq_assign;
@@ -365,4 +373,5 @@ void vqji_cpu_register_vq(vqji_device_ops *ops)
     ops->fsq_forward = cpu_fsq_forward;
     ops->fsq_backward = cpu_fsq_backward;
     ops->vq_rotation_backward = cpu_vq_rotation_backward;
+    ops->vq_copy_block = cpu_vq_copy_block;
 }

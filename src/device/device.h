@@ -191,6 +191,11 @@ struct vqji_device {
      * VQJI_ROTATION_EPS. ACCUMULATES. */                                                          \
     X(void, vq_rotation_backward, (vqji_device *dev, int n, int d, const float *u, const float *q, \
                                    const float *dq, float *du))                                    \
+    /* Grouped codes' layout change: dst[i ldd + j] = src[i lds + j] for                          \
+     * i < rows, j < cols (a column block of a row-major matrix to or from a                       \
+     * contiguous one); src and dst do not overlap. */                                             \
+    X(void, vq_copy_block, (vqji_device *dev, int rows, int cols, const float *src, int lds,       \
+                            float *dst, int ldd))                                                  \
                                                                                                    \
     /* ---- Optimizer (cpu_optim.c; math in docs/optimizer.md) ---- */                             \
     /* Σ x_i² accumulated in double (the caller needs the exact sum across                         \

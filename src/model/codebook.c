@@ -53,8 +53,11 @@ struct vqji_codebook_ws {
     size_t qc_cap;
     float *codes; /* [K x c] SimVQ: basis W^T */
     size_t codes_cap;
-    float *lv_r; /* residual: [(L + 1) x N x c] R_0 = u, R_l = R_{l-1} - q_l */
+    float *lv_r; /* residual and grouped: [G x (L + 1) x N x s] R_0 = u's group slice,
+                  * R_l = R_{l-1} - q_l */
     size_t lv_r_cap;
+    float *gq; /* grouped: [G x N x s] each group's q_1 + ... + q_L */
+    size_t gq_cap;
 };
 
 struct vqj_codebook {
@@ -67,7 +70,10 @@ struct vqj_codebook {
     int rot;    /* the rotation trick instead of straight-through */
     int simvq;  /* codes = basis W^T, W trained by gradient */
     int levels; /* residual codes: L levels of K codes; 1 otherwise */
-    int rows;   /* L K: the rows of the code tensors, every level's codes */
+    int groups; /* grouped codes: G slices of the code vector; 1 otherwise */
+    int books;  /* G L codebooks of K codes, book g L + l: group g, level l */
+    int s;      /* a group's width c / G, the width of the code tensors */
+    int rows;   /* G L K: the rows of the code tensors, every book's codes */
     size_t i_basis, i_transform;
     vqji_fsq_levels lv;
     vqj_weights w;
@@ -173,6 +179,7 @@ void vqj_codebook_params_default(vqj_codebook_params *params)
         .kmeans_init = 1,
         .fsq_levels = {8, 5, 5, 5},
         .num_quantizers = 2,
+        .num_groups = 1,
     };
 }
 
@@ -238,6 +245,30 @@ static vqj_status validate(const vqj_context *ctx, const vqj_codebook_params *p)
                          "%s: residual codes of %d levels x %d codes; at most 1048576 codes in "
                          "all",
                          s, p->num_quantizers, p->num_embeddings);
+    if (p->num_groups < 1 || p->num_groups > VQJ_MAX_GROUPS)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s.num_groups is %d; allowed range 1..%d", s, p->num_groups,
+                         VQJ_MAX_GROUPS);
+    if (p->num_groups > 1) {
+        const int width = p->code_dim > 0 ? p->code_dim : p->dim;
+        if (p->quantizer != VQJ_QUANTIZER_EUCLIDEAN && p->quantizer != VQJ_QUANTIZER_RESIDUAL)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.num_groups is %d but grouped codes are Euclidean or residual "
+                             "codes; set quantizer to VQJ_QUANTIZER_EUCLIDEAN or "
+                             "VQJ_QUANTIZER_RESIDUAL, or num_groups to 1",
+                             s, p->num_groups);
+        if (width % p->num_groups != 0)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s.num_groups is %d but the code width (%s) is %d; the groups "
+                             "must split it evenly",
+                             s, p->num_groups, p->code_dim > 0 ? "code_dim" : "dim", width);
+        long long levels = p->quantizer == VQJ_QUANTIZER_RESIDUAL ? p->num_quantizers : 1;
+        if ((long long)p->num_embeddings * levels * p->num_groups > 1048576)
+            return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                             "%s: grouped codes of %d groups x %lld levels x %d codes; at most "
+                             "1048576 codes in all",
+                             s, p->num_groups, levels, p->num_embeddings);
+    }
     if (p->quantizer == VQJ_QUANTIZER_SIMVQ && p->dead_code_threshold > 0.0f)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s.dead_code_threshold is %g but SimVQ's codes are trained by "
@@ -305,6 +336,7 @@ static void ws_release(vqji_device *dev, vqji_codebook_ws *ws)
     dev->ops->free(dev, ws->qc);
     dev->ops->free(dev, ws->codes);
     dev->ops->free(dev, ws->lv_r);
+    dev->ops->free(dev, ws->gq);
     dev->ops->free(dev, ws->scratch);
     dev->ops->free(dev, ws->idx);
     dev->ops->free(dev, ws->err);
@@ -345,7 +377,7 @@ void vqj_codebook_destroy(vqj_codebook *cb)
 static vqj_status init_codes(vqj_codebook *cb)
 {
     vqji_device *dev = cb->ctx->device;
-    size_t kd = (size_t)cb->rows * (size_t)cb->c;
+    size_t kd = (size_t)cb->rows * (size_t)cb->s;
     float *host;
     vqj_status st = vqji_malloc(cb->ctx, kd * sizeof(float), "the initial codes", (void **)&host);
     if (st)
@@ -430,6 +462,7 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     cb->rot = p.gradient_estimator == VQJ_GRADIENT_ROTATION;
     cb->simvq = p.quantizer == VQJ_QUANTIZER_SIMVQ;
     cb->levels = p.quantizer == VQJ_QUANTIZER_RESIDUAL ? p.num_quantizers : 1;
+    cb->groups = p.num_groups;
     if (cb->simvq) { /* trained by gradient: no EMA, k-means++ or refresh */
         cb->p.kmeans_init = 0;
         cb->p.refresh_enabled = 0;
@@ -450,9 +483,11 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
     }
     vqji_weights_init(&cb->w, ctx);
     vqji_device *dev = ctx->device;
-    cb->rows = cb->levels * cb->p.num_embeddings;
-    int k = cb->rows, d = p.dim, c = cb->c;
-    size_t kd = (size_t)k * (size_t)c;
+    cb->books = cb->groups * cb->levels;
+    cb->s = cb->c / cb->groups;
+    cb->rows = cb->books * cb->p.num_embeddings;
+    int k = cb->rows, d = p.dim, c = cb->c, cs = cb->s;
+    size_t kd = (size_t)k * (size_t)cs;
 
     /* Trainable tensors come first in a weights view. */
     if (cb->proj &&
@@ -469,10 +504,10 @@ vqj_status vqj_codebook_create(vqj_context *ctx, const vqj_codebook_params *para
                                  &cb->i_transform)) ||
           (st = vqji_weights_add(&cb->w, "codebook.basis", k, c, 0, &cb->i_basis)))) ||
         (!cb->fsq && !cb->simvq &&
-         ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, c, p.ema_decay == 0.0f,
+         ((st = vqji_weights_add(&cb->w, "codebook.embedding", k, cs, p.ema_decay == 0.0f,
                                  &cb->i_emb)) ||
           (st = vqji_weights_add(&cb->w, "codebook.ema_count", k, 1, 0, &cb->i_count)) ||
-          (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, c, 0, &cb->i_sum)))) ||
+          (st = vqji_weights_add(&cb->w, "codebook.ema_sum", k, cs, 0, &cb->i_sum)))) ||
         (st = vqji_weights_finalize(&cb->w)) ||
         (cb->cosine &&
          (st = dev->ops->alloc(dev, (size_t)k * sizeof(float), (void **)&cb->knorm))) ||
@@ -538,7 +573,7 @@ const float *vqji_codebook_embedding(const vqj_codebook *cb)
 static vqj_status kmeans_seed(vqj_codebook *cb, const float *z, int n, int level)
 {
     vqji_device *dev = cb->ctx->device;
-    int k = cb->p.num_embeddings, d = cb->c;
+    int k = cb->p.num_embeddings, d = cb->s;
     size_t row = (size_t)d * sizeof(float), first = (size_t)level * (size_t)k;
     float *e = vqji_weights_data(&cb->w, cb->i_emb) + first * (size_t)d;
     float *h = cb->h_vals;
@@ -590,7 +625,7 @@ static int order_cmp(const void *a, const void *b)
 static void reseed(vqj_codebook *cb, size_t k, const float *x, float count)
 {
     vqji_device *dev = cb->ctx->device;
-    const size_t c = (size_t)cb->c;
+    const size_t c = (size_t)cb->s;
     float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum) + k * c;
     dev->ops->copy(dev, vqji_weights_data(&cb->w, cb->i_emb) + k * c, x, c * sizeof(float));
     dev->ops->fill(dev, 1, count, vqji_weights_data(&cb->w, cb->i_count) + k);
@@ -614,7 +649,7 @@ static vqj_status refresh_dead(vqj_codebook *cb, const float *z, const float *er
                                int *refreshed)
 {
     vqji_device *dev = cb->ctx->device;
-    int k = cb->p.num_embeddings, d = cb->c;
+    int k = cb->p.num_embeddings, d = cb->s;
     const float *ema = cb->h_ema + (size_t)level * k;
     *refreshed = 0;
     double m = 0.0;
@@ -680,7 +715,7 @@ static int cap_dead(vqj_codebook *cb, int ndead)
  * download_counts() left. */
 static vqj_status replace_dead(vqj_codebook *cb, const float *z, int n, int level, int *replaced)
 {
-    const int k = cb->p.num_embeddings, d = cb->c;
+    const int k = cb->p.num_embeddings, d = cb->s;
     const float t = cb->p.dead_code_threshold;
     *replaced = 0;
     int ndead = 0;
@@ -726,10 +761,10 @@ static void write_stats(const vqj_codebook *cb, const float *h_counts, int n, in
     s.refreshed = refreshed;
     s.updates = cb->updates;
     if (have_counts && n > 0) {
-        /* residual codes: active codes over every level, perplexity the mean
-         * of the levels' (docs/model.md, "Residual codes") */
+        /* residual and grouped codes: active codes over every book,
+         * perplexity the mean of the books' (docs/model.md, "Residual codes") */
         double ppl = 0.0;
-        for (int l = 0; l < cb->levels; l++) {
+        for (int l = 0; l < cb->books; l++) {
             double h = 0.0;
             for (int c = 0; c < cb->p.num_embeddings; c++) {
                 float cnt = h_counts[(size_t)l * cb->p.num_embeddings + c];
@@ -741,7 +776,7 @@ static void write_stats(const vqj_codebook *cb, const float *h_counts, int n, in
             }
             ppl += exp(h);
         }
-        s.perplexity = (float)(ppl / cb->levels);
+        s.perplexity = (float)(ppl / cb->books);
     }
     s.usage_ratio = (float)s.active_codes / (float)cb->rows;
     /* a caller built against an older header gets the fields it knows */
@@ -787,15 +822,17 @@ static vqj_status reserve_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, i
         return vqji_fail(cb->ctx, VQJ_ERR_OUT_OF_MEMORY,
                          "vqj_codebook_forward: %d x %d scores overflow", n, k);
     vqj_status st;
-    size_t nc = (size_t)n * (size_t)cb->c * sizeof(float), nl = (size_t)n * cb->levels;
+    size_t nc = (size_t)n * (size_t)cb->c * sizeof(float), nl = (size_t)n * cb->books;
     if (cb->fsq) /* no scores, no distances */
         scratch = sizeof(float);
     if ((st = dev_reserve(dev, (void **)&ws->scratch, &ws->scratch_cap, scratch)) ||
         (st = dev_reserve(dev, (void **)&ws->idx, &ws->idx_cap, nl * sizeof(int32_t))) ||
         (st = dev_reserve(dev, (void **)&ws->err, &ws->err_cap, nl * sizeof(float))))
         return st;
-    if (cb->levels > 1 &&
+    if (cb->books > 1 &&
         (st = dev_reserve(dev, (void **)&ws->lv_r, &ws->lv_r_cap, nc * (cb->levels + 1))))
+        return st;
+    if (cb->groups > 1 && (st = dev_reserve(dev, (void **)&ws->gq, &ws->gq_cap, nc)))
         return st;
     if (cb->proj && ((st = dev_reserve(dev, (void **)&ws->proj, &ws->proj_cap, nc)) ||
                      (st = dev_reserve(dev, (void **)&ws->qc, &ws->qc_cap, nc))))
@@ -831,39 +868,75 @@ static const float *to_code_space(const vqj_codebook *cb, vqji_codebook_ws *ws, 
     return u;
 }
 
-/* Residual codes (docs/model.md, "Residual codes"): R_0 = u, and for each
- * level l = 1..L the nearest code q_l of R_{l-1} among the level's K codes,
- * R_l = R_{l-1} - q_l, qc = q_1 + ... + q_L; the level's indices into
- * ws->idx + (l-1) N, its errors |R_l|^2 into ws->err + (l-1) N, R_l into
- * ws->lv_r + l N c. With `seed`, k-means++ seeds each level's codes from
- * R_{l-1} before its assignment. Writes the sum over levels of the mean
- * squared error per element into *mse. */
+/* The input of book b = g L + l (group g, level l): R_l of group g in
+ * ws->lv_r [G x (L + 1) x N x s]; the tokens themselves without books. */
+static const float *book_input(const vqj_codebook *cb, const vqji_codebook_ws *ws, const float *u,
+                               int n, int b)
+{
+    if (cb->books == 1)
+        return u;
+    const int g = b / cb->levels, l = b % cb->levels;
+    return ws->lv_r + ((size_t)g * (cb->levels + 1) + l) * (size_t)n * cb->s;
+}
+
+/* Grouped codes: the column block g of x [N x c] is the block g of the
+ * groups' layout [G x N x s] at gstride floats per group; to_groups copies
+ * x into the groups' layout, else back. */
+static void regroup(const vqj_codebook *cb, int n, float *x, float *groups, size_t gstride,
+                    int to_groups)
+{
+    vqji_device *dev = cb->ctx->device;
+    const int c = cb->c, s = cb->s;
+    for (int g = 0; g < cb->groups; g++) {
+        if (to_groups)
+            dev->ops->vq_copy_block(dev, n, s, x + (size_t)g * s, c, groups + g * gstride, s);
+        else
+            dev->ops->vq_copy_block(dev, n, s, groups + g * gstride, s, x + (size_t)g * s, c);
+    }
+}
+
+/* Residual and grouped codes (docs/model.md, "Residual codes", "Grouped
+ * codes"): each group g's slice of u is its R_0, and for each level l =
+ * 1..L the nearest code q_l of R_{l-1} among book (g, l)'s K codes, R_l =
+ * R_{l-1} - q_l, the group's qc = q_1 + ... + q_L; qc is the groups'
+ * concatenation. Book b's indices go into ws->idx + b N, its errors |R_l|^2
+ * into ws->err + b N, R_l into ws->lv_r (book_input). With `seed`, k-means++
+ * seeds each book's codes from its input before its assignment. Writes the
+ * sum over books of the mean squared error per element into *mse. */
 static vqj_status residual_assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *u,
                                   int n, float *qc, vqj_codebook *seed, double *mse)
 {
     vqji_device *dev = cb->ctx->device;
-    const int k = cb->p.num_embeddings, c = cb->c;
-    const size_t nc = (size_t)n * (size_t)c;
+    const int k = cb->p.num_embeddings, s = cb->s, nlev = cb->levels;
+    const size_t ns = (size_t)n * (size_t)s, nc = (size_t)n * (size_t)cb->c;
+    const size_t gstride = (size_t)(nlev + 1) * ns;
+    float *qg = cb->groups > 1 ? ws->gq : qc; /* [G x N x s] */
     *mse = 0.0;
-    dev->ops->copy(dev, ws->lv_r, u, nc * sizeof(float));
-    dev->ops->fill(dev, nc, 0.0f, qc);
-    for (int l = 0; l < cb->levels; l++) {
-        const float *in = ws->lv_r + (size_t)l * nc;
-        float *out = ws->lv_r + (size_t)(l + 1) * nc;
-        int32_t *idx = ws->idx + (size_t)l * n;
-        float *err = ws->err + (size_t)l * n;
+    if (cb->groups > 1)
+        regroup(cb, n, (float *)u, ws->lv_r, gstride, 1);
+    else
+        dev->ops->copy(dev, ws->lv_r, u, nc * sizeof(float));
+    dev->ops->fill(dev, nc, 0.0f, qg);
+    for (int b = 0; b < cb->books; b++) {
+        const float *in = book_input(cb, ws, u, n, b);
+        float *out = (float *)in + ns;
+        int32_t *idx = ws->idx + (size_t)b * n;
+        float *err = ws->err + (size_t)b * n;
+        float *qsum = qg + (size_t)(b / nlev) * ns;
         vqj_status st;
-        if (seed && (st = kmeans_seed(seed, in, n, l)))
+        if (seed && (st = kmeans_seed(seed, in, n, b)))
             return st;
-        const float *e = vqji_weights_data(&cb->w, cb->i_emb) + (size_t)l * k * c;
-        dev->ops->vq_assign(dev, n, c, k, in, e, ws->scratch, idx, err);
-        dev->ops->vq_gather(dev, n, c, in, e, idx, out, err); /* q_l for now */
-        dev->ops->axpy(dev, nc, 1.0f, out, qc);
-        dev->ops->scale(dev, nc, -1.0f, out);
-        dev->ops->axpy(dev, nc, 1.0f, in, out);
+        const float *e = vqji_weights_data(&cb->w, cb->i_emb) + (size_t)b * k * s;
+        dev->ops->vq_assign(dev, n, s, k, in, e, ws->scratch, idx, err);
+        dev->ops->vq_gather(dev, n, s, in, e, idx, out, err); /* q_l for now */
+        dev->ops->axpy(dev, ns, 1.0f, out, qsum);
+        dev->ops->scale(dev, ns, -1.0f, out);
+        dev->ops->axpy(dev, ns, 1.0f, in, out);
         if (n > 0)
-            *mse += (double)dev->ops->sum(dev, (size_t)n, err) / ((double)n * c);
+            *mse += (double)dev->ops->sum(dev, (size_t)n, err) / ((double)n * s);
     }
+    if (cb->groups > 1)
+        regroup(cb, n, qc, qg, ns, 0);
     return VQJ_OK;
 }
 
@@ -879,7 +952,7 @@ static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *
         dev->ops->fsq_forward(dev, n, &cb->lv, u, ws->u, qc, ws->idx); /* t into ws->u */
         return 0.0;
     }
-    if (cb->levels > 1) {
+    if (cb->books > 1) {
         double mse;
         residual_assign(cb, ws, u, n, qc, NULL, &mse); /* cannot fail without a seed */
         return mse;
@@ -895,21 +968,21 @@ static double assign(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *
     return n > 0 ? (double)dev->ops->sum(dev, (size_t)n, ws->err) / ((double)n * c) : 0.0;
 }
 
-/* The batch's code counts of every level into ws->counts [L K], and with
- * `sums` the sums of each code's tokens (each level's input) [L K x c]. */
+/* The batch's code counts of every book into ws->counts [G L K], and with
+ * `sums` the sums of each code's tokens (each book's input) [G L K x s]. */
 static void accumulate(const vqj_codebook *cb, vqji_codebook_ws *ws, const float *u, int n,
                        float *sums)
 {
     vqji_device *dev = cb->ctx->device;
-    const int k = cb->p.num_embeddings, c = cb->c;
-    const size_t nc = (size_t)n * (size_t)c, kc = (size_t)k * (size_t)c;
+    const int k = cb->p.num_embeddings, s = cb->s;
+    const size_t ks = (size_t)k * (size_t)s;
     dev->ops->fill(dev, (size_t)cb->rows, 0.0f, ws->counts);
     if (sums)
-        dev->ops->fill(dev, kc * cb->levels, 0.0f, sums);
-    for (int l = 0; l < cb->levels; l++)
-        dev->ops->vq_accumulate(dev, n, c, k, cb->levels > 1 ? ws->lv_r + (size_t)l * nc : u,
-                                ws->idx + (size_t)l * n, ws->counts + (size_t)l * k,
-                                sums ? sums + (size_t)l * kc : NULL);
+        dev->ops->fill(dev, ks * cb->books, 0.0f, sums);
+    for (int b = 0; b < cb->books; b++)
+        dev->ops->vq_accumulate(dev, n, s, k, book_input(cb, ws, u, n, b),
+                                ws->idx + (size_t)b * n, ws->counts + (size_t)b * k,
+                                sums ? sums + (size_t)b * ks : NULL);
 }
 
 /* The output of the codes qc [N x c]: q = qc, or P_out qc + b_out. */
@@ -977,12 +1050,12 @@ static vqj_status quantize(const vqj_codebook *cb, vqji_codebook_ws *ws, const v
     return VQJ_OK;
 }
 
-int vqji_codebook_levels(const vqj_codebook *cb) { return cb->levels; }
+int vqji_codebook_levels(const vqj_codebook *cb) { return cb->books; }
 
 vqj_status vqji_codebook_ws_level_codes(const vqji_codebook_ws *ws, int n, int32_t *dst)
 {
     const vqj_codebook *cb = ws->owner;
-    const int nlev = cb->levels;
+    const int nlev = cb->books;
     const size_t count = (size_t)n * nlev;
     if (!cb->p.enabled || n == 0) {
         for (size_t i = 0; i < count; i++)
@@ -1034,10 +1107,10 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     vqj_context *ctx = cb->ctx;
     vqji_codebook_ws *ws = &cb->ws;
     const int k = cb->p.num_embeddings, d = cb->p.dim, c = cb->c, n = z->rows;
-    const int nlev = cb->levels;
+    const int nlev = cb->books, cs = cb->s; /* every group's levels */
     vqji_device *dev = ctx->device;
     const size_t nd = (size_t)n * (size_t)d, nc = (size_t)n * (size_t)c;
-    const size_t kc = (size_t)k * (size_t)c;
+    const size_t kc = (size_t)k * (size_t)cs, ns = (size_t)n * (size_t)cs;
     const float *zd = z->data;
     /* Data-parallel: z is this rank's shard; the ranks agree on a
      * non-finite value and on the global token count (docs/distributed.md). */
@@ -1051,9 +1124,10 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
                          "left unchanged");
     if (size > 1 && nlev > 1)
         return vqji_fail(ctx, VQJ_ERR_UNSUPPORTED,
-                         "vqj_codebook_forward: residual codes (num_quantizers %d) do not train "
-                         "data-parallel yet; train them in one process",
-                         nlev);
+                         "vqj_codebook_forward: residual or grouped codes (num_quantizers %d, "
+                         "num_groups %d) do not train data-parallel yet; train them in one "
+                         "process",
+                         cb->levels, cb->groups);
     int64_t ntok = n, first = 0;
     if (size > 1 &&
         ((st = vqji_reserve(ctx, (void **)&cb->shard, &cb->shard_cap,
@@ -1082,7 +1156,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         if ((st = reserve_assign(cb, ws, n)))
             return st;
         if ((st = dev_reserve(dev, (void **)&cb->bw_resid, &cb->bw_resid_cap,
-                              nc * nlev * sizeof(float))) ||
+                              ns * nlev * sizeof(float))) ||
             (st = dev_reserve(dev, (void **)&cb->bw_idx, &cb->bw_idx_cap,
                               (size_t)n * nlev * sizeof(int32_t))))
             return st;
@@ -1181,11 +1255,13 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
     if (codes && n > 0 &&
         (st = dev->ops->download(dev, codes, ws->idx, (size_t)n * sizeof(int32_t))))
         return st;
-    /* What the backward pass needs: r = u - qc (residual codes: R_1..R_L),
-     * the assignment, and the inputs of the normalization and the
-     * projections. */
+    /* What the backward pass needs: r = u - qc (residual and grouped codes:
+     * each book's R_l, book by book), the assignment, and the inputs of the
+     * normalization and the projections. */
     if (nlev > 1) {
-        dev->ops->copy(dev, cb->bw_resid, ws->lv_r + nc, nc * nlev * sizeof(float));
+        for (int b = 0; b < nlev; b++)
+            dev->ops->copy(dev, cb->bw_resid + (size_t)b * ns,
+                           book_input(cb, ws, u, n, b) + ns, ns * sizeof(float));
     } else {
         dev->ops->copy(dev, cb->bw_resid, u, nc * sizeof(float));
         dev->ops->axpy(dev, nc, -1.0f, qc, cb->bw_resid);
@@ -1208,18 +1284,18 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
         float *e = vqji_weights_data(&cb->w, cb->i_emb);
         float *ema_count = vqji_weights_data(&cb->w, cb->i_count);
         float *ema_sum = vqji_weights_data(&cb->w, cb->i_sum);
-        const size_t rows = (size_t)cb->rows, rc = rows * (size_t)c;
+        const size_t rows = (size_t)cb->rows, rc = rows * (size_t)cs;
         dev->ops->scale(dev, rows, g, ema_count);
         dev->ops->axpy(dev, rows, 1.0f - g, ws->counts, ema_count);
         dev->ops->scale(dev, rc, g, ema_sum);
         dev->ops->axpy(dev, rc, 1.0f - g, cb->sums, ema_sum);
         float total = dev->ops->sum(dev, (size_t)k, ema_count);
-        if (nlev > 1) { /* each level smoothed over its own K codes */
+        if (nlev > 1) { /* each book smoothed over its own K codes */
             for (int l = 0; l < nlev; l++) {
                 const size_t o = (size_t)l * k;
                 total = dev->ops->sum(dev, (size_t)k, ema_count + o);
-                dev->ops->vq_ema_normalize(dev, k, c, VQJI_CODEBOOK_EPS, total, ema_count + o,
-                                           ema_sum + o * c, e + o * c);
+                dev->ops->vq_ema_normalize(dev, k, cs, VQJI_CODEBOOK_EPS, total, ema_count + o,
+                                           ema_sum + o * cs, e + o * cs);
             }
         } else if (cb->cosine) {
             /* the smoothed means, then back onto the unit sphere */
@@ -1239,12 +1315,12 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
                 return st;
             gerr = cb->g_err;
         }
-        /* each level re-seeds from its own input tokens R_{l-1} */
+        /* each book re-seeds from its own input tokens R_{l-1} */
         if (refresh && (st = download_counts(cb)))
             return st;
         for (int l = 0; refresh && l < nlev; l++) {
             int r;
-            if ((st = refresh_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : gu,
+            if ((st = refresh_dead(cb, nlev > 1 ? book_input(cb, ws, u, n, l) : gu,
                                    nlev > 1 ? ws->err + (size_t)l * n : gerr,
                                    nlev > 1 ? n : (int)ntok, l, &r)))
                 return st;
@@ -1254,7 +1330,7 @@ vqj_status vqj_codebook_forward(vqj_codebook *cb, const vqj_tensor *z, int train
             return st;
         for (int l = 0; dead && l < nlev; l++) {
             int r;
-            if ((st = replace_dead(cb, nlev > 1 ? ws->lv_r + (size_t)l * nc : gu,
+            if ((st = replace_dead(cb, nlev > 1 ? book_input(cb, ws, u, n, l) : gu,
                                    nlev > 1 ? n : (int)ntok, l, &r)))
                 return st;
             replaced += r;
@@ -1313,10 +1389,12 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
     }
     /* N is the global batch's token count (this rank's n without a
      * communicator): each rank's shard gets its share of the mean. */
-    const double gnc = (double)cb->bw_total * (double)c;
+    const int nlev = cb->books, cs = cb->s;
+    const size_t ns = (size_t)n * (size_t)cs;
+    /* grouped codes: each group's mean is over its N s elements */
+    const double gnc = (double)cb->bw_total * (double)cs;
     const float commit = (float)(2.0 * cb->p.commitment_cost / gnc);
-    const int nlev = cb->levels;
-    if (!cb->proj && !cb->cosine && !cb->rot) {
+    if (!cb->proj && !cb->cosine && !cb->rot && cb->groups == 1) {
         /* dz += dq (straight-through) + 2 beta (z - q) / (N D) (commitment;
          * residual codes: the sum over levels of R_l) */
         dev->ops->axpy(dev, nd, 1.0f, dq->data, dz->data);
@@ -1343,8 +1421,13 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
             dev->ops->vq_rotation_backward(dev, n, c, cb->bw_u, cb->bw_qc, du, cb->bw_t2);
             dev->ops->copy(dev, du, cb->bw_t2, nc * sizeof(float));
         }
-        for (int l = 0; !cb->fsq && l < nlev; l++)
+        for (int l = 0; !cb->fsq && cb->groups == 1 && l < nlev; l++)
             dev->ops->axpy(dev, nc, commit, cb->bw_resid + (size_t)l * nc, du);
+        /* grouped codes: level l's R_l of every group, concatenated */
+        for (int l = 0; cb->groups > 1 && l < cb->levels; l++) {
+            regroup(cb, n, cb->bw_t2, cb->bw_resid + (size_t)l * ns, (size_t)cb->levels * ns, 0);
+            dev->ops->axpy(dev, nc, commit, cb->bw_t2, du);
+        }
         /* FSQ: straight through the rounding, back through the bound */
         if (cb->fsq) {
             dev->ops->fill(dev, nc, 0.0f, cb->bw_t2);
@@ -1367,11 +1450,12 @@ vqj_status vqj_codebook_backward(vqj_codebook *cb, const vqj_tensor *dq, vqj_ten
             dev->ops->axpy(dev, nd, 1.0f, du, dz->data);
     }
     if (cb->p.ema_decay == 0.0f && !cb->fsq) {
-        /* de_k += 2 sum_{i->k} (e_k - u_i) / (N c) = -2/(N c) * sum_{i->k} r_i. */
-        size_t kc = (size_t)k * (size_t)c;
+        /* de_k += 2 sum_{i->k} (e_k - u_i) / (N s) = -2/(N s) * sum_{i->k} r_i
+         * (s = c without groups). */
+        size_t kc = (size_t)k * (size_t)cs;
         dev->ops->fill(dev, kc * nlev, 0.0f, cb->sums);
-        for (int l = 0; l < nlev; l++) /* residual codes: level l's R_l and assignment */
-            dev->ops->vq_accumulate(dev, n, c, k, cb->bw_resid + (size_t)l * nc,
+        for (int l = 0; l < nlev; l++) /* each book's R_l and assignment */
+            dev->ops->vq_accumulate(dev, n, cs, k, cb->bw_resid + (size_t)l * ns,
                                     cb->bw_idx + (size_t)l * n, NULL, cb->sums + (size_t)l * kc);
         kc *= nlev;
         if (cb->simvq) { /* e = C W^T: dW += de^T C */

@@ -62,12 +62,12 @@ vqj_status vqji_codebook_quantize_ws(const vqj_codebook *cb, vqji_codebook_ws *w
                                      const vqj_tensor *z, vqj_tensor *q, int32_t *codes,
                                      vqj_codebook_stats *stats);
 
-/* The number of levels L of the codebook's codes (residual codes; 1 for
- * every other quantizer). */
+/* The number of codes L per token: G groups x the levels of residual codes
+ * (1 for plain codes), group by group. */
 int vqji_codebook_levels(const vqj_codebook *cb);
 
 /* The per-level codes of the last vqji_codebook_quantize_ws() on `ws` of n
- * tokens into dst [n x L] (row i: token i's code at levels 1..L); -1 each
+ * tokens into dst [n x L] (row i: token i's codes 1..L); -1 each
  * when VQ is disabled. Errors: VQJ_ERR_OUT_OF_MEMORY, VQJ_ERR_DEVICE. */
 vqj_status vqji_codebook_ws_level_codes(const vqji_codebook_ws *ws, int n, int32_t *dst);
 

@@ -13,7 +13,11 @@ Cases: cosine codes with a code_dim (straight-through), Euclidean codes with
 a code_dim and the rotation trick, FSQ over levels [8, 5, 5, 5], SimVQ with
 the rotation trick, residual codes of LEVELS levels with a code_dim
 (straight-through; the commitment summed over the levels, each level's
-input residual R_{l-1} = u - sg(q_1 + ... + q_{l-1}), as ResidualVQ). Run: /usr/bin/python3 tools/reference/quant_vectors.py
+input residual R_{l-1} = u - sg(q_1 + ... + q_{l-1}), as ResidualVQ), grouped
+codes of GROUPS groups of GROUP_LEVELS residual levels with a code_dim (each
+group a slice of C / GROUPS of u with codebooks of its own, book g L + l; q
+the groups' concatenation; each book's commitment a mean over its slice, the
+books' summed, as GroupedResidualVQ's losses summed). Run: /usr/bin/python3 tools/reference/quant_vectors.py
 """
 import os
 import sys
@@ -28,6 +32,7 @@ N, D, C, K = 11, 6, 4, 9
 BETA = 0.25
 FSQ_LEVELS = [8, 5, 5, 5]
 LEVELS = 3
+GROUPS, GROUP_LEVELS = 2, 2
 
 
 def linear(x, w, b=None):
@@ -65,6 +70,21 @@ def fsq(p):
     return qc, codes
 
 
+def residual(u, e, levels):
+    """ResidualVQ over `levels` books of K codes in e: qc, the commitment
+    (each level's mean, summed) and the codes [N x levels]."""
+    res, qc, commit, level_codes = u, torch.zeros_like(u), torch.zeros((), dtype=DT), []
+    for lv in range(levels):
+        el = e[lv * K:(lv + 1) * K]
+        idx = nearest(res.detach(), el.detach())
+        ql = el[idx]
+        commit = commit + BETA * ((res - ql.detach()) ** 2).mean()
+        qc = qc + ql
+        res = res - ql.detach()
+        level_codes.append(idx)
+    return qc, commit, torch.stack(level_codes, 1)
+
+
 def case(w, name, g, kind):
     z = randn(g, N, D)
     dq = randn(g, N, D)
@@ -100,6 +120,12 @@ def case(w, name, g, kind):
             e = torch.cat([randn(g, K, c) * 0.5 ** lv for lv in range(LEVELS)])
             w.add(name + ".codebook.embedding", e)
             u = p
+        elif kind == "grouped":
+            s = c // GROUPS
+            e = torch.cat([randn(g, K, s) * 0.5 ** lv for _ in range(GROUPS)
+                           for lv in range(GROUP_LEVELS)])
+            w.add(name + ".codebook.embedding", e)
+            u = p
         elif kind == "cosine":
             e = F.normalize(randn(g, K, c), dim=1)
             w.add(name + ".codebook.embedding", e)
@@ -109,16 +135,16 @@ def case(w, name, g, kind):
             w.add(name + ".codebook.embedding", e)
             u = p
         if kind == "residual":
-            res, qc, level_codes = u, torch.zeros_like(u), []
-            for lv in range(LEVELS):
-                el = e[lv * K:(lv + 1) * K]
-                idx = nearest(res.detach(), el.detach())
-                ql = el[idx]
-                commit = commit + BETA * ((res - ql.detach()) ** 2).mean()
-                qc = qc + ql
-                res = res - ql.detach()
-                level_codes.append(idx)
-            level_codes = torch.stack(level_codes, 1)
+            qc, commit, level_codes = residual(u, e, LEVELS)
+            w.add(name + ".level_codes", level_codes.int())
+            codes = level_codes[:, 0]
+        elif kind == "grouped":
+            s, nb = c // GROUPS, GROUP_LEVELS * K
+            parts = [residual(u[:, gi * s:(gi + 1) * s], e[gi * nb:(gi + 1) * nb], GROUP_LEVELS)
+                     for gi in range(GROUPS)]
+            qc = torch.cat([x[0] for x in parts], 1)
+            commit = sum(x[1] for x in parts)
+            level_codes = torch.cat([x[2] for x in parts], 1)  # group by group
             w.add(name + ".level_codes", level_codes.int())
             codes = level_codes[:, 0]
         else:
@@ -144,7 +170,7 @@ def case(w, name, g, kind):
 def main():
     g = torch.Generator().manual_seed(1234)
     w = Writer()
-    for kind in ("cosine", "rotation", "fsq", "simvq", "residual"):
+    for kind in ("cosine", "rotation", "fsq", "simvq", "residual", "grouped"):
         case(w, kind, g, kind)
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data",
                        "quant.bin")

@@ -168,6 +168,7 @@ pub struct vqj_codebook_params {
     pub gradient_estimator: vqj_gradient_estimator,
     pub dead_code_max_per_step: c_int,
     pub num_quantizers: c_int,
+    pub num_groups: c_int,
 }
 
 #[repr(C)]
@@ -1139,7 +1140,7 @@ mod tests {
             vqj_weight_info { name, ndim, shape, count, trainable }
             vqj_grid { height, width, cells }
             vqj_tokenizer_params { size, max_objects, max_color_features, background, connectivity, normalize, respect_colors }
-            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels, gradient_estimator, dead_code_max_per_step, num_quantizers }
+            vqj_codebook_params { size, num_embeddings, dim, enabled, commitment_cost, ema_decay, refresh_enabled, refresh_interval, refresh_usage_threshold, kmeans_init, dead_code_threshold, quantizer, code_dim, fsq_levels, gradient_estimator, dead_code_max_per_step, num_quantizers, num_groups }
             vqj_codebook_stats { size, commitment_loss, codebook_loss, perplexity, active_codes, refreshed, usage_ratio, updates, dead_replaced }
             vqj_optimizer_params { size, kind, lr, beta1, beta2, eps, weight_decay, max_grad_norm, schedule, warmup_steps, total_steps, min_lr_scale }
             vqj_step_info { size, applied, grad_norm, lr, step }
