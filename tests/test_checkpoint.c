@@ -230,7 +230,7 @@ static uint32_t crc32_ref(const unsigned char *p, size_t n)
 
 #define assert_message(ctx, text)                                                              \
     do {                                                                                       \
-        const char *msg_ = vqj_context_last_error(ctx);                                        \
+        const char *msg_ = vqj_last_error();                                        \
         if (!strstr(msg_, (text)))                                                             \
             fail_msg("message \"%s\" lacks \"%s\"", msg_, (text));                             \
     } while (0)
@@ -872,7 +872,7 @@ static void test_write_faults(void **state)
                 break;
             }
             assert_int_equal(st, VQJ_ERR_IO);
-            const char *msg = vqj_context_last_error(m.ctx);
+            const char *msg = vqj_last_error();
             assert_non_null(strstr(msg, path));
             if (errs[e])
                 assert_non_null(strstr(msg, strerror(errs[e])));

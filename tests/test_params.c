@@ -81,6 +81,15 @@ static void test_modules_v1(void **state)
     assert_int_equal(bg->quantizer, cd.quantizer);
     assert_int_equal(bg->gradient_estimator, cd.gradient_estimator);
     TOO_OLD(ctx, vqj_codebook_create(ctx, bp, &spare_cb), bp, VQJI_V1_CODEBOOK_PARAMS);
+    /* A 0.1 program passes its sizeof(): v1 and the tail padding, garbage
+     * there, where today's struct has dead_code_threshold. */
+    bp->size = VQJI_V1_PADDED(VQJI_V1_CODEBOOK_PARAMS);
+    assert_true(bp->size > VQJI_V1_CODEBOOK_PARAMS);
+    vqj_codebook *cb_padded = NULL;
+    assert_ok(ctx, vqj_codebook_create(ctx, bp, &cb_padded));
+    assert_true(vqji_codebook_params(cb_padded)->dead_code_threshold == cd.dead_code_threshold);
+    vqj_codebook_destroy(cb_padded);
+    bp->size = VQJI_V1_CODEBOOK_PARAMS;
 
     vqj_predictor_params pd;
     vqj_predictor_params_default(&pd);

@@ -33,7 +33,16 @@
 #define VQJI_V1_LOSS_VALUES VQJI_END_OF(vqj_loss_values, temperature)
 #define VQJI_V1_CODEBOOK_STATS offsetof(vqj_codebook_stats, dead_replaced)
 
-/* `first_size` is the struct's size in the first release that had it. */
+/* sizeof() of a struct of the first release whose fields end at `v1`: the
+ * end rounded up to the structs' alignment (each starts with a size_t). */
+#define VQJI_V1_PADDED(v1) (((v1) + sizeof(size_t) - 1) / sizeof(size_t) * sizeof(size_t))
+
+/* `first_size` is the end of the struct's fields in the first release that
+ * had it. A caller of that release passes its sizeof(), which may reach
+ * into a field added since (0.1's vqj_codebook_params ends at 44 bytes, is
+ * 48 long, and today's dead_code_threshold sits at 44): those padding bytes
+ * hold whatever the caller's memory held, so from such a caller only the
+ * first release's fields are read. */
 static inline vqj_status vqji_params_copy(const vqj_context *ctx, void *dst, size_t dst_size,
                                           const void *src, size_t first_size, const char *what)
 {
@@ -52,7 +61,10 @@ static inline vqj_status vqji_params_copy(const vqj_context *ctx, void *dst, siz
                                  "this version cannot honour",
                                  what, src_size, dst_size);
     }
-    memcpy(dst, src, src_size < dst_size ? src_size : dst_size);
+    size_t copy = src_size < dst_size ? src_size : dst_size;
+    if (src_size < dst_size && src_size <= VQJI_V1_PADDED(first_size))
+        copy = first_size;
+    memcpy(dst, src, copy);
     *(size_t *)dst = dst_size;
     return VQJ_OK;
 }
