@@ -32,6 +32,34 @@
 /* Results the library writes up to the caller's size. */
 #define VQJI_V1_LOSS_VALUES VQJI_END_OF(vqj_loss_values, temperature)
 #define VQJI_V1_CODEBOOK_STATS offsetof(vqj_codebook_stats, dead_replaced)
+#define VQJI_V1_TRAIN_METRICS VQJI_END_OF(vqj_train_metrics, usage_ratio)
+#define VQJI_V1_EMBEDDING_METRICS VQJI_END_OF(vqj_embedding_metrics, gaussian_score)
+#define VQJI_V1_WINDOW_METRICS VQJI_END_OF(vqj_window_metrics, usage_ratio)
+#define VQJI_V1_RUN_PARAMS VQJI_END_OF(vqj_run_params, run_name)
+/* vqj_eval_result came after 0.1.0: its first published struct is 0.2's. */
+#define VQJI_V1_EVAL_RESULT VQJI_END_OF(vqj_eval_result, code_shared_different)
+
+/* A result struct's `size` (set by the caller) must cover the first
+ * published struct, `first_size` bytes; `type` names it in the message. */
+static inline vqj_status vqji_result_check(const vqj_context *ctx, size_t size, size_t first_size,
+                                           const char *fn, const char *type)
+{
+    if (size < first_size)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: out->size is %zu, smaller than any published %s (%zu); set it to "
+                         "sizeof(%s)",
+                         fn, size, type, first_size, type);
+    return VQJ_OK;
+}
+
+/* Write the result `full` (full_size bytes) into the caller's `out`, up to
+ * the caller's size; `size` keeps the caller's value. */
+static inline void vqji_result_copy(void *out, const void *full, size_t full_size)
+{
+    const size_t size = *(const size_t *)out;
+    memcpy(out, full, size < full_size ? size : full_size);
+    *(size_t *)out = size;
+}
 
 /* sizeof() of a struct of the first release whose fields end at `v1`: the
  * end rounded up to the structs' alignment (each starts with a size_t). */
