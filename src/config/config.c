@@ -147,7 +147,7 @@ static const int objective_values[] = {VQJ_OBJECTIVE_INFONCE, VQJ_OBJECTIVE_SIGR
 _Static_assert(sizeof(vqj_objective) == sizeof(int), "enum size");
 static const int zero_values[] = {0};
 
-/* Ranges: the modules' documented ranges (include/vqjepa.h), intersected
+/* Ranges: the modules' documented ranges (include/vqjepa_stages.h), intersected
  * where one key feeds several modules. Order: the writer's. */
 static const key_def keys[] = {
     KU64("seed", seed),
