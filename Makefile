@@ -161,8 +161,17 @@ bin/example_%: examples/%.c examples/common.h $(SHARED) lib/libvqjepa.so
 
 examples: $(EXAMPLE_BIN)
 
+# The frozen ABI test: tests/abi/abi_test.c compiled against the header as
+# released in 0.1 (tests/abi/0.1/vqjepa.h, never the current include/), its
+# structs at their 0.1 sizes, linked against the current shared library.
+bin/abi_test: tests/abi/abi_test.c tests/abi/0.1/vqjepa.h $(SHARED) lib/libvqjepa.so
+	@mkdir -p bin
+	$(CC) -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -Itests/abi/0.1 -o $@ $< -Llib -lvqjepa \
+	  -Wl,-rpath,'$$ORIGIN/../lib' -lm
+
 # The C++17 wrapper's test, built the strict way users' code would be.
-bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h $(SHARED) lib/libvqjepa.so
+bin/cpp_test: tests/cpp_test.cpp include/vqjepa.hpp include/vqjepa.h include/vqjepa_stages.h \
+    $(SHARED) lib/libvqjepa.so
 	@mkdir -p bin
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -o $@ $< -Llib -lvqjepa \
 	  -Wl,-rpath,'$$ORIGIN/../lib' -pthread
@@ -177,11 +186,11 @@ bin/fault_inject.so: tests/fault_inject.c
 # exits 77 was skipped (its toolchain or data is missing: it says why); the
 # summary counts passed, failed and skipped programs, and the cmocka cases
 # that passing programs skipped (" N SKIPPED TEST(S)").
-check: all $(TEST_BIN) examples bin/cpp_test bin/tsan_test_inference bin/alloc_fail_test bin/fault_inject.so \
+check: all $(TEST_BIN) examples bin/cpp_test bin/abi_test bin/tsan_test_inference bin/alloc_fail_test bin/fault_inject.so \
     $(if $(FUZZ_OK),$(FUZZ_BIN)) $(MPI_CHECK_BIN)
 	@passed=0; failed=0; skipped=0; cases=0; failures=""; skips=""; \
 	log=$$(mktemp); trap 'rm -f "$$log" "$$log.rc"' EXIT; \
-	for t in $(TEST_BIN) bin/alloc_fail_test tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
+	for t in $(TEST_BIN) bin/abi_test bin/alloc_fail_test tests/examples_test.sh tests/install_test.sh tests/cli_test.sh tests/cli_config_test.sh \
 	    tests/cli_train_test.sh tests/crash_test.sh tests/fuzz_test.sh bin/cpp_test tests/header_docs_test.sh tests/binding_decls_test.sh tests/layering_test.sh tests/tsan_test.sh \
 	    tests/python_test.sh tests/rust_test.sh tests/mpi/check_mpi.sh; do \
 	  echo "== $$t"; \
@@ -419,7 +428,7 @@ bench-quantizers: bin/vqjepa
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
-	install -m 644 include/vqjepa.h include/vqjepa.hpp $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/vqjepa.h include/vqjepa_stages.h include/vqjepa.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvqjepa.so
@@ -428,12 +437,13 @@ install: all
 	install -m 755 bin/vqjepa $(DESTDIR)$(BINDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/vqjepa.h $(DESTDIR)$(INCLUDEDIR)/vqjepa.hpp $(DESTDIR)$(LIBDIR)/libvqjepa.* \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/vqjepa.h $(DESTDIR)$(INCLUDEDIR)/vqjepa_stages.h \
+	  $(DESTDIR)$(INCLUDEDIR)/vqjepa.hpp $(DESTDIR)$(LIBDIR)/libvqjepa.* \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig/vqjepa.pc $(DESTDIR)$(BINDIR)/vqjepa
 
 # The API reference (HTML in docs/api/) from the header comments; needs
 # Debian's doxygen. Not part of `make check` (tests/header_docs_test.sh is).
-docs: Doxyfile include/vqjepa.h include/vqjepa.hpp docs/bindings.md
+docs: Doxyfile include/vqjepa.h include/vqjepa_stages.h include/vqjepa.hpp docs/bindings.md
 	@command -v doxygen >/dev/null 2>&1 || { echo "make docs needs doxygen (apt-get install doxygen)" >&2; exit 1; }
 	@mkdir -p docs/api
 	VQJ_VERSION=$(VERSION) doxygen Doxyfile

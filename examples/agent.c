@@ -89,9 +89,9 @@ int main(int argc, char **argv)
     vqj_context_params cp;
     vqj_context_params_default(&cp);
     vqj_context *ctx = NULL;
-    CHECK(NULL, vqj_context_create(&cp, &ctx));
+    CHECK(vqj_context_create(&cp, &ctx));
     vqj_model *model = NULL;
-    CHECK(ctx, vqj_model_load(ctx, argv[1], &model));
+    CHECK(vqj_model_load(ctx, argv[1], &model));
     const int M = vqj_model_max_objects(model), P = vqj_model_embedding_dim(model);
     const int K = vqj_model_num_codes(model);
 
@@ -116,7 +116,7 @@ int main(int argc, char **argv)
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", argv[2], files[f]->d_name);
         vqj_arc_task *task = NULL;
-        CHECK(ctx, vqj_arc_task_load(ctx, path, &task));
+        CHECK(vqj_arc_task_load(ctx, path, &task));
         const vqj_grid *test_in = vqj_arc_task_input(task, VQJ_ARC_TEST, 0);
         const vqj_grid *test_out = vqj_arc_task_output(task, VQJ_ARC_TEST, 0);
         if (!test_in || !test_out) {
@@ -131,7 +131,7 @@ int main(int argc, char **argv)
             demos = MAX_DEMOS;
         /* The demonstrated outputs, encoded once. */
         for (size_t d = 0; d < demos; d++)
-            CHECK(ctx, vqj_model_encode_grid(model, vqj_arc_task_output(task, VQJ_ARC_TRAIN, d),
+            CHECK(vqj_model_encode_grid(model, vqj_arc_task_output(task, VQJ_ARC_TRAIN, d),
                                              codes_b + d * M, &nb[d], emb_b + d * P));
         for (int k = 0; k < CANDIDATES; k++) {
             double score = 0;
@@ -145,8 +145,8 @@ int main(int argc, char **argv)
                 }
                 size_t na = 0;
                 float dist = 0;
-                CHECK(ctx, vqj_model_encode_grid(model, &g, codes_a, &na, emb_a));
-                CHECK(ctx, vqj_latent_distance(emb_a, emb_b + d * P, P, &dist));
+                CHECK(vqj_model_encode_grid(model, &g, codes_a, &na, emb_a));
+                CHECK(vqj_latent_distance(emb_a, emb_b + d * P, P, &dist));
                 score += dist - code_overlap(codes_a, na, codes_b + d * M, nb[d], K);
             }
             if (ok && score < best) {

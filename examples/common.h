@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <vqjepa.h>
 
-#define CHECK(ctx, call)                                                                       \
+#define CHECK(call)                                                                            \
     do {                                                                                       \
         if ((call) != VQJ_OK) {                                                                \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                       \
-                    (ctx) ? vqj_context_last_error(ctx) : vqj_last_error());                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, vqj_last_error());   \
             exit(1);                                                                           \
         }                                                                                      \
     } while (0)

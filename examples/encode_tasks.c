@@ -19,9 +19,9 @@ int main(int argc, char **argv)
     vqj_context_params cp;
     vqj_context_params_default(&cp);
     vqj_context *ctx = NULL;
-    CHECK(NULL, vqj_context_create(&cp, &ctx));
+    CHECK(vqj_context_create(&cp, &ctx));
     vqj_model *model = NULL;
-    CHECK(ctx, vqj_model_load(ctx, argv[1], &model));
+    CHECK(vqj_model_load(ctx, argv[1], &model));
     const int M = vqj_model_max_objects(model), K = vqj_model_num_codes(model);
     int *used = calloc((size_t)K, sizeof *used);
 
@@ -45,7 +45,7 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s", argv[2]);
         }
         vqj_arc_task *task = NULL;
-        CHECK(ctx, vqj_arc_task_load(ctx, path, &task));
+        CHECK(vqj_arc_task_load(ctx, path, &task));
         vqj_grid grids[64];
         int n = 0;
         for (int split = VQJ_ARC_TRAIN; split <= VQJ_ARC_TEST; split++)
@@ -59,7 +59,7 @@ int main(int argc, char **argv)
             }
         int32_t *codes = malloc((size_t)n * M * sizeof *codes);
         size_t *objects = malloc((size_t)n * sizeof *objects);
-        CHECK(ctx, vqj_model_encode_grids(model, grids, (size_t)n, codes, objects, NULL));
+        CHECK(vqj_model_encode_grids(model, grids, (size_t)n, codes, objects, NULL));
         printf("%s:", vqj_arc_task_name(task));
         for (int g = 0; g < n; g++) {
             printf(" [");

@@ -9,6 +9,8 @@
 #include "common.h"
 
 #include <string.h>
+/* The dataset and batch size from the configuration: stage-level getters. */
+#include <vqjepa_stages.h>
 
 static const char config_yaml[] = "seed: 7\n"
                                   "object_encoder:\n"
@@ -43,23 +45,23 @@ int main(int argc, char **argv)
     vqj_context_params cp;
     vqj_context_params_default(&cp);
     vqj_context *ctx = NULL;
-    CHECK(NULL, vqj_context_create(&cp, &ctx));
+    CHECK(vqj_context_create(&cp, &ctx));
     vqj_config *cfg = NULL;
-    CHECK(ctx, vqj_config_parse(ctx, config_yaml, strlen(config_yaml), "example", &cfg));
+    CHECK(vqj_config_parse(ctx, config_yaml, strlen(config_yaml), "example", &cfg));
     /* Every module from the configuration, seeded by its "seed". */
     vqj_trainer *trainer = NULL;
-    CHECK(ctx, vqj_trainer_create_from_config(ctx, cfg, &trainer));
+    CHECK(vqj_trainer_create_from_config(ctx, cfg, &trainer));
 
     vqj_dataset_params dp;
     vqj_synthetic_params sp;
     vqj_run_params rp = {.size = sizeof rp};
     vqj_dataset_params_default(&dp);
     vqj_synthetic_params_default(&sp);
-    CHECK(ctx, vqj_config_dataset_params(cfg, &dp));
-    CHECK(ctx, vqj_config_synthetic_params(cfg, &sp));
-    CHECK(ctx, vqj_config_run(cfg, &rp));
+    CHECK(vqj_config_dataset_params(cfg, &dp));
+    CHECK(vqj_config_synthetic_params(cfg, &sp));
+    CHECK(vqj_config_run(cfg, &rp));
     vqj_dataset *data = NULL;
-    CHECK(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &data));
+    CHECK(vqj_dataset_synthetic(ctx, &dp, &sp, &data));
     const int T = vqj_dataset_context_window(data), B = rp.batch_size;
     vqj_grid *context = malloc((size_t)B * T * sizeof *context);
     vqj_grid *targets = malloc((size_t)B * sizeof *targets);
@@ -68,19 +70,19 @@ int main(int argc, char **argv)
     for (int step = 0; step < steps; step++) {
         for (int e = 0; e < B; e++) {
             const vqj_grid *cg, *tg;
-            CHECK(ctx, vqj_dataset_example(data, ((size_t)step * B + e) % n, &cg, &tg));
+            CHECK(vqj_dataset_example(data, ((size_t)step * B + e) % n, &cg, &tg));
             memcpy(context + (size_t)e * T, cg, (size_t)T * sizeof *cg);
             targets[e] = *tg;
         }
         vqj_train_metrics mt = {.size = sizeof mt};
-        CHECK(ctx, vqj_trainer_step(trainer, context, targets, B, &mt));
+        CHECK(vqj_trainer_step(trainer, context, targets, B, &mt));
         if (step % 5 == 0 || step == steps - 1)
             printf("step %3lld  loss %.4f  infonce %.4f  perplexity %.1f  codes used %d\n",
                    (long long)mt.step, (double)mt.loss, (double)mt.infonce,
                    (double)mt.perplexity, mt.active_codes);
     }
     /* NULL: the configuration the trainer was made from goes with it. */
-    CHECK(ctx, vqj_trainer_save(trainer, path, NULL));
+    CHECK(vqj_trainer_save(trainer, path, NULL));
     printf("checkpoint: %s\n", path);
 
     free(context);

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <vqjepa.h>
+#include <vqjepa_stages.h>
 
 #define CHECK(call)                                                                            \
     do {                                                                                       \

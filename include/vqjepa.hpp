@@ -1,5 +1,6 @@
 /*
- * libvqjepa - header-only C++17 wrapper over the C API of vqjepa.h.
+ * libvqjepa - header-only C++17 wrapper over the C API of vqjepa.h and the
+ * experimental stage-level calls of vqjepa_stages.h.
  *
  * Every handle of the C API is a move-only RAII class that destroys it; a
  * failed call throws vqjepa::error carrying the status and the library's
@@ -20,7 +21,7 @@
 #ifndef VQJEPA_HPP
 #define VQJEPA_HPP
 
-#include <vqjepa.h>
+#include <vqjepa_stages.h>
 
 #include <cstddef>
 #include <cstdint>

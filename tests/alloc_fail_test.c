@@ -132,7 +132,7 @@ static vqj_status rig_create(rig *r)
     }
     return VQJ_OK;
 fail:
-    if (!*vqj_context_last_error(r->ctx))
+    if (!*vqj_last_error())
         fail_msg("status %d without a message", (int)st);
     rig_destroy(r);
     return st;
@@ -166,7 +166,7 @@ static long walk(const op *o, rig *r)
         if (made < n) { /* nothing failed: every allocation has been tried */
             if (st != VQJ_OK)
                 fail_msg("%s: status %d without an injected failure: %s", o->name, (int)st,
-                         r->ctx ? vqj_context_last_error(r->ctx) : vqj_last_error());
+                         vqj_last_error());
             if (o->teardown)
                 o->teardown(r);
             break;
@@ -174,14 +174,14 @@ static long walk(const op *o, rig *r)
         if (st == VQJ_OK) {
             absorbed++; /* a fallback took over (e.g. a cache that is optional) */
         } else {
-            const char *msg = r->ctx ? vqj_context_last_error(r->ctx) : vqj_last_error();
+            const char *msg = vqj_last_error();
             if (st == VQJ_ERR_INTERNAL || st == VQJ_ERR_DEVICE || !msg || !*msg)
                 fail_msg("%s: allocation %ld failed into status %d, message '%s'", o->name, n,
                          (int)st, msg ? msg : "(null)");
         }
         if (o->again && r->ctx && (st = o->again(r)) != VQJ_OK)
             fail_msg("%s: after allocation %ld failed, the retry gives %d: %s", o->name, n,
-                     (int)st, vqj_context_last_error(r->ctx));
+                     (int)st, vqj_last_error());
         if (o->teardown)
             o->teardown(r);
     }

@@ -12,7 +12,9 @@ fail() { echo "install_test: FAIL: $*" >&2; exit 1; }
 
 make -s install PREFIX="$tmp/prefix" >/dev/null
 make -s install PREFIX=/opt/vqj DESTDIR="$tmp/stage" >/dev/null
-[ -f "$tmp/stage/opt/vqj/include/vqjepa.h" ] || fail "DESTDIR not honoured"
+for h in vqjepa.h vqjepa_stages.h vqjepa.hpp; do
+    [ -f "$tmp/stage/opt/vqj/include/$h" ] || fail "DESTDIR not honoured ($h)"
+done
 grep -q '^prefix=/opt/vqj$' "$tmp/stage/opt/vqj/lib/pkgconfig/vqjepa.pc" || fail ".pc prefix wrong under DESTDIR"
 
 lib="$tmp/prefix/lib"
@@ -24,6 +26,24 @@ bad=$(nm -D --defined-only "$lib/libvqjepa.so" | awk '$2 ~ /[TDBR]/ {print $3}' 
 [ -z "$bad" ] || fail "symbols exported without the vqj_ prefix: $bad"
 nm -D --defined-only "$lib/libvqjepa.so" | grep -q ' vqj_version' || fail "vqj_version not exported"
 nm -D --defined-only "$lib/libvqjepa.so" | grep -q 'vqji_' && fail "internal vqji_ symbols exported"
+
+# The two tiers (docs/api-conventions.md): every function of vqjepa.h is
+# exported in the VQJEPA_0 version node, every function of vqjepa_stages.h
+# in VQJEPA_STAGES_*, and nothing else is exported.
+fns() { sed -n 's/^VQJ_API[^(]*[ *]\(vqj_[a-z0-9_]*\) *(.*/\1/p' "$1" | sort; }
+fns "$tmp/prefix/include/vqjepa.h" > "$tmp/stable.txt"
+fns "$tmp/prefix/include/vqjepa_stages.h" > "$tmp/stages.txt"
+[ -s "$tmp/stable.txt" ] && [ -s "$tmp/stages.txt" ] || fail "no functions found in the headers"
+objdump -T "$lib/libvqjepa.so" | awk '$NF ~ /^vqj_/ && $4 == ".text" {print $(NF-1), $NF}' \
+    | sed 's/^(*\([A-Z0-9_.]*\))*/\1/' | sort -k2 > "$tmp/exported.txt"
+awk '$1 == "VQJEPA_0" {print $2}' "$tmp/exported.txt" > "$tmp/exported_stable.txt"
+awk '$1 ~ /^VQJEPA_STAGES_/ {print $2}' "$tmp/exported.txt" > "$tmp/exported_stages.txt"
+cmp -s "$tmp/stable.txt" "$tmp/exported_stable.txt" || \
+    fail "VQJEPA_0 exports differ from vqjepa.h's functions: $(diff "$tmp/stable.txt" "$tmp/exported_stable.txt" | grep '^[<>]' | head -5 | tr '\n' ' ')"
+cmp -s "$tmp/stages.txt" "$tmp/exported_stages.txt" || \
+    fail "VQJEPA_STAGES_ exports differ from vqjepa_stages.h's functions: $(diff "$tmp/stages.txt" "$tmp/exported_stages.txt" | grep '^[<>]' | head -5 | tr '\n' ' ')"
+[ "$(wc -l < "$tmp/exported.txt")" -eq "$(cat "$tmp/stable.txt" "$tmp/stages.txt" | wc -l)" ] || \
+    fail "functions exported in neither tier: $(awk '$1 != "VQJEPA_0" && $1 !~ /^VQJEPA_STAGES_/' "$tmp/exported.txt" | head -5 | tr '\n' ' ')"
 
 # The CLI links the shared library, the installed one once installed.
 loaded=$(ldd "$tmp/prefix/bin/vqjepa" | awk '$1 == "libvqjepa.so.0" {print $3}')
@@ -53,9 +73,11 @@ int main(void)
     return strcmp(vqj_version(), "") == 0;
 }
 C
-# The header alone, strictly, as C11 and C++17.
-$CC -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$tmp/prefix/include" -x c "$tmp/prefix/include/vqjepa.h"
-$CXX -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$tmp/prefix/include" -x c++ "$tmp/prefix/include/vqjepa.h"
+# Each header alone, strictly, as C11 and C++17.
+for h in vqjepa.h vqjepa_stages.h; do
+    $CC -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$tmp/prefix/include" -x c "$tmp/prefix/include/$h"
+    $CXX -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$tmp/prefix/include" -x c++ "$tmp/prefix/include/$h"
+done
 
 # shellcheck disable=SC2046
 $CC -std=c11 -Wall -Wextra -pedantic -Werror -o "$tmp/prog" "$tmp/prog.c" $(pkg-config --cflags --libs vqjepa)

@@ -42,7 +42,7 @@ static void expect_load_error(vqj_context *ctx, const char *name, const char *te
     vqj_arc_task *const sentinel = task;
     assert_status(ctx, vqj_arc_task_load(ctx, path, &task), status);
     assert_ptr_equal(task, sentinel);
-    const char *m = vqj_context_last_error(ctx);
+    const char *m = vqj_last_error();
     if (!strstr(m, needle) || !strstr(m, path))
         fail_msg("message '%s' lacks '%s' or the path %s", m, needle, path);
     unlink(path);
@@ -137,7 +137,7 @@ static void test_parse_text(void **state)
 
     assert_status(ctx, vqj_arc_task_parse(ctx, text, strlen(text), "mine", &task),
                   VQJ_ERR_PARSE);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "mine:1:"));
+    assert_non_null(strstr(vqj_last_error(), "mine:1:"));
     assert_status(ctx, vqj_arc_task_parse(NULL, text, 10, "x", &task), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_arc_task_parse(ctx, NULL, 10, "x", &task), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_arc_task_parse(ctx, text, 10, "x", NULL), VQJ_ERR_INVALID_ARGUMENT);
@@ -154,13 +154,13 @@ static void test_io_errors(void **state)
     char path[128];
     snprintf(path, sizeof path, "%s/missing.json", dir);
     assert_status(ctx, vqj_arc_task_load(ctx, path, &task), VQJ_ERR_IO);
-    const char *m = vqj_context_last_error(ctx);
+    const char *m = vqj_last_error();
     if (!strstr(m, path) || !strstr(m, "No such file"))
         fail_msg("message '%s' lacks the path or the reason", m);
     assert_null(task);
     /* A directory opens but cannot be read. */
     assert_status(ctx, vqj_arc_task_load(ctx, dir, &task), VQJ_ERR_IO);
-    assert_non_null(strstr(vqj_context_last_error(ctx), dir));
+    assert_non_null(strstr(vqj_last_error(), dir));
     vqj_context_destroy(ctx);
 }
 

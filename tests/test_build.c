@@ -211,7 +211,7 @@ static void test_trainer_from_config(void **state)
     /* Errors of the trainer's calls are read through the caller's context. */
     assert_status(ctx, vqj_trainer_step(tr, d.context, d.targets, 0, NULL),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_true(strlen(vqj_context_last_error(ctx)) > 0);
+    assert_true(strlen(vqj_last_error()) > 0);
 
     assert_null(vqj_trainer_encoder(NULL));
     assert_null(vqj_trainer_optimizer(NULL));
@@ -290,7 +290,7 @@ static void test_model_load(void **state)
     vqj_checkpoint_entry e = {"encoder.", vqj_encoder_weights(vqj_trainer_encoder(tr))};
     assert_ok(ctx, vqj_checkpoint_save(ctx, path, &e, 1, NULL));
     assert_status(ctx, vqj_model_load(ctx, path, &bad), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "no \"config\" metadata"));
+    assert_non_null(strstr(vqj_last_error(), "no \"config\" metadata"));
     assert_null(bad);
     unlink(path);
     assert_status(ctx, vqj_model_load(ctx, path, &bad), VQJ_ERR_IO);
@@ -328,7 +328,7 @@ static void test_config_set(void **state)
     char *before = NULL, *after = NULL;
     assert_ok(ctx, vqj_config_write_yaml(cfg, &before));
     assert_status(ctx, vqj_config_set(cfg, "training.epochs", "0"), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "training.epochs is 0"));
+    assert_non_null(strstr(vqj_last_error(), "training.epochs is 0"));
     assert_status(ctx, vqj_config_set(cfg, "training.epochs", "[1"), VQJ_ERR_PARSE);
     assert_status(ctx, vqj_config_set(cfg, "training.nope", "1"), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_config_set(cfg, "model.type", "conv"), VQJ_ERR_INVALID_ARGUMENT);
@@ -336,7 +336,7 @@ static void test_config_set(void **state)
     /* A rule between keys: heads must divide hidden_dim (32). */
     assert_status(ctx, vqj_config_set(cfg, "object_encoder.relational_heads", "3"),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "must divide"));
+    assert_non_null(strstr(vqj_last_error(), "must divide"));
     /* A string key refused by a rule keeps its old text. */
     assert_ok(ctx, vqj_config_set(cfg, "data.arc_path", "\"tasks\""));
     assert_status(ctx, vqj_config_set(cfg, "dataset_manifest", "\"m.jsonl\""),
@@ -404,20 +404,20 @@ static void test_memory_estimate(void **state)
     assert_status(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr), VQJ_ERR_INVALID_ARGUMENT);
     assert_int_equal(vqji_alloc_count(), 0);
     assert_null(tr);
-    const char *msg = vqj_context_last_error(ctx);
+    const char *msg = vqj_last_error();
     assert_non_null(strstr(msg, "needs about"));
     assert_non_null(strstr(msg, "more than the limit of 1.1 GB (VQJEPA_MEMORY_LIMIT)"));
     assert_non_null(strstr(msg, "batch 1000000"));
     /* A malformed limit is refused. */
     assert_int_equal(setenv("VQJEPA_MEMORY_LIMIT", "lots", 1), 0);
     assert_status(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "VQJEPA_MEMORY_LIMIT is 'lots'"));
+    assert_non_null(strstr(vqj_last_error(), "VQJEPA_MEMORY_LIMIT is 'lots'"));
     /* Without the variable, a model far beyond any machine is refused too. */
     assert_int_equal(unsetenv("VQJEPA_MEMORY_LIMIT"), 0);
     assert_ok(ctx, vqj_config_set(cfg, "object_encoder.hidden_dim", "16384"));
     assert_ok(ctx, vqj_config_set(cfg, "tokenizer.max_objects", "4096"));
     assert_status(ctx, vqj_trainer_create_from_config(ctx, cfg, &tr), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "physical memory"));
+    assert_non_null(strstr(vqj_last_error(), "physical memory"));
     assert_null(tr);
     vqj_config_destroy(cfg);
     vqj_context_destroy(ctx);

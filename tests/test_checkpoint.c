@@ -230,7 +230,7 @@ static uint32_t crc32_ref(const unsigned char *p, size_t n)
 
 #define assert_message(ctx, text)                                                              \
     do {                                                                                       \
-        const char *msg_ = vqj_context_last_error(ctx);                                        \
+        const char *msg_ = vqj_last_error();                                        \
         if (!strstr(msg_, (text)))                                                             \
             fail_msg("message \"%s\" lacks \"%s\"", msg_, (text));                             \
     } while (0)
@@ -872,7 +872,7 @@ static void test_write_faults(void **state)
                 break;
             }
             assert_int_equal(st, VQJ_ERR_IO);
-            const char *msg = vqj_context_last_error(m.ctx);
+            const char *msg = vqj_last_error();
             assert_non_null(strstr(msg, path));
             if (errs[e])
                 assert_non_null(strstr(msg, strerror(errs[e])));
@@ -967,7 +967,7 @@ static void test_sync_rename_faults(void **state)
             vqji_set_io_fault_hook(NULL);
             assert_int_equal(fault_hits, 1);
             assert_int_equal(st, VQJ_ERR_IO);
-            const char *msg = vqj_context_last_error(m.ctx);
+            const char *msg = vqj_last_error();
             assert_non_null(strstr(msg, path));
             assert_non_null(strstr(msg, strerror(errs[e])));
             assert_int_equal(temp_files(dir), 0);
@@ -981,7 +981,7 @@ static void test_sync_rename_faults(void **state)
     fault_errno = EIO;
     vqji_set_io_fault_hook(faulty_io);
     assert_int_equal(vqj_trainer_save(m.trainer, path, NULL), VQJ_ERR_IO);
-    assert_non_null(strstr(vqj_context_last_error(m.ctx), "cannot sync its folder"));
+    assert_non_null(strstr(vqj_last_error(), "cannot sync its folder"));
     assert_int_equal(temp_files(dir), 0);
     assert_loads_to(path, saved);
     fault_errno = EINVAL;

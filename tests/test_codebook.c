@@ -102,8 +102,8 @@ static void test_params(void **state)
         vqj_codebook *cb = (vqj_codebook *)&cb;
         assert_status(ctx, vqj_codebook_create(ctx, &b, &cb), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(cb);
-        if (!strstr(vqj_context_last_error(ctx), fields[c]))
-            fail_msg("case %d: message \"%s\" does not name %s", c, vqj_context_last_error(ctx),
+        if (!strstr(vqj_last_error(), fields[c]))
+            fail_msg("case %d: message \"%s\" does not name %s", c, vqj_last_error(),
                      fields[c]);
     }
     vqj_codebook *cb = NULL;
@@ -112,7 +112,7 @@ static void test_params(void **state)
     assert_status(ctx, vqj_codebook_create(NULL, &p, &cb), VQJ_ERR_INVALID_ARGUMENT);
     p.size = 4;
     assert_status(ctx, vqj_codebook_create(ctx, &p, &cb), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "size"));
+    assert_non_null(strstr(vqj_last_error(), "size"));
     vqj_codebook_destroy(NULL);
     assert_null(vqj_codebook_weights(NULL));
     vqj_context_destroy(ctx);
@@ -710,7 +710,7 @@ static void test_dead_code(void **state)
     pc.dead_code_max_per_step = -1;
     vqj_codebook *xc = NULL;
     assert_status(ctx, vqj_codebook_create(ctx, &pc, &xc), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "dead_code_max_per_step"));
+    assert_non_null(strstr(vqj_last_error(), "dead_code_max_per_step"));
 
     /* The threshold needs EMA counts, and must be finite and >= 0. */
     const float bad[] = {-1.0f, NAN, INFINITY};
@@ -720,7 +720,7 @@ static void test_dead_code(void **state)
         vqj_codebook *x = (vqj_codebook *)&x;
         assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(x);
-        assert_non_null(strstr(vqj_context_last_error(ctx), "dead_code_threshold"));
+        assert_non_null(strstr(vqj_last_error(), "dead_code_threshold"));
     }
     vqj_context_destroy(ctx);
 }
@@ -959,9 +959,9 @@ static void test_errors(void **state)
     vqj_tensor *dq = tensor(ctx, 5, 3, NULL), *dz = tensor(ctx, 5, 3, NULL);
     /* backward before any forward */
     assert_status(ctx, vqj_codebook_backward(cb, dq, dz), VQJ_ERR_STATE);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "training"));
+    assert_non_null(strstr(vqj_last_error(), "training"));
     assert_status(ctx, vqj_codebook_forward(cb, bad, 1, q, NULL, NULL), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "5 x 4"));
+    assert_non_null(strstr(vqj_last_error(), "5 x 4"));
     assert_status(ctx, vqj_codebook_forward(cb, z, 1, z, NULL, NULL), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_codebook_forward(cb, NULL, 1, q, NULL, NULL),
                   VQJ_ERR_INVALID_ARGUMENT);
@@ -971,7 +971,7 @@ static void test_errors(void **state)
     vqj_codebook_stats s;
     s.size = 8;
     assert_status(ctx, vqj_codebook_forward(cb, z, 1, q, NULL, &s), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "size"));
+    assert_non_null(strstr(vqj_last_error(), "size"));
     /* a tensor from another context */
     vqj_context *other = test_context();
     vqj_tensor *foreign = tensor(other, 5, 3, NULL);
@@ -994,7 +994,7 @@ static void test_errors(void **state)
     assert_ok(ctx, vqj_codebook_backward(cb, dq, dz));
     vqj_tensor *dq4 = tensor(ctx, 4, 3, NULL);
     assert_status(ctx, vqj_codebook_backward(cb, dq4, dz), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "dq is 4 x 3"));
+    assert_non_null(strstr(vqj_last_error(), "dq is 4 x 3"));
     assert_status(ctx, vqj_codebook_backward(cb, dq, bad), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_codebook_backward(cb, NULL, dz), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_codebook_backward(cb, dq, foreign), VQJ_ERR_INVALID_ARGUMENT);
@@ -1333,7 +1333,7 @@ static void test_residual(void **state)
         vqj_codebook *x = (vqj_codebook *)&x;
         assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(x);
-        assert_non_null(strstr(vqj_context_last_error(ctx), "num_quantizers"));
+        assert_non_null(strstr(vqj_last_error(), "num_quantizers"));
     }
     vqj_context_destroy(ctx);
 }
@@ -1421,7 +1421,7 @@ static void test_grouped(void **state)
         vqj_codebook *x = (vqj_codebook *)&x;
         assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(x);
-        assert_non_null(strstr(vqj_context_last_error(ctx), "num_groups"));
+        assert_non_null(strstr(vqj_last_error(), "num_groups"));
     }
     vqj_context_destroy(ctx);
 }
@@ -1754,15 +1754,15 @@ static void test_cosine_and_code_dim(void **state)
     b.quantizer = VQJ_QUANTIZER_COSINE;
     vqj_codebook *x = NULL;
     assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "ema_decay"));
+    assert_non_null(strstr(vqj_last_error(), "ema_decay"));
     b = params(4, 3, 0.9f);
     b.quantizer = (vqj_quantizer)7;
     assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "quantizer"));
+    assert_non_null(strstr(vqj_last_error(), "quantizer"));
     b = params(4, 3, 0.9f);
     b.code_dim = -1;
     assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "code_dim"));
+    assert_non_null(strstr(vqj_last_error(), "code_dim"));
     vqj_context_destroy(ctx);
 }
 
@@ -1843,7 +1843,7 @@ static void test_checkpoint_round_trip(void **state)
     vqj_checkpoint_entry ep = {"", vqj_codebook_weights(plain)};
     assert_ok(ctx, vqj_checkpoint_save(ctx, path, &ep, 1, NULL));
     assert_status(ctx, vqj_checkpoint_load(ctx, path, &ea, 1, 0), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "codebook."));
+    assert_non_null(strstr(vqj_last_error(), "codebook."));
     unlink(path);
 
     /* The Euclidean codebook of a 0.1.0 checkpoint (tests/data). */
@@ -1931,8 +1931,8 @@ static void test_fsq(void **state)
         assert_status(ctx, vqj_codebook_create(ctx, &b, &x), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(x);
         const char *name = c == 4 ? "dead_code_threshold" : "fsq_levels";
-        if (!strstr(vqj_context_last_error(ctx), name))
-            fail_msg("case %d: \"%s\" does not name %s", c, vqj_context_last_error(ctx), name);
+        if (!strstr(vqj_last_error(), name))
+            fail_msg("case %d: \"%s\" does not name %s", c, vqj_last_error(), name);
     }
     vqj_context_destroy(ctx);
 }

@@ -55,7 +55,7 @@ static void test_without_mpi(void **state)
     vqj_context *ctx = test_context();
     vqj_comm *comm = NULL;
     assert_status(ctx, vqj_comm_create_mpi(ctx, NULL, &comm), VQJ_ERR_UNSUPPORTED);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "MPI=1"));
+    assert_non_null(strstr(vqj_last_error(), "MPI=1"));
     assert_status(ctx, vqj_comm_init_mpi(ctx, NULL, NULL, &comm), VQJ_ERR_UNSUPPORTED);
     assert_null(comm);
     vqj_context_destroy(ctx);

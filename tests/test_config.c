@@ -53,7 +53,7 @@ static void parse_fails(vqj_context *ctx, const char *text, vqj_status status, c
     vqj_config *cfg = (vqj_config *)&cfg; /* must stay untouched */
     vqj_config *const sentinel = cfg;
     vqj_status st = vqj_config_parse(ctx, text, strlen(text), "t.yaml", &cfg);
-    const char *msg = vqj_context_last_error(ctx);
+    const char *msg = vqj_last_error();
     if (st != status || !strstr(msg, want))
         fail_msg("parsing\n%s\ngave %d '%s'; expected %d with '%s'", text, (int)st, msg,
                  (int)status, want);
@@ -827,7 +827,7 @@ static void test_malformed_yaml(void **state)
     /* The file itself: a missing one, a malformed one. */
     vqj_config *cfg = NULL;
     assert_status(ctx, vqj_config_load(ctx, "/nonexistent/x.yaml", &cfg), VQJ_ERR_IO);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "cannot open /nonexistent/x.yaml"));
+    assert_non_null(strstr(vqj_last_error(), "cannot open /nonexistent/x.yaml"));
     assert_null(cfg);
     char path[] = "/tmp/vqj_test_config_XXXXXX";
     int fd = mkstemp(path);
@@ -838,8 +838,8 @@ static void test_malformed_yaml(void **state)
     assert_status(ctx, vqj_config_load(ctx, path, &cfg), VQJ_ERR_PARSE);
     char want[64];
     snprintf(want, sizeof want, "%s:5:1: ", path);
-    if (!strstr(vqj_context_last_error(ctx), want))
-        fail_msg("'%s' lacks '%s'", vqj_context_last_error(ctx), want);
+    if (!strstr(vqj_last_error(), want))
+        fail_msg("'%s' lacks '%s'", vqj_last_error(), want);
     unlink(path);
     vqj_context_destroy(ctx);
 }
@@ -936,7 +936,7 @@ static void test_api_errors(void **state)
     vqj_tokenizer_params_default(&tp);
     tp.size = 8;
     assert_status(ctx, vqj_config_tokenizer_params(cfg, &tp), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "out->size is 8"));
+    assert_non_null(strstr(vqj_last_error(), "out->size is 8"));
     vqj_run_params rp = {.size = 0};
     assert_status(ctx, vqj_config_run(cfg, &rp), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_config_run(cfg, NULL), VQJ_ERR_INVALID_ARGUMENT);
@@ -1003,7 +1003,7 @@ static void create_all(vqj_context *ctx, const vqj_config *cfg, const char *what
     vqj_status st;
 #define CREATE(call)                                                                           \
     if ((st = (call)) != VQJ_OK)                                                               \
-        fail_msg("%s: %s failed: %s", what, #call, vqj_context_last_error(ctx));
+        fail_msg("%s: %s failed: %s", what, #call, vqj_last_error());
     CREATE(vqj_tokens_create(ctx, &tkp, &tokens));
     /* Every module and the trainer over them, made from these params. */
     CREATE(vqj_trainer_create_from_config(ctx, cfg, &tr));
@@ -1144,7 +1144,7 @@ static void test_boundaries_accepted_by_modules(void **state)
         vqj_config *cfg = NULL;
         if (vqj_config_parse(ctx, text, strlen(text), "t.yaml", &cfg) != VQJ_OK)
             fail_msg("case %zu (%s) was refused: %s\n%s", i, cases[i][0],
-                     vqj_context_last_error(ctx), text);
+                     vqj_last_error(), text);
         assert_int_equal(num_messages, 0);
         create_all(ctx, cfg, cases[i][0]);
         vqj_config_destroy(cfg);

@@ -107,7 +107,7 @@ static void expect_jsonl_error(vqj_context *ctx, const vqj_dataset_params *p, co
     assert_status(ctx, vqj_dataset_from_jsonl(ctx, p, path, &ds), status);
     assert_ptr_equal(ds, sentinel);
     snprintf(expected, sizeof expected, "%s%s", path, needle);
-    const char *m = vqj_context_last_error(ctx);
+    const char *m = vqj_last_error();
     if (!strstr(m, expected))
         fail_msg("message '%s' lacks '%s'", m, expected);
     unlink(path);
@@ -161,7 +161,7 @@ static void test_bad_params(void **state)
     vqj_dataset_params_default(&dp);
     dp.context_window = 0;
     assert_status(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &ds), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "context_window"));
+    assert_non_null(strstr(vqj_last_error(), "context_window"));
     vqj_dataset_params_default(&dp);
     dp.validation_split = 1.0f;
     assert_status(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &ds), VQJ_ERR_INVALID_ARGUMENT);
@@ -175,7 +175,7 @@ static void test_bad_params(void **state)
     vqj_dataset_params_default(&dp);
     sp.min_side = 3;
     assert_status(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &ds), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "min_side"));
+    assert_non_null(strstr(vqj_last_error(), "min_side"));
     vqj_synthetic_params_default(&sp);
     sp.max_colors = 11;
     assert_status(ctx, vqj_dataset_synthetic(ctx, &dp, &sp, &ds), VQJ_ERR_INVALID_ARGUMENT);
@@ -187,10 +187,10 @@ static void test_bad_params(void **state)
     assert_null(ds);
     assert_status(ctx, vqj_dataset_from_jsonl(ctx, &dp, NULL, &ds), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_dataset_from_arc(ctx, &dp, "/nonexistent/arc", &ds), VQJ_ERR_IO);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "/nonexistent/arc"));
+    assert_non_null(strstr(vqj_last_error(), "/nonexistent/arc"));
     assert_status(ctx, vqj_dataset_from_jsonl(ctx, &dp, "/nonexistent/x.jsonl", &ds),
                   VQJ_ERR_IO);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "/nonexistent/x.jsonl"));
+    assert_non_null(strstr(vqj_last_error(), "/nonexistent/x.jsonl"));
     assert_null(ds);
     vqj_context_destroy(ctx);
 }
@@ -376,8 +376,8 @@ static void test_jsonl_bad_records(void **state)
     assert_status(ctx, vqj_dataset_from_jsonl(ctx, &p, path, &ds), VQJ_ERR_PARSE);
     char expected[96];
     snprintf(expected, sizeof expected, "%s:2:17: JSON syntax error", path);
-    if (!strstr(vqj_context_last_error(ctx), expected))
-        fail_msg("'%s' lacks '%s'", vqj_context_last_error(ctx), expected);
+    if (!strstr(vqj_last_error(), expected))
+        fail_msg("'%s' lacks '%s'", vqj_last_error(), expected);
     unlink(path);
 
     /* skip_bad: counted, the first messages kept, good records kept. */
@@ -778,8 +778,8 @@ static void test_arc_folder(void **state)
     ds = NULL;
     assert_status(ctx, vqj_dataset_from_arc(ctx, &p, sub, &ds), VQJ_ERR_PARSE);
     assert_null(ds);
-    assert_non_null(strstr(vqj_context_last_error(ctx), bad));
-    assert_non_null(strstr(vqj_context_last_error(ctx), "train pair 0 output"));
+    assert_non_null(strstr(vqj_last_error(), bad));
+    assert_non_null(strstr(vqj_last_error(), "train pair 0 output"));
     p.skip_bad = 1;
     assert_ok(ctx, vqj_dataset_from_arc(ctx, &p, sub, &ds));
     assert_int_equal(vqj_dataset_num_examples(ds), 11);
@@ -792,7 +792,7 @@ static void test_arc_folder(void **state)
     char lone[128];
     write_named(lone, "lone.json", "{\"train\": [{\"input\": [[1]], \"output\": [[2]]}]}");
     assert_status(ctx, vqj_dataset_from_arc(ctx, &p, lone, &ds), VQJ_ERR_PARSE);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "no examples"));
+    assert_non_null(strstr(vqj_last_error(), "no examples"));
     unlink(lone);
 
     unlink(a);
@@ -1067,14 +1067,14 @@ static void test_augment_identity(void **state)
     /* Errors. */
     p.mask_ratio = 1.5f;
     assert_status(ctx, vqj_augment_grid(ctx, &p, 1, &g, out), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "mask_ratio"));
+    assert_non_null(strstr(vqj_last_error(), "mask_ratio"));
     p = no_augment();
     p.gaussian_noise_std = NAN;
     assert_status(ctx, vqj_augment_grid(ctx, &p, 1, &g, out), VQJ_ERR_INVALID_ARGUMENT);
     p = no_augment();
     in[5] = 10;
     assert_status(ctx, vqj_augment_grid(ctx, &p, 1, &g, out), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "cell (0, 5) is 10"));
+    assert_non_null(strstr(vqj_last_error(), "cell (0, 5) is 10"));
     assert_status(ctx, vqj_augment_grid(ctx, &p, 1, NULL, out), VQJ_ERR_INVALID_ARGUMENT);
     vqj_context_destroy(ctx);
 }
@@ -1295,7 +1295,7 @@ static void test_batch(void **state)
     /* Bad input: a clear error and an empty batch. */
     const size_t bad[2] = {1, 40};
     assert_status(ctx, vqj_batch_fill(b, ds, NULL, 0, 0, bad, 2), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "indices[1] is 40"));
+    assert_non_null(strstr(vqj_last_error(), "indices[1] is 40"));
     assert_int_equal(vqj_batch_num_examples(b), 0);
     assert_null(vqj_batch_targets(b));
     assert_status(ctx, vqj_batch_fill(b, ds, NULL, 0, 0, NULL, 2), VQJ_ERR_INVALID_ARGUMENT);
@@ -1490,12 +1490,12 @@ static void test_builtin_arc(void **state)
     char path[128];
     write_bytes(path, "bad.jsonl.gz", copy, size);
     assert_status(ctx, vqj_dataset_from_arc(ctx, &p, path, &ds), VQJ_ERR_PARSE);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "bad.jsonl.gz"));
-    assert_non_null(strstr(vqj_context_last_error(ctx), "gzip"));
+    assert_non_null(strstr(vqj_last_error(), "bad.jsonl.gz"));
+    assert_non_null(strstr(vqj_last_error(), "gzip"));
     unlink(path);
     write_bytes(path, "short.jsonl.gz", gz, size / 3);
     assert_status(ctx, vqj_dataset_from_arc(ctx, &p, path, &ds), VQJ_ERR_PARSE);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "ends early"));
+    assert_non_null(strstr(vqj_last_error(), "ends early"));
     unlink(path);
     free(copy);
 

@@ -119,7 +119,7 @@ static void test_errors(void **state)
     const vqj_arc_task *tasks[1] = {t};
     vqj_eval_set *s = NULL;
     assert_status(ctx, vqj_eval_set_from_tasks(ctx, tasks, 1, 3, &s), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "no pair with an output"));
+    assert_non_null(strstr(vqj_last_error(), "no pair with an output"));
     assert_status(ctx, vqj_eval_set_from_tasks(ctx, tasks, 1, 0, &s), VQJ_ERR_INVALID_ARGUMENT);
     assert_null(s);
     vqj_arc_task_destroy(t);

@@ -391,7 +391,7 @@ static void test_level_codes(void **state)
         }
         assert_status(ctx, vqj_model_encode_grid_levels(m, NULL, index, levels, &nl),
                       VQJ_ERR_INVALID_ARGUMENT);
-        assert_non_null(strstr(vqj_context_last_error(ctx), "grid is NULL"));
+        assert_non_null(strstr(vqj_last_error(), "grid is NULL"));
         vqj_model_destroy(m);
         vqj_codebook_destroy(cb);
     }
@@ -717,7 +717,7 @@ static void *worker(void *p)
                                            &emb[0][0])) {
                     a->failures++;
                     snprintf(a->message, sizeof a->message, "%s",
-                             vqj_context_last_error(s->ctx));
+                             vqj_last_error());
                     continue;
                 }
                 if (memcmp(codes, s->bcodes[i], sizeof codes) || memcmp(n, s->bn + i, sizeof n) ||
@@ -756,13 +756,13 @@ static void *worker(void *p)
                 int32_t codes[M];
                 size_t n;
                 vqj_status st = vqj_model_encode_grid(s->model, &bad, codes, &n, NULL);
-                const char *msg = vqj_context_last_error(s->ctx);
+                const char *msg = vqj_last_error();
                 if (st != VQJ_ERR_INVALID_ARGUMENT || !strstr(msg, "color 11") ||
                     !strstr(msg, "vqj_model_encode_grid"))
                     a->bad_errors++;
                 /* and the next success clears it */
                 if (vqj_model_encode_grid(s->model, &s->grids[i], codes, &n, NULL) ||
-                    strcmp(vqj_context_last_error(s->ctx), "") != 0)
+                    strcmp(vqj_last_error(), "") != 0)
                     a->bad_errors++;
             }
         }
@@ -926,8 +926,8 @@ static void test_distance(void **state)
 #define assert_error(ctx, call, code, text)                                                    \
     do {                                                                                       \
         assert_status(ctx, call, code);                                                        \
-        if (!strstr(vqj_context_last_error(ctx), text))                                        \
-            fail_msg("%s: message \"%s\" lacks \"%s\"", #call, vqj_context_last_error(ctx),   \
+        if (!strstr(vqj_last_error(), text))                                        \
+            fail_msg("%s: message \"%s\" lacks \"%s\"", #call, vqj_last_error(),   \
                      text);                                                                    \
     } while (0)
 
@@ -1010,7 +1010,7 @@ static void test_errors(void **state)
     /* a success after failures clears the message */
     make_grids(tg, g, 4, 13);
     assert_ok(ctx, vqj_model_predict(m, g, T, emb));
-    assert_string_equal(vqj_context_last_error(ctx), "");
+    assert_string_equal(vqj_last_error(), "");
 }
 
 static void test_create_errors(void **state)

@@ -175,7 +175,7 @@ static void test_config_keys(void **state)
         for (const char *k = l->keys; next_key(&k, key, sizeof key);) {
             if (set_alone(ctx, key, l->lo) != VQJ_OK || set_alone(ctx, key, l->hi) != VQJ_OK)
                 fail_msg("%s refuses an end of %s's range %lld..%lld: %s", key, l->name, l->lo,
-                         l->hi, vqj_context_last_error(ctx));
+                         l->hi, vqj_last_error());
             if (set_alone(ctx, key, l->lo - 1) != VQJ_ERR_INVALID_ARGUMENT ||
                 set_alone(ctx, key, l->hi + 1) != VQJ_ERR_INVALID_ARGUMENT)
                 fail_msg("%s accepts a value outside %s's range %lld..%lld", key, l->name, l->lo,

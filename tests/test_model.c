@@ -972,7 +972,7 @@ static void test_encoder_params(void **state)
         p.field = value;                                                                       \
         assert_status(ctx, vqj_encoder_create(ctx, &p, &e), VQJ_ERR_INVALID_ARGUMENT);         \
         assert_ptr_equal(e, sentinel);                                                         \
-        assert_non_null(strstr(vqj_context_last_error(ctx), needle));                          \
+        assert_non_null(strstr(vqj_last_error(), needle));                          \
     } while (0)
     EXPECT_BAD(hidden_dim, 100, "not divisible");
     EXPECT_BAD(hidden_dim, 0, "hidden_dim");
@@ -1085,7 +1085,7 @@ static void test_predictor_params(void **state)
         p.field = value;                                                                       \
         assert_status(ctx, vqj_predictor_create(ctx, &p, &pr), VQJ_ERR_INVALID_ARGUMENT);      \
         assert_null(pr);                                                                       \
-        assert_non_null(strstr(vqj_context_last_error(ctx), needle));                          \
+        assert_non_null(strstr(vqj_last_error(), needle));                          \
     } while (0)
     EXPECT_BAD(hidden_dim, 0, "hidden_dim");
     EXPECT_BAD(projection_dim, -3, "projection_dim");
@@ -1102,7 +1102,7 @@ static void test_predictor_params(void **state)
     p.analogy_residual = 1;
     p.context_window = 2;
     assert_status(ctx, vqj_predictor_create(ctx, &p, &pr), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "context_window >= 3"));
+    assert_non_null(strstr(vqj_last_error(), "context_window >= 3"));
 #undef EXPECT_BAD
     /* A caller built before final_activation existed: the defaults of the
      * newer fields (final activation on). */
@@ -1161,7 +1161,7 @@ static void test_errors(void **state)
     /* Backward before any forward. */
     set_tensor(ctx, s.dz, s.N, S_D, NULL);
     assert_status(ctx, vqj_encoder_backward(s.enc, s.dz, NULL), VQJ_ERR_STATE);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "no forward"));
+    assert_non_null(strstr(vqj_last_error(), "no forward"));
     set_tensor(ctx, s.dout, S_B, S_P, NULL);
     assert_status(ctx, vqj_predictor_backward_context(s.pred, s.dout, s.dq), VQJ_ERR_STATE);
     assert_status(ctx, vqj_predictor_backward_grids(s.pred, s.dout, s.dq), VQJ_ERR_STATE);
@@ -1182,7 +1182,7 @@ static void test_errors(void **state)
     vqj_grid g0 = {s.grids[0].h, s.grids[0].w, s.grids[0].cells};
     assert_ok(ctx, vqj_tokenize(ctx, narrow, &g0, 1));
     assert_status(ctx, vqj_encoder_forward(s.enc, narrow, 0, s.z), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "18 features"));
+    assert_non_null(strstr(vqj_last_error(), "18 features"));
     vqj_tokens_destroy(narrow);
 
     /* A good forward, then mismatched backward shapes. */
@@ -1194,7 +1194,7 @@ static void test_errors(void **state)
     set_tensor(ctx, s.dz, s.N, S_D, NULL);
     set_tensor(ctx, s.dfeat, s.N, s.F + 1, NULL);
     assert_status(ctx, vqj_encoder_backward(s.enc, s.dz, s.dfeat), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "dfeatures"));
+    assert_non_null(strstr(vqj_last_error(), "dfeatures"));
     set_tensor(ctx, s.dfeat, s.N, s.F, NULL);
     assert_ok(ctx, vqj_encoder_backward(s.enc, s.dz, s.dfeat));
 
@@ -1203,7 +1203,7 @@ static void test_errors(void **state)
     set_tensor(ctx, s.q, s.N - 1, S_D, NULL);
     assert_status(ctx, vqj_predictor_forward_context(s.pred, s.tokens, s.q, s.out),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "token_vectors"));
+    assert_non_null(strstr(vqj_last_error(), "token_vectors"));
     set_tensor(ctx, s.q, s.N, S_D + 1, NULL);
     assert_status(ctx, vqj_predictor_forward_grids(s.pred, s.tokens, s.q, s.out),
                   VQJ_ERR_INVALID_ARGUMENT);
@@ -1221,7 +1221,7 @@ static void test_errors(void **state)
     set_tensor(ctx, tv5, (int)vqj_tokens_num_objects(five), S_D, NULL);
     assert_status(ctx, vqj_predictor_forward_context(s.pred, five, tv5, s.out),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "context_window"));
+    assert_non_null(strstr(vqj_last_error(), "context_window"));
     assert_ok(ctx, vqj_predictor_forward_grids(s.pred, five, tv5, s.out));
     assert_int_equal(vqj_tensor_rows(s.out), 5);
     set_tensor(ctx, s.dout, 5, S_P, NULL);
@@ -1244,12 +1244,12 @@ static void test_errors(void **state)
     assert_status(ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z), VQJ_ERR_NUMERIC);
     char expect[64];
     snprintf(expect, sizeof expect, "feature 4 of token %zu (grid 2, object 1) is NaN", tok);
-    assert_non_null(strstr(vqj_context_last_error(ctx), expect));
+    assert_non_null(strstr(vqj_last_error(), expect));
     set_tensor(ctx, s.dz, s.N, S_D, NULL);
     assert_ok(ctx, vqj_encoder_backward(s.enc, s.dz, NULL));
     x[tok * (size_t)s.F + 4] = -INFINITY;
     assert_status(ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z), VQJ_ERR_NUMERIC);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "infinite"));
+    assert_non_null(strstr(vqj_last_error(), "infinite"));
     x[tok * (size_t)s.F + 4] = keep;
     assert_ok(ctx, vqj_encoder_forward(s.enc, s.tokens, 0, s.z));
 

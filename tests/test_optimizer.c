@@ -629,7 +629,7 @@ static void expect_ema_error(vqj_context *ctx, vqj_weights *t, const vqj_weights
 {
     float *before = snapshot(t);
     assert_status(ctx, vqj_weights_ema(t, o, decay), VQJ_ERR_INVALID_ARGUMENT);
-    const char *msg = vqj_context_last_error(ctx);
+    const char *msg = vqj_last_error();
     if (!strstr(msg, needle))
         fail_msg("message \"%s\" lacks \"%s\"", msg, needle);
     float *after = snapshot(t);
@@ -726,7 +726,7 @@ static void test_bad_params(void **state)
         assert_status(ctx, vqj_optimizer_create(ctx, &p, s.g, 3, &opt),
                       VQJ_ERR_INVALID_ARGUMENT);
         assert_ptr_equal(opt, sentinel);
-        const char *msg = vqj_context_last_error(ctx);
+        const char *msg = vqj_last_error();
         if (!strstr(msg, cases[i].needle))
             fail_msg("case %zu: message \"%s\" lacks \"%s\"", i, msg, cases[i].needle);
     }
@@ -755,22 +755,22 @@ static void test_bad_params(void **state)
                 p.total_steps == 1500 && p.min_lr_scale == 0.1f);
     opt = sentinel;
     assert_status(ctx, vqj_optimizer_create(ctx, &p, s.g, 0, &opt), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "num_groups is 0"));
+    assert_non_null(strstr(vqj_last_error(), "num_groups is 0"));
     assert_status(ctx, vqj_optimizer_create(ctx, &p, NULL, 3, &opt), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_optimizer_create(ctx, NULL, s.g, 3, &opt), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_optimizer_create(ctx, &p, s.g, 3, NULL), VQJ_ERR_INVALID_ARGUMENT);
     vqj_weights *dup[2] = {s.g[1], s.g[1]};
     assert_status(ctx, vqj_optimizer_create(ctx, &p, dup, 2, &opt), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "same weights view"));
+    assert_non_null(strstr(vqj_last_error(), "same weights view"));
     vqj_weights *with_null[2] = {s.g[0], NULL};
     assert_status(ctx, vqj_optimizer_create(ctx, &p, with_null, 2, &opt),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "groups[1] is NULL"));
+    assert_non_null(strstr(vqj_last_error(), "groups[1] is NULL"));
     vqj_context *ctx2 = test_context();
     vqj_weights *foreign = make_view(ctx2, G1, 1);
     vqj_weights *mixed[2] = {s.g[0], foreign};
     assert_status(ctx, vqj_optimizer_create(ctx, &p, mixed, 2, &opt), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "another context"));
+    assert_non_null(strstr(vqj_last_error(), "another context"));
     assert_ptr_equal(opt, sentinel);
     free_view(foreign);
     vqj_context_destroy(ctx2);
@@ -779,12 +779,12 @@ static void test_bad_params(void **state)
     assert_ok(ctx, vqj_optimizer_create(ctx, &p, s.g, 3, &opt));
     vqj_step_info info = {.size = sizeof info};
     assert_status(ctx, vqj_optimizer_step(opt, 0.0f, &info), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "grad_scale is 0"));
+    assert_non_null(strstr(vqj_last_error(), "grad_scale is 0"));
     assert_status(ctx, vqj_optimizer_step(opt, NAN, &info), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_optimizer_step(opt, -1.0f, &info), VQJ_ERR_INVALID_ARGUMENT);
     info.size = 4;
     assert_status(ctx, vqj_optimizer_step(opt, 1.0f, &info), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "info->size is 4"));
+    assert_non_null(strstr(vqj_last_error(), "info->size is 4"));
     assert_int_equal(vqj_optimizer_steps(opt), 0);
     assert_status(ctx, vqj_optimizer_step(NULL, 1.0f, &info), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_optimizer_zero_grad(NULL), VQJ_ERR_INVALID_ARGUMENT);

@@ -31,6 +31,22 @@
         var->size = (v1);                                                                      \
     } while (0)
 
+/* A result struct of its first published size, followed by guard bytes:
+ * filled up to that size, nothing past it; one byte less is refused. */
+#define RESULT(type, var, v1)                                                                  \
+    union {                                                                                    \
+        type r;                                                                                \
+        unsigned char bytes[sizeof(type) + 8];                                                 \
+    } var;                                                                                     \
+    memset(var.bytes, 0xA5, sizeof var.bytes);                                                 \
+    var.r.size = (v1)
+#define RESULT_WRITTEN_UP_TO(var, v1)                                                          \
+    do {                                                                                       \
+        assert_int_equal(var.r.size, (v1));                                                    \
+        for (size_t i_ = (v1); i_ < sizeof var.bytes; i_++)                                    \
+            assert_int_equal(var.bytes[i_], 0xA5);                                             \
+    } while (0)
+
 static void test_context_v1(void **state)
 {
     (void)state;
@@ -81,6 +97,15 @@ static void test_modules_v1(void **state)
     assert_int_equal(bg->quantizer, cd.quantizer);
     assert_int_equal(bg->gradient_estimator, cd.gradient_estimator);
     TOO_OLD(ctx, vqj_codebook_create(ctx, bp, &spare_cb), bp, VQJI_V1_CODEBOOK_PARAMS);
+    /* A 0.1 program passes its sizeof(): v1 and the tail padding, garbage
+     * there, where today's struct has dead_code_threshold. */
+    bp->size = VQJI_V1_PADDED(VQJI_V1_CODEBOOK_PARAMS);
+    assert_true(bp->size > VQJI_V1_CODEBOOK_PARAMS);
+    vqj_codebook *cb_padded = NULL;
+    assert_ok(ctx, vqj_codebook_create(ctx, bp, &cb_padded));
+    assert_true(vqji_codebook_params(cb_padded)->dead_code_threshold == cd.dead_code_threshold);
+    vqj_codebook_destroy(cb_padded);
+    bp->size = VQJI_V1_CODEBOOK_PARAMS;
 
     vqj_predictor_params pd;
     vqj_predictor_params_default(&pd);
@@ -138,6 +163,35 @@ static void test_modules_v1(void **state)
     TOO_OLD(ctx, vqj_trainer_create(ctx, trp, tp, enc, cb, pred, loss, opt, &spare_tr), trp,
             VQJI_V1_TRAINER_PARAMS);
 
+    /* The trainer's metrics are written up to the caller's size. */
+    vqj_dataset_params dsp;
+    vqj_synthetic_params syp;
+    vqj_dataset_params_default(&dsp);
+    vqj_synthetic_params_default(&syp);
+    syp.num_examples = 2;
+    vqj_dataset *ds = NULL;
+    assert_ok(ctx, vqj_dataset_synthetic(ctx, &dsp, &syp, &ds));
+    const int T = vqj_dataset_context_window(ds);
+    vqj_grid cgrids[2 * 8], tgrids[2];
+    assert_true(T <= 8);
+    for (int b = 0; b < 2; b++) {
+        const vqj_grid *cg, *tgr;
+        assert_ok(ctx, vqj_dataset_example(ds, (size_t)b, &cg, &tgr));
+        memcpy(cgrids + b * T, cg, (size_t)T * sizeof *cg);
+        tgrids[b] = *tgr;
+    }
+    RESULT(vqj_train_metrics, tm, VQJI_V1_TRAIN_METRICS);
+    assert_ok(ctx, vqj_trainer_evaluate(tr, cgrids, tgrids, 2, &tm.r));
+    RESULT_WRITTEN_UP_TO(tm, VQJI_V1_TRAIN_METRICS);
+    assert_int_equal(tm.r.batch, 2);
+    assert_true(isfinite(tm.r.loss));
+    tm.r.size = VQJI_V1_TRAIN_METRICS - 1;
+    assert_status(ctx, vqj_trainer_evaluate(tr, cgrids, tgrids, 2, &tm.r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    assert_status(ctx, vqj_trainer_step(tr, cgrids, tgrids, 2, &tm.r), VQJ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(vqj_last_error(), "vqj_train_metrics"));
+    vqj_dataset_destroy(ds);
+
     assert_true(!spare_tokens && !spare_enc && !spare_cb && !spare_pred && !spare_loss &&
                 !spare_opt && !spare_tr);
     vqj_trainer_destroy(tr);
@@ -175,12 +229,69 @@ static void test_data_v1(void **state)
     vqj_context_destroy(ctx);
 }
 
+static void test_results_v1(void **state)
+{
+    (void)state;
+    vqj_context *ctx = test_context();
+
+    const float x[8] = {1, 2, 0, 1, 3, 5, 2, 2};
+    RESULT(vqj_embedding_metrics, em, VQJI_V1_EMBEDDING_METRICS);
+    assert_ok(ctx, vqj_embedding_metrics_compute(ctx, x, 4, 2, &em.r));
+    RESULT_WRITTEN_UP_TO(em, VQJI_V1_EMBEDDING_METRICS);
+    assert_int_equal(em.r.samples, 4);
+    assert_true(em.r.variance > 0);
+    em.r.size = VQJI_V1_EMBEDDING_METRICS - 1;
+    assert_status(ctx, vqj_embedding_metrics_compute(ctx, x, 4, 2, &em.r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+
+    vqj_metrics_window *w = NULL;
+    assert_ok(ctx, vqj_metrics_window_create(ctx, 2, 8, 4, &w));
+    assert_ok(ctx, vqj_metrics_window_add_projections(w, x, x, 4));
+    RESULT(vqj_window_metrics, wm, VQJI_V1_WINDOW_METRICS);
+    assert_ok(ctx, vqj_metrics_window_compute(w, &wm.r));
+    RESULT_WRITTEN_UP_TO(wm, VQJI_V1_WINDOW_METRICS);
+    assert_int_equal(wm.r.context.samples, 4);
+    wm.r.size = VQJI_V1_WINDOW_METRICS - 1;
+    assert_status(ctx, vqj_metrics_window_compute(w, &wm.r), VQJ_ERR_INVALID_ARGUMENT);
+    vqj_metrics_window_destroy(w);
+
+    vqj_config *cfg = NULL;
+    assert_ok(ctx, vqj_config_default(ctx, &cfg));
+    RESULT(vqj_run_params, rp, VQJI_V1_RUN_PARAMS);
+    assert_ok(ctx, vqj_config_run(cfg, &rp.r));
+    RESULT_WRITTEN_UP_TO(rp, VQJI_V1_RUN_PARAMS);
+    assert_int_equal(rp.r.epochs, 30);
+    assert_string_equal(rp.r.run_name, "vqjepa");
+    rp.r.size = VQJI_V1_RUN_PARAMS - 1;
+    assert_status(ctx, vqj_config_run(cfg, &rp.r), VQJ_ERR_INVALID_ARGUMENT);
+    vqj_config_destroy(cfg);
+
+    static const char task[] = "{\"train\": [{\"input\": [[1, 0]], \"output\": [[0, 1]]},"
+                               "{\"input\": [[2, 0]], \"output\": [[0, 2]]}]}";
+    vqj_arc_task *t = NULL;
+    assert_ok(ctx, vqj_arc_task_parse(ctx, task, strlen(task), "t", &t));
+    const vqj_arc_task *tasks[] = {t};
+    vqj_eval_set *set = NULL;
+    assert_ok(ctx, vqj_eval_set_from_tasks(ctx, tasks, 1, 3, &set));
+    RESULT(vqj_eval_result, er, VQJI_V1_EVAL_RESULT);
+    assert_ok(ctx, vqj_eval_baseline(ctx, set, VQJ_EVAL_FEATURES, &er.r));
+    RESULT_WRITTEN_UP_TO(er, VQJI_V1_EVAL_RESULT);
+    assert_int_equal(er.r.queries, 2);
+    er.r.size = VQJI_V1_EVAL_RESULT - 1;
+    assert_status(ctx, vqj_eval_baseline(ctx, set, VQJ_EVAL_FEATURES, &er.r),
+                  VQJ_ERR_INVALID_ARGUMENT);
+    vqj_eval_set_destroy(set);
+    vqj_arc_task_destroy(t);
+    vqj_context_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_context_v1),
         cmocka_unit_test(test_modules_v1),
         cmocka_unit_test(test_data_v1),
+        cmocka_unit_test(test_results_v1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

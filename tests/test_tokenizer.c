@@ -414,7 +414,7 @@ static void test_empty_grid_and_padding(void **state)
     assert_ok(ctx, vqj_tokens_padded(ctx, t, 1, NULL, mask, NULL));
     assert_ok(ctx, vqj_tokens_padded(ctx, t, 2, NULL, NULL, NULL));
     assert_status(ctx, vqj_tokens_padded(ctx, t, 3, feat, mask, adj), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "out of range"));
+    assert_non_null(strstr(vqj_last_error(), "out of range"));
     assert_status(ctx, vqj_tokens_padded(ctx, NULL, 0, feat, mask, adj),
                   VQJ_ERR_INVALID_ARGUMENT);
 
@@ -614,8 +614,8 @@ static void test_errors(void **state)
         t = NULL;
         assert_status(ctx, vqj_tokens_create(ctx, &q, &t), VQJ_ERR_INVALID_ARGUMENT);
         assert_null(t);
-        if (!strstr(vqj_context_last_error(ctx), bad[i].needle))
-            fail_msg("message '%s' does not name %s", vqj_context_last_error(ctx),
+        if (!strstr(vqj_last_error(), bad[i].needle))
+            fail_msg("message '%s' does not name %s", vqj_last_error(),
                      bad[i].needle);
     }
     vqj_tokenizer_params q = p;
@@ -639,7 +639,7 @@ static void test_errors(void **state)
     cells[1 * 4 + 2] = 10; /* row 1, column 2 of a 3 x 4 grid */
     vqj_grid grids[2] = {good, {3, 4, cells}};
     assert_status(ctx, vqj_tokenize(ctx, t, grids, 2), VQJ_ERR_INVALID_ARGUMENT);
-    const char *m = vqj_context_last_error(ctx);
+    const char *m = vqj_last_error();
     if (!strstr(m, "grid 1") || !strstr(m, "row 1") || !strstr(m, "column 2") ||
         !strstr(m, "10"))
         fail_msg("message '%s' does not name grid 1, row 1, column 2 and color 10", m);
@@ -651,11 +651,11 @@ static void test_errors(void **state)
     for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
         grids[1] = (vqj_grid){sides[i][0], sides[i][1], cells};
         assert_status(ctx, vqj_tokenize(ctx, t, grids, 2), VQJ_ERR_INVALID_ARGUMENT);
-        assert_non_null(strstr(vqj_context_last_error(ctx), "grid 1"));
+        assert_non_null(strstr(vqj_last_error(), "grid 1"));
     }
     grids[1] = (vqj_grid){3, 4, NULL};
     assert_status(ctx, vqj_tokenize(ctx, t, grids, 2), VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "NULL"));
+    assert_non_null(strstr(vqj_last_error(), "NULL"));
     assert_status(ctx, vqj_tokenize(ctx, t, NULL, 1), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_tokenize(ctx, NULL, &good, 1), VQJ_ERR_INVALID_ARGUMENT);
     assert_status(ctx, vqj_tokenize(NULL, t, &good, 1), VQJ_ERR_INVALID_ARGUMENT);
@@ -667,7 +667,7 @@ static void test_errors(void **state)
 
     /* A success clears the message. */
     assert_ok(ctx, vqj_tokenize(ctx, t, &good, 1));
-    assert_string_equal(vqj_context_last_error(ctx), "");
+    assert_string_equal(vqj_last_error(), "");
     vqj_tokens_destroy(t);
     vqj_context_destroy(ctx);
 }

@@ -629,7 +629,7 @@ static void test_errors(void **state)
     vqj_train_metrics r = {.size = sizeof r};
     assert_status(ctx, vqj_trainer_step(m.trainer, b.context, b.targets, 0, &r),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "batch"));
+    assert_non_null(strstr(vqj_last_error(), "batch"));
     assert_status(ctx, vqj_trainer_step(m.trainer, NULL, b.targets, B, &r),
                   VQJ_ERR_INVALID_ARGUMENT);
     assert_int_equal(vqj_trainer_step(NULL, b.context, b.targets, B, &r),
@@ -639,7 +639,7 @@ static void test_errors(void **state)
     b.context[2] = (vqj_grid){2, 2, bad};
     assert_status(ctx, vqj_trainer_step(m.trainer, b.context, b.targets, B, &r),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "grid 2"));
+    assert_non_null(strstr(vqj_last_error(), "grid 2"));
 
     /* Grid counts that do not make examples. */
     vqj_tokenizer_params tp;
@@ -652,7 +652,7 @@ static void test_errors(void **state)
     assert_ok(ctx, vqj_tokenize(ctx, ttok, b.targets, B));
     assert_status(ctx, vqj_trainer_step_tokens(m.trainer, ctok, ttok, &r),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "B * 3"));
+    assert_non_null(strstr(vqj_last_error(), "B * 3"));
     vqj_tokens_destroy(ctok);
     vqj_tokens_destroy(ttok);
 
@@ -664,7 +664,7 @@ static void test_errors(void **state)
     assert_status(ctx, vqj_trainer_create(ctx, &tpar, NULL, m.encoder, m.codebook, m.predictor,
                                           m.loss, m.optimizer, &tr),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "grad_accum_steps"));
+    assert_non_null(strstr(vqj_last_error(), "grad_accum_steps"));
     assert_null(tr);
     vqj_trainer_params_default(&tpar);
     vqj_tokenizer_params tk;
@@ -673,7 +673,7 @@ static void test_errors(void **state)
     assert_status(ctx, vqj_trainer_create(ctx, &tpar, &tk, m.encoder, m.codebook, m.predictor,
                                           m.loss, m.optimizer, &tr),
                   VQJ_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(vqj_context_last_error(ctx), "features"));
+    assert_non_null(strstr(vqj_last_error(), "features"));
     assert_status(ctx, vqj_trainer_create(ctx, &tpar, NULL, NULL, m.codebook, m.predictor,
                                           m.loss, m.optimizer, &tr),
                   VQJ_ERR_INVALID_ARGUMENT);

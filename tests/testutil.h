@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vqjepa.h"
+#include "vqjepa_stages.h"
 
 /* A CPU context with one thread and a fixed seed: results are reproducible. */
 static inline vqj_context *test_context(void)
@@ -29,13 +29,15 @@ static inline vqj_context *test_context(void)
     return ctx;
 }
 
-/* Assert a status, printing the library's message when it differs. */
+/* Assert a status, printing the library's message when it differs. `ctx`
+ * names the context the call uses (the message is the thread's). */
 #define assert_status(ctx, call, expected)                                                     \
     do {                                                                                       \
+        (void)(ctx);                                                                           \
         vqj_status st_ = (call);                                                               \
         if (st_ != (expected))                                                                 \
             fail_msg("%s returned %d (%s), expected %d; message: %s", #call, (int)st_,         \
-                     vqj_status_string(st_), (int)(expected), vqj_context_last_error(ctx));    \
+                     vqj_status_string(st_), (int)(expected), vqj_last_error());               \
     } while (0)
 #define assert_ok(ctx, call) assert_status(ctx, call, VQJ_OK)
 

@@ -155,7 +155,7 @@ int bench_encoder(vqj_context *table_ctx, const vqj_grid *grids, size_t num_grid
     status = CLI_OK;
     goto done;
 fail:
-    fprintf(stderr, "vqjepa bench: encoder: %s\n", vqj_context_last_error(ctx));
+    fprintf(stderr, "vqjepa bench: encoder: %s\n", vqj_last_error());
 done:
     free(host);
     free(zeros);

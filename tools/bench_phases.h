@@ -4,7 +4,7 @@
 #define VQJ_BENCH_PHASES_H
 
 #include <stdio.h>
-#include <vqjepa.h>
+#include <vqjepa_stages.h>
 
 /* Time every op of ctx's device from now on (one context at a time). */
 void bench_phases_install(vqj_context *ctx);

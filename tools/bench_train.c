@@ -172,7 +172,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
         goto done;
     }
     vqj_status st = model_create(ctx, core, &tr);
-    if (st == VQJ_ERR_OUT_OF_MEMORY && !*vqj_context_last_error(ctx)) {
+    if (st == VQJ_ERR_OUT_OF_MEMORY && !*vqj_last_error()) {
         fprintf(stderr, "vqjepa bench: train_step: out of memory\n");
         goto done;
     }
@@ -257,7 +257,7 @@ static int run_variant(vqj_context *ctx, const vqj_dataset *data, const size_t *
     status = CLI_OK;
     goto done;
 fail:
-    fprintf(stderr, "vqjepa bench: train_step %s: %s\n", variant, vqj_context_last_error(ctx));
+    fprintf(stderr, "vqjepa bench: train_step %s: %s\n", variant, vqj_last_error());
 done:
     if (bench_phases)
         bench_phases_uninstall(ctx);
@@ -294,7 +294,7 @@ int bench_train(vqj_context *table_ctx, const char *data_dir, int batch, int ste
         st = vqj_dataset_synthetic(ctx, &dp, &sp, &data);
     }
     if (st) {
-        fprintf(stderr, "vqjepa bench: train_step: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa bench: train_step: %s\n", vqj_last_error());
         goto done;
     }
     size_t n = vqj_dataset_num_examples(data);

@@ -4,7 +4,7 @@
 #ifndef VQJ_CLI_H
 #define VQJ_CLI_H
 
-#include "vqjepa.h"
+#include "vqjepa_stages.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -173,7 +173,7 @@ int cmd_ablate(int argc, char **argv)
     char *yaml = NULL;
     if (!cfg || vqj_config_write_yaml(cfg, &yaml) != VQJ_OK) {
         if (cfg)
-            fprintf(stderr, "vqjepa ablate: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa ablate: %s\n", vqj_last_error());
         vqj_config_destroy(cfg);
         vqj_context_destroy(ctx);
         return cfg ? CLI_FAILED : CLI_BAD_INPUT;

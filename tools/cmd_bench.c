@@ -73,7 +73,7 @@ static int bench_tokenizer(const bench_env *env, bench_result *out)
     out->us_per_item = env->num_grids ? best * 1e6 / (double)env->num_grids : 0.0;
     return CLI_OK;
 fail:
-    fprintf(stderr, "vqjepa bench: tokenizer: %s\n", vqj_context_last_error(env->ctx));
+    fprintf(stderr, "vqjepa bench: tokenizer: %s\n", vqj_last_error());
     vqj_tokens_destroy(tokens);
     return CLI_FAILED;
 }
@@ -189,7 +189,7 @@ static int load_tasks(bench_env *env, const char *dir)
     size_t grids = 0;
     for (size_t i = 0; status == CLI_OK && i < n; i++) {
         if (vqj_arc_task_load(env->ctx, names[i], &env->tasks[i]) != VQJ_OK) {
-            fprintf(stderr, "vqjepa bench: %s\n", vqj_context_last_error(env->ctx));
+            fprintf(stderr, "vqjepa bench: %s\n", vqj_last_error());
             status = CLI_BAD_INPUT;
             break;
         }
@@ -230,7 +230,7 @@ static int load_synthetic(bench_env *env)
     vqj_synthetic_params_default(&sp);
     sp.num_examples = 1000; /* 4000 grids, about ARC-AGI-1's training set */
     if (vqj_dataset_synthetic(env->ctx, &dp, &sp, &env->synthetic) != VQJ_OK) {
-        fprintf(stderr, "vqjepa bench: %s\n", vqj_context_last_error(env->ctx));
+        fprintf(stderr, "vqjepa bench: %s\n", vqj_last_error());
         return CLI_FAILED;
     }
     size_t n = vqj_dataset_num_examples(env->synthetic);

@@ -63,8 +63,8 @@ int cmd_config(int argc, char **argv)
         st = vqj_config_write_yaml(cfg, &text);
     int rc = CLI_OK;
     if (st != VQJ_OK) {
-        if (*vqj_context_last_error(ctx)) /* else run_config_open() said why */
-            fprintf(stderr, "vqjepa config: %s\n", vqj_context_last_error(ctx));
+        if (*vqj_last_error()) /* else run_config_open() said why */
+            fprintf(stderr, "vqjepa config: %s\n", vqj_last_error());
         rc = (st == VQJ_ERR_INVALID_ARGUMENT || st == VQJ_ERR_PARSE || st == VQJ_ERR_IO)
                  ? CLI_BAD_INPUT
                  : CLI_FAILED;

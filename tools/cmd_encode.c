@@ -26,7 +26,7 @@ static int encode_task(vqj_context *ctx, const vqj_model *model, const char *pat
 {
     vqj_arc_task *task = NULL;
     if (vqj_arc_task_load(ctx, path, &task) != VQJ_OK) {
-        fprintf(stderr, "vqjepa encode: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa encode: %s\n", vqj_last_error());
         return CLI_BAD_INPUT;
     }
     int M = vqj_model_max_objects(model), P = vqj_model_embedding_dim(model);

@@ -58,7 +58,7 @@ json_t *eval_measure(vqj_context *ctx, const vqj_model *model, const vqj_model *
     const double t0 = now();
     vqj_eval_result r = {.size = sizeof r}, b = {.size = sizeof b};
     if (vqj_eval_model(model, set, &r) != VQJ_OK) {
-        fprintf(stderr, "vqjepa eval: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa eval: %s\n", vqj_last_error());
         return NULL;
     }
     json_t *o = json_object();
@@ -83,7 +83,7 @@ json_t *eval_measure(vqj_context *ctx, const vqj_model *model, const vqj_model *
         if (!st && !(st = vqj_eval_baseline(ctx, set, VQJ_EVAL_ANALOGY, &b)))
             put_ranks(o, "baseline_analogy", &b);
         if (st) {
-            fprintf(stderr, "vqjepa eval: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa eval: %s\n", vqj_last_error());
             json_decref(o);
             return NULL;
         }
@@ -143,7 +143,7 @@ json_t *eval_checkpoint(const char *ckpt, const char *data, int threads, vqj_dev
     vqj_eval_set *set = NULL;
     json_t *o = NULL;
     if (vqj_eval_set_load(c.ctx, data, vqj_model_context_window(c.model), &set) != VQJ_OK) {
-        fprintf(stderr, "vqjepa eval: %s\n", vqj_context_last_error(c.ctx));
+        fprintf(stderr, "vqjepa eval: %s\n", vqj_last_error());
         goto done;
     }
     *rc = CLI_FAILED;

@@ -143,13 +143,13 @@ static int emit_task(vqj_context *ctx, vqj_tokens *tokens, const vqj_arc_task *t
     }
     if (vqj_tokenize(ctx, tokens, s->grids, n) != VQJ_OK) {
         fprintf(stderr, "vqjepa tokenize: %s: %s\n", vqj_arc_task_name(task),
-                vqj_context_last_error(ctx));
+                vqj_last_error());
         return CLI_BAD_INPUT;
     }
     const size_t M = (size_t)p->max_objects, F = (size_t)vqj_tokenizer_feature_dim(p);
     for (size_t g = 0; g < n; g++) {
         if (vqj_tokens_padded(ctx, tokens, g, s->features, s->mask, s->adjacency) != VQJ_OK) {
-            fprintf(stderr, "vqjepa tokenize: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa tokenize: %s\n", vqj_last_error());
             return CLI_FAILED;
         }
         fputs("{\"task\": ", stdout);
@@ -211,7 +211,7 @@ int cmd_tokenize(int argc, char **argv)
     const size_t M = (size_t)p.max_objects, F = (size_t)vqj_tokenizer_feature_dim(&p);
     int status = CLI_OK;
     if (vqj_tokens_create(ctx, &p, &tokens) != VQJ_OK) {
-        fprintf(stderr, "vqjepa tokenize: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa tokenize: %s\n", vqj_last_error());
         status = CLI_FAILED;
         goto done;
     }
@@ -228,7 +228,7 @@ int cmd_tokenize(int argc, char **argv)
         if (vqj_arc_task_load(ctx, argv[i], &task) != VQJ_OK) {
             /* The message names the file and where in it. */
             fflush(stdout);
-            fprintf(stderr, "vqjepa tokenize: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa tokenize: %s\n", vqj_last_error());
             status = CLI_BAD_INPUT;
             continue;
         }

@@ -118,11 +118,11 @@ int run_parse_device(const char *command, const char *name, vqj_device_kind *out
     return 0;
 }
 
-int run_config_device(vqj_context *ctx, vqj_config *cfg, vqj_device_kind device)
+int run_config_device(vqj_config *cfg, vqj_device_kind device)
 {
     if (vqj_config_set(cfg, "training.device", device == VQJ_DEVICE_CUDA ? "cuda" : "cpu") !=
         VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         return -1;
     }
     return 0;
@@ -193,8 +193,8 @@ vqj_config *run_load_config(vqj_context *ctx, const run_options *o)
     else
         st = run_config_open(ctx, o->config_path, &cfg);
     if (st != VQJ_OK) {
-        if (*vqj_context_last_error(ctx)) /* else run_config_open() said why */
-            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        if (*vqj_last_error()) /* else run_config_open() said why */
+            fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         return NULL;
     }
     return cfg;
@@ -215,7 +215,7 @@ static vqj_config *checkpoint_config(const char *command, vqj_context *ctx, cons
         vqj_config_parse(ctx, yaml, strlen(yaml), path, &cfg) != VQJ_OK ||
         vqj_config_set(cfg, "seed", seedbuf) != VQJ_OK) {
         fprintf(stderr, "vqjepa %s: %s\n", command,
-                yaml ? vqj_context_last_error(ctx) : "out of memory");
+                yaml ? vqj_last_error() : "out of memory");
         vqj_config_destroy(cfg);
         cfg = NULL;
     }
@@ -236,7 +236,7 @@ int run_checkpoint_open(const char *command, const char *path, int threads,
     } else {
         /* An untrained model: the checkpoint's configuration built afresh. */
         vqj_config *cfg = checkpoint_config(command, c->ctx, path);
-        if (!cfg || run_config_device(c->ctx, cfg, device)) {
+        if (!cfg || run_config_device(cfg, device)) {
             vqj_config_destroy(cfg);
             run_checkpoint_close(c);
             return -1;
@@ -263,7 +263,7 @@ int run_checkpoint_open(const char *command, const char *path, int threads,
             st = vqj_model_with_tokenizer(c->base, &t, &c->model);
     }
     if (st) {
-        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_context_last_error(c->ctx));
+        fprintf(stderr, "vqjepa %s: %s\n", command, vqj_last_error());
         run_checkpoint_close(c);
         return -1;
     }
@@ -295,7 +295,7 @@ static vqj_dataset *load_data(vqj_context *ctx, const vqj_config *cfg, const vqj
     vqj_synthetic_params sp;
     vqj_synthetic_params_default(&sp);
     if (vqj_config_dataset_params(cfg, &dp) || vqj_config_synthetic_params(cfg, &sp)) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         return NULL;
     }
     dp.skip_bad = o->skip_bad ? 1 : dp.skip_bad;
@@ -329,7 +329,7 @@ static vqj_dataset *load_data(vqj_context *ctx, const vqj_config *cfg, const vqj
     else
         st = vqj_dataset_from_arc(ctx, &dp, path, &ds);
     if (st) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         return NULL;
     }
     if (vqj_dataset_num_skipped(ds))
@@ -427,8 +427,7 @@ static int mkdir_p(const char *path)
 }
 
 /* The run's position and early-stopping state in the checkpoint metadata. */
-static int save_checkpoint(vqj_context *ctx, vqj_trainer *tr, const char *path, const char *yaml,
-                           const run_state *s)
+static int save_checkpoint(vqj_trainer *tr, const char *path, const char *yaml, const run_state *s)
 {
     if (run_rank() != 0) /* data-parallel: rank 0 writes, the others hold the same */
         return 0;
@@ -454,7 +453,7 @@ static int save_checkpoint(vqj_context *ctx, vqj_trainer *tr, const char *path, 
                           "run.early_stopping", es,    "run.val_losses", vals,
                           NULL};
     if (vqj_trainer_save_with_metadata(tr, path, yaml, meta) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         return -1;
     }
     return 0;
@@ -464,7 +463,7 @@ static int read_meta(vqj_context *ctx, const char *path, const char *key, char *
 {
     size_t len = 0;
     if (vqj_checkpoint_read_metadata(ctx, path, key, buf, cap, &len) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         return -1;
     }
     return 0;
@@ -585,8 +584,8 @@ static void add_codes(const vqj_trainer *tr, vqj_metrics_window *win)
 
 /* Validation loss: the mean over the validation set in batches. With
  * `codes`, the codes of every context and target token go into it too. */
-static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, int B,
-                    vqj_batch *b, vqj_metrics_window *codes, double *out, double *infonce)
+static int validate(vqj_trainer *tr, const vqj_dataset *val, int B, vqj_batch *b,
+                    vqj_metrics_window *codes, double *out, double *infonce)
 {
     size_t n = vqj_dataset_num_examples(val);
     *out = NAN;
@@ -604,7 +603,7 @@ static int validate(vqj_context *ctx, vqj_trainer *tr, const vqj_dataset *val, i
         if (vqj_batch_fill(b, val, NULL, 0, 0, order + first, (size_t)cnt) != VQJ_OK ||
             vqj_trainer_evaluate(tr, vqj_batch_context(b), vqj_batch_targets(b), cnt, &m) !=
                 VQJ_OK) {
-            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
             free(order);
             return -1;
         }
@@ -663,7 +662,7 @@ static int end_eval(vqj_context *ctx, const vqj_config *cfg, const run_options *
         vqj_eval_set_from_dataset(ctx, val, &set) != VQJ_OK ||
         vqj_trainer_create_from_config(ctx, cfg, &init) != VQJ_OK ||
         vqj_model_from_trainer(init, &init_model) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: evaluation: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: evaluation: %s\n", vqj_last_error());
         goto done;
     }
     if (!(r = eval_measure(ctx, model, init_model, set, 1)))
@@ -717,9 +716,9 @@ int run_training(const run_options *o, run_outcome *out)
     char seedbuf[32];
     snprintf(seedbuf, sizeof seedbuf, "%lld", (long long)o->seed);
     if ((o->seed >= 0 && vqj_config_set(cfg, "seed", seedbuf) != VQJ_OK) ||
-        (o->device >= 0 && run_config_device(pctx, cfg, (vqj_device_kind)o->device))) {
+        (o->device >= 0 && run_config_device(cfg, (vqj_device_kind)o->device))) {
         if (o->seed >= 0)
-            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(pctx));
+            fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         vqj_config_destroy(cfg);
         vqj_context_destroy(pctx);
         return CLI_BAD_INPUT;
@@ -731,7 +730,7 @@ int run_training(const run_options *o, run_outcome *out)
         char batchbuf[32];
         snprintf(batchbuf, sizeof batchbuf, "%d", o->batch);
         if (vqj_config_set(cfg, "training.batch_size", batchbuf) != VQJ_OK) {
-            fprintf(stderr, "vqjepa: --batch: %s\n", vqj_context_last_error(pctx));
+            fprintf(stderr, "vqjepa: --batch: %s\n", vqj_last_error());
             vqj_config_destroy(cfg);
             vqj_context_destroy(pctx);
             return CLI_BAD_INPUT;
@@ -741,7 +740,7 @@ int run_training(const run_options *o, run_outcome *out)
     char *yaml = NULL;
     vqj_config_run(cfg, &rp);
     if (vqj_config_write_yaml(cfg, &yaml) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(pctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         vqj_config_destroy(cfg);
         vqj_context_destroy(pctx);
         return CLI_FAILED;
@@ -799,7 +798,7 @@ int run_training(const run_options *o, run_outcome *out)
         goto done;
     if (vqj_dataset_split(all, rp.validation_split, rp.validation_seed, &train, &val) !=
         VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         goto done;
     }
     size_t n_train = vqj_dataset_num_examples(train);
@@ -810,7 +809,7 @@ int run_training(const run_options *o, run_outcome *out)
     }
     vqj_status cst = vqj_trainer_create_from_config(ctx, cfg, &tr);
     if (cst != VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         if (cst == VQJ_ERR_INVALID_ARGUMENT) /* e.g. needs more memory than the limit */
             rc = CLI_BAD_INPUT;
         goto done;
@@ -834,7 +833,7 @@ int run_training(const run_options *o, run_outcome *out)
                                   cbp.enabled ? cbp.num_embeddings : 0, &win) != VQJ_OK ||
         vqj_metrics_window_create(ctx, P, 2, cbp.enabled ? cbp.num_embeddings : 0,
                                   &val_win) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         goto done;
     }
 
@@ -861,7 +860,7 @@ int run_training(const run_options *o, run_outcome *out)
                             rp.early_stopping_mode);
     if (o->resume) {
         if (vqj_trainer_load(tr, o->resume) != VQJ_OK) {
-            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
             rc = CLI_BAD_INPUT;
             goto done;
         }
@@ -888,7 +887,7 @@ int run_training(const run_options *o, run_outcome *out)
         goto done;
     }
     if (vqj_batch_create(ctx, &bb) != VQJ_OK) {
-        fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+        fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
         goto done;
     }
     /* An epoch is a whole number of accumulation cycles, so that the
@@ -937,7 +936,7 @@ int run_training(const run_options *o, run_outcome *out)
             vqj_metrics_window_compute(win, &wm) == VQJ_OK) {                                  \
             double vloss_ = NAN;                                                               \
             vqj_metrics_window_reset(val_win);                                                 \
-            if (validate(ctx, tr, val, B, bb, val_win, &vloss_, NULL) ||                  \
+            if (validate(tr, val, B, bb, val_win, &vloss_, NULL) ||                  \
                 vqj_metrics_window_compute(val_win, &vm) != VQJ_OK) {                          \
                 rc = CLI_FAILED;                                                               \
                 goto done;                                                                     \
@@ -1001,7 +1000,7 @@ int run_training(const run_options *o, run_outcome *out)
         for (size_t i = 0; i < n_train; i++)
             order[i] = i;
         if (rp.shuffle && vqj_dataset_shuffle(train, seed, s.epoch, order) != VQJ_OK) {
-            fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+            fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
             rc = CLI_FAILED;
             goto done;
         }
@@ -1016,7 +1015,7 @@ int run_training(const run_options *o, run_outcome *out)
                                (size_t)B) != VQJ_OK ||
                 vqj_trainer_step(tr, vqj_batch_context(bb), vqj_batch_targets(bb), B, &mm) !=
                     VQJ_OK) {
-                fprintf(stderr, "vqjepa: %s\n", vqj_context_last_error(ctx));
+                fprintf(stderr, "vqjepa: %s\n", vqj_last_error());
                 rc = CLI_FAILED;
                 goto done;
             }
@@ -1112,7 +1111,7 @@ int run_training(const run_options *o, run_outcome *out)
                 run_state at = s;
                 at.next = s.next + 1;
                 snprintf(path, sizeof path, "%s/last.safetensors", dir);
-                if (save_checkpoint(ctx, tr, path, yaml, &at))
+                if (save_checkpoint(tr, path, yaml, &at))
                     goto fail;
             }
         }
@@ -1123,7 +1122,7 @@ int run_training(const run_options *o, run_outcome *out)
              * evaluation changes nothing, so a resumed run is unaffected),
              * then the checkpoint to resume from. */
             double vloss;
-            if (validate(ctx, tr, val, B, bb, NULL, &vloss, &out->final_val_infonce)) {
+            if (validate(tr, val, B, bb, NULL, &vloss, &out->final_val_infonce)) {
                 rc = CLI_FAILED;
                 goto done;
             }
@@ -1146,7 +1145,7 @@ int run_training(const run_options *o, run_outcome *out)
         }
         /* End of epoch: validation, diagnostics, early stopping, checkpoints. */
         double vloss;
-        if (validate(ctx, tr, val, B, bb, NULL, &vloss, &out->final_val_infonce)) {
+        if (validate(tr, val, B, bb, NULL, &vloss, &out->final_val_infonce)) {
             rc = CLI_FAILED;
             goto done;
         }
@@ -1182,12 +1181,12 @@ int run_training(const run_options *o, run_outcome *out)
         next.sum_w = 0;
         if (improved) {
             snprintf(path, sizeof path, "%s/best.safetensors", dir);
-            if (save_checkpoint(ctx, tr, path, yaml, &next))
+            if (save_checkpoint(tr, path, yaml, &next))
                 goto fail;
         }
         if (rp.checkpoint_interval > 0 && (s.epoch + 1) % rp.checkpoint_interval == 0) {
             snprintf(path, sizeof path, "%s/epoch_%d.safetensors", dir, s.epoch + 1);
-            if (save_checkpoint(ctx, tr, path, yaml, &next))
+            if (save_checkpoint(tr, path, yaml, &next))
                 goto fail;
         }
         if (o->abort_on_collapse &&
@@ -1209,7 +1208,7 @@ int run_training(const run_options *o, run_outcome *out)
     if (rp.diagnostics_enabled && last_diag_step != out->steps)
         DIAGNOSE(out->steps, s.epoch + 1, last);
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
-    if (save_checkpoint(ctx, tr, path, yaml, &s))
+    if (save_checkpoint(tr, path, yaml, &s))
         goto fail;
     if (!interrupted && run_rank() == 0 && vqj_dataset_num_examples(val) > 0 &&
         end_eval(ctx, cfg, o, tr, val, dir))

@@ -4,7 +4,7 @@
 #ifndef VQJ_RUN_H
 #define VQJ_RUN_H
 
-#include "vqjepa.h"
+#include "vqjepa_stages.h"
 
 #include <stdint.h>
 
@@ -84,7 +84,7 @@ vqj_context *run_context(const char *command, int threads, vqj_device_kind devic
 int run_parse_device(const char *command, const char *name, vqj_device_kind *out);
 
 /* Make `cfg` compute on `device` (training.device); 0 on success. */
-int run_config_device(vqj_context *ctx, vqj_config *cfg, vqj_device_kind device);
+int run_config_device(vqj_config *cfg, vqj_device_kind device);
 
 /* A checkpoint's model: with `trained`, read whole from the file
  * (vqj_model_load); without, the same configuration (and seed) as

@@ -29,6 +29,17 @@ from vqjepa._core import np  # noqa: E402  (numpy as the package uses it, or Non
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.environ.get("VQJEPA_INCLUDE", os.path.join(HERE, "..", "..", "include"))
 HEADER = os.path.join(INCLUDE, "vqjepa.h")
+# The experimental tier (it includes vqjepa.h): the bindings wrap both.
+STAGES_HEADER = os.path.join(INCLUDE, "vqjepa_stages.h")
+
+
+def header_text():
+    """The declarations of both headers, stable first."""
+    text = ""
+    for path in (HEADER, STAGES_HEADER):
+        with open(path) as f:
+            text += f.read()
+    return text
 
 try:
     import safetensors
@@ -121,7 +132,7 @@ class TestBasics(unittest.TestCase):
         structs = [s for s in vars(_lib).values()
                    if isinstance(s, type) and issubclass(s, ctypes.Structure)
                    and s.__name__.startswith("vqj_")]
-        lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "vqjepa.h"',
+        lines = ["#include <stddef.h>", "#include <stdio.h>", '#include "vqjepa_stages.h"',
                  "int main(void) {"]
         expect = []
         for s in structs:
@@ -147,17 +158,15 @@ class TestBasics(unittest.TestCase):
         if not os.path.exists(HEADER):
             self.skipTest("no header")
         import re
-        with open(HEADER) as f:
-            names = set(re.findall(r"^VQJ_API[^;]*?\b(vqj_\w+)\s*\(", f.read(), re.M | re.S))
+        names = set(re.findall(r"^VQJ_API[^;]*?\b(vqj_\w+)\s*\(", header_text(), re.M | re.S))
         wrapped = set(_lib._PROTOTYPES)
         # The health/early-stopping helpers and the augmentations are for C
         # programs and the CLI; the rest must be callable.
         skip = re.compile(r"^vqj_(health_|early_stopping_|augment_|view_)")
         missing = sorted(n for n in names - wrapped if not skip.match(n))
-        self.assertEqual(missing, [], "functions of vqjepa.h without a ctypes prototype")
+        self.assertEqual(missing, [], "functions of the headers without a ctypes prototype")
         # and every prototype has the header's number of parameters
-        with open(HEADER) as f:
-            text = f.read()
+        text = header_text()
         wrong = []
         for m in re.finditer(r"^VQJ_API[^;]*?\b(vqj_\w+)\s*\(([^;]*)\)\s*;", text, re.M | re.S):
             name, params = m.group(1), m.group(2).strip()

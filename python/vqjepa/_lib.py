@@ -10,7 +10,8 @@ The library is looked for, in order:
 4. the ``libdir`` that ``pkg-config --variable=libdir vqjepa`` prints
    (honours ``PKG_CONFIG_PATH``), then ``/usr/local/lib`` and ``/usr/lib``.
 
-The structs below mirror include/vqjepa.h field for field. Params structs
+The structs below mirror include/vqjepa.h and include/vqjepa_stages.h field
+for field. Params structs
 carry their size, so a newer library that appended fields still accepts
 them (it uses its defaults for the fields this binding does not know).
 """
@@ -317,7 +318,6 @@ _PROTOTYPES = {
     "vqj_status_string": (STR, [I]),
     "vqj_context_create": (S, [ctypes.POINTER(vqj_context_params), ctypes.POINTER(P)]),
     "vqj_context_destroy": (None, [P]),
-    "vqj_context_last_error": (STR, [P]),
     "vqj_last_error": (STR, []),
     "vqj_context_device": (I, [P]),
     "vqj_context_num_threads": (I, [P]),

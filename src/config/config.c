@@ -10,6 +10,7 @@
  * their files; tests/test_config.c checks at the range boundaries that
  * every value this table accepts is accepted by the module too. */
 #include "config/config.h"
+#include "core/params.h"
 
 #include <yaml.h>
 
@@ -148,7 +149,7 @@ static const int objective_values[] = {VQJ_OBJECTIVE_INFONCE, VQJ_OBJECTIVE_SIGR
 _Static_assert(sizeof(vqj_objective) == sizeof(int), "enum size");
 static const int zero_values[] = {0};
 
-/* Ranges: the modules' documented ranges (include/vqjepa.h), intersected
+/* Ranges: the modules' documented ranges (include/vqjepa_stages.h), intersected
  * where one key feeds several modules. Order: the writer's. */
 static const key_def keys[] = {
     KU64("seed", seed),
@@ -1356,7 +1357,11 @@ vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out)
     r.log_dir = cfg->log_dir;
     r.run_name = cfg->run_name;
     r.checkpoint_steps = cfg->checkpoint_steps;
-    return copy_out(cfg, out, &r, sizeof r, "vqj_config_run");
+    vqj_status st = vqji_result_check(cfg->ctx, out->size, VQJI_V1_RUN_PARAMS, "vqj_config_run",
+                                      "vqj_run_params");
+    if (!st)
+        vqji_result_copy(out, &r, sizeof r);
+    return st;
 }
 
 /* ------------------------------------------------------------ the writer */

@@ -3,7 +3,7 @@
 #ifndef VQJ_CORE_H
 #define VQJ_CORE_H
 
-#include "vqjepa.h"
+#include "vqjepa_stages.h"
 #include "core/limits.h"
 
 #include <stdarg.h>
@@ -23,12 +23,11 @@ struct vqj_context {
 };
 
 /* A context over `parent`'s device with another seed (a trainer built from
- * a configuration computes with the configuration's seed). Its errors are
- * read through the parent (vqj_context_last_error(parent)); the parent must
+ * a configuration computes with the configuration's seed). The parent must
  * outlive it. Destroy it with vqj_context_destroy(), which leaves the shared
  * device alone. */
 vqj_status vqji_context_derive(vqj_context *parent, uint64_t seed, vqj_context **out);
-/* The context whose errors `ctx` reports (itself unless derived). */
+/* The context `ctx` was derived from (itself unless derived). */
 const vqj_context *vqji_context_root(const vqj_context *ctx);
 /* Whether handles of `a` and `b` may work together: the same context, or
  * contexts derived from one (they share its device). */

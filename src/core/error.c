@@ -1,12 +1,11 @@
 /* Error messages are kept per thread so that threads sharing a context never
- * race on one buffer; each message remembers which context it came from. */
+ * race on one buffer. */
 #include "core.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static _Thread_local struct {
-    const vqj_context *ctx;
     char message[VQJI_ERROR_MAX];
 } last_error;
 
@@ -17,7 +16,7 @@ const vqj_context *vqji_context_root(const vqj_context *ctx)
 
 vqj_status vqji_vfail(const vqj_context *ctx, vqj_status status, const char *fmt, va_list ap)
 {
-    last_error.ctx = vqji_context_root(ctx);
+    (void)ctx;
     vsnprintf(last_error.message, sizeof last_error.message, fmt, ap);
     return status;
 }
@@ -33,13 +32,8 @@ vqj_status vqji_fail(const vqj_context *ctx, vqj_status status, const char *fmt,
 
 void vqji_clear_error(const vqj_context *ctx)
 {
-    last_error.ctx = vqji_context_root(ctx);
+    (void)ctx;
     last_error.message[0] = '\0';
-}
-
-const char *vqj_context_last_error(const vqj_context *ctx)
-{
-    return last_error.ctx == vqji_context_root(ctx) ? last_error.message : "";
 }
 
 const char *vqj_last_error(void)

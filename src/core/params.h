@@ -32,8 +32,45 @@
 /* Results the library writes up to the caller's size. */
 #define VQJI_V1_LOSS_VALUES VQJI_END_OF(vqj_loss_values, temperature)
 #define VQJI_V1_CODEBOOK_STATS offsetof(vqj_codebook_stats, dead_replaced)
+#define VQJI_V1_TRAIN_METRICS VQJI_END_OF(vqj_train_metrics, usage_ratio)
+#define VQJI_V1_EMBEDDING_METRICS VQJI_END_OF(vqj_embedding_metrics, gaussian_score)
+#define VQJI_V1_WINDOW_METRICS VQJI_END_OF(vqj_window_metrics, usage_ratio)
+#define VQJI_V1_RUN_PARAMS VQJI_END_OF(vqj_run_params, run_name)
+/* vqj_eval_result came after 0.1.0: its first published struct is 0.2's. */
+#define VQJI_V1_EVAL_RESULT VQJI_END_OF(vqj_eval_result, code_shared_different)
 
-/* `first_size` is the struct's size in the first release that had it. */
+/* A result struct's `size` (set by the caller) must cover the first
+ * published struct, `first_size` bytes; `type` names it in the message. */
+static inline vqj_status vqji_result_check(const vqj_context *ctx, size_t size, size_t first_size,
+                                           const char *fn, const char *type)
+{
+    if (size < first_size)
+        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                         "%s: out->size is %zu, smaller than any published %s (%zu); set it to "
+                         "sizeof(%s)",
+                         fn, size, type, first_size, type);
+    return VQJ_OK;
+}
+
+/* Write the result `full` (full_size bytes) into the caller's `out`, up to
+ * the caller's size; `size` keeps the caller's value. */
+static inline void vqji_result_copy(void *out, const void *full, size_t full_size)
+{
+    const size_t size = *(const size_t *)out;
+    memcpy(out, full, size < full_size ? size : full_size);
+    *(size_t *)out = size;
+}
+
+/* sizeof() of a struct of the first release whose fields end at `v1`: the
+ * end rounded up to the structs' alignment (each starts with a size_t). */
+#define VQJI_V1_PADDED(v1) (((v1) + sizeof(size_t) - 1) / sizeof(size_t) * sizeof(size_t))
+
+/* `first_size` is the end of the struct's fields in the first release that
+ * had it. A caller of that release passes its sizeof(), which may reach
+ * into a field added since (0.1's vqj_codebook_params ends at 44 bytes, is
+ * 48 long, and today's dead_code_threshold sits at 44): those padding bytes
+ * hold whatever the caller's memory held, so from such a caller only the
+ * first release's fields are read. */
 static inline vqj_status vqji_params_copy(const vqj_context *ctx, void *dst, size_t dst_size,
                                           const void *src, size_t first_size, const char *what)
 {
@@ -52,7 +89,10 @@ static inline vqj_status vqji_params_copy(const vqj_context *ctx, void *dst, siz
                                  "this version cannot honour",
                                  what, src_size, dst_size);
     }
-    memcpy(dst, src, src_size < dst_size ? src_size : dst_size);
+    size_t copy = src_size < dst_size ? src_size : dst_size;
+    if (src_size < dst_size && src_size <= VQJI_V1_PADDED(first_size))
+        copy = first_size;
+    memcpy(dst, src, copy);
     *(size_t *)dst = dst_size;
     return VQJ_OK;
 }

@@ -519,7 +519,7 @@ static vqj_status load_task_file(vqj_dataset *ds, const char *file, uint32_t *gr
         if (!ds->params.skip_bad)
             return st;
         char message[VQJI_ERROR_MAX];
-        snprintf(message, sizeof message, "%s", vqj_context_last_error(ds->ctx));
+        snprintf(message, sizeof message, "%s", vqj_last_error());
         vqji_clear_error(ds->ctx);
         return vqji_dataset_skip(ds, message);
     }
@@ -663,7 +663,7 @@ static vqj_status tasks_from_jsonl(vqj_context *ctx, const char *path, vqj_arc_t
             n++;
         else if (id) { /* say where the bad task is */
             char message[VQJI_ERROR_MAX];
-            snprintf(message, sizeof message, "%s", vqj_context_last_error(ctx));
+            snprintf(message, sizeof message, "%s", vqj_last_error());
             st = vqji_fail(ctx, st, "%s:%zu: %s", path, lineno, message);
         }
     }

@@ -198,7 +198,7 @@ static vqj_status task_record(jsonl_state *s, const char *line, size_t len, cons
     vqj_arc_task *task = NULL;
     vqj_status st = vqj_arc_task_parse(s->ds->ctx, line, len, id ? id : "task", &task);
     if (st == VQJ_ERR_PARSE) {
-        st = bad(why, size, "%s", vqj_context_last_error(s->ds->ctx));
+        st = bad(why, size, "%s", vqj_last_error());
         vqji_clear_error(s->ds->ctx);
         return st;
     }

@@ -112,12 +112,7 @@ vqj_status vqj_context_create(const vqj_context_params *params, vqj_context **ou
         return st;
     ctx->params = p;
     st = vqji_device_create(ctx, &ctx->device);
-    if (st) {
-        /* The device recorded its message against ctx; keep it readable
-         * through vqj_last_error() once ctx is gone. */
-        char message[VQJI_ERROR_MAX];
-        snprintf(message, sizeof message, "%s", vqj_last_error());
-        vqji_fail(NULL, st, "%s", message);
+    if (st) { /* the device's message stays in vqj_last_error() */
         free(ctx);
         return st;
     }

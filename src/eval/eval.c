@@ -6,6 +6,7 @@
  * table), so that a duplicate output is one candidate and a duplicate of
  * the right output is right. Queries refer to grids by index. */
 #include "core/core.h"
+#include "core/params.h"
 #include "data/data.h"
 #include "model/workspace.h"
 
@@ -379,12 +380,7 @@ static void rank_query(const vqj_eval_set *s, size_t q, const double *cand_score
 
 static vqj_status check_out(const vqj_context *ctx, const vqj_eval_result *out, const char *fn)
 {
-    if (out->size < sizeof *out)
-        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: out->size is %zu, expected at least %zu; set it to "
-                         "sizeof(vqj_eval_result)",
-                         fn, out->size, sizeof *out);
-    return VQJ_OK;
+    return vqji_result_check(ctx, out->size, VQJI_V1_EVAL_RESULT, fn, "vqj_eval_result");
 }
 
 static void fill_retrieval(const vqj_eval_set *s, const tally *t, vqj_eval_result *r)
@@ -570,7 +566,7 @@ vqj_status vqj_eval_model(const vqj_model *model, const vqj_eval_set *s, vqj_eva
     fill_retrieval(s, &t, &r);
     if ((st = code_stats(ctx, items, num_items, K, &r)))
         goto done;
-    *out = r;
+    vqji_result_copy(out, &r, sizeof r);
 done:
     free(emb);
     free(codes);
@@ -673,7 +669,7 @@ vqj_status vqj_eval_baseline(vqj_context *ctx, const vqj_eval_set *s, vqj_eval_m
     r.size = out->size;
     fill_retrieval(s, &t, &r);
     r.code_same_identical = 1.0;
-    *out = r;
+    vqji_result_copy(out, &r, sizeof r);
 done:
     free(v);
     free(score);

@@ -6,6 +6,7 @@
  * O(n d) host loops, all in double. */
 #include "core/core.h"
 #include "core/linalg.h" /* the host fallback of covariance_eigvals() */
+#include "core/params.h"
 #include "device/device.h"
 
 #include <math.h>
@@ -146,7 +147,7 @@ static vqj_status embedding_metrics(vqj_context *ctx, const char *fn, const floa
                     return vqji_fail(ctx, VQJ_ERR_NUMERIC, "%s: x[%d][%d] is %g, not finite",
                                      fn, i, j, (double)x[(size_t)i * d + j]);
     if (n < 2) { /* no estimate of a variance: the documented zeros */
-        *out = r;
+        vqji_result_copy(out, &r, sizeof r);
         return VQJ_OK;
     }
     double *moments = NULL, *w = NULL;
@@ -165,7 +166,7 @@ static vqj_status embedding_metrics(vqj_context *ctx, const char *fn, const floa
         r.gaussian_score = (float)gaussian;
         r.isotropy = (float)isotropy;
         r.effective_rank = (float)erank;
-        *out = r;
+        vqji_result_copy(out, &r, sizeof r);
     }
     free(w);
     free(moments);
@@ -187,15 +188,13 @@ vqj_status vqj_embedding_metrics_compute(vqj_context *ctx, const float *x, int n
     if (!ctx || !out || (!x && n > 0))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: NULL argument", fn);
     vqji_clear_error(ctx);
-    if (out->size < sizeof *out)
-        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: out->size is %zu, expected at least %zu; set it to "
-                         "sizeof(vqj_embedding_metrics)",
-                         fn, out->size, sizeof *out);
+    vqj_status st = vqji_result_check(ctx, out->size, VQJI_V1_EMBEDDING_METRICS, fn,
+                                      "vqj_embedding_metrics");
+    if (st)
+        return st;
     if (n < 0)
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: n is %d; it must be >= 0", fn, n);
-    vqj_status st = check_dim(ctx, fn, d);
-    if (st)
+    if ((st = check_dim(ctx, fn, d)))
         return st;
     return embedding_metrics(ctx, fn, x, n, d, true, out);
 }
@@ -373,12 +372,10 @@ vqj_status vqj_metrics_window_compute(vqj_metrics_window *w, vqj_window_metrics 
     vqji_clear_error(w->ctx);
     /* Callers built against the first published struct (up to usage_ratio)
      * get its fields; the rest is written only when out->size has room. */
-    size_t first = offsetof(vqj_window_metrics, usage_ratio) + sizeof out->usage_ratio;
-    if (out->size < first)
-        return vqji_fail(w->ctx, VQJ_ERR_INVALID_ARGUMENT,
-                         "%s: out->size is %zu, expected at least %zu; set it to "
-                         "sizeof(vqj_window_metrics)",
-                         fn, out->size, first);
+    vqj_status st = vqji_result_check(w->ctx, out->size, VQJI_V1_WINDOW_METRICS, fn,
+                                      "vqj_window_metrics");
+    if (st)
+        return st;
     vqj_window_metrics r;
     memset(&r, 0, sizeof r);
     r.size = out->size;
@@ -386,13 +383,13 @@ vqj_status vqj_metrics_window_compute(vqj_metrics_window *w, vqj_window_metrics 
     r.target.size = sizeof r.target;
     /* The metrics do not depend on row order, so the ring is measured as it
      * lies: its first `rows` rows are exactly the window's rows. */
-    vqj_status st = embedding_metrics(w->ctx, fn, w->context, w->rows, w->dim, false, &r.context);
+    st = embedding_metrics(w->ctx, fn, w->context, w->rows, w->dim, false, &r.context);
     if (!st)
         st = embedding_metrics(w->ctx, fn, w->target, w->rows, w->dim, false, &r.target);
     if (st)
         return st;
     code_metrics(w, &r);
-    memcpy(out, &r, out->size < sizeof r ? out->size : sizeof r);
+    vqji_result_copy(out, &r, sizeof r);
     return VQJ_OK;
 }
 

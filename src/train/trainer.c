@@ -662,6 +662,9 @@ static vqj_status train_micro(vqj_trainer *tr, const vqj_tokens *context,
                               const vqj_grid *target_grids, vqj_train_metrics *m)
 {
     vqj_status st = check_tokens(tr, context, targets);
+    if (!st && m)
+        st = vqji_result_check(tr->ctx, m->size, VQJI_V1_TRAIN_METRICS, "vqj_trainer_step",
+                               "vqj_train_metrics");
     if (st)
         return st;
     /* Object dropout: this step's context without some of its objects
@@ -908,6 +911,9 @@ static vqj_status evaluate(vqj_trainer *tr, const vqj_grid *context, const vqj_g
         return st;
     const vqj_tokens *ctok = tr->context_tokens, *ttok = tr->target_tokens;
     if ((st = check_tokens(tr, ctok, ttok)))
+        return st;
+    if (m && (st = vqji_result_check(tr->ctx, m->size, VQJI_V1_TRAIN_METRICS,
+                                     "vqj_trainer_evaluate", "vqj_train_metrics")))
         return st;
     if (m) {
         size_t size = m->size;

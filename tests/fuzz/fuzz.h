@@ -4,7 +4,7 @@
 #ifndef VQJ_FUZZ_H
 #define VQJ_FUZZ_H
 
-#include "vqjepa.h"
+#include "vqjepa_stages.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -41,14 +41,14 @@ static inline const char *fuzz_file(const uint8_t *data, size_t size, const char
 }
 
 /* A status is one of the documented codes and comes with a message. */
-static inline void fuzz_check_status(vqj_context *ctx, vqj_status st)
+static inline void fuzz_check_status(vqj_status st)
 {
     if (st == VQJ_OK)
         return;
     if (st != VQJ_ERR_INVALID_ARGUMENT && st != VQJ_ERR_PARSE && st != VQJ_ERR_IO &&
         st != VQJ_ERR_UNSUPPORTED && st != VQJ_ERR_NUMERIC && st != VQJ_ERR_OUT_OF_MEMORY)
         abort();
-    if (!*vqj_context_last_error(ctx))
+    if (!*vqj_last_error())
         abort();
 }
 

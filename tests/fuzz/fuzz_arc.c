@@ -7,7 +7,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vqj_context *ctx = fuzz_context();
     vqj_arc_task *task = NULL;
     vqj_status st = vqj_arc_task_parse(ctx, (const char *)data, size, "fuzz", &task);
-    fuzz_check_status(ctx, st);
+    fuzz_check_status(st);
     if (st != VQJ_OK)
         return 0;
     for (int s = 0; s < 2; s++) {

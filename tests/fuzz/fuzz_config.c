@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vqj_context *ctx = fuzz_context();
     vqj_config *cfg = NULL, *again = NULL;
     vqj_status st = vqj_config_parse(ctx, (const char *)data, size, "fuzz", &cfg);
-    fuzz_check_status(ctx, st);
+    fuzz_check_status(st);
     if (st != VQJ_OK)
         return 0;
     char *yaml = NULL, *yaml2 = NULL;

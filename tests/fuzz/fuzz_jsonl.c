@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.skip_bad = (int)(size & 1);
     vqj_dataset *ds = NULL;
     vqj_status st = vqj_dataset_from_jsonl(ctx, &p, path, &ds);
-    fuzz_check_status(ctx, st);
+    fuzz_check_status(st);
     if (st == VQJ_OK && vqj_dataset_num_examples(ds) == 0)
         abort(); /* documented: no examples is an error */
     vqj_dataset_destroy(ds);

@@ -65,7 +65,7 @@ static void run(test_model *m, const scenario *sc, int first, int last, record *
         vqj_status st = vqj_trainer_step(m->trainer, context, targets, sc->batch, r);
         if (st != VQJ_OK) { /* every rank fails the same way, or MPI ends the run */
             fprintf(stderr, "test_mpi rank %d: step %d: %s\n", rank, i,
-                    vqj_context_last_error(m->ctx));
+                    vqj_last_error());
             exit(1);
         }
     }
@@ -228,8 +228,8 @@ static void mismatched_batch(void)
     test_model_batch(&m, 0, b, context, targets);
     vqj_train_metrics r = {.size = sizeof r};
     vqj_status st = vqj_trainer_step(m.trainer, context, targets, b, &r);
-    CHECK(st == VQJ_ERR_INVALID_ARGUMENT && strstr(vqj_context_last_error(m.ctx), "same global"),
-          "a mismatched batch gave %d: %s", (int)st, vqj_context_last_error(m.ctx));
+    CHECK(st == VQJ_ERR_INVALID_ARGUMENT && strstr(vqj_last_error(), "same global"),
+          "a mismatched batch gave %d: %s", (int)st, vqj_last_error());
     const char *cfg = rank == 0 ? "a: 1" : "a: 2";
     st = vqj_comm_check_same(comm, cfg, strlen(cfg), "the configuration");
     CHECK(st == VQJ_ERR_INVALID_ARGUMENT && strstr(vqj_last_error(), "differs across ranks"),
@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 {
     vqj_context *cctx = test_context();
     if (vqj_comm_init_mpi(cctx, &argc, &argv, &comm) != VQJ_OK) {
-        fprintf(stderr, "test_mpi: %s\n", vqj_context_last_error(cctx));
+        fprintf(stderr, "test_mpi: %s\n", vqj_last_error());
         return 1;
     }
     rank = vqj_comm_rank(comm);

@@ -182,8 +182,6 @@ class Library:
     def __init__(self, path, threads, seed):
         L = ctypes.CDLL(path)
         vp, sz = ctypes.c_void_p, ctypes.c_size_t
-        L.vqj_context_last_error.restype = ctypes.c_char_p
-        L.vqj_context_last_error.argtypes = [vp]
         L.vqj_last_error.restype = ctypes.c_char_p
         L.vqj_dataset_num_examples.restype = sz
         L.vqj_dataset_num_examples.argtypes = [vp]
@@ -223,7 +221,7 @@ class Library:
 
     def check(self, status):
         if status != 0:
-            raise RuntimeError(self.L.vqj_context_last_error(self.ctx).decode())
+            raise RuntimeError(self.L.vqj_last_error().decode())
 
     def dataset(self, data_dir, num_examples):
         dp = ctypes.create_string_buffer(512)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------
-# Tokenizer (DESIGN.md section 2, include/vqjepa.h)
+# Tokenizer (DESIGN.md section 2, include/vqjepa_stages.h)
 # ----------------------------------------------------------------------------
 
 BASE_FEATURES = 13

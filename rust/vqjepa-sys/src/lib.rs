@@ -1,4 +1,5 @@
-//! Raw declarations of libvqjepa's C API (`include/vqjepa.h`), written by
+//! Raw declarations of libvqjepa's C API (`include/vqjepa.h` and the
+//! experimental `include/vqjepa_stages.h`), written by
 //! hand to mirror the header: opaque handles, params and report structs
 //! (`#[repr(C)]`, field for field), enums as integer constants, and every
 //! `VQJ_API` function. The tests check the struct layouts against the C
@@ -493,7 +494,6 @@ extern "C" {
     pub fn vqj_context_params_default(params: *mut vqj_context_params);
     pub fn vqj_context_create(params: *const vqj_context_params, out: *mut *mut vqj_context) -> vqj_status;
     pub fn vqj_context_destroy(ctx: *mut vqj_context);
-    pub fn vqj_context_last_error(ctx: *const vqj_context) -> *const c_char;
     pub fn vqj_last_error() -> *const c_char;
     pub fn vqj_context_device(ctx: *const vqj_context) -> vqj_device_kind;
     pub fn vqj_context_num_threads(ctx: *const vqj_context) -> c_int;
@@ -1118,6 +1118,13 @@ mod tests {
         p.exists().then_some(p)
     }
 
+    /// The declarations of both headers: the stable vqjepa.h and the
+    /// experimental vqjepa_stages.h beside it.
+    fn header_text(h: &std::path::Path) -> String {
+        let stages = h.with_file_name("vqjepa_stages.h");
+        std::fs::read_to_string(h).unwrap() + &std::fs::read_to_string(stages).unwrap()
+    }
+
     /// (C expression, Rust value) pairs: the size and every field offset.
     macro_rules! layout {
         ($out:ident; $($ty:ident { $($f:ident),* $(,)? })*) => {$(
@@ -1165,7 +1172,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vqjepa-sys-layout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut src =
-            String::from("#include <stddef.h>\n#include <stdio.h>\n#include \"vqjepa.h\"\nint main(void) {\n");
+            String::from("#include <stddef.h>\n#include <stdio.h>\n#include \"vqjepa_stages.h\"\nint main(void) {\n");
         for (expr, _) in &v {
             src += &format!("    printf(\"%zu\\n\", (size_t){expr});\n");
         }
@@ -1201,7 +1208,7 @@ mod tests {
             eprintln!("skipped: include/vqjepa.h not found");
             return;
         };
-        let text = std::fs::read_to_string(h).unwrap();
+        let text = header_text(&h);
         let ours = include_str!("lib.rs");
         let mut missing = Vec::new();
         for decl in text.split("VQJ_API").skip(1) {
@@ -1214,7 +1221,7 @@ mod tests {
                 missing.push(name.to_string());
             }
         }
-        assert!(missing.is_empty(), "functions of vqjepa.h not declared here: {missing:?}");
+        assert!(missing.is_empty(), "functions of the headers not declared here: {missing:?}");
         // and with the header's number of parameters
         let flat: String = ours.split_whitespace().collect::<Vec<_>>().join(" ");
         let mut wrong = Vec::new();
