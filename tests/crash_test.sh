@@ -41,13 +41,18 @@ run="$tmp/run"
 ck="$run/last.safetensors"
 # Whole files only: every JSONL line parses, config.yaml is whole, and every
 # checkpoint under its final name loads (vqjepa eval reads it end to end).
+# A kill may cut the write of a log's last line (a write crossing a page is
+# not atomic for SIGKILL); the next run cuts that unfinished line, so after
+# a run that ends by itself ("final") every log ends with a whole line.
 check_folder() {
     for f in "$run"/*.jsonl; do
         [ -e "$f" ] || continue
         python3 -c 'import json,sys
-for i, l in enumerate(open(sys.argv[1]), 1):
+lines = open(sys.argv[1]).read().split("\n")
+for l in lines[:-1]:
     json.loads(l)
-' "$f" || fail "kill $1: $f has a partial line"
+sys.exit(1 if lines[-1] and sys.argv[2] == "final" else 0)
+' "$f" "$1" || fail "kill $1: $f has a partial line"
     done
     if [ -e "$run/config.yaml" ]; then
         "$VQJEPA" config --config "$run/config.yaml" > /dev/null 2>&1 ||
@@ -113,6 +118,13 @@ done < "$tmp/delays"
 check_folder final
 [ -z "$(find "$run" -name '*.tmp.*')" ] || fail "temporary files left after the final run"
 [ "$last_step" -gt 2 ] || fail "the runs made no progress (step $last_step)"
+# An unfinished last line, as a kill in the middle of its write leaves it:
+# the next run cuts it (and says so) before it appends.
+printf '{"step": 99999, "loss": {"to' >> "$run/loss_metrics.jsonl"
+"$VQJEPA" train --config "$tmp/tiny.yaml" --data synthetic --out "$run" --threads 1 --resume "$ck" \
+    --steps 1 > /dev/null 2> "$tmp/err" || { cat "$tmp/err" >&2; fail "the run after a torn line failed"; }
+grep -q "cut the unfinished last line of 1 log in" "$tmp/err" || { cat "$tmp/err" >&2; fail "a torn line was not cut"; }
+check_folder final
 # A full disk under the run's logs (/dev/full as loss_metrics.jsonl): the
 # run stops with the system's reason, and last.safetensors is untouched.
 cp "$ck" "$tmp/before.safetensors"

@@ -847,6 +847,12 @@ int run_training(const run_options *o, run_outcome *out)
     if (stale && !o->quiet)
         fprintf(stderr, "vqjepa: removed %d unfinished temporary file%s from %s\n", stale,
                 stale > 1 ? "s" : "", dir);
+    int torn = run_rank() == 0 ? runlog_trim_torn(dir) : 0;
+    if (torn < 0)
+        goto done;
+    if (torn && !o->quiet)
+        fprintf(stderr, "vqjepa: cut the unfinished last line of %d log%s in %s\n", torn,
+                torn > 1 ? "s" : "", dir);
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     char tmp[4200];
     FILE *cf = run_rank() == 0 ? runlog_create(path, tmp, sizeof tmp) : NULL;

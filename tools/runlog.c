@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void join(char *buf, size_t cap, const char *dir, const char *name)
@@ -148,6 +149,55 @@ int runlog_remove_stale(const char *dir)
     }
     closedir(d);
     return removed;
+}
+
+/* The length of DIR/NAME up to its last newline, or -1 when the file ends
+ * with one (or is empty or absent). */
+static off_t torn_at(int fd)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size == 0)
+        return -1;
+    char buf[4096];
+    off_t end = sb.st_size;
+    int last = 1;
+    while (end > 0) {
+        size_t n = end < (off_t)sizeof buf ? (size_t)end : sizeof buf;
+        off_t at = end - (off_t)n;
+        if (pread(fd, buf, n, at) != (ssize_t)n)
+            return -1;
+        for (size_t i = n; i-- > 0;) {
+            if (buf[i] == '\n')
+                return last && i == n - 1 ? -1 : at + (off_t)i + 1;
+            last = 0;
+        }
+        end = at;
+    }
+    return 0; /* one unfinished line and nothing before it */
+}
+
+int runlog_trim_torn(const char *dir)
+{
+    static const char *const logs[] = {RUNLOG_LOSS, RUNLOG_EPOCH, RUNLOG_EMBEDDING};
+    int trimmed = 0;
+    for (size_t i = 0; i < sizeof logs / sizeof *logs; i++) {
+        char path[4096];
+        join(path, sizeof path, dir, logs[i]);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            continue; /* not written yet (or not a file we may change) */
+        off_t keep = torn_at(fd);
+        int rc = keep >= 0 ? ftruncate(fd, keep) : 0;
+        int err = errno;
+        close(fd);
+        if (rc != 0) {
+            fprintf(stderr, "vqjepa: cannot cut the unfinished last line of %s: %s\n", path,
+                    strerror(err));
+            return -1;
+        }
+        trimmed += keep >= 0;
+    }
+    return trimmed;
 }
 
 json_t *runlog_read(const char *dir, const char *name)

@@ -33,6 +33,12 @@ int runlog_commit(FILE *f, const char *tmp, const char *path, int ok);
  * (one run writes a folder at a time); how many. */
 int runlog_remove_stale(const char *dir);
 
+/* Cut the unfinished last line that a killed run (or a full disk) may leave
+ * at the end of DIR's JSONL logs, so that the records appended next start
+ * on a line of their own; how many files were cut, -1 after a message on
+ * stderr. */
+int runlog_trim_torn(const char *dir);
+
 /* Every line of DIR/NAME parsed, as a JSON array (empty when the file does
  * not exist); NULL with a message on stderr when a line is not JSON. */
 json_t *runlog_read(const char *dir, const char *name);

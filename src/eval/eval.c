@@ -15,7 +15,7 @@
 #include <string.h>
 
 #define NONE UINT32_MAX
-#define MAX_T 64
+#define MAX_T VQJI_HI_CONTEXT_WINDOW
 /* Grids encoded and contexts predicted per model call. */
 #define ENCODE_BATCH 128
 #define PREDICT_BATCH 64
@@ -589,7 +589,7 @@ static vqj_status base_vectors(vqj_context *ctx, const vqj_eval_set *s, double *
 {
     vqj_tokenizer_params tp;
     vqj_tokenizer_params_default(&tp);
-    tp.max_objects = 4096;
+    tp.max_objects = VQJI_HI_MAX_OBJECTS; /* every object */
     tp.max_color_features = 0;
     tp.normalize = 0;
     vqj_tokens *tokens;
