@@ -876,6 +876,19 @@ static void test_vq(void **state)
     expect_close("vq_gather q", dget(gq, nd), q, nd, EXACT_TOL);
     expect_close("vq_gather err", dget(gerr, (size_t)n), err, (size_t)n, RED_TOL);
 
+    /* Grouped codes' layout: the column block 128..255 of z, packed, and
+     * back into the block 256..383 of a copy of z. */
+    const int bw = 128;
+    float *blk = hfloats((size_t)n * bw), *gblk = dpoison((size_t)n * bw);
+    OPS_GPU->vq_copy_block(env.gpu, n, bw, dz + bw, d, gblk, bw);
+    OPS_CPU->vq_copy_block(env.cpu, n, bw, z + bw, d, blk, bw);
+    expect_close("vq_copy_block packed", dget(gblk, (size_t)n * bw), blk, (size_t)n * bw,
+                 EXACT_TOL);
+    float *zb = hcopy(z, nd), *gzb = dfloats(z, nd);
+    OPS_GPU->vq_copy_block(env.gpu, n, bw, gblk, bw, gzb + 2 * bw, d);
+    OPS_CPU->vq_copy_block(env.cpu, n, bw, blk, bw, zb + 2 * bw, d);
+    expect_close("vq_copy_block strided", dget(gzb, nd), zb, nd, EXACT_TOL);
+
     /* Rows pointing outside 0..k-1 are ignored by the accumulation. */
     int32_t *aidx = hmem((size_t)n * sizeof(int32_t));
     memcpy(aidx, idx, (size_t)n * sizeof(int32_t));

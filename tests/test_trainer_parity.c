@@ -8,7 +8,11 @@
  * Three runs: grad_accum_steps 2 (five optimizer steps) and 1 (ten), and
  * "switches" (accumulation 1) through the built-in default's predictor
  * path: codes beside the path, grid features, slot embedding, GRU
- * aggregation, the analogy residual and a linear last head layer.
+ * aggregation, the analogy residual and a linear last head layer; and
+ * "dropout", the switches run (from an initial state of its own) with
+ * object dropout on the context and dead-code replacement by count with a
+ * cap: the twin's context token counts (the dropout mask) and re-seeded
+ * codes must be the library's.
  *
  * Run from the repository root (or set VQJ_TEST_DATA to the folder holding
  * train.bin). */
@@ -121,9 +125,10 @@ typedef struct rig {
  * they stay as created and are not compared. */
 static int twin_lacks(const char *name) { return strcmp(name, "loss.queue_ids") == 0; }
 
-/* Overwrite every tensor of a view with "init.<name>"; a tensor the file
- * lacks fails the test, so the EMA state and the queue are set too. */
-static void write_init(vqj_context *ctx, const vqjt_file *f, vqj_weights *w)
+/* Overwrite every tensor of a view with "<init><name>" (init: "init.", or
+ * a run's own "dropout.init."); a tensor the file lacks fails the test, so
+ * the EMA state and the queue are set too. */
+static void write_init(vqj_context *ctx, const vqjt_file *f, vqj_weights *w, const char *init)
 {
     for (size_t i = 0; i < vqj_weights_num_tensors(w); i++) {
         vqj_weight_info info;
@@ -131,7 +136,7 @@ static void write_init(vqj_context *ctx, const vqjt_file *f, vqj_weights *w)
         if (twin_lacks(info.name))
             continue;
         char key[160];
-        snprintf(key, sizeof key, "init.%s", info.name);
+        snprintf(key, sizeof key, "%s%s", init, info.name);
         const float *x = ref_f32(f, key, info.count);
         assert_ok(ctx, vqj_weights_write(w, info.name, x, info.count));
     }
@@ -143,6 +148,14 @@ static int run_int(const vqjt_file *f, const char *pre, const char *name, int fa
     char key[160];
     snprintf(key, sizeof key, "%s%s", pre, name);
     return vqjt_int(f, key, fallback);
+}
+
+/* A float of run `pre`, or `fallback`. */
+static float run_float(const vqjt_file *f, const char *pre, const char *name, float fallback)
+{
+    char key[160];
+    snprintf(key, sizeof key, "%s%s", pre, name);
+    return vqjt_float(f, key, fallback);
 }
 
 static void rig_create(rig *r, const vqjt_file *f, const char *pre)
@@ -179,6 +192,8 @@ static void rig_create(rig *r, const vqjt_file *f, const char *pre)
     bp.refresh_interval = cfg_int(f, "refresh_interval");
     bp.refresh_usage_threshold = cfg_float(f, "refresh_threshold");
     bp.kmeans_init = cfg_int(f, "kmeans_init"); /* 0 */
+    bp.dead_code_threshold = run_float(f, pre, "dead_code_threshold", 0.0f);
+    bp.dead_code_max_per_step = run_int(f, pre, "dead_code_max_per_step", 0);
     assert_ok(ctx, vqj_codebook_create(ctx, &bp, &r->codebook));
 
     vqj_predictor_params pp;
@@ -217,10 +232,14 @@ static void rig_create(rig *r, const vqjt_file *f, const char *pre)
     assert_ok(ctx, vqj_loss_create(ctx, &lp, &r->loss));
 
     /* The weights go in before the trainer copies the target network. */
-    write_init(ctx, f, vqj_encoder_weights(r->encoder));
-    write_init(ctx, f, vqj_codebook_weights(r->codebook));
-    write_init(ctx, f, vqj_predictor_weights(r->predictor));
-    write_init(ctx, f, vqj_loss_weights(r->loss));
+    char init[160];
+    snprintf(init, sizeof init, "%sinit.codebook.embedding", pre);
+    snprintf(init, sizeof init, "%s", vqjt_get(f, init) ? pre : "");
+    strcat(init, "init.");
+    write_init(ctx, f, vqj_encoder_weights(r->encoder), init);
+    write_init(ctx, f, vqj_codebook_weights(r->codebook), init);
+    write_init(ctx, f, vqj_predictor_weights(r->predictor), init);
+    write_init(ctx, f, vqj_loss_weights(r->loss), init);
 
     vqj_optimizer_params op;
     vqj_optimizer_params_default(&op);
@@ -251,6 +270,7 @@ static void rig_create(rig *r, const vqjt_file *f, const char *pre)
     trp.symmetry_modes = cfg_int(f, "symmetry_modes");
     trp.background = (uint16_t)cfg_int(f, "background");
     trp.ema_update_passes = (vqj_ema_passes)run_int(f, pre, "ema_update_passes", -1);
+    trp.object_dropout = run_float(f, pre, "object_dropout", 0.0f);
     assert_ok(ctx, vqj_trainer_create(ctx, &trp, &tp, r->encoder, r->codebook, r->predictor,
                                       r->loss, r->optimizer, &r->trainer));
 
@@ -351,13 +371,18 @@ static void run_parity(const char *pre)
     const int32_t *want_refreshed = ref_i32(f, key, S);
     snprintf(key, sizeof key, "%sactive_codes", pre);
     const int32_t *want_active = ref_i32(f, key, S);
+    snprintf(key, sizeof key, "%sdead_replaced", pre);
+    const int32_t *want_replaced = ref_i32(f, key, S);
+    snprintf(key, sizeof key, "%scontext_tokens", pre);
+    const int32_t *want_tokens = ref_i32(f, key, S);
+    const int cap = run_int(f, pre, "dead_code_max_per_step", 0);
     snprintf(key, sizeof key, "%sc", pre);
     const float *want_c = ref_f32(f, key, S * BP);
     snprintf(key, sizeof key, "%st", pre);
     const float *want_t = ref_f32(f, key, S * BP);
 
     double err[NUM_VALUES] = {0}, err_lr = 0, err_perp = 0, err_c = 0, err_t = 0;
-    int refreshes = 0;
+    int refreshes = 0, replacements = 0, capped = 0;
     float *proj = malloc(BP * sizeof *proj);
     assert_non_null(proj);
     size_t per = (size_t)r.batch * (size_t)(r.window + 1), nctx = (size_t)r.batch * r.window;
@@ -370,7 +395,12 @@ static void run_parity(const char *pre)
         assert_int_equal(m.applied, want_opt[s]);
         assert_int_equal(m.refreshed, want_refreshed[s]);
         assert_int_equal(m.active_codes, want_active[s]);
+        /* the dropout mask and the dead codes: the twin's counts */
+        assert_int_equal(m.context_tokens, want_tokens[s]);
+        assert_int_equal(m.dead_replaced, want_replaced[s]);
         refreshes += m.refreshed > 0;
+        replacements += m.dead_replaced > 0;
+        capped += cap > 0 && m.dead_replaced == cap;
         for (int k = 0; k < NUM_VALUES; k++) {
             double e = scalar_err(metric_value(&m, k), want[k][s], VALUE_FLOOR);
             if (e > err[k])
@@ -391,8 +421,16 @@ static void run_parity(const char *pre)
         err_t = e > err_t ? e : err_t;
     }
     free(proj);
-    /* The run is meant to exercise these; a regenerated file must too. */
-    assert_true(refreshes >= 2);
+    /* The run is meant to exercise these; a regenerated file must too (the
+     * refresh finds few dead codes where replacement by count keeps them
+     * alive). */
+    if (run_float(f, pre, "dead_code_threshold", 0.0f) > 0.0f) {
+        if (!(refreshes >= 1 && replacements >= 2 && capped >= 1))
+            fail_msg("%s: refreshes in %d steps, dead-code replacement in %d, at the cap in %d",
+                     pre, refreshes, replacements, capped);
+    } else {
+        assert_true(refreshes >= 2);
+    }
 
     char worst[160] = "", where[160] = "";
     double err_w = 0.0, e;
@@ -448,12 +486,19 @@ static void test_switches_match_torch(void **state)
     run_parity("switches.");
 }
 
+static void test_dropout_dead_codes_match_torch(void **state)
+{
+    (void)state;
+    run_parity("dropout.");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accum2_matches_torch),
         cmocka_unit_test(test_accum1_matches_torch),
         cmocka_unit_test(test_switches_match_torch),
+        cmocka_unit_test(test_dropout_dead_codes_match_torch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

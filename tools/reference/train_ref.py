@@ -138,6 +138,19 @@ VIEW_PALETTE_STREAM = 0x50414C45          # src/data/augment.c
 VIEW_STEP_MUL = 0xA24BAED4963EE407        # src/train/trainer.c, invariance_views()
 VIEW_KIND_MUL = 0x632BE59BD9B4E019
 EXAMPLE_MUL = 0x9E3779B97F4A7C15          # make_grid_view()
+OBJECT_DROPOUT_STREAM = 0x4F424A44524F50  # src/data/augment.c ("OBJDROP")
+DROPOUT_STEP_MUL = 0xD1B54A32D192ED03     # src/train/trainer.c, train_micro()
+
+
+def stream_of(name):
+    """FNV-1a 64 of a name: src/model/codebook.c's stream_of()."""
+    h = 0xCBF29CE484222325
+    for ch in name.encode():
+        h = ((h ^ ch) * 0x100000001B3) & M64
+    return h
+
+
+DEAD_CODE_STREAM = stream_of("codebook.dead_code")
 
 
 def sigreg_directions(seed, step, P, S):
@@ -266,6 +279,10 @@ class TrainConfig:
         self.translation_max_delta = f32s(0.1)
         self.symmetry_modes = 3
         self.background = 1
+        # the "dropout" run's: object dropout, dead-code replacement by count
+        self.object_dropout = f32s(0.25)
+        self.dead_code_threshold = f32s(1.5)
+        self.dead_code_max_per_step = 2
 
 
 def f32s(x):
@@ -317,6 +334,32 @@ class Tokens:
     def rel(self):
         return (self.offsets, self.adj, self.adj_offsets)
 
+    def drop_objects(self, p, seed, max_objects):
+        """vqji_tokens_drop_objects: each object (grid by grid, in order)
+        kept when its uniform draw on the stream OBJECT_DROPOUT_STREAM of
+        `seed` is >= p; kept rows, their adjacency, the grid features with
+        the object count updated (a double quotient rounded to float)."""
+        rng = Rng(seed, OBJECT_DROPOUT_STREAM)
+        pf = np.float32(p)
+        rows, adj, offsets, adj_offsets = [], [], [0], [0]
+        gf = self.grid_features.copy()
+        for g in range(len(self.offsets) - 1):
+            a, n = int(self.offsets[g]), int(self.offsets[g + 1] - self.offsets[g])
+            keep = [i for i in range(n) if rng.uniform() >= pf]
+            block = self.adj[int(self.adj_offsets[g]):int(self.adj_offsets[g]) + n * n]
+            adj.append(block.reshape(n, n)[np.ix_(keep, keep)].reshape(-1))
+            rows += [a + i for i in keep]
+            offsets.append(offsets[-1] + len(keep))
+            adj_offsets.append(adj_offsets[-1] + len(keep) ** 2)
+            gf[g, -1] = np.float32(len(keep) / float(max_objects))
+        out = Tokens.__new__(Tokens)
+        out.offsets = np.array(offsets, np.int32)
+        out.adj_offsets = np.array(adj_offsets, np.int64)
+        out.adj = np.concatenate(adj).astype(np.uint8) if adj else np.zeros(0, np.uint8)
+        out.features = self.features[rows]
+        out.grid_features = gf
+        return out
+
 
 def grid_features(grids, offsets, max_objects):
     """The tokenizer's whole-grid features (src/model/tokenizer.c,
@@ -349,6 +392,8 @@ class Conditioning:
         self.relu = math.inf       # |head pre-activation|
         self.refresh_order = math.inf
         self.refresh_share = math.inf
+        self.dead_count = math.inf  # |ema_count - dead_code_threshold|, relative
+        self.dead_order = math.inf  # the gap between distinct counts the cap sorts
         self.tau = math.inf
 
     def check(self):
@@ -357,6 +402,45 @@ class Conditioning:
         assert self.refresh_order > 1e-4, "near-tie refresh order: %g" % self.refresh_order
         assert self.refresh_share > 1e-4, "EMA share near the threshold: %g" % self.refresh_share
         assert self.tau > 1e-4, "temperature near its clamp: %g" % self.tau
+        assert self.dead_count > 1e-4, "EMA count near the dead-code threshold: %g" % (
+            self.dead_count)
+        assert self.dead_order > 1e-4, "near-tie dead-code order: %g" % self.dead_order
+
+
+def replace_dead(e, cnt, sm, zd, updates, t, cap, cond):
+    """Dead-code replacement by count (src/model/codebook.c, replace_dead):
+    codes with ema_count < t, at most `cap` of them (the lowest counts, ties
+    by lower k; then in ascending k) when cap > 0, each re-seeded from a token
+    drawn on the stream DEAD_CODE_STREAM ^ updates of the context seed: a
+    partial Fisher-Yates (distinct tokens) while the tokens are at least as
+    many as the dead codes, uniform draws otherwise; e_k = z_i,
+    ema_count_k = t, ema_sum_k = t z_i. Returns the new state and the count."""
+    K, n = cnt.shape[0], zd.shape[0]
+    cond.dead_count = min(cond.dead_count, float(((cnt - t).abs() / t).min()))
+    dead = [k for k in range(K) if float(cnt[k]) < t]
+    if cap and len(dead) > cap:
+        by_count = sorted(dead, key=lambda k: (float(cnt[k]), k))
+        vals = [float(cnt[k]) for k in by_count]
+        for a, b in zip(vals, vals[1:]):
+            if b != a:
+                cond.dead_order = min(cond.dead_order, (b - a) / max(abs(b), 1e-30))
+        dead = sorted(by_count[:cap])
+    if not dead:
+        return e, cnt, sm, 0
+    rng = Rng(SEED, (DEAD_CODE_STREAM ^ updates) & M64)
+    perm = list(range(n))
+    e, cnt, sm = e.clone(), cnt.clone(), sm.clone()
+    for j, k in enumerate(dead):
+        if len(dead) <= n:
+            r = j + rng.below(n - j)
+            perm[j], perm[r] = perm[r], perm[j]
+            pick = perm[j]
+        else:
+            pick = rng.below(n)
+        e[k] = zd[pick]
+        cnt[k] = t
+        sm[k] = t * zd[pick]
+    return e, cnt, sm, len(dead)
 
 
 def encode(tok, P, cfg):
@@ -440,13 +524,15 @@ def trainable_names(cfg, sw=PLAIN):
     return names
 
 
-def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
+def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN, extra=False):
     """The trajectory of vqj_trainer_step over the batches. Returns the
     per-step records and the final state. ema_passes: 0 main (the codebook's
     EMA updated by the main context pass only), 1 all_online (by every
     training pass of the online encoder: the views' passes too). sw: the
     predictor switches; with `beside` the predictor, the relational loss and
-    the invariance read z instead of q (the codebook still runs)."""
+    the invariance read z instead of q (the codebook still runs). extra:
+    object dropout on the context tokens of the main pass and dead-code
+    replacement (capped) after every EMA update."""
     m = cfg.model
     B, T, K = m.B, m.T, m.K
     tp = ref.TokenizerParams(max_objects=cfg.max_objects)
@@ -472,7 +558,8 @@ def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
     rec = {k: [] for k in ("infonce", "relational", "commitment", "sigreg", "invariance_color",
                            "invariance_translation", "invariance_symmetry", "total",
                            "temperature", "grad_norm", "lr", "optimizer_step", "refreshed",
-                           "active_codes", "perplexity", "c", "t")}
+                           "dead_replaced", "context_tokens", "active_codes", "perplexity",
+                           "c", "t")}
     view_w = (cfg.color_weight, cfg.translation_weight, cfg.symmetry_weight)
     view_names = ("invariance_color", "invariance_translation", "invariance_symmetry")
 
@@ -480,6 +567,10 @@ def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
     for ms in range(STEPS):  # every micro-batch is accepted: ms = micro_step
         ctx_grids, tgt_grids = batches[ms]
         ctok, ttok = Tokens(ctx_grids, tp), Tokens(tgt_grids, tp)
+        if extra:  # the main pass's context without some objects (rank 0)
+            ctok = ctok.drop_objects(cfg.object_dropout,
+                                     SEED ^ ((DROPOUT_STEP_MUL * (ms + 1)) & M64),
+                                     cfg.max_objects)
 
         # 1. target path
         with torch.no_grad():
@@ -497,22 +588,29 @@ def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
 
         def update(zd, idx, dist):
             """The codebook's training forward after its assignment: the EMA
-            update, then the refresh on every refresh_interval-th update.
-            Returns the number of codes refreshed."""
+            update, then the refresh on every refresh_interval-th update,
+            then (extra) dead-code replacement. Returns the numbers of codes
+            refreshed and replaced."""
             nonlocal cnt, sm, e, updates
             cnt, sm, e = ref.ema_update(cnt, sm, zd, idx, m.ema_decay)
             updates += 1
-            if updates % cfg.refresh_interval:
-                return 0
-            share = cnt / cnt.sum()
-            cond.refresh_share = min(cond.refresh_share,
-                                     float((share - cfg.refresh_threshold).abs().min()))
-            e, cnt, sm, dead, done = ref.refresh(e, cnt, sm, zd, dist, cfg.refresh_threshold)
-            srt = torch.sort(dist, descending=True).values[:len(done) + 1]
-            if srt.numel() > 1:
-                cond.refresh_order = min(cond.refresh_order,
-                                         float((srt[:-1] - srt[1:]).min() / srt[0]))
-            return len(done)
+            done = []
+            if updates % cfg.refresh_interval == 0:
+                share = cnt / cnt.sum()
+                cond.refresh_share = min(cond.refresh_share,
+                                         float((share - cfg.refresh_threshold).abs().min()))
+                e, cnt, sm, dead, done = ref.refresh(e, cnt, sm, zd, dist,
+                                                     cfg.refresh_threshold)
+                srt = torch.sort(dist, descending=True).values[:len(done) + 1]
+                if srt.numel() > 1:
+                    cond.refresh_order = min(cond.refresh_order,
+                                             float((srt[:-1] - srt[1:]).min() / srt[0]))
+            replaced = 0
+            if extra:
+                e, cnt, sm, replaced = replace_dead(e, cnt, sm, zd, updates,
+                                                    cfg.dead_code_threshold,
+                                                    cfg.dead_code_max_per_step, cond)
+            return len(done), replaced
 
         def view_quantize(zv):
             """A view's pass through the codebook: straight-through with the
@@ -525,7 +623,7 @@ def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
             update(zv.detach(), idx_v, dist_v)
             return via(zv, qv)
 
-        refreshed = update(z.detach(), idx, dist)
+        refreshed, replaced = update(z.detach(), idx, dist)
 
         # 3. losses
         log_tau = P["loss.log_temperature"]
@@ -608,6 +706,8 @@ def run(cfg, init, batches, accum, cond, ema_passes, sw=PLAIN):
         rec["lr"].append(lr)
         rec["optimizer_step"].append(int(boundary))
         rec["refreshed"].append(refreshed)
+        rec["dead_replaced"].append(replaced)
+        rec["context_tokens"].append(int(ctok.offsets[-1]))
         rec["active_codes"].append(active)
         rec["perplexity"].append(perp)
         rec["c"].append(c.detach().numpy())
@@ -682,11 +782,37 @@ def write_config(w, cfg):
         w.add("config." + k, np.float32(v))
 
 
-# The runs: (name, grad_accum_steps, ema_update_passes, switches). accum2
-# updates the codebook from every online pass (the library's default),
-# accum1 from the main pass only; switches takes the built-in default's
-# predictor path with all_online updates.
-RUNS = (("accum2", 2, 1, PLAIN), ("accum1", 1, 0, PLAIN), ("switches", 1, 1, DEFAULT_PATH))
+# The runs: (name, grad_accum_steps, ema_update_passes, switches, extra).
+# accum2 updates the codebook from every online pass (the library's
+# default), accum1 from the main pass only; switches takes the built-in
+# default's predictor path with all_online updates; dropout (EXTRA_RUNS) is
+# switches with object dropout and capped dead-code replacement, the codebook
+# updated by the main pass only (so that every replacement is the main
+# pass's, which the step's metrics count), from an
+# initial state of its own ("dropout.init.*"): its decisions add to those the
+# other runs must keep clear, and no one initial state suits all four.
+RUNS = (("accum2", 2, 1, PLAIN, False), ("accum1", 1, 0, PLAIN, False),
+        ("switches", 1, 1, DEFAULT_PATH, False))
+EXTRA_RUNS = (("dropout", 1, 0, DEFAULT_PATH, True),)
+
+
+def search(cfg, batches, runs):
+    """The first initial state (seed 100, 101, ...) whose runs are all well
+    conditioned: (seed, init, conditioning, [(run..., rec, final, target)])."""
+    for seed in range(100, 400):
+        init = make_init(cfg, batches, seed)
+        cond = Conditioning()
+        out = []
+        try:
+            # the margins only shrink run by run: stop at the first failure
+            for name, accum, passes, sw, extra in runs:
+                out.append((name, accum, passes, sw, extra,
+                            *run(cfg, init, batches, accum, cond, passes, sw, extra)))
+                cond.check()
+            return seed, init, cond, out
+        except AssertionError as err:
+            print("init seed %d: %s; next" % (seed, err))
+    raise SystemExit("no well-conditioned initial state")
 
 
 def main():
@@ -696,23 +822,8 @@ def main():
     self_check()
     cfg = TrainConfig()
     batches = make_batches(cfg, np.random.RandomState(31))
-    # The first initial state whose two runs are well conditioned.
-    for seed in range(100, 400):
-        init = make_init(cfg, batches, seed)
-        cond = Conditioning()
-        runs = []
-        try:
-            # the margins only shrink run by run: stop at the first failure
-            for name, accum, passes, sw in RUNS:
-                runs.append((name, accum, passes, sw,
-                             *run(cfg, init, batches, accum, cond, passes, sw)))
-                cond.check()
-            break
-        except AssertionError as err:
-            print("init seed %d: %s; next" % (seed, err))
-    else:
-        raise SystemExit("no well-conditioned initial state")
-    cond.check()
+    seed, init, cond, runs = search(cfg, batches, RUNS)
+    seed_x, init_x, cond_x, runs_x = search(cfg, batches, EXTRA_RUNS)
 
     w = Writer()
     write_config(w, cfg)
@@ -723,10 +834,17 @@ def main():
     w.add("grids.cells", np.concatenate([g.reshape(-1) for g in grids]).astype(np.uint8))
     for n, v in init.items():
         w.add("init." + n, v)
-    for name, accum, passes, sw, rec, final, final_target in runs:
+    for name, accum, passes, sw, extra, rec, final, final_target in runs + runs_x:
         p = name + "."
+        if extra:  # its own initial state
+            for n, v in init_x.items():
+                w.add(p + "init." + n, v)
         w.add(p + "grad_accum_steps", np.int32(accum))
         w.add(p + "ema_update_passes", np.int32(passes))
+        if extra:
+            w.add(p + "object_dropout", np.float32(cfg.object_dropout))
+            w.add(p + "dead_code_threshold", np.float32(cfg.dead_code_threshold))
+            w.add(p + "dead_code_max_per_step", np.int32(cfg.dead_code_max_per_step))
         if sw is not PLAIN:
             w.add(p + "aggregator", np.int32(AGGREGATOR_IDS[sw["aggregator"]]))
             for k in ("final_activation", "slot_embedding", "analogy_residual",
@@ -734,23 +852,25 @@ def main():
                 w.add(p + k, np.int32(sw[k]))
             w.add(p + "vq_path", np.int32(sw["beside"]))  # VQJ_VQ_BESIDE = 1
         for k, v in rec.items():
-            dtype = np.int32 if k in ("optimizer_step", "refreshed", "active_codes") else None
+            dtype = (np.int32 if k in ("optimizer_step", "refreshed", "dead_replaced",
+                                       "context_tokens", "active_codes") else None)
             w.add(p + k, np.array(v), dtype)
         for n, v in final.items():
             w.add(p + "final." + n, v)
         for n, v in final_target.items():
             w.add(p + "target." + n, v)
         print("%s: total %s" % (name, " ".join("%.4f" % v for v in rec["total"])))
-        print("  refreshed %s, active %s, grad_norm %s" % (
-            rec["refreshed"], rec["active_codes"],
+        print("  refreshed %s, dead replaced %s, active %s, grad_norm %s" % (
+            rec["refreshed"], rec["dead_replaced"], rec["active_codes"],
             " ".join("%.3g" % v for v in rec["grad_norm"])))
         for k in ("infonce", "relational", "commitment", "sigreg", "invariance_color",
                   "invariance_translation", "invariance_symmetry"):
             print("  %-22s %s" % (k, " ".join("%.3g" % v for v in rec[k])))
-    print("init seed %d; margins: assignment %.3g, relu %.3g, refresh order %.3g, "
-          "refresh share %.3g, temperature %.3g" % (seed, cond.assign, cond.relu,
-                                                    cond.refresh_order, cond.refresh_share,
-                                                    cond.tau))
+    for what, sd, cd in (("", seed, cond), ("dropout run: ", seed_x, cond_x)):
+        print("%sinit seed %d; margins: assignment %.3g, relu %.3g, refresh order %.3g, "
+              "refresh share %.3g, temperature %.3g, dead count %.3g, dead order %.3g"
+              % (what, sd, cd.assign, cd.relu, cd.refresh_order, cd.refresh_share, cd.tau,
+                 cd.dead_count, cd.dead_order))
     path = os.path.join(outdir, "train.bin")
     w.write(path)
     print("%s: %d bytes" % (os.path.normpath(path), os.path.getsize(path)))
