@@ -419,7 +419,7 @@ bench-quantizers: bin/vqjepa
 	  for kv in $$(echo "$${v#*:}" | tr ',' ' '); do args="$$args --set $$kv"; done; \
 	  echo "== $$name:$$args"; \
 	  ./bin/vqjepa bench $(BENCH_DATA) --only train_step --config builtin:default \
-	    --variant full --batch $(BENCH_QUANT_BATCH) $(BENCH_TRAIN) $$args \
+	    --variant full --batch $(BENCH_QUANT_BATCH) --phases $(BENCH_TRAIN) $$args \
 	    > build/bench-quantizers/$$name.jsonl || exit 1; \
 	done
 	@python3 tools/bench_quantizers.py \

@@ -179,6 +179,17 @@ W(PH_CODEBOOK, vq_min_sqdist,
 W(PH_CODEBOOK, vq_rotation_backward,
   (vqji_device * d, int n, int dd, const float *u, const float *q, const float *dq, float *du),
   (d, n, dd, u, q, dq, du))
+W(PH_CODEBOOK, fsq_forward,
+  (vqji_device * d, int n, const vqji_fsq_levels *lv, const float *p, float *t, float *qc,
+   int32_t *idx),
+  (d, n, lv, p, t, qc, idx))
+W(PH_CODEBOOK, fsq_backward,
+  (vqji_device * d, int n, const vqji_fsq_levels *lv, const float *t, const float *dqc,
+   float *dp),
+  (d, n, lv, t, dqc, dp))
+W(PH_CODEBOOK, vq_copy_block,
+  (vqji_device * d, int rows, int cols, const float *src, int lds, float *dst, int ldd),
+  (d, rows, cols, src, lds, dst, ldd))
 W(PH_LOSS, infonce_xent,
   (vqji_device * d, int rows, int cols, int ld, float it, float sc, float *s, float *loss,
    float *dlt),
@@ -250,6 +261,9 @@ void bench_phases_install(vqj_context *ctx)
     SET(vq_ema_normalize);
     SET(vq_min_sqdist);
     SET(vq_rotation_backward);
+    SET(fsq_forward);
+    SET(fsq_backward);
+    SET(vq_copy_block);
     SET(infonce_xent);
     SET(sigreg_epps_pulley);
     SET(relational_distances_forward);
