@@ -264,6 +264,27 @@ static void test_results_v1(void **state)
     assert_string_equal(rp.r.run_name, "vqjepa");
     rp.r.size = VQJI_V1_RUN_PARAMS - 1;
     assert_status(ctx, vqj_config_run(cfg, &rp.r), VQJ_ERR_INVALID_ARGUMENT);
+    /* The config's params getters: a first-release struct gets the fields
+     * it knows and nothing past its size. */
+    RESULT(vqj_codebook_params, cb, VQJI_V1_CODEBOOK_PARAMS);
+    assert_ok(ctx, vqj_config_codebook_params(cfg, &cb.r));
+    RESULT_WRITTEN_UP_TO(cb, VQJI_V1_CODEBOOK_PARAMS);
+    vqj_codebook_params cb_now;
+    vqj_codebook_params_default(&cb_now);
+    assert_ok(ctx, vqj_config_codebook_params(cfg, &cb_now));
+    assert_int_equal(cb.r.num_embeddings, cb_now.num_embeddings);
+    assert_true(cb.r.ema_decay == cb_now.ema_decay);
+    RESULT(vqj_predictor_params, pr, VQJI_V1_PREDICTOR_PARAMS);
+    assert_ok(ctx, vqj_config_predictor_params(cfg, &pr.r));
+    RESULT_WRITTEN_UP_TO(pr, VQJI_V1_PREDICTOR_PARAMS);
+    RESULT(vqj_loss_params, lo, VQJI_V1_LOSS_PARAMS);
+    assert_ok(ctx, vqj_config_loss_params(cfg, &lo.r));
+    RESULT_WRITTEN_UP_TO(lo, VQJI_V1_LOSS_PARAMS);
+    RESULT(vqj_trainer_params, tr, VQJI_V1_TRAINER_PARAMS);
+    assert_ok(ctx, vqj_config_trainer_params(cfg, &tr.r));
+    RESULT_WRITTEN_UP_TO(tr, VQJI_V1_TRAINER_PARAMS);
+    cb.r.size = VQJI_V1_CODEBOOK_PARAMS - 1;
+    assert_status(ctx, vqj_config_codebook_params(cfg, &cb.r), VQJ_ERR_INVALID_ARGUMENT);
     vqj_config_destroy(cfg);
 
     static const char task[] = "{\"train\": [{\"input\": [[1, 0]], \"output\": [[0, 1]]},"

@@ -1222,17 +1222,18 @@ vqj_status vqj_config_load(vqj_context *ctx, const char *path, vqj_config **out)
 
 /* Copy a full struct into a caller's size-prefixed one: a newer caller
  * keeps its defaults for the fields this version lacks. */
+/* A params struct out to a caller of any published version: its size must
+ * reach the end of the first release's fields (first_size); only what fits
+ * in its size is written, so an older caller gets the fields it knows. */
 static vqj_status copy_out(const vqj_config *cfg, void *out, const void *full, size_t full_size,
-                           const char *fn)
+                           size_t first_size, const char *fn)
 {
-    const size_t have = *(const size_t *)out;
-    if (have < full_size)
+    if (*(const size_t *)out < first_size)
         return vqji_fail(cfg->ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: out->size is %zu, smaller than any published version (%zu); fill "
                          "it with its *_default() function (or set size) first",
-                         fn, have, full_size);
-    memcpy(out, full, full_size);
-    *(size_t *)out = have;
+                         fn, *(const size_t *)out, first_size);
+    vqji_result_copy(out, full, full_size);
     return VQJ_OK;
 }
 
@@ -1244,7 +1245,8 @@ static vqj_status copy_out(const vqj_config *cfg, void *out, const void *full, s
 vqj_status vqj_config_tokenizer_params(const vqj_config *cfg, vqj_tokenizer_params *out)
 {
     GETTER_START("vqj_config_tokenizer_params");
-    return copy_out(cfg, out, &cfg->tok, sizeof cfg->tok, "vqj_config_tokenizer_params");
+    return copy_out(cfg, out, &cfg->tok, sizeof cfg->tok, VQJI_V1_TOKENIZER_PARAMS,
+                    "vqj_config_tokenizer_params");
 }
 
 vqj_status vqj_config_encoder_params(const vqj_config *cfg, vqj_encoder_params *out)
@@ -1254,7 +1256,8 @@ vqj_status vqj_config_encoder_params(const vqj_config *cfg, vqj_encoder_params *
     p.feature_dim = vqj_tokenizer_feature_dim(&cfg->tok);
     if (!cfg->relational)
         p.relational_layers = 0;
-    return copy_out(cfg, out, &p, sizeof p, "vqj_config_encoder_params");
+    return copy_out(cfg, out, &p, sizeof p, VQJI_V1_ENCODER_PARAMS,
+                    "vqj_config_encoder_params");
 }
 
 vqj_status vqj_config_codebook_params(const vqj_config *cfg, vqj_codebook_params *out)
@@ -1268,7 +1271,8 @@ vqj_status vqj_config_codebook_params(const vqj_config *cfg, vqj_codebook_params
             k *= p.fsq_levels[j];
         p.num_embeddings = (int)(k <= 65536 ? k : 65537);
     }
-    return copy_out(cfg, out, &p, sizeof p, "vqj_config_codebook_params");
+    return copy_out(cfg, out, &p, sizeof p, VQJI_V1_CODEBOOK_PARAMS,
+                    "vqj_config_codebook_params");
 }
 
 vqj_status vqj_config_predictor_params(const vqj_config *cfg, vqj_predictor_params *out)
@@ -1277,7 +1281,8 @@ vqj_status vqj_config_predictor_params(const vqj_config *cfg, vqj_predictor_para
     vqj_predictor_params p = cfg->pred;
     p.hidden_dim = cfg->enc.hidden_dim;
     p.context_window = cfg->ds.context_window;
-    return copy_out(cfg, out, &p, sizeof p, "vqj_config_predictor_params");
+    return copy_out(cfg, out, &p, sizeof p, VQJI_V1_PREDICTOR_PARAMS,
+                    "vqj_config_predictor_params");
 }
 
 vqj_status vqj_config_loss_params(const vqj_config *cfg, vqj_loss_params *out)
@@ -1286,13 +1291,15 @@ vqj_status vqj_config_loss_params(const vqj_config *cfg, vqj_loss_params *out)
     vqj_loss_params p = cfg->loss;
     p.projection_dim = cfg->pred.projection_dim;
     p.max_objects = cfg->tok.max_objects;
-    return copy_out(cfg, out, &p, sizeof p, "vqj_config_loss_params");
+    return copy_out(cfg, out, &p, sizeof p, VQJI_V1_LOSS_PARAMS,
+                    "vqj_config_loss_params");
 }
 
 vqj_status vqj_config_optimizer_params(const vqj_config *cfg, vqj_optimizer_params *out)
 {
     GETTER_START("vqj_config_optimizer_params");
-    return copy_out(cfg, out, &cfg->opt, sizeof cfg->opt, "vqj_config_optimizer_params");
+    return copy_out(cfg, out, &cfg->opt, sizeof cfg->opt, VQJI_V1_OPTIMIZER_PARAMS,
+                    "vqj_config_optimizer_params");
 }
 
 vqj_status vqj_config_trainer_params(const vqj_config *cfg, vqj_trainer_params *out)
@@ -1300,13 +1307,15 @@ vqj_status vqj_config_trainer_params(const vqj_config *cfg, vqj_trainer_params *
     GETTER_START("vqj_config_trainer_params");
     vqj_trainer_params p = cfg->tr;
     p.background = cfg->tok.background;
-    return copy_out(cfg, out, &p, sizeof p, "vqj_config_trainer_params");
+    return copy_out(cfg, out, &p, sizeof p, VQJI_V1_TRAINER_PARAMS,
+                    "vqj_config_trainer_params");
 }
 
 vqj_status vqj_config_dataset_params(const vqj_config *cfg, vqj_dataset_params *out)
 {
     GETTER_START("vqj_config_dataset_params");
-    return copy_out(cfg, out, &cfg->ds, sizeof cfg->ds, "vqj_config_dataset_params");
+    return copy_out(cfg, out, &cfg->ds, sizeof cfg->ds, VQJI_V1_DATASET_PARAMS,
+                    "vqj_config_dataset_params");
 }
 
 vqj_status vqj_config_augment_params(const vqj_config *cfg, vqj_augment_params *out)
@@ -1317,13 +1326,15 @@ vqj_status vqj_config_augment_params(const vqj_config *cfg, vqj_augment_params *
     p.background = 0;
     while (p.background < VQJ_NUM_COLORS - 1 && !(cfg->tok.background & (1u << p.background)))
         p.background++;
-    return copy_out(cfg, out, &p, sizeof p, "vqj_config_augment_params");
+    return copy_out(cfg, out, &p, sizeof p, VQJI_V1_AUGMENT_PARAMS,
+                    "vqj_config_augment_params");
 }
 
 vqj_status vqj_config_synthetic_params(const vqj_config *cfg, vqj_synthetic_params *out)
 {
     GETTER_START("vqj_config_synthetic_params");
-    return copy_out(cfg, out, &cfg->syn, sizeof cfg->syn, "vqj_config_synthetic_params");
+    return copy_out(cfg, out, &cfg->syn, sizeof cfg->syn, VQJI_V1_SYNTHETIC_PARAMS,
+                    "vqj_config_synthetic_params");
 }
 
 vqj_status vqj_config_run(const vqj_config *cfg, vqj_run_params *out)
