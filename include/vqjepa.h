@@ -49,7 +49,7 @@ extern "C" {
  *  version. A change of MAJOR is an ABI break, MINOR adds symbols or fields,
  *  PATCH fixes behaviour without changing the interface. @{ */
 #define VQJ_VERSION_MAJOR 0
-#define VQJ_VERSION_MINOR 1
+#define VQJ_VERSION_MINOR 2
 #define VQJ_VERSION_PATCH 0
 
 /** Release memory the library allocated and handed to the caller (such as

@@ -36,7 +36,7 @@ from ._stages import (Codebook, Encoder, Loss, Metrics, MetricsWindow, Optimizer
 from ._config import Config
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Error", "InvalidArgumentError", "OutOfMemoryError", "UnsupportedError", "FileError",

@@ -16,7 +16,7 @@ use std::os::raw::{c_char, c_int, c_uint, c_void};
 
 /// `VQJ_VERSION_MAJOR` etc. of the header these declarations follow.
 pub const VQJ_VERSION_MAJOR: c_int = 0;
-pub const VQJ_VERSION_MINOR: c_int = 1;
+pub const VQJ_VERSION_MINOR: c_int = 2;
 pub const VQJ_VERSION_PATCH: c_int = 0;
 
 pub const VQJ_MAX_GRID_SIDE: c_int = 256;
