@@ -1510,6 +1510,34 @@ static void test_builtin_arc(void **state)
     assert_int_equal(vqj_dataset_num_examples(ds), 1);
     vqj_dataset_destroy(ds);
     unlink(path);
+
+    /* A gzip bomb stops at the memory limit with a clear error: 4 MB of
+     * blanks inflated under a 1 MB limit. */
+    g = gzopen(path, "wb");
+    assert_non_null(g);
+    static char blanks[1 << 16];
+    memset(blanks, ' ', sizeof blanks);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(gzwrite(g, blanks, sizeof blanks), (int)sizeof blanks);
+    assert_int_equal(gzwrite(g, rec, (unsigned)strlen(rec)), (int)strlen(rec));
+    assert_int_equal(gzclose(g), Z_OK);
+    const char *old_limit = getenv("VQJEPA_MEMORY_LIMIT");
+    char *saved = old_limit ? strdup(old_limit) : NULL;
+    assert_int_equal(setenv("VQJEPA_MEMORY_LIMIT", "1M", 1), 0);
+    ds = NULL;
+    assert_status(ctx, vqj_dataset_from_jsonl(ctx, &p, path, &ds), VQJ_ERR_INVALID_ARGUMENT);
+    assert_null(ds);
+    assert_non_null(strstr(vqj_last_error(), "the memory limit (VQJEPA_MEMORY_LIMIT)"));
+    assert_int_equal(setenv("VQJEPA_MEMORY_LIMIT", "64M", 1), 0);
+    assert_ok(ctx, vqj_dataset_from_jsonl(ctx, &p, path, &ds)); /* the same file fits */
+    assert_int_equal(vqj_dataset_num_examples(ds), 1);
+    vqj_dataset_destroy(ds);
+    if (saved)
+        setenv("VQJEPA_MEMORY_LIMIT", saved, 1);
+    else
+        unsetenv("VQJEPA_MEMORY_LIMIT");
+    free(saved);
+    unlink(path);
     vqj_context_destroy(ctx);
 }
 

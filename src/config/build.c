@@ -123,41 +123,6 @@ vqj_status vqj_config_estimate_bytes(const vqj_config *cfg, uint64_t *bytes)
     return VQJ_OK;
 }
 
-/* The limit of vqj_trainer_create_from_config(): VQJEPA_MEMORY_LIMIT (bytes,
- * with an optional k, M, G or T suffix, powers of 1024; 0 turns the check
- * off) or else 8 x the machine's physical memory (0 when unknown: no
- * check). The factor 8: the estimate assumes every grid fills max_objects
- * slots, and real grids fill few (builtin:gentle, 64 slots: 35 GB
- * estimated, 3.3 GB peak RSS), so only a configuration that cannot fit
- * whatever the data is refused by default, on machines down to 5 GB.
- * Returns -1 for a malformed variable. */
-static int memory_limit(double *limit, const char **source)
-{
-    const char *env = getenv("VQJEPA_MEMORY_LIMIT");
-    if (env && *env) {
-        char *end = NULL;
-        double v = strtod(env, &end);
-        double mul = 1;
-        if (end && *end) {
-            const char *units = "kMGT";
-            const char *u = strchr(units, *end);
-            if (!u || end[1])
-                return -1;
-            for (const char *q = units; q <= u; q++)
-                mul *= 1024;
-        }
-        if (end == env || !(v >= 0) || v > 1e30)
-            return -1;
-        *limit = v * mul;
-        *source = "VQJEPA_MEMORY_LIMIT";
-        return 0;
-    }
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    *limit = pages > 0 && page > 0 ? 8.0 * (double)pages * (double)page : 0;
-    *source = "8 x the machine's physical memory; VQJEPA_MEMORY_LIMIT overrides it";
-    return 0;
-}
-
 static double gb(double bytes) { return bytes / 1e9; }
 
 /* VQJ_ERR_INVALID_ARGUMENT when the configuration's estimate exceeds the
@@ -166,7 +131,7 @@ static vqj_status check_memory(vqj_context *ctx, const char *fn, const model_par
 {
     double limit;
     const char *source;
-    if (memory_limit(&limit, &source))
+    if (vqji_memory_limit(&limit, &source))
         return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
                          "%s: VQJEPA_MEMORY_LIMIT is '%s'; it must be a number of bytes with an "
                          "optional k, M, G or T suffix (0: no limit)",

@@ -64,6 +64,10 @@ vqj_status vqji_reserve(const vqj_context *ctx, void **buf, size_t *capacity, si
                         const char *what);
 /* count * size, false when it overflows size_t. */
 bool vqji_mul_size(size_t count, size_t size, size_t *out);
+/* The memory limit in bytes (0: none) and where it comes from: the variable
+ * VQJEPA_MEMORY_LIMIT, else 8 x physical memory (docs/failures.md). -1 for
+ * a malformed variable. */
+int vqji_memory_limit(double *limit, const char **source);
 
 /* Fault injection for the tests (tests/alloc_fail_test.c, tests/test_checkpoint.c;
  * not public ABI, docs/failures.md). vqji_alloc_fail_at(n), n > 0: the

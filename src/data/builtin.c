@@ -49,6 +49,12 @@ vqj_status vqji_gunzip(const vqj_context *ctx, const char *name, const uint8_t *
     memset(&z, 0, sizeof z);
     if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
         return vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "%s: cannot start zlib", name);
+    /* A gzip stream can inflate a thousandfold: stop at the memory limit
+     * with a clear error rather than at exhausted memory. */
+    double limit = 0;
+    const char *limit_source = "";
+    if (vqji_memory_limit(&limit, &limit_source))
+        limit = 0; /* a malformed variable is reported where a trainer is made */
     char *buf = NULL;
     size_t cap = 0, len = 0;
     vqj_status st = VQJ_OK;
@@ -68,6 +74,12 @@ vqj_status vqji_gunzip(const vqj_context *ctx, const char *name, const uint8_t *
         z.avail_out = (uInt)(cap - len > UINT32_MAX ? UINT32_MAX : cap - len);
         rc = inflate(&z, Z_NO_FLUSH);
         len = (size_t)((char *)z.next_out - buf);
+        if (limit > 0 && (double)len > limit) {
+            st = vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT,
+                           "%s: inflates to more than %.0f bytes, the memory limit (%s)", name,
+                           limit, limit_source);
+            break;
+        }
         if (rc == Z_MEM_ERROR) {
             st = vqji_fail(ctx, VQJ_ERR_OUT_OF_MEMORY, "%s: out of memory inflating", name);
             break;
