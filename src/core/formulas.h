@@ -33,16 +33,18 @@
 /* splitmix64's increment, the golden gamma 2^64 / φ. */
 #define VQJI_SPLITMIX64_GAMMA 0x9E3779B97F4A7C15ull
 
-/* The splitmix64 step (Steele, Lea and Flood 2014): add the golden gamma,
- * then the finaliser. A bijective 64-bit mix with good avalanche; the
- * generator x_{k+1} = x_k + gamma outputs vqji_splitmix64(x_k). */
-VQJI_HD uint64_t vqji_splitmix64(uint64_t z)
+/* splitmix64's finaliser: a bijective 64-bit mix with good avalanche. */
+VQJI_HD uint64_t vqji_mix64(uint64_t z)
 {
-    z += VQJI_SPLITMIX64_GAMMA;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
+
+/* The splitmix64 step (Steele, Lea and Flood 2014): add the golden gamma,
+ * then the finaliser; the generator x_{k+1} = x_k + gamma outputs
+ * vqji_splitmix64(x_k). */
+VQJI_HD uint64_t vqji_splitmix64(uint64_t z) { return vqji_mix64(z + VQJI_SPLITMIX64_GAMMA); }
 
 /* ---- Dropout (device.h, dropout_forward) ---- */
 

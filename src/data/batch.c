@@ -3,6 +3,7 @@
  * context grids, B targets). `vqjepa train` and the bindings build their
  * batches here, so that one (seed, epoch, indices) gives one batch
  * everywhere. */
+#include "core/formulas.h"
 #include "data/data.h"
 
 #include <stdlib.h>
@@ -23,13 +24,9 @@ uint64_t vqj_augment_seed(uint64_t seed, int64_t epoch, size_t index)
      * (run seed, epoch, example), so any example's augmentation can be
      * redrawn alone. */
     uint64_t a = seed;
-    for (int round = 0; round < 2; round++) {
-        uint64_t b = round == 0 ? (uint64_t)epoch : (uint64_t)index;
-        uint64_t z = a ^ (b + 0x9E3779B97F4A7C15ull + (a << 6) + (a >> 2));
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        a = z ^ (z >> 31);
-    }
+    const uint64_t parts[2] = {(uint64_t)epoch, (uint64_t)index};
+    for (int k = 0; k < 2; k++)
+        a = vqji_mix64(a ^ (parts[k] + VQJI_SPLITMIX64_GAMMA + (a << 6) + (a >> 2)));
     return a;
 }
 

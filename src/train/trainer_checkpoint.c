@@ -47,16 +47,29 @@ static int trainer_key(const char *key)
            !strncmp(key, "codebook.", 9) || !strcmp(key, "seed") || !strcmp(key, "config");
 }
 
-static vqj_status trainer_save(const char *fn, vqj_trainer *trainer, const char *path,
-                               const char *config_yaml, const char *const *extra)
+/* The arguments every trainer checkpoint call checks first; the trainer's
+ * parts and the context its errors go to. */
+static vqj_status begin(const char *fn, vqj_trainer *trainer, const char *path,
+                        vqji_trainer_parts *tp, vqj_context **ctx)
 {
     if (!trainer)
         return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: trainer is NULL", fn);
-    vqji_trainer_parts tp = vqji_trainer_get_parts(trainer);
-    vqj_context *ctx = vqj_encoder_weights(tp.encoder)->ctx;
-    vqji_clear_error(ctx);
+    *tp = vqji_trainer_get_parts(trainer);
+    *ctx = vqj_encoder_weights(tp->encoder)->ctx;
+    vqji_clear_error(*ctx);
     if (!path)
-        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
+        return vqji_fail(*ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
+    return VQJ_OK;
+}
+
+static vqj_status trainer_save(const char *fn, vqj_trainer *trainer, const char *path,
+                               const char *config_yaml, const char *const *extra)
+{
+    vqji_trainer_parts tp;
+    vqj_context *ctx;
+    vqj_status st = begin(fn, trainer, path, &tp, &ctx);
+    if (st)
+        return st;
     size_t num_extra = 0;
     for (; extra && extra[num_extra]; num_extra += 2) {
         if (trainer_key(extra[num_extra]))
@@ -70,7 +83,6 @@ static vqj_status trainer_save(const char *fn, vqj_trainer *trainer, const char 
     /* The accumulated gradient of an unfinished cycle is not saved, and
      * vqj_trainer_set_counters() starts a new cycle: a resume from there
      * would not continue the same run. */
-    vqj_status st;
     if (vqji_trainer_cycle_open(trainer))
         return vqji_fail(ctx, VQJ_ERR_STATE,
                          "%s: %s: the trainer is inside a gradient-accumulation cycle; save "
@@ -127,19 +139,17 @@ vqj_status vqj_trainer_save_with_metadata(vqj_trainer *trainer, const char *path
 vqj_status vqj_trainer_load(vqj_trainer *trainer, const char *path)
 {
     const char *fn = "vqj_trainer_load";
-    if (!trainer)
-        return vqji_fail(NULL, VQJ_ERR_INVALID_ARGUMENT, "%s: trainer is NULL", fn);
-    vqji_trainer_parts tp = vqji_trainer_get_parts(trainer);
-    vqj_context *ctx = vqj_encoder_weights(tp.encoder)->ctx;
-    vqji_clear_error(ctx);
-    if (!path)
-        return vqji_fail(ctx, VQJ_ERR_INVALID_ARGUMENT, "%s: path is NULL", fn);
+    vqji_trainer_parts tp;
+    vqj_context *ctx;
+    vqj_status st = begin(fn, trainer, path, &tp, &ctx);
+    if (st)
+        return st;
     trainer_views v = views_of(&tp);
     uint64_t c[NUM_COUNTERS];
     const uint64_t max[NUM_COUNTERS] = {INT64_MAX, UINT64_MAX, INT64_MAX, INT64_MAX, 1,
                                         UINT64_MAX};
-    vqj_status st = vqji_checkpoint_load_counters(ctx, fn, path, v.e, v.n, counter_keys, max,
-                                                  NUM_COUNTERS, c);
+    st = vqji_checkpoint_load_counters(ctx, fn, path, v.e, v.n, counter_keys, max,
+                                       NUM_COUNTERS, c);
     if (!st) {
         /* Counters last: they were validated above, so these cannot fail. */
         st = vqj_codebook_set_progress(tp.codebook, (int64_t)c[C_UPDATES], (int)c[C_INIT]);
